@@ -1,0 +1,136 @@
+//! The async_hooks events tracer reports: what every sink (live output, recording,
+//! tree, stats) consumes, whatever the runtime they came from.
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of async resource an `init` announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ResourceType {
+    /// A task from `tokio::spawn` (either scheduler).
+    #[serde(rename = "tokio.task")]
+    TokioTask,
+    /// A `spawn_blocking` task, or one of the runtime's worker launchers.
+    #[serde(rename = "tokio.blocking")]
+    TokioBlocking,
+    /// A `spawn_local` task on a `LocalSet`.
+    #[serde(rename = "tokio.local")]
+    TokioLocal,
+}
+
+impl ResourceType {
+    /// The name users see, as in `init(asyncId, type, …)`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TokioTask => "tokio.task",
+            Self::TokioBlocking => "tokio.blocking",
+            Self::TokioLocal => "tokio.local",
+        }
+    }
+}
+
+/// One async_hooks event with the fields that vary by kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum HookKind {
+    /// The resource was created (or, `existing`, first seen after attach).
+    Init {
+        /// The resource's type.
+        #[serde(rename = "type")]
+        resource_type: ResourceType,
+        /// The resource that caused it: 0 when created outside any resource,
+        /// `None` when unknown because it existed before the tracer attached.
+        trigger_id: Option<u64>,
+        /// The resource existed before the tracer attached.
+        existing: bool,
+    },
+    /// Its callback (a Tokio poll) is about to run.
+    Before,
+    /// Its callback returned.
+    After {
+        /// The future completed (or was cancelled) during this poll.
+        completed: bool,
+    },
+    /// Its future finished or was cancelled.
+    Resolve,
+    /// Its memory was freed.
+    Destroy,
+}
+
+impl HookKind {
+    /// The event's name: `init`, `before`, `after`, `resolve` or `destroy`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Init { .. } => "init",
+            Self::Before => "before",
+            Self::After { .. } => "after",
+            Self::Resolve => "resolve",
+            Self::Destroy => "destroy",
+        }
+    }
+}
+
+/// An async_hooks event: what happened to which resource, when and where.
+///
+/// Serialised as one flat JSON object, e.g.
+/// `{"event":"init","type":"tokio.task","trigger_id":1,"existing":false,"async_id":5,"ts_ns":…,"pid":…,"tid":…}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookEvent {
+    /// The event and its kind-specific fields.
+    #[serde(flatten)]
+    pub kind: HookKind,
+    /// The resource's id: Tokio's own task id.
+    pub async_id: u64,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_use_the_design_field_names() {
+        let event = HookEvent {
+            kind: HookKind::Init {
+                resource_type: ResourceType::TokioBlocking,
+                trigger_id: None,
+                existing: true,
+            },
+            async_id: 7,
+            ts_ns: 11,
+            pid: 3,
+            tid: 4,
+        };
+        let json: serde_json::Value = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["event"], "init");
+        assert_eq!(json["type"], "tokio.blocking");
+        assert!(json["trigger_id"].is_null());
+        assert_eq!(json["existing"], true);
+        assert_eq!(json["async_id"], 7);
+        assert_eq!(json["ts_ns"], 11);
+        assert_eq!(json["pid"], 3);
+        assert_eq!(json["tid"], 4);
+        let back: HookEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn after_carries_completion() {
+        let event = HookEvent {
+            kind: HookKind::After { completed: true },
+            async_id: 1,
+            ts_ns: 0,
+            pid: 1,
+            tid: 1,
+        };
+        let line = serde_json::to_string(&event).unwrap();
+        assert!(
+            line.starts_with(r#"{"event":"after","completed":true,"async_id":1"#),
+            "{line}"
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! Turns raw probe hits into async_hooks events: one state machine per live task.
+//!
+//! The rules:
+//! - a spawn is an `init` with the trigger the BPF side found;
+//! - a task first seen at any other event existed before the tracer attached: it
+//!   gets an `init` marked `existing`, with no trigger, just before that event;
+//! - `after` says `completed` when the task's future completed during that poll;
+//! - a free is reported once even when two probed sites see the same free
+//!   (`raw::dealloc` calls the `Box<Cell>` drop glue, and both are probed);
+//! - a task is forgotten at `destroy`, so memory follows live tasks, not history.
+
+use std::collections::HashMap;
+
+use tracer_common::{RawEvent, RawKind, SpawnKind};
+
+use crate::event::{HookEvent, HookKind, ResourceType};
+
+/// What the model knows about one live task.
+#[derive(Debug, Default)]
+struct TaskState {
+    /// Polls of this task currently running (a task is polled by one thread at a
+    /// time, but a missed return must not wedge the count).
+    polls_running: u32,
+    /// The task completed inside the poll that is running now.
+    completed_in_poll: bool,
+}
+
+/// Events the model could not place, reported in the summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ModelAnomalies {
+    /// Raw events whose kind or detail this tracer does not know.
+    pub undecodable: u64,
+    /// Poll returns for a task that was not being polled (its start was lost).
+    pub orphan_returns: u64,
+}
+
+/// The per-task state machine: feed it [`RawEvent`]s in ring-buffer order.
+#[derive(Debug, Default)]
+pub struct TaskModel {
+    tasks: HashMap<u64, TaskState>,
+    last_free_by_thread: HashMap<u32, u64>,
+    anomalies: ModelAnomalies,
+}
+
+impl TaskModel {
+    /// A model that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Events the model had to set aside so far.
+    pub fn anomalies(&self) -> ModelAnomalies {
+        self.anomalies
+    }
+
+    /// Counts a ring-buffer record that is not a [`RawEvent`] at all.
+    pub fn count_undecodable(&mut self) {
+        self.anomalies.undecodable += 1;
+    }
+
+    /// Tasks alive now (spawned or seen, not yet destroyed).
+    pub fn live_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Applies one raw event, handing the resulting hook events (zero to two) to `out`.
+    pub fn apply(&mut self, raw: &RawEvent, mut out: impl FnMut(HookEvent)) {
+        let Ok(kind) = RawKind::try_from(raw.kind) else {
+            self.anomalies.undecodable += 1;
+            return;
+        };
+        let (pid, tid, id) = (raw.pid(), raw.tid(), raw.task_id);
+        let event = |kind| HookEvent {
+            kind,
+            async_id: id,
+            ts_ns: raw.ts_ns,
+            pid,
+            tid,
+        };
+        if kind != RawKind::Free {
+            self.last_free_by_thread.remove(&tid);
+        }
+        match kind {
+            RawKind::Spawn => {
+                let resource_type = match SpawnKind::try_from(raw.detail) {
+                    Ok(SpawnKind::Task) => ResourceType::TokioTask,
+                    Ok(SpawnKind::Blocking) => ResourceType::TokioBlocking,
+                    Ok(SpawnKind::Local) => ResourceType::TokioLocal,
+                    Err(_) => {
+                        self.anomalies.undecodable += 1;
+                        return;
+                    }
+                };
+                self.tasks.insert(id, TaskState::default());
+                out(event(HookKind::Init {
+                    resource_type,
+                    trigger_id: Some(raw.trigger_id),
+                    existing: false,
+                }));
+            }
+            RawKind::PollStart => {
+                let task = self.known(id, &mut out, &event);
+                task.polls_running += 1;
+                task.completed_in_poll = false;
+                out(event(HookKind::Before));
+            }
+            RawKind::PollEnd => {
+                let Some(task) = self.tasks.get_mut(&id).filter(|t| t.polls_running > 0) else {
+                    self.anomalies.orphan_returns += 1;
+                    return;
+                };
+                task.polls_running -= 1;
+                let completed = std::mem::take(&mut task.completed_in_poll);
+                out(event(HookKind::After { completed }));
+            }
+            RawKind::Complete => {
+                let task = self.known(id, &mut out, &event);
+                if task.polls_running > 0 {
+                    task.completed_in_poll = true;
+                }
+                out(event(HookKind::Resolve));
+            }
+            RawKind::Free => {
+                if self.last_free_by_thread.insert(tid, id) == Some(id) {
+                    return;
+                }
+                self.known(id, &mut out, &event);
+                self.tasks.remove(&id);
+                out(event(HookKind::Destroy));
+            }
+        }
+    }
+
+    /// The task's state, announcing it first with an `existing` init if unseen.
+    fn known(
+        &mut self,
+        id: u64,
+        out: &mut impl FnMut(HookEvent),
+        event: &impl Fn(HookKind) -> HookEvent,
+    ) -> &mut TaskState {
+        self.tasks.entry(id).or_insert_with(|| {
+            out(event(HookKind::Init {
+                resource_type: ResourceType::TokioTask,
+                trigger_id: None,
+                existing: true,
+            }));
+            TaskState::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(kind: RawKind, task_id: u64, tid: u32) -> RawEvent {
+        RawEvent {
+            ts_ns: 1,
+            pid_tgid: (100u64 << 32) | tid as u64,
+            task_id,
+            trigger_id: 0,
+            kind: kind as u32,
+            detail: 0,
+        }
+    }
+
+    fn run(model: &mut TaskModel, events: &[RawEvent]) -> Vec<HookEvent> {
+        let mut out = Vec::new();
+        for event in events {
+            model.apply(event, |e| out.push(e));
+        }
+        out
+    }
+
+    fn names(events: &[HookEvent]) -> Vec<&'static str> {
+        events.iter().map(|e| e.kind.name()).collect()
+    }
+
+    #[test]
+    fn spawn_becomes_init_with_its_trigger_and_type() {
+        let mut spawn = raw(RawKind::Spawn, 5, 1);
+        spawn.trigger_id = 2;
+        spawn.detail = SpawnKind::Blocking as u32;
+        let out = run(&mut TaskModel::new(), &[spawn]);
+        assert_eq!(
+            out[0].kind,
+            HookKind::Init {
+                resource_type: ResourceType::TokioBlocking,
+                trigger_id: Some(2),
+                existing: false
+            }
+        );
+        assert_eq!((out[0].async_id, out[0].pid, out[0].tid), (5, 100, 1));
+    }
+
+    #[test]
+    fn task_first_seen_polling_is_announced_as_existing_without_trigger() {
+        let out = run(&mut TaskModel::new(), &[raw(RawKind::PollStart, 9, 1)]);
+        assert_eq!(names(&out), ["init", "before"]);
+        assert_eq!(
+            out[0].kind,
+            HookKind::Init {
+                resource_type: ResourceType::TokioTask,
+                trigger_id: None,
+                existing: true
+            }
+        );
+    }
+
+    #[test]
+    fn after_reports_completion_only_for_the_poll_that_completed() {
+        let mut model = TaskModel::new();
+        let out = run(
+            &mut model,
+            &[
+                raw(RawKind::Spawn, 1, 1),
+                raw(RawKind::PollStart, 1, 1),
+                raw(RawKind::PollEnd, 1, 1),
+                raw(RawKind::PollStart, 1, 1),
+                raw(RawKind::Complete, 1, 1),
+                raw(RawKind::PollEnd, 1, 1),
+            ],
+        );
+        assert_eq!(out[2].kind, HookKind::After { completed: false });
+        assert_eq!(out[5].kind, HookKind::After { completed: true });
+    }
+
+    #[test]
+    fn one_free_seen_by_two_sites_is_one_destroy_and_forgets_the_task() {
+        let mut model = TaskModel::new();
+        let out = run(
+            &mut model,
+            &[
+                raw(RawKind::Spawn, 1, 1),
+                raw(RawKind::Free, 1, 1),
+                raw(RawKind::Free, 1, 1),
+                raw(RawKind::Spawn, 2, 1),
+                raw(RawKind::Free, 2, 1),
+            ],
+        );
+        assert_eq!(names(&out), ["init", "destroy", "init", "destroy"]);
+        assert_eq!(model.live_tasks(), 0);
+    }
+
+    #[test]
+    fn poll_return_without_start_is_counted_not_reported() {
+        let mut model = TaskModel::new();
+        let out = run(&mut model, &[raw(RawKind::PollEnd, 3, 1)]);
+        assert!(out.is_empty());
+        assert_eq!(model.anomalies().orphan_returns, 1);
+    }
+
+    #[test]
+    fn unknown_raw_kind_is_counted() {
+        let mut bad = raw(RawKind::Spawn, 1, 1);
+        bad.kind = 99;
+        let mut model = TaskModel::new();
+        assert!(run(&mut model, &[bad]).is_empty());
+        assert_eq!(model.anomalies().undecodable, 1);
+    }
+}

@@ -1,0 +1,161 @@
+//! Live sinks: where hook events go as they arrive. Human lines for people, JSON
+//! lines for programs; both write to a buffered stream flushed after each batch.
+
+use std::io::{self, Write};
+
+use crate::event::{HookEvent, HookKind};
+
+/// Something that consumes the stream of hook events.
+pub trait Sink {
+    /// Takes one event.
+    fn event(&mut self, event: &HookEvent) -> io::Result<()>;
+    /// Pushes out what is buffered (called after every ring-buffer batch).
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// One JSON object per line, with the field names of the event model.
+pub struct JsonLines<W: Write> {
+    out: W,
+}
+
+impl<W: Write> JsonLines<W> {
+    /// Writes to `out`.
+    pub fn new(out: W) -> Self {
+        Self { out }
+    }
+}
+
+impl<W: Write> Sink for JsonLines<W> {
+    fn event(&mut self, event: &HookEvent) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, event)?;
+        self.out.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// One aligned line per event, times in seconds since the session started:
+///
+/// ```text
+///       TIME(s)      TID  EVENT     ASYNC_ID  DETAIL
+///      0.000412   812311  init             7  tokio.task trigger=1
+///      0.000420   812312  before           7
+///      0.000431   812312  after            7  completed
+/// ```
+pub struct HumanLines<W: Write> {
+    out: W,
+    start_ns: u64,
+    header_written: bool,
+}
+
+impl<W: Write> HumanLines<W> {
+    /// Writes to `out`, with times relative to `start_ns` (CLOCK_MONOTONIC).
+    pub fn new(out: W, start_ns: u64) -> Self {
+        Self {
+            out,
+            start_ns,
+            header_written: false,
+        }
+    }
+}
+
+/// The detail column of a human line.
+fn detail(kind: &HookKind) -> String {
+    match kind {
+        HookKind::Init {
+            resource_type,
+            trigger_id: Some(trigger),
+            ..
+        } => format!("{} trigger={trigger}", resource_type.as_str()),
+        HookKind::Init {
+            resource_type,
+            trigger_id: None,
+            ..
+        } => format!("{} existing (trigger unknown)", resource_type.as_str()),
+        HookKind::After { completed: true } => "completed".to_owned(),
+        HookKind::Before | HookKind::After { .. } | HookKind::Resolve | HookKind::Destroy => {
+            String::new()
+        }
+    }
+}
+
+impl<W: Write> Sink for HumanLines<W> {
+    fn event(&mut self, event: &HookEvent) -> io::Result<()> {
+        if !self.header_written {
+            self.header_written = true;
+            writeln!(
+                self.out,
+                "{:>14} {:>8}  {:<8} {:>9}  DETAIL",
+                "TIME(s)", "TID", "EVENT", "ASYNC_ID"
+            )?;
+        }
+        let seconds = event.ts_ns.saturating_sub(self.start_ns) as f64 / 1e9;
+        let line = format!(
+            "{seconds:>14.6} {:>8}  {:<8} {:>9}  {}",
+            event.tid,
+            event.kind.name(),
+            event.async_id,
+            detail(&event.kind)
+        );
+        writeln!(self.out, "{}", line.trim_end())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ResourceType;
+
+    fn init(trigger_id: Option<u64>) -> HookEvent {
+        HookEvent {
+            kind: HookKind::Init {
+                resource_type: ResourceType::TokioTask,
+                trigger_id,
+                existing: trigger_id.is_none(),
+            },
+            async_id: 7,
+            ts_ns: 1_500_000_000,
+            pid: 1,
+            tid: 812311,
+        }
+    }
+
+    #[test]
+    fn human_lines_are_aligned_under_a_header() {
+        let mut out = Vec::new();
+        let mut sink = HumanLines::new(&mut out, 1_000_000_000);
+        sink.event(&init(Some(1))).unwrap();
+        sink.event(&init(None)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "       TIME(s)      TID  EVENT     ASYNC_ID  DETAIL"
+        );
+        assert_eq!(
+            lines[1],
+            "      0.500000   812311  init             7  tokio.task trigger=1"
+        );
+        assert!(lines[2].ends_with("tokio.task existing (trigger unknown)"));
+    }
+
+    #[test]
+    fn json_lines_are_one_object_per_line() {
+        let mut out = Vec::new();
+        let mut sink = JsonLines::new(&mut out);
+        sink.event(&init(Some(0))).unwrap();
+        sink.event(&init(Some(0))).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        for line in text.lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(value["trigger_id"], 0);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Loads tracer's BPF programs into the kernel and attaches them to probe sites.
+//!
+//! The BPF object is built by `build.rs` and embedded in the binary. Programs are
+//! loaded once; each unique site gets one attachment per program it needs, by
+//! file offset (symbols were resolved once, by [`crate::symbols`]), filtered to
+//! the target process, with a cookie saying where the task header is.
+
+use std::{collections::BTreeMap, num::NonZeroU32, path::Path, time::Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{
+        UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    },
+};
+use tracer_common::{COUNTER_COUNT, Counter, cookie, layout};
+
+use crate::{
+    runtime::{HeaderLayout, Probe},
+    symbols::Site,
+};
+
+/// The BPF object built from `tracer-ebpf`.
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
+
+/// Program names in the BPF object, in the order they are loaded.
+const PROGRAMS: [&str; 6] = [
+    "poll_enter",
+    "poll_return",
+    "task_spawn",
+    "task_spawn_return",
+    "task_complete",
+    "task_free",
+];
+
+/// Default ring buffer size: 8 MiB holds about 170k events (48 bytes each with
+/// the ring's header), a fraction of a second at the highest poll rates seen.
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+
+/// The programs and attachments that a probe site needs: (program, cookie).
+fn programs_for(probe: Probe) -> Vec<(&'static str, u64)> {
+    match probe {
+        Probe::Poll => vec![("poll_enter", 0), ("poll_return", 0)],
+        Probe::Spawn { kind, arg } => vec![(
+            "task_spawn",
+            cookie::new(
+                arg.into(),
+                tracer_common::SpawnKind::from(kind) as u32,
+                false,
+            ),
+        )],
+        Probe::SpawnReturn { kind } => vec![(
+            "task_spawn_return",
+            cookie::new(0, tracer_common::SpawnKind::from(kind) as u32, false),
+        )],
+        Probe::Complete => vec![("task_complete", 0)],
+        Probe::Free { stack_slot } => vec![("task_free", cookie::new(0, 0, stack_slot))],
+    }
+}
+
+/// What attaching did, for the status line and the summary.
+#[derive(Debug, Default)]
+pub struct AttachReport {
+    /// Attached sites by probe label ("poll" → 21).
+    pub attached: BTreeMap<&'static str, usize>,
+    /// Sites that could not be attached, with the kernel's reason.
+    pub failed: Vec<(String, String)>,
+    /// Wall time spent attaching.
+    pub seconds: f64,
+}
+
+impl AttachReport {
+    /// Total attached sites.
+    pub fn total(&self) -> usize {
+        self.attached.values().sum()
+    }
+
+    /// "21 poll, 4 spawn, …".
+    pub fn describe(&self) -> String {
+        self.attached
+            .iter()
+            .map(|(label, count)| format!("{count} {label}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Health counters summed over CPUs, indexed by [`Counter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub [u64; COUNTER_COUNT as usize]);
+
+impl Counters {
+    /// One counter's value.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.0[counter as usize]
+    }
+}
+
+/// tracer's BPF programs, loaded and (after [`Probes::attach`]) attached.
+pub struct Probes {
+    ebpf: Ebpf,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+impl Probes {
+    /// Loads every program, with the target process and header layout baked in.
+    pub fn load(tgid: u32, layout: HeaderLayout, ring_bytes: u32) -> anyhow::Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .override_global(layout::TARGET_TGID, &tgid, true)
+            .override_global(layout::VTABLE_FIELD, &layout.vtable_field, true)
+            .override_global(layout::ID_OFFSET_SLOT, &layout.id_offset_slot, true)
+            .map_max_entries("EVENTS", ring_bytes)
+            .load(BPF_OBJECT)
+            .context("the kernel refused tracer's BPF object")?;
+        for name in PROGRAMS {
+            let program: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("BPF program {name} missing from the object"))?
+                .try_into()?;
+            program.load().map_err(|error| {
+                anyhow!(
+                    "the kernel refused BPF program {name}: {}",
+                    last_lines(&error.to_string(), 12)
+                )
+            })?;
+        }
+        let counters = ebpf
+            .take_map("COUNTERS")
+            .ok_or_else(|| anyhow!("BPF map COUNTERS missing"))?;
+        let counters = PerCpuArray::try_from(counters)?;
+        Ok(Self { ebpf, counters })
+    }
+
+    /// Attaches every site of `object` (a path the kernel can open: the target's
+    /// `/proc/PID/exe` works even if the file was replaced on disk).
+    pub fn attach(
+        &mut self,
+        object: &Path,
+        sites: &[Site],
+        pid: u32,
+    ) -> anyhow::Result<AttachReport> {
+        let pid = NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be traced"))?;
+        let started = Instant::now();
+        let mut report = AttachReport::default();
+        for site in sites {
+            let mut ok = true;
+            for (name, cookie) in programs_for(site.probe) {
+                let program: &mut UProbe = self
+                    .ebpf
+                    .program_mut(name)
+                    .ok_or_else(|| anyhow!("BPF program {name} missing"))?
+                    .try_into()?;
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
+                    cookie: Some(cookie),
+                };
+                if let Err(error) = program.attach(point, object, UProbeScope::OneProcess(pid)) {
+                    ok = false;
+                    report
+                        .failed
+                        .push((site.symbol.clone(), format!("{name}: {error}")));
+                }
+            }
+            if ok {
+                *report.attached.entry(site.probe.label()).or_default() += 1;
+            }
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// The ring buffer every event arrives through. Can be taken once.
+    pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("BPF ring buffer EVENTS missing (already taken?)"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Current health counters, summed over CPUs.
+    pub fn counters(&self) -> anyhow::Result<Counters> {
+        let mut sums = Counters::default();
+        for counter in Counter::ALL {
+            let per_cpu = self.counters.get(&(counter as u32), 0)?;
+            sums.0[counter as usize] = per_cpu.iter().sum();
+        }
+        Ok(sums)
+    }
+}
+
+/// The end of a long message: verifier logs run to thousands of lines, and the
+/// reason is in the last few.
+fn last_lines(text: &str, keep: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= keep {
+        return text.to_owned();
+    }
+    format!(
+        "{}\n[… {} lines of verifier log …]\n{}",
+        lines[0],
+        lines.len() - keep - 1,
+        lines[lines.len() - keep..].join("\n")
+    )
+}
+
+/// Checks a ring size the user asked for: the kernel wants a power of two that
+/// is a multiple of the page size.
+pub fn check_ring_bytes(bytes: u32) -> anyhow::Result<u32> {
+    if !bytes.is_power_of_two() || bytes < 4096 {
+        bail!("--ring-size must be a power of two of at least 4096 bytes, got {bytes}");
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,109 @@
+//! Runtime adapters: which functions of a runtime to probe, and how.
+//!
+//! Tokio is the first adapter; another runtime is another implementation of
+//! [`RuntimeAdapter`], not a change to the pipeline.
+
+pub mod tokio;
+
+use tracer_common::SpawnKind;
+
+/// How a probed function is used. One variant, one BPF program (or a pair).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Probe {
+    /// A task's poll: `before` at entry, `after` at return; the header is arg 0.
+    Poll,
+    /// A spawn path that receives the new task's header in argument `arg`.
+    Spawn {
+        /// Which spawn path it is.
+        kind: SpawnKindTag,
+        /// Argument register holding the header.
+        arg: u8,
+    },
+    /// A spawn path that returns the new task's header.
+    SpawnReturn {
+        /// Which spawn path it is.
+        kind: SpawnKindTag,
+    },
+    /// The task's future finished or was cancelled; the header is arg 0.
+    Complete,
+    /// Task memory is freed; the header (or a stack slot holding it) is arg 0.
+    Free {
+        /// The argument may be a stack slot holding the header pointer.
+        stack_slot: bool,
+    },
+}
+
+/// [`SpawnKind`] with the traits a map key needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SpawnKindTag {
+    /// `tokio::spawn`.
+    Task,
+    /// `spawn_blocking` and worker launchers.
+    Blocking,
+    /// `spawn_local`.
+    Local,
+}
+
+impl From<SpawnKindTag> for SpawnKind {
+    fn from(tag: SpawnKindTag) -> Self {
+        match tag {
+            SpawnKindTag::Task => SpawnKind::Task,
+            SpawnKindTag::Blocking => SpawnKind::Blocking,
+            SpawnKindTag::Local => SpawnKind::Local,
+        }
+    }
+}
+
+impl Probe {
+    /// A short label for status lines ("poll", "spawn", …).
+    pub fn label(self) -> &'static str {
+        match self {
+            Probe::Poll => "poll",
+            Probe::Spawn {
+                kind: SpawnKindTag::Task,
+                ..
+            } => "spawn",
+            Probe::Spawn {
+                kind: SpawnKindTag::Blocking,
+                ..
+            } => "spawn_blocking",
+            Probe::Spawn {
+                kind: SpawnKindTag::Local,
+                ..
+            }
+            | Probe::SpawnReturn { .. } => "spawn_local",
+            Probe::Complete => "complete",
+            Probe::Free { .. } => "free",
+        }
+    }
+}
+
+/// Offsets the BPF programs use to read a task id: `*(hdr + *(*(hdr + vtable_field) + id_offset_slot))`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderLayout {
+    /// Offset of the vtable pointer in the task header.
+    pub vtable_field: u64,
+    /// Offset, inside the vtable, of the word that holds the id's offset in the task.
+    pub id_offset_slot: u64,
+}
+
+/// A runtime whose functions tracer knows how to probe.
+pub trait RuntimeAdapter {
+    /// The runtime's name, as users know it ("tokio").
+    fn name(&self) -> &'static str;
+
+    /// A byte string every interesting mangled symbol contains: a cheap filter
+    /// before demangling hundreds of thousands of names.
+    fn symbol_hint(&self) -> &'static [u8];
+
+    /// The probe for a function, given its demangled name (hash removed) and that
+    /// name with generic arguments removed; `None` for functions not probed.
+    fn probe_for(&self, demangled: &str, path: &str) -> Option<Probe>;
+
+    /// Where the task id is in a task header; given to the BPF programs.
+    fn layout(&self) -> HeaderLayout;
+
+    /// The probes that must all be found for the trace to be complete, with what
+    /// each one gives the user.
+    fn required(&self) -> &'static [(Probe, &'static str)];
+}

@@ -1,0 +1,109 @@
+//! The end-of-session report on stderr: what was seen, and everything that was
+//! lost or could not be read, so that nothing is lost silently.
+
+use std::fmt::Write as _;
+
+use tracer_common::Counter;
+
+use crate::{
+    event::{HookEvent, HookKind},
+    model::ModelAnomalies,
+    probes::{AttachReport, Counters},
+};
+
+/// Event names in the order the summary lists them.
+const KINDS: [&str; 5] = ["init", "before", "after", "resolve", "destroy"];
+
+/// Counts kept while events flow.
+#[derive(Debug, Default, Clone)]
+pub struct SessionStats {
+    by_kind: [u64; 5],
+    existing: u64,
+    /// Raw events read from the ring buffer.
+    pub delivered: u64,
+}
+
+impl SessionStats {
+    /// Counts one hook event.
+    pub fn record(&mut self, event: &HookEvent) {
+        let index = KINDS
+            .iter()
+            .position(|name| *name == event.kind.name())
+            .unwrap_or_default();
+        self.by_kind[index] += 1;
+        if let HookKind::Init { existing: true, .. } = event.kind {
+            self.existing += 1;
+        }
+    }
+
+    /// Total hook events.
+    pub fn events(&self) -> u64 {
+        self.by_kind.iter().sum()
+    }
+
+    /// The summary lines, each prefixed `tracer: `.
+    pub fn render(
+        &self,
+        attach: &AttachReport,
+        counters: &Counters,
+        anomalies: ModelAnomalies,
+    ) -> String {
+        let mut text = String::new();
+        let kinds = KINDS
+            .iter()
+            .zip(self.by_kind)
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(text, "tracer: {} events ({kinds})", self.events());
+        let _ = writeln!(
+            text,
+            "tracer: {} tasks seen, {} of them already running at attach",
+            self.by_kind[0], self.existing
+        );
+        let _ = writeln!(
+            text,
+            "tracer: {} probe sites attached ({}), {} failed",
+            attach.total(),
+            attach.describe(),
+            attach.failed.len()
+        );
+        let dropped = counters.get(Counter::RingFull);
+        let _ = writeln!(
+            text,
+            "tracer: {} raw events delivered, {dropped} dropped (ring buffer full){}",
+            self.delivered,
+            if dropped > 0 {
+                " — raise --ring-size"
+            } else {
+                ""
+            }
+        );
+        let problems = [
+            (counters.get(Counter::ReadFailed), "task headers unreadable"),
+            (
+                counters.get(Counter::LayoutMismatch),
+                "headers not in the expected Tokio layout",
+            ),
+            (
+                counters.get(Counter::StackOverflow),
+                "polls nested too deep to track their trigger",
+            ),
+            (
+                counters.get(Counter::UnmatchedReturn),
+                "poll returns without a start (attached mid-poll)",
+            ),
+            (anomalies.undecodable, "raw events of an unknown kind"),
+            (
+                anomalies.orphan_returns,
+                "poll returns of tasks not being polled",
+            ),
+        ];
+        for (count, what) in problems {
+            if count > 0 {
+                let _ = writeln!(text, "tracer: warning: {count} {what}");
+            }
+        }
+        text
+    }
+}

@@ -1,0 +1,178 @@
+//! Finds a runtime's probe sites in an ELF file: reads the symbol table, demangles
+//! Rust names, asks the runtime adapter which functions to probe, and folds
+//! identical copies (several symbols at one address) into one site.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, bail};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
+
+use crate::runtime::{Probe, RuntimeAdapter};
+
+/// One function to attach to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    /// What the probe on it reports.
+    pub probe: Probe,
+    /// Virtual address in the ELF file.
+    pub address: u64,
+    /// Offset in the file, which is what uprobes attach by.
+    pub file_offset: u64,
+    /// Demangled name of the first symbol found at this address.
+    pub symbol: String,
+}
+
+/// The probe sites of one object file.
+#[derive(Debug)]
+pub struct ObjectSites {
+    /// The file that was read.
+    pub path: PathBuf,
+    /// Unique sites, sorted by probe then address.
+    pub sites: Vec<Site>,
+    /// The file has a full symbol table (`.symtab`), not only dynamic symbols.
+    pub has_symtab: bool,
+}
+
+/// Reads `path` and returns the sites `adapter` wants probed.
+///
+/// Fails only when the file cannot be read or is not an ELF file for this
+/// machine; finding no site is for the caller to judge (see [`ObjectSites`]).
+pub fn scan(path: &Path, adapter: &dyn RuntimeAdapter) -> anyhow::Result<ObjectSites> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
+    if file.architecture() != object::Architecture::X86_64 {
+        bail!(
+            "{} is built for {:?}; this tracer reads x86_64 programs only",
+            path.display(),
+            file.architecture()
+        );
+    }
+    let has_symtab = file.section_by_name(".symtab").is_some();
+    let symbols: Vec<_> = if has_symtab {
+        file.symbols().collect()
+    } else {
+        file.dynamic_symbols().collect()
+    };
+
+    let hint = adapter.symbol_hint();
+    let mut unique: BTreeMap<(Probe, u64), Site> = BTreeMap::new();
+    for symbol in symbols {
+        if symbol.kind() != SymbolKind::Text || symbol.address() == 0 {
+            continue;
+        }
+        let Ok(raw_name) = symbol.name_bytes() else {
+            continue;
+        };
+        if !contains(raw_name, hint) {
+            continue;
+        }
+        let Ok(raw_name) = std::str::from_utf8(raw_name) else {
+            continue;
+        };
+        let demangled = format!("{:#}", rustc_demangle::demangle(raw_name));
+        let Some(probe) = adapter.probe_for(&demangled, &path_without_generics(&demangled)) else {
+            continue;
+        };
+        let address = symbol.address();
+        let Some(file_offset) = file_offset(&file, &symbol) else {
+            continue;
+        };
+        unique.entry((probe, address)).or_insert(Site {
+            probe,
+            address,
+            file_offset,
+            symbol: demangled,
+        });
+    }
+    Ok(ObjectSites {
+        path: path.to_owned(),
+        sites: unique.into_values().collect(),
+        has_symtab,
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn file_offset(file: &object::File<'_>, symbol: &object::Symbol<'_, '_>) -> Option<u64> {
+    let section = file.section_by_index(symbol.section_index()?).ok()?;
+    let (section_offset, _) = section.file_range()?;
+    Some(symbol.address() - section.address() + section_offset)
+}
+
+/// `a::B<T>::f::<U>` → `a::B::f`; `<a::B<T> as c::D>::f` → `a::B::f`. Demangled
+/// names differ in their generic arguments between manglings and builds; the path
+/// without them is what identifies a function.
+pub fn path_without_generics(demangled: &str) -> String {
+    let qualified = demangled
+        .strip_prefix('<')
+        .and_then(|rest| {
+            let close = matching_close(rest)?;
+            let inner = &rest[..close];
+            let self_type = inner.split(" as ").next().unwrap_or(inner);
+            Some(format!("{self_type}{}", &rest[close + 1..]))
+        })
+        .unwrap_or_else(|| demangled.to_owned());
+
+    let mut out = String::with_capacity(qualified.len());
+    let mut depth = 0usize;
+    for c in qualified.chars() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("::::", "::").trim_end_matches("::").to_owned()
+}
+
+/// Index of the `>` closing a group whose `<` was just before `text`.
+fn matching_close(text: &str) -> Option<usize> {
+    let mut depth = 1usize;
+    for (index, c) in text.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(index);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generic_arguments_are_removed_from_paths() {
+        assert_eq!(
+            path_without_generics("tokio::runtime::task::list::OwnedTasks<S>::bind_inner"),
+            "tokio::runtime::task::list::OwnedTasks::bind_inner"
+        );
+        assert_eq!(
+            path_without_generics(
+                "<tokio::runtime::task::list::OwnedTasks<alloc::sync::Arc<H>>>::bind_inner::<F>"
+            ),
+            "tokio::runtime::task::list::OwnedTasks::bind_inner"
+        );
+        assert_eq!(
+            path_without_generics("<tokio::x::Y<T> as core::future::Future>::poll"),
+            "tokio::x::Y::poll"
+        );
+        assert_eq!(
+            path_without_generics("tokio::runtime::task::raw::poll"),
+            "tokio::runtime::task::raw::poll"
+        );
+    }
+}

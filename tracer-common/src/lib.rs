@@ -1,0 +1,203 @@
+//! The vocabulary shared by tracer's BPF programs and its userspace.
+//!
+//! One probe hit becomes one [`RawEvent`] in the ring buffer. The types here are
+//! `#[repr(C)]` so the kernel side writes exactly the bytes the user side reads,
+//! and every enum is `#[repr(u32)]` with a checked `TryFrom<u32>`: an unknown
+//! value is a decoding error, never a guess.
+#![no_std]
+
+/// What a probe saw. Stored in [`RawEvent::kind`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawKind {
+    /// A task was bound to its scheduler: `trigger_id` holds the spawning task.
+    Spawn = 1,
+    /// `raw::poll` entered for `task_id`.
+    PollStart = 2,
+    /// `raw::poll` returned for `task_id`.
+    PollEnd = 3,
+    /// The task's future finished or was cancelled (`Harness::complete`).
+    Complete = 4,
+    /// The task's memory is being freed.
+    Free = 5,
+}
+
+impl TryFrom<u32> for RawKind {
+    type Error = u32;
+
+    fn try_from(value: u32) -> Result<Self, u32> {
+        Ok(match value {
+            1 => Self::Spawn,
+            2 => Self::PollStart,
+            3 => Self::PollEnd,
+            4 => Self::Complete,
+            5 => Self::Free,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Which spawn path created a task. Stored in [`RawEvent::detail`] of a spawn.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnKind {
+    /// `tokio::spawn` on either scheduler.
+    Task = 0,
+    /// `spawn_blocking`, and the runtime's own worker launchers.
+    Blocking = 1,
+    /// `spawn_local` on a `LocalSet`.
+    Local = 2,
+}
+
+impl TryFrom<u32> for SpawnKind {
+    type Error = u32;
+
+    fn try_from(value: u32) -> Result<Self, u32> {
+        Ok(match value {
+            0 => Self::Task,
+            1 => Self::Blocking,
+            2 => Self::Local,
+            other => return Err(other),
+        })
+    }
+}
+
+/// One probe hit, as written into the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC.
+    pub ts_ns: u64,
+    /// `bpf_get_current_pid_tgid()`: tgid in the high half, thread id in the low.
+    pub pid_tgid: u64,
+    /// Tokio's task id (`tokio::task::Id`), read from the task header.
+    pub task_id: u64,
+    /// Spawn only: the innermost task being polled on this thread, 0 if none.
+    pub trigger_id: u64,
+    /// A [`RawKind`].
+    pub kind: u32,
+    /// Spawn: a [`SpawnKind`]. Poll end: 1 if the matching poll start was seen.
+    pub detail: u32,
+}
+
+impl RawEvent {
+    /// The process id (tgid) the event came from.
+    pub fn pid(&self) -> u32 {
+        (self.pid_tgid >> 32) as u32
+    }
+
+    /// The thread id the event came from.
+    pub fn tid(&self) -> u32 {
+        self.pid_tgid as u32
+    }
+}
+
+/// Cookie given to a spawn or free site at attach time: where the task header is.
+///
+/// Bits 0..8: the argument register index; bits 8..16: a [`SpawnKind`]; bit 16:
+/// [`STACK_SLOT`].
+pub mod cookie {
+    /// The argument may be the address of a stack slot that holds the header
+    /// pointer rather than the header itself: `drop_in_place::<Box<Cell>>` takes
+    /// `*mut Box<Cell>` in debug builds, while optimised builds pass the box itself.
+    /// A task cell is never on the thread's stack, so an argument just above the
+    /// stack pointer is such a slot and is read once more.
+    pub const STACK_SLOT: u64 = 1 << 16;
+
+    /// Builds a site cookie.
+    pub const fn new(arg: u64, spawn_kind: u32, stack_slot: bool) -> u64 {
+        (arg & 0xff) | ((spawn_kind as u64 & 0xff) << 8) | if stack_slot { STACK_SLOT } else { 0 }
+    }
+
+    /// The argument index in a cookie.
+    pub const fn arg(cookie: u64) -> u64 {
+        cookie & 0xff
+    }
+
+    /// The spawn kind in a cookie.
+    pub const fn spawn_kind(cookie: u64) -> u32 {
+        ((cookie >> 8) & 0xff) as u32
+    }
+
+    /// Whether the argument may be a stack slot holding the header pointer.
+    pub const fn stack_slot(cookie: u64) -> bool {
+        cookie & STACK_SLOT != 0
+    }
+
+    /// How far above the stack pointer an argument counts as a stack slot.
+    pub const STACK_WINDOW: u64 = 1 << 20;
+}
+
+/// Health counters the BPF side keeps in a per-CPU array, by index.
+///
+/// Nothing is lost silently: every one of these is summed and shown to the user.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// The ring buffer was full: the event was dropped.
+    RingFull = 0,
+    /// A task header could not be read (`bpf_probe_read_user` failed).
+    ReadFailed = 1,
+    /// A header's vtable did not start with the `raw::poll` being run: the Tokio
+    /// layout is not the one we read.
+    LayoutMismatch = 2,
+    /// Polls nested deeper than [`MAX_POLL_DEPTH`]: trigger ids may be wrong.
+    StackOverflow = 3,
+    /// A poll returned whose start was never seen (attached mid-poll).
+    UnmatchedReturn = 4,
+}
+
+/// Number of [`Counter`]s.
+pub const COUNTER_COUNT: u32 = 5;
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; COUNTER_COUNT as usize] = [
+        Counter::RingFull,
+        Counter::ReadFailed,
+        Counter::LayoutMismatch,
+        Counter::StackOverflow,
+        Counter::UnmatchedReturn,
+    ];
+}
+
+/// Depth of the per-thread stack of tasks being polled (polls nest: a worker
+/// thread runs inside its own blocking task's poll).
+pub const MAX_POLL_DEPTH: usize = 16;
+
+/// One frame of a thread's poll stack.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PollFrame {
+    /// Stack pointer at `raw::poll` entry: identifies the frame, and frames below
+    /// the current stack pointer are known to be gone (their return was missed).
+    pub sp: u64,
+    /// The task being polled.
+    pub task_id: u64,
+}
+
+/// The tasks being polled on one thread, innermost last.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PollStack {
+    /// Number of valid frames.
+    pub depth: u64,
+    /// Frames, outermost first.
+    pub frames: [PollFrame; MAX_POLL_DEPTH],
+}
+
+/// Tokio task-header layout, given to the BPF programs at load time.
+pub mod layout {
+    /// Global: offset of the vtable pointer in the task `Header`.
+    pub const VTABLE_FIELD: &str = "LAYOUT_VTABLE_FIELD";
+    /// Global: offset of `id_offset` inside the `Vtable`.
+    pub const ID_OFFSET_SLOT: &str = "LAYOUT_ID_OFFSET_SLOT";
+    /// Global: the process whose events are kept (tgid).
+    pub const TARGET_TGID: &str = "TARGET_TGID";
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::RawEvent {}
+}

@@ -1,0 +1,366 @@
+//! tracer's BPF programs: one program per probe kind.
+//!
+//! Every program reads the task header the probed function was given, takes
+//! Tokio's task id from it, and writes one [`RawEvent`] into [`EVENTS`]. A
+//! per-thread stack of the tasks being polled ([`POLL_STACKS`]) gives each spawn
+//! its trigger: the innermost task being polled on the spawning thread.
+//!
+//! Nothing is lost silently: a full ring buffer, an unreadable header or a header
+//! that does not look like the expected Tokio layout bumps a [`Counter`] that
+//! userspace reports.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    EbpfContext, Global,
+    bindings::pt_regs,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        generated::bpf_get_attach_cookie,
+    },
+    macros::{map, uprobe, uretprobe},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+    programs::{ProbeContext, RetProbeContext},
+};
+use tracer_common::{
+    COUNTER_COUNT, Counter, MAX_POLL_DEPTH, PollFrame, PollStack, RawEvent, RawKind, cookie,
+};
+
+/// The process being traced (tgid); events of any other process are ignored.
+#[unsafe(no_mangle)]
+static TARGET_TGID: Global<u32> = Global::new(0);
+/// Offset of the vtable pointer in Tokio's task `Header`.
+#[unsafe(no_mangle)]
+static LAYOUT_VTABLE_FIELD: Global<u64> = Global::new(0x10);
+/// Offset of `id_offset` inside Tokio's task `Vtable`.
+#[unsafe(no_mangle)]
+static LAYOUT_ID_OFFSET_SLOT: Global<u64> = Global::new(0x48);
+
+/// Every event goes through this one ring buffer; userspace sizes it at load time.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
+
+/// Health counters, indexed by [`Counter`].
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+/// Per thread (`pid_tgid`): the tasks being polled, innermost last. LRU, so threads
+/// that exit never fill the map.
+#[map]
+static POLL_STACKS: LruHashMap<u64, PollStack> = LruHashMap::with_max_entries(16384, 0);
+
+/// Largest offset of the task id inside a task cell we believe: beyond it the
+/// layout is not the one we know.
+const MAX_ID_OFFSET: u64 = 4096;
+
+#[inline(always)]
+fn bump(counter: Counter) {
+    if let Some(value) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *value += 1 };
+    }
+}
+
+#[inline(always)]
+fn is_target(pid_tgid: u64) -> bool {
+    (pid_tgid >> 32) as u32 == TARGET_TGID.load()
+}
+
+fn emit(pid_tgid: u64, kind: RawKind, task_id: u64, trigger_id: u64, detail: u32) {
+    match EVENTS.reserve::<RawEvent>(0) {
+        Some(mut entry) => {
+            entry.write(RawEvent {
+                // SAFETY: helper without preconditions.
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+                pid_tgid,
+                task_id,
+                trigger_id,
+                kind: kind as u32,
+                detail,
+            });
+            entry.submit(0);
+        }
+        None => bump(Counter::RingFull),
+    }
+}
+
+#[inline(always)]
+fn read_u64(addr: u64) -> Result<u64, Counter> {
+    // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+    unsafe { bpf_probe_read_user(addr as *const u64) }.map_err(|_| Counter::ReadFailed)
+}
+
+/// Reads Tokio's task id from a task header: `*(hdr + vtable.id_offset)`.
+///
+/// When `poll_fn` is given (at `raw::poll` entry), the vtable's first slot must be
+/// that very function, which proves the header and vtable offsets are right.
+#[inline(always)]
+fn read_task_id(header: u64, poll_fn: Option<u64>) -> Result<u64, Counter> {
+    let vtable = read_u64(header + LAYOUT_VTABLE_FIELD.load())?;
+    if let Some(poll_fn) = poll_fn
+        && read_u64(vtable)? != poll_fn
+    {
+        return Err(Counter::LayoutMismatch);
+    }
+    let id_offset = read_u64(vtable + LAYOUT_ID_OFFSET_SLOT.load())?;
+    if id_offset == 0 || id_offset > MAX_ID_OFFSET || id_offset % 8 != 0 {
+        return Err(Counter::LayoutMismatch);
+    }
+    match read_u64(header + id_offset)? {
+        0 => Err(Counter::LayoutMismatch),
+        id => Ok(id),
+    }
+}
+
+#[inline(always)]
+fn regs(ctx: &impl EbpfContext) -> &pt_regs {
+    // SAFETY: probe contexts point at the user registers of the trapped thread.
+    unsafe { &*(ctx.as_ptr() as *const pt_regs) }
+}
+
+/// The header pointer of a spawn or free site, as its attach cookie describes it.
+#[inline(always)]
+fn site_header(ctx: &ProbeContext, site: u64) -> Result<u64, Counter> {
+    // Load every candidate register at its fixed offset, then choose: the verifier
+    // refuses a context access at a computed offset.
+    let regs = regs(ctx);
+    // SAFETY: reads of fields of the register struct; volatile keeps LLVM from
+    // turning the choice below into one load at a computed offset.
+    let (arg0, arg1, arg2) = unsafe {
+        (
+            core::ptr::read_volatile(&regs.rdi),
+            core::ptr::read_volatile(&regs.rsi),
+            core::ptr::read_volatile(&regs.rdx),
+        )
+    };
+    let raw = match cookie::arg(site) {
+        0 => arg0,
+        1 => arg1,
+        2 => arg2,
+        _ => return Err(Counter::ReadFailed),
+    };
+    let sp = regs.rsp;
+    if cookie::stack_slot(site) && raw >= sp && raw - sp < cookie::STACK_WINDOW {
+        read_u64(raw)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Index of the frame below `depth` frames, masked so the verifier sees it bounded.
+#[inline(always)]
+fn top_index(depth: u64) -> Option<usize> {
+    if depth == 0 || depth > MAX_POLL_DEPTH as u64 {
+        return None;
+    }
+    Some((depth as usize - 1) & (MAX_POLL_DEPTH - 1))
+}
+
+/// The innermost task still being polled on this thread, 0 if none. Frames at or
+/// below `sp` belong to polls whose return was missed and are ignored.
+#[inline(always)]
+fn current_task(pid_tgid: u64, sp: u64) -> u64 {
+    // SAFETY: the map value is only read.
+    let Some(stack) = (unsafe { POLL_STACKS.get(pid_tgid) }) else {
+        return 0;
+    };
+    let mut depth = stack.depth;
+    for _ in 0..MAX_POLL_DEPTH {
+        let Some(top) = top_index(depth) else { break };
+        let frame = &stack.frames[top];
+        if frame.sp > sp {
+            return frame.task_id;
+        }
+        depth -= 1;
+    }
+    0
+}
+
+/// Drops frames whose stack pointer is below `sp`: their polls are gone.
+#[inline(always)]
+fn prune(stack: &mut PollStack, sp: u64) {
+    for _ in 0..MAX_POLL_DEPTH {
+        let Some(top) = top_index(stack.depth) else {
+            break;
+        };
+        if stack.frames[top].sp >= sp {
+            break;
+        }
+        stack.depth -= 1;
+    }
+}
+
+/// An empty poll stack, inserted the first time a thread polls.
+static EMPTY_STACK: PollStack = PollStack {
+    depth: 0,
+    frames: [PollFrame { sp: 0, task_id: 0 }; MAX_POLL_DEPTH],
+};
+
+/// `raw::poll` entry: `before`. Pushes the task on the thread's poll stack.
+#[uprobe]
+pub fn poll_enter(ctx: ProbeContext) -> u32 {
+    if let Err(counter) = try_poll_enter(&ctx) {
+        bump(counter);
+    }
+    0
+}
+
+fn try_poll_enter(ctx: &ProbeContext) -> Result<(), Counter> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return Ok(());
+    }
+    let header: u64 = ctx.arg(0).ok_or(Counter::ReadFailed)?;
+    let regs = regs(ctx);
+    let task_id = read_task_id(header, Some(regs.rip))?;
+    let sp = regs.rsp;
+
+    if POLL_STACKS.get_ptr_mut(pid_tgid).is_none() {
+        let _ = POLL_STACKS.insert(pid_tgid, &EMPTY_STACK, 0);
+    }
+    if let Some(stack) = POLL_STACKS.get_ptr_mut(pid_tgid) {
+        // SAFETY: the map value is ours for this thread; no other thread uses the key.
+        let stack = unsafe { &mut *stack };
+        // A frame at or below the new one is a poll whose return we never saw.
+        prune(stack, sp + 1);
+        match top_index(stack.depth + 1) {
+            Some(free) => {
+                stack.frames[free] = PollFrame { sp, task_id };
+                stack.depth += 1;
+            }
+            None => bump(Counter::StackOverflow),
+        }
+    }
+    emit(pid_tgid, RawKind::PollStart, task_id, 0, 0);
+    Ok(())
+}
+
+/// `raw::poll` return: `after`. Pops the matching frame to learn which task it was.
+#[uretprobe]
+pub fn poll_return(ctx: RetProbeContext) -> u32 {
+    if let Err(counter) = try_poll_return(&ctx) {
+        bump(counter);
+    }
+    0
+}
+
+fn try_poll_return(ctx: &RetProbeContext) -> Result<(), Counter> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return Ok(());
+    }
+    // `ret` popped the return address: the entry stack pointer was 8 bytes lower.
+    let entry_sp = regs(ctx).rsp - 8;
+    let stack = POLL_STACKS
+        .get_ptr_mut(pid_tgid)
+        .ok_or(Counter::UnmatchedReturn)?;
+    // SAFETY: the map value is ours for this thread; no other thread uses the key.
+    let stack = unsafe { &mut *stack };
+    prune(stack, entry_sp);
+    let top = top_index(stack.depth).ok_or(Counter::UnmatchedReturn)?;
+    let frame = stack.frames[top];
+    if frame.sp != entry_sp {
+        return Err(Counter::UnmatchedReturn);
+    }
+    stack.depth -= 1;
+    emit(pid_tgid, RawKind::PollEnd, frame.task_id, 0, 0);
+    Ok(())
+}
+
+/// A spawn site that receives the new task's header as an argument.
+#[uprobe]
+pub fn task_spawn(ctx: ProbeContext) -> u32 {
+    if let Err(counter) = try_task_spawn(&ctx) {
+        bump(counter);
+    }
+    0
+}
+
+fn try_task_spawn(ctx: &ProbeContext) -> Result<(), Counter> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return Ok(());
+    }
+    // SAFETY: helper reading the attach cookie of this probe.
+    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let task_id = read_task_id(site_header(ctx, site)?, None)?;
+    let trigger_id = current_task(pid_tgid, regs(ctx).rsp);
+    emit(
+        pid_tgid,
+        RawKind::Spawn,
+        task_id,
+        trigger_id,
+        cookie::spawn_kind(site),
+    );
+    Ok(())
+}
+
+/// A spawn site that returns the new task's header (`LocalOwnedTasks::bind`).
+#[uretprobe]
+pub fn task_spawn_return(ctx: RetProbeContext) -> u32 {
+    if let Err(counter) = try_task_spawn_return(&ctx) {
+        bump(counter);
+    }
+    0
+}
+
+fn try_task_spawn_return(ctx: &RetProbeContext) -> Result<(), Counter> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return Ok(());
+    }
+    // SAFETY: helper reading the attach cookie of this probe.
+    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let header: u64 = ctx.ret();
+    let task_id = read_task_id(header, None)?;
+    let trigger_id = current_task(pid_tgid, regs(ctx).rsp);
+    emit(
+        pid_tgid,
+        RawKind::Spawn,
+        task_id,
+        trigger_id,
+        cookie::spawn_kind(site),
+    );
+    Ok(())
+}
+
+/// `Harness::complete`: the future finished or was cancelled (`resolve`).
+#[uprobe]
+pub fn task_complete(ctx: ProbeContext) -> u32 {
+    if let Err(counter) = try_task_event(&ctx, RawKind::Complete) {
+        bump(counter);
+    }
+    0
+}
+
+/// A site where task memory is freed (`destroy`).
+#[uprobe]
+pub fn task_free(ctx: ProbeContext) -> u32 {
+    if let Err(counter) = try_task_event(&ctx, RawKind::Free) {
+        bump(counter);
+    }
+    0
+}
+
+fn try_task_event(ctx: &ProbeContext, kind: RawKind) -> Result<(), Counter> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return Ok(());
+    }
+    // SAFETY: helper reading the attach cookie of this probe.
+    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let task_id = read_task_id(site_header(ctx, site)?, None)?;
+    emit(pid_tgid, kind, task_id, 0, 0);
+    Ok(())
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// GPL-compatible, as `bpf_probe_read_user` requires.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

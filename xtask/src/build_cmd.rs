@@ -1,0 +1,81 @@
+//! `cargo xtask build`: the `tracer` binary and the fixture apps the tests trace.
+//!
+//! The BPF object needs no step here: `tracer-cli`'s build script builds it with
+//! aya-build (nightly + `bpf-linker`) and embeds it. The fixtures are their own cargo
+//! workspace, built from inside `tests/fixtures` so that its `.cargo/config.toml`
+//! (`--cfg tokio_unstable`) applies.
+
+use std::{env, path::Path, process::Command};
+
+use anyhow::Result;
+
+use crate::process::{cargo, cargo_bin_dir, path_with, run};
+
+/// The fixture workspace, relative to the workspace root.
+pub const FIXTURES_DIR: &str = "tests/fixtures";
+
+/// The cargo arguments of each fixture build: debug, release, and release without
+/// symbols (`stripped`), since the tests trace all three.
+pub const FIXTURE_BUILDS: [&[&str]; 3] = [
+    &["build"],
+    &["build", "--release"],
+    &["build", "--profile", "stripped"],
+];
+
+/// Environment variables that would replace the fixtures' `--cfg tokio_unstable`
+/// (or move the outputs away from where the tests look for them).
+const OVERRIDING_VARS: [&str; 4] = [
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+];
+
+/// Builds `tracer` (release, or debug when `debug`) and every fixture profile.
+pub fn build(root: &Path, debug: bool) -> Result<()> {
+    build_cli(root, debug)?;
+    build_fixtures(root)
+}
+
+/// A `cargo` command at the workspace root for anything that builds `tracer-cli`:
+/// cargo's bin directory goes on PATH so aya-build finds a `bpf-linker` that `setup`
+/// just installed there, and `CARGO_TARGET_DIR` is dropped because the tests and the
+/// demo look for `target/release/tracer` under the root.
+pub fn cargo_at_root(root: &Path) -> Result<Command> {
+    let mut cmd = cargo();
+    cmd.current_dir(root).env_remove("CARGO_TARGET_DIR");
+    if let Some(bin) = cargo_bin_dir() {
+        cmd.env("PATH", path_with(&[bin])?);
+    }
+    Ok(cmd)
+}
+
+/// `cargo build -p tracer-cli` at the workspace root.
+fn build_cli(root: &Path, debug: bool) -> Result<()> {
+    let mut cmd = cargo_at_root(root)?;
+    cmd.args(["build", "-p", "tracer-cli"]);
+    if !debug {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+/// The fixture apps in every profile the tests use, from inside [`FIXTURES_DIR`].
+fn build_fixtures(root: &Path) -> Result<()> {
+    for var in OVERRIDING_VARS {
+        if env::var_os(var).is_some() {
+            eprintln!(
+                "note: ignoring {var} for the fixture builds (they need {FIXTURES_DIR}/.cargo/config.toml)"
+            );
+        }
+    }
+    for args in FIXTURE_BUILDS {
+        let mut cmd = cargo();
+        cmd.current_dir(root.join(FIXTURES_DIR)).args(args);
+        for var in OVERRIDING_VARS {
+            cmd.env_remove(var);
+        }
+        run(&mut cmd)?;
+    }
+    Ok(())
+}

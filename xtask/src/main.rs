@@ -1,0 +1,156 @@
+//! `cargo xtask`: what tracer needs beyond `cargo build`, in one place: installing
+//! the toolchain pieces (`setup`), building the binary and the fixture apps
+//! (`build`), running the tests as CI does (`test`) and a first look (`demo`).
+//! Every step is safe to repeat: what is already there is left alone.
+
+mod build_cmd;
+mod demo;
+mod process;
+mod setup;
+mod test_cmd;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Set up, build, test and demo tracer.
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Set up, build, test and demo tracer",
+    long_about = "Set up, build, test and demo tracer, the eBPF tracer for Tokio.\n\n\
+        A newcomer runs, as root on Debian 12:\n\n    \
+        cargo xtask test    # setup + build + every test (what CI runs)\n    \
+        cargo xtask demo    # watch tracer follow a small HTTP server\n\n\
+        `test` and `demo` run setup and build first, and each step leaves alone what \
+        is already in place, so running them again is cheap."
+)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the build's requirements that are missing (idempotent).
+    #[command(
+        long_about = "Install the build's requirements that are missing, and do \
+        nothing for those already present. One status line per item on stderr.\n\n\
+        1. Debian packages llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev \
+        (apt-get; needs root)\n\
+        2. the nightly toolchain's rust-src component (rustup), which builds the BPF \
+        programs for bpfel-unknown-none\n\
+        3. bpf-linker, built against LLVM 22 (cargo install)\n\
+        4. tracefs mounted at /sys/kernel/tracing (needs root)"
+    )]
+    Setup,
+    /// Build the tracer binary and the fixture apps.
+    #[command(
+        long_about = "Build the tracer binary (target/release/tracer; its build \
+        script builds and embeds the BPF object) and the fixture apps in \
+        tests/fixtures, a separate workspace built with --cfg tokio_unstable, in the \
+        debug, release and stripped profiles the tests use.\n\n\
+        Does not run setup: run `cargo xtask setup` first on a new machine."
+    )]
+    Build {
+        /// Build tracer in the dev profile (target/debug/tracer) for a faster
+        /// compile; the fixtures are always built in all three profiles.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Run setup, build, then every test (needs root); what CI runs.
+    #[command(long_about = "Run setup, build (release), then `cargo test` over the \
+        workspace (its default members: all but the BPF crate, which only builds for \
+        the BPF target). The integration tests in tests/ load BPF programs, so run as \
+        root. Exits non-zero if any step or test fails.\n\n\
+        Arguments after `test` go to cargo test, e.g.\n    \
+        cargo xtask test -p tracer-tests -- --nocapture")]
+    Test {
+        /// Arguments passed through to `cargo test`.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CARGO_TEST_ARGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Run setup and build, then trace a demo HTTP server answering 5 requests.
+    #[command(long_about = "Run setup and build, then start\n    \
+        target/release/tracer run -- tests/fixtures/target/release/demo_server --port 0 --requests 5\n\
+        and make 5 HTTP GET requests to the server. The tracer's live events go to \
+        stdout; the server's output and each response's status line go to stderr. The \
+        server exits after 5 requests and the tracer with it. Gives up after 60 s. \
+        Needs root (the tracer loads BPF programs).")]
+    Demo,
+}
+
+/// The arguments after the `test` subcommand, exactly as given. clap would drop a
+/// leading `--` (so `test -- --nocapture` would hand `--nocapture` to cargo rather
+/// than to the test binaries); the CLI has no global options, so everything after
+/// the first `test` is what the user meant for cargo test.
+fn test_args(argv: impl IntoIterator<Item = String>) -> Vec<String> {
+    argv.into_iter()
+        .skip(1)
+        .skip_while(|arg| arg != "test")
+        .skip(1)
+        .collect()
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask's manifest directory has no parent")
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root()?;
+    match cli.command {
+        Cmd::Setup => setup::setup(),
+        Cmd::Build { debug } => build_cmd::build(&root, debug),
+        Cmd::Test { .. } => test_cmd::test(&root, &test_args(std::env::args())),
+        Cmd::Demo => {
+            process::require_root("`cargo xtask demo` (the tracer loads BPF programs)")?;
+            setup::setup()?;
+            build_cmd::build(&root, false)?;
+            demo::demo(&root)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_passes_its_arguments_through_verbatim() {
+        let argv = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        for args in [
+            &["-p", "tracer-tests", "--", "--nocapture"][..],
+            &["--", "--nocapture"],
+            &["test", "--", "--test-threads=1"],
+            &[],
+        ] {
+            let full = argv(&[&["target/debug/xtask", "test"], args].concat());
+            assert!(Cli::try_parse_from(&full).is_ok(), "{full:?}");
+            assert_eq!(test_args(full), argv(args));
+        }
+    }
+
+    #[test]
+    fn root_holds_the_workspace_manifest() {
+        assert!(workspace_root().unwrap().join("Cargo.toml").is_file());
+    }
+}
