@@ -313,7 +313,7 @@ fn unbalanced_polls_are_caught() {
         let a = pos(v, "after", 3);
         v.remove(a);
     });
-    assert_caught(&m, "task 3: before #");
+    assert_caught(&m, "task 3: 2 before / 1 after");
 }
 
 #[test]
@@ -386,7 +386,7 @@ fn attached_events() -> Vec<serde_json::Value> {
         .unwrap();
     v.insert(b3, json!({"event":"init","async_id":3,"type":"tokio.task","trigger_id":null,"existing":true,"pid":9,"tid":12}));
     let r1 = pos(&v, "resolve", 1);
-    v.insert(r1, json!({"event":"init","async_id":1,"type":"tokio.blocking","trigger_id":null,"existing":true,"pid":9,"tid":11}));
+    v.insert(r1, json!({"event":"init","async_id":1,"type":"tokio.task","trigger_id":null,"existing":true,"pid":9,"tid":11}));
     // Task 4's spawn (inside task 3's first poll) happened before attach too.
     let i4 = pos(&v, "init", 4);
     v[i4]["existing"] = json!(true);

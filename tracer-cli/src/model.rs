@@ -7,6 +7,8 @@
 //! - `after` says `completed` when the task's future completed during that poll;
 //! - a free is reported once even when two probed sites see the same free
 //!   (`raw::dealloc` calls the `Box<Cell>` drop glue, and both are probed);
+//! - a task freed inside its own last poll is reported destroyed when that poll
+//!   returns, after its `after`: `destroy` is always a task's last event;
 //! - a task is forgotten at `destroy`, so memory follows live tasks, not history.
 
 use std::collections::HashMap;
@@ -18,11 +20,16 @@ use crate::event::{HookEvent, HookKind, ResourceType};
 /// What the model knows about one live task.
 #[derive(Debug, Default)]
 struct TaskState {
-    /// Polls of this task currently running (a task is polled by one thread at a
-    /// time, but a missed return must not wedge the count).
+    /// Polls of this task not yet returned. Usually 0 or 1, but at a poll
+    /// boundary the next poll may start on another thread before the previous
+    /// `raw::poll` has returned (the task was already idle and rescheduled).
     polls_running: u32,
-    /// The task completed inside the poll that is running now.
-    completed_in_poll: bool,
+    /// The thread whose running poll completed the task.
+    completed_on: Option<u32>,
+    /// Its memory was freed inside the poll that is running now (a task that
+    /// completes drops its last reference at the end of its own poll): `destroy`
+    /// is reported when that poll returns, so it is always the last event.
+    freed_in_poll: bool,
 }
 
 /// Events the model could not place, reported in the summary.
@@ -101,7 +108,6 @@ impl TaskModel {
             RawKind::PollStart => {
                 let task = self.known(id, &mut out, &event);
                 task.polls_running += 1;
-                task.completed_in_poll = false;
                 out(event(HookKind::Before));
             }
             RawKind::PollEnd => {
@@ -110,13 +116,21 @@ impl TaskModel {
                     return;
                 };
                 task.polls_running -= 1;
-                let completed = std::mem::take(&mut task.completed_in_poll);
+                let completed = task.completed_on == Some(tid);
+                if completed {
+                    task.completed_on = None;
+                }
+                let destroy = task.freed_in_poll && task.polls_running == 0;
                 out(event(HookKind::After { completed }));
+                if destroy {
+                    self.tasks.remove(&id);
+                    out(event(HookKind::Destroy));
+                }
             }
             RawKind::Complete => {
                 let task = self.known(id, &mut out, &event);
                 if task.polls_running > 0 {
-                    task.completed_in_poll = true;
+                    task.completed_on = Some(tid);
                 }
                 out(event(HookKind::Resolve));
             }
@@ -124,7 +138,11 @@ impl TaskModel {
                 if self.last_free_by_thread.insert(tid, id) == Some(id) {
                     return;
                 }
-                self.known(id, &mut out, &event);
+                let task = self.known(id, &mut out, &event);
+                if task.polls_running > 0 {
+                    task.freed_in_poll = true;
+                    return;
+                }
                 self.tasks.remove(&id);
                 out(event(HookKind::Destroy));
             }
@@ -226,6 +244,24 @@ mod tests {
     }
 
     #[test]
+    fn completion_belongs_to_the_poll_on_the_completing_thread() {
+        let mut model = TaskModel::new();
+        let out = run(
+            &mut model,
+            &[
+                raw(RawKind::Spawn, 1, 1),
+                raw(RawKind::PollStart, 1, 1),
+                raw(RawKind::PollStart, 1, 2),
+                raw(RawKind::Complete, 1, 2),
+                raw(RawKind::PollEnd, 1, 1),
+                raw(RawKind::PollEnd, 1, 2),
+            ],
+        );
+        assert_eq!(out[4].kind, HookKind::After { completed: false });
+        assert_eq!(out[5].kind, HookKind::After { completed: true });
+    }
+
+    #[test]
     fn one_free_seen_by_two_sites_is_one_destroy_and_forgets_the_task() {
         let mut model = TaskModel::new();
         let out = run(
@@ -240,6 +276,29 @@ mod tests {
         );
         assert_eq!(names(&out), ["init", "destroy", "init", "destroy"]);
         assert_eq!(model.live_tasks(), 0);
+    }
+
+    #[test]
+    fn task_freed_inside_its_last_poll_is_destroyed_after_that_poll() {
+        let mut model = TaskModel::new();
+        let out = run(
+            &mut model,
+            &[
+                raw(RawKind::Spawn, 1, 1),
+                raw(RawKind::PollStart, 1, 1),
+                raw(RawKind::Complete, 1, 1),
+                raw(RawKind::Free, 1, 1),
+                raw(RawKind::Free, 1, 1),
+                raw(RawKind::PollEnd, 1, 1),
+            ],
+        );
+        assert_eq!(
+            names(&out),
+            ["init", "before", "resolve", "after", "destroy"]
+        );
+        assert_eq!(out[3].kind, HookKind::After { completed: true });
+        assert_eq!(model.live_tasks(), 0);
+        assert_eq!(model.anomalies(), ModelAnomalies::default());
     }
 
     #[test]

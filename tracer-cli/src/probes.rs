@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, num::NonZeroU32, path::Path, time::Instant};
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{
         UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
@@ -170,6 +170,18 @@ impl Probes {
         }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Starts event delivery: the programs ignore every hit until this is called,
+    /// so call it once every site is attached.
+    pub fn arm(&mut self) -> anyhow::Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("ARMED")
+            .ok_or_else(|| anyhow!("BPF map ARMED missing"))?;
+        let mut armed: Array<&mut MapData, u32> = Array::try_from(map)?;
+        armed.set(0, 1, 0).context("cannot arm the probes")?;
+        Ok(())
     }
 
     /// The ring buffer every event arrives through. Can be taken once.

@@ -105,6 +105,7 @@ pub async fn trace(
     }
     let mut events = AsyncFd::new(probes.take_events()?)?;
     let exited = pidfd(pid)?;
+    probes.arm()?;
     let start_ns = monotonic_ns();
     eprintln!(
         "tracer: tracing {} ({}, pid {pid}): {} {} probe sites attached in {:.2} s ({}); Ctrl-C to stop",

@@ -19,7 +19,7 @@ use aya_ebpf::{
         generated::bpf_get_attach_cookie,
     },
     macros::{map, uprobe, uretprobe},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::{
@@ -39,6 +39,12 @@ static LAYOUT_ID_OFFSET_SLOT: Global<u64> = Global::new(0x48);
 /// Every event goes through this one ring buffer; userspace sizes it at load time.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
+
+/// Slot 0 is set to 1 by userspace once every probe is attached: until then the
+/// programs do nothing, so a task whose spawn is reported has all of its later
+/// events reported too, whatever order the sites were attached in.
+#[map]
+static ARMED: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Health counters, indexed by [`Counter`].
 #[map]
@@ -61,9 +67,10 @@ fn bump(counter: Counter) {
     }
 }
 
+/// The event comes from the target process and tracing is armed.
 #[inline(always)]
 fn is_target(pid_tgid: u64) -> bool {
-    (pid_tgid >> 32) as u32 == TARGET_TGID.load()
+    (pid_tgid >> 32) as u32 == TARGET_TGID.load() && ARMED.get(0).is_some_and(|armed| *armed != 0)
 }
 
 fn emit(pid_tgid: u64, kind: RawKind, task_id: u64, trigger_id: u64, detail: u32) {
