@@ -1,30 +1,28 @@
 //! The async_hooks events tracer reports: what every sink (live output, recording,
 //! tree, stats) consumes, whatever the runtime they came from.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
-/// What kind of async resource an `init` announces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ResourceType {
-    /// A task from `tokio::spawn` (either scheduler).
-    #[serde(rename = "tokio.task")]
-    TokioTask,
-    /// A `spawn_blocking` task, or one of the runtime's worker launchers.
-    #[serde(rename = "tokio.blocking")]
-    TokioBlocking,
-    /// A `spawn_local` task on a `LocalSet`.
-    #[serde(rename = "tokio.local")]
-    TokioLocal,
-}
+/// What kind of async resource an `init` announces: `tokio.task`,
+/// `tokio.blocking`, `tokio.local`, or a name an application gave its own resource.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResourceType(Cow<'static, str>);
 
 impl ResourceType {
+    /// A task from `tokio::spawn` (either scheduler), or one that existed before
+    /// attach (its spawn path unseen).
+    pub const TOKIO_TASK: Self = Self(Cow::Borrowed("tokio.task"));
+    /// A `spawn_blocking` task, or one of the runtime's worker launchers.
+    pub const TOKIO_BLOCKING: Self = Self(Cow::Borrowed("tokio.blocking"));
+    /// A `spawn_local` task on a `LocalSet`.
+    pub const TOKIO_LOCAL: Self = Self(Cow::Borrowed("tokio.local"));
+
     /// The name users see, as in `init(asyncId, type, …)`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TokioTask => "tokio.task",
-            Self::TokioBlocking => "tokio.blocking",
-            Self::TokioLocal => "tokio.local",
-        }
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -96,7 +94,7 @@ mod tests {
     fn json_lines_use_the_design_field_names() {
         let event = HookEvent {
             kind: HookKind::Init {
-                resource_type: ResourceType::TokioBlocking,
+                resource_type: ResourceType::TOKIO_BLOCKING,
                 trigger_id: None,
                 existing: true,
             },

@@ -98,7 +98,7 @@ impl OutputArgs {
         if self.json {
             Box::new(JsonLines::new(stdout))
         } else {
-            Box::new(HumanLines::new(stdout, session::monotonic_ns()))
+            Box::new(HumanLines::new(stdout))
         }
     }
 

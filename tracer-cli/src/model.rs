@@ -90,9 +90,9 @@ impl TaskModel {
         match kind {
             RawKind::Spawn => {
                 let resource_type = match SpawnKind::try_from(raw.detail) {
-                    Ok(SpawnKind::Task) => ResourceType::TokioTask,
-                    Ok(SpawnKind::Blocking) => ResourceType::TokioBlocking,
-                    Ok(SpawnKind::Local) => ResourceType::TokioLocal,
+                    Ok(SpawnKind::Task) => ResourceType::TOKIO_TASK,
+                    Ok(SpawnKind::Blocking) => ResourceType::TOKIO_BLOCKING,
+                    Ok(SpawnKind::Local) => ResourceType::TOKIO_LOCAL,
                     Err(_) => {
                         self.anomalies.undecodable += 1;
                         return;
@@ -158,7 +158,7 @@ impl TaskModel {
     ) -> &mut TaskState {
         self.tasks.entry(id).or_insert_with(|| {
             out(event(HookKind::Init {
-                resource_type: ResourceType::TokioTask,
+                resource_type: ResourceType::TOKIO_TASK,
                 trigger_id: None,
                 existing: true,
             }));
@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(
             out[0].kind,
             HookKind::Init {
-                resource_type: ResourceType::TokioBlocking,
+                resource_type: ResourceType::TOKIO_BLOCKING,
                 trigger_id: Some(2),
                 existing: false
             }
@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(
             out[0].kind,
             HookKind::Init {
-                resource_type: ResourceType::TokioTask,
+                resource_type: ResourceType::TOKIO_TASK,
                 trigger_id: None,
                 existing: true
             }

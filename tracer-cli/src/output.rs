@@ -1,12 +1,34 @@
 //! Live sinks: where hook events go as they arrive. Human lines for people, JSON
 //! lines for programs; both write to a buffered stream flushed after each batch.
 
-use std::io::{self, Write};
+use std::{
+    io::{self, Write},
+    path::PathBuf,
+};
 
 use crate::event::{HookEvent, HookKind};
 
+/// What every sink may want to know about the session before its first event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The traced process.
+    pub pid: u32,
+    /// Its executable.
+    pub exe: PathBuf,
+    /// The runtime adapter in use ("tokio").
+    pub runtime: &'static str,
+    /// CLOCK_MONOTONIC ns when tracing started: event times are shown relative to it.
+    pub start_ns: u64,
+    /// Wall-clock (Unix epoch) ns at the same instant, to place events in real time.
+    pub start_unix_ns: u64,
+}
+
 /// Something that consumes the stream of hook events.
 pub trait Sink {
+    /// Called once, before the first event.
+    fn begin(&mut self, _info: &SessionInfo) -> io::Result<()> {
+        Ok(())
+    }
     /// Takes one event.
     fn event(&mut self, event: &HookEvent) -> io::Result<()>;
     /// Pushes out what is buffered (called after every ring-buffer batch).
@@ -51,11 +73,11 @@ pub struct HumanLines<W: Write> {
 }
 
 impl<W: Write> HumanLines<W> {
-    /// Writes to `out`, with times relative to `start_ns` (CLOCK_MONOTONIC).
-    pub fn new(out: W, start_ns: u64) -> Self {
+    /// Writes to `out`, with times relative to the session's start.
+    pub fn new(out: W) -> Self {
         Self {
             out,
-            start_ns,
+            start_ns: 0,
             header_written: false,
         }
     }
@@ -82,6 +104,11 @@ fn detail(kind: &HookKind) -> String {
 }
 
 impl<W: Write> Sink for HumanLines<W> {
+    fn begin(&mut self, info: &SessionInfo) -> io::Result<()> {
+        self.start_ns = info.start_ns;
+        Ok(())
+    }
+
     fn event(&mut self, event: &HookEvent) -> io::Result<()> {
         if !self.header_written {
             self.header_written = true;
@@ -115,7 +142,7 @@ mod tests {
     fn init(trigger_id: Option<u64>) -> HookEvent {
         HookEvent {
             kind: HookKind::Init {
-                resource_type: ResourceType::TokioTask,
+                resource_type: ResourceType::TOKIO_TASK,
                 trigger_id,
                 existing: trigger_id.is_none(),
             },
@@ -129,7 +156,15 @@ mod tests {
     #[test]
     fn human_lines_are_aligned_under_a_header() {
         let mut out = Vec::new();
-        let mut sink = HumanLines::new(&mut out, 1_000_000_000);
+        let mut sink = HumanLines::new(&mut out);
+        sink.begin(&SessionInfo {
+            pid: 1,
+            exe: PathBuf::from("/bin/app"),
+            runtime: "tokio",
+            start_ns: 1_000_000_000,
+            start_unix_ns: 0,
+        })
+        .unwrap();
         sink.event(&init(Some(1))).unwrap();
         sink.event(&init(None)).unwrap();
         let text = String::from_utf8(out).unwrap();

@@ -4,14 +4,14 @@
 
 use std::{
     io,
-    os::fd::{FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd, FromRawFd as _, OwnedFd},
     time::Duration,
 };
 
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, RingBuf};
 use tokio::{
-    io::unix::AsyncFd,
+    io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
 use tracer_common::RawEvent;
@@ -19,7 +19,7 @@ use tracer_common::RawEvent;
 use crate::{
     launch::{ChildExit, Launched},
     model::TaskModel,
-    output::Sink,
+    output::{SessionInfo, Sink},
     preflight,
     probes::{AttachReport, Probes},
     runtime::{RuntimeAdapter, tokio::Tokio},
@@ -63,6 +63,20 @@ pub fn monotonic_ns() -> u64 {
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
+/// Wall-clock time now, in nanoseconds since the Unix epoch.
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
+}
+
+/// Registers a file descriptor owner with the event loop, for readability.
+fn watch_readable<T: AsRawFd>(owner: T) -> io::Result<AsyncFd<T>> {
+    // SAFETY: `owner` (an OwnedFd or an aya map) owns its descriptor and never
+    // swaps it, and the AsyncFd owns `owner` for its whole life.
+    unsafe { AsyncFd::register_with_interest(owner, Interest::READABLE) }.map_err(io::Error::from)
+}
+
 /// Opens a pidfd, readable once the process has exited.
 fn pidfd(pid: u32) -> anyhow::Result<AsyncFd<OwnedFd>> {
     // SAFETY: plain syscall; the returned fd is owned by us.
@@ -72,7 +86,7 @@ fn pidfd(pid: u32) -> anyhow::Result<AsyncFd<OwnedFd>> {
     }
     // SAFETY: a fresh fd from pidfd_open.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    Ok(AsyncFd::new(fd)?)
+    Ok(watch_readable(fd)?)
 }
 
 /// Traces `pid` (already running, or `launched` and stopped at exec) into `sink`.
@@ -103,10 +117,18 @@ pub async fn trace(
     if attach.total() == 0 {
         bail!("no probe could be attached to process {pid}; see the warnings above");
     }
-    let mut events = AsyncFd::new(probes.take_events()?)?;
+    let mut events = watch_readable(probes.take_events()?)?;
     let exited = pidfd(pid)?;
     probes.arm()?;
-    let start_ns = monotonic_ns();
+    let info = SessionInfo {
+        pid,
+        exe: target.exe.clone(),
+        runtime: adapter.name(),
+        start_ns: monotonic_ns(),
+        start_unix_ns: unix_ns(),
+    };
+    let start_ns = info.start_ns;
+    sink.begin(&info)?;
     eprintln!(
         "tracer: tracing {} ({}, pid {pid}): {} {} probe sites attached in {:.2} s ({}); Ctrl-C to stop",
         target.exe.display(),
@@ -183,7 +205,10 @@ pub async fn trace(
         "tracer: session ended: {ending}, after {:.2} s",
         Duration::from_nanos(monotonic_ns() - start_ns).as_secs_f64()
     );
-    eprint!("{}", stats.render(&attach, &counters, model.anomalies()));
+    eprint!(
+        "{}",
+        stats.render(&attach, &counters, model.anomalies(), model.live_tasks())
+    );
     if let Some(child) = launched.as_mut()
         && child_exit.is_none()
         && stop != Stop::TargetExited

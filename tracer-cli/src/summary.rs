@@ -47,6 +47,7 @@ impl SessionStats {
         attach: &AttachReport,
         counters: &Counters,
         anomalies: ModelAnomalies,
+        live_tasks: usize,
     ) -> String {
         let mut text = String::new();
         let kinds = KINDS
@@ -58,7 +59,7 @@ impl SessionStats {
         let _ = writeln!(text, "tracer: {} events ({kinds})", self.events());
         let _ = writeln!(
             text,
-            "tracer: {} tasks seen, {} of them already running at attach",
+            "tracer: {} tasks seen, {} of them already running at attach, {live_tasks} still alive at the end",
             self.by_kind[0], self.existing
         );
         let _ = writeln!(

@@ -2,10 +2,7 @@
 //! Rust names, asks the runtime adapter which functions to probe, and folds
 //! identical copies (several symbols at one address) into one site.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{Context as _, bail};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
@@ -28,8 +25,6 @@ pub struct Site {
 /// The probe sites of one object file.
 #[derive(Debug)]
 pub struct ObjectSites {
-    /// The file that was read.
-    pub path: PathBuf,
     /// Unique sites, sorted by probe then address.
     pub sites: Vec<Site>,
     /// The file has a full symbol table (`.symtab`), not only dynamic symbols.
@@ -89,7 +84,6 @@ pub fn scan(path: &Path, adapter: &dyn RuntimeAdapter) -> anyhow::Result<ObjectS
         });
     }
     Ok(ObjectSites {
-        path: path.to_owned(),
         sites: unique.into_values().collect(),
         has_symtab,
     })
