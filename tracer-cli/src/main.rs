@@ -3,6 +3,7 @@
 //! Attaches eBPF uprobes to a running, unmodified Tokio program and reports the
 //! life of every task as `init` / `before` / `after` / `resolve` / `destroy`.
 
+mod analysis;
 mod event;
 mod launch;
 mod model;
@@ -11,6 +12,7 @@ mod preflight;
 mod probes;
 mod runtime;
 mod session;
+mod source;
 mod summary;
 mod symbols;
 mod target;
@@ -71,6 +73,25 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Print the trigger tree of a recorded session: every task under the task
+    /// that spawned it, with start and end times, lifetime, polls and busy time.
+    #[command(
+        after_help = "Examples:\n  tracer run --json -- ./my-server > session.jsonl\n  tracer tree session.jsonl\n  tracer tree session.jsonl --min-duration 5ms --depth 3\n  tracer tree session.jsonl --id 42 --json"
+    )]
+    Tree(analysis::commands::TreeArgs),
+    /// Print one row per task of a recorded session (polls, busy, idle, lifetime,
+    /// longest poll, state at the end), then warnings: polls that block the
+    /// runtime, tasks never polled, never finished, polled many times without
+    /// finishing.
+    #[command(
+        after_help = "Examples:\n  tracer stats session.jsonl\n  tracer stats session.jsonl --sort longest --blocking-threshold 2ms\n  tracer stats session.jsonl --csv > tasks.csv"
+    )]
+    Stats(analysis::commands::StatsArgs),
+    /// Draw a recorded session: Chrome trace JSON for Perfetto, or an SVG timeline.
+    #[command(
+        after_help = "Examples:\n  tracer export session.jsonl --format chrome -o trace.json   # open in https://ui.perfetto.dev\n  tracer export session.jsonl --format svg -o timeline.svg"
+    )]
+    Export(analysis::commands::ExportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -83,6 +104,14 @@ struct OutputArgs {
     /// summary reports dropped events.
     #[arg(long, value_name = "BYTES", default_value_t = probes::DEFAULT_RING_BYTES, value_parser = parse_ring_size)]
     ring_size: u32,
+    /// Instead of the events, print the trigger tree when the session ends.
+    #[arg(long)]
+    tree: bool,
+    /// Instead of the events, print per-task statistics when the session ends.
+    #[arg(long)]
+    stats: bool,
+    #[command(flatten)]
+    stats_options: analysis::commands::StatsOptions,
 }
 
 fn parse_ring_size(text: &str) -> Result<u32, String> {
@@ -99,6 +128,34 @@ impl OutputArgs {
             Box::new(JsonLines::new(stdout))
         } else {
             Box::new(HumanLines::new(stdout))
+        }
+    }
+
+    /// The end-of-session report `--tree` / `--stats` ask for, if any.
+    fn report(&self) -> Option<analysis::ReportSink> {
+        (self.tree || self.stats).then(|| {
+            analysis::ReportSink::new(analysis::ReportOptions {
+                tree: self.tree,
+                stats: self.stats,
+                json: self.json,
+                stats_options: self.stats_options.clone(),
+            })
+        })
+    }
+
+    /// Traces `pid` into the live sink, or into the report printed at the end.
+    async fn trace(
+        &self,
+        pid: u32,
+        launched: Option<Launched>,
+    ) -> anyhow::Result<session::Outcome> {
+        match self.report() {
+            Some(mut report) => {
+                let outcome = session::trace(pid, launched, self.session(), &mut report).await?;
+                report.report()?;
+                Ok(outcome)
+            }
+            None => session::trace(pid, launched, self.session(), self.sink().as_mut()).await,
         }
     }
 
@@ -133,8 +190,7 @@ fn main() -> ExitCode {
 async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Trace { pid, output } => {
-            let mut sink = output.sink();
-            session::trace(pid, None, output.session(), sink.as_mut()).await?;
+            output.trace(pid, None).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { output, command } => {
@@ -142,13 +198,14 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             preflight::check_privileges()?;
             let launched = Launched::spawn(&command)?;
             let pid = launched.pid();
-            let mut sink = output.sink();
-            let outcome =
-                session::trace(pid, Some(launched), output.session(), sink.as_mut()).await?;
+            let outcome = output.trace(pid, Some(launched)).await?;
             Ok(match outcome.child_exit {
                 Some(exit) => ExitCode::from(exit.shell_code().clamp(0, 255) as u8),
                 None => ExitCode::SUCCESS,
             })
         }
+        Command::Tree(args) => args.run().map(|()| ExitCode::SUCCESS),
+        Command::Stats(args) => args.run().map(|()| ExitCode::SUCCESS),
+        Command::Export(args) => args.run().map(|()| ExitCode::SUCCESS),
     }
 }

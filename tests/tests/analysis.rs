@@ -1,0 +1,216 @@
+//! `tracer tree`, `stats` and `export` on a real session: the multi_thread fixture
+//! is recorded once with `tracer run --json`, then each subcommand's output is
+//! checked against the fixture's ground truth. Needs root (BPF), the binaries from
+//! `cargo xtask build`, and Debian's `chromium` for the SVG test (`cargo xtask
+//! setup` installs it); without them the tests fail and say why.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use serde_json::Value;
+use tracer_tests::{
+    GroundTruth, Profile, fixture_bin, require_root, run_traced, temp_path, tracer_bin,
+};
+
+/// The recorded session and what Tokio's hooks saw during it.
+struct Recorded {
+    file: PathBuf,
+    ground_truth: GroundTruth,
+}
+
+fn recorded() -> &'static Recorded {
+    static RECORDED: OnceLock<Recorded> = OnceLock::new();
+    RECORDED.get_or_init(|| {
+        require_root().unwrap_or_else(|e| panic!("{e}"));
+        let fixture =
+            fixture_bin("multi_thread", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+        let run = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("multi_thread: {e}"));
+        assert!(run.status.success(), "tracer failed\n{}", run.describe());
+        assert!(
+            !run.ground_truth.tasks.is_empty(),
+            "empty ground truth\n{}",
+            run.describe()
+        );
+        let file = temp_path("session");
+        std::fs::write(&file, &run.stdout).unwrap();
+        Recorded {
+            file,
+            ground_truth: run.ground_truth,
+        }
+    })
+}
+
+/// Runs `tracer ARGS…` and returns its stdout; fails with its stderr.
+fn tracer(args: &[&str]) -> String {
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let output = Command::new(&tracer).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "tracer {args:?} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn file_arg() -> &'static str {
+    recorded().file.to_str().unwrap()
+}
+
+/// Collects (child, parent) for every node under `parent`.
+fn edges(nodes: &Value, parent: u64, out: &mut BTreeMap<u64, u64>) {
+    for node in nodes.as_array().unwrap() {
+        let id = node["async_id"].as_u64().unwrap();
+        assert!(
+            out.insert(id, parent).is_none(),
+            "task {id} appears twice in the tree"
+        );
+        edges(&node["children"], id, out);
+    }
+}
+
+#[test]
+fn tree_edges_are_the_ground_truth_parent_links() {
+    let tree: Value = serde_json::from_str(&tracer(&["tree", "--json", file_arg()])).unwrap();
+    let mut found = BTreeMap::new();
+    for root in tree["roots"].as_array().unwrap() {
+        assert_eq!(
+            root["root"], "outside_any_task",
+            "`tracer run` sees every spawn, so no trigger may be unknown: {root}"
+        );
+        edges(&root["children"], 0, &mut found);
+    }
+    let expected: BTreeMap<u64, u64> = recorded()
+        .ground_truth
+        .tasks
+        .iter()
+        .map(|(id, task)| (*id, task.parent.unwrap_or(0)))
+        .collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn stats_poll_counts_are_the_ground_truth_polls() {
+    let stats: Value = serde_json::from_str(&tracer(&["stats", "--json", file_arg()])).unwrap();
+    let found: BTreeMap<u64, u64> = stats["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["async_id"].as_u64().unwrap(),
+                row["polls"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<u64, u64> = recorded()
+        .ground_truth
+        .tasks
+        .iter()
+        .map(|(id, task)| (*id, task.poll_start_tids.len() as u64))
+        .collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn chrome_export_has_a_slice_per_poll_and_a_flow_per_triggered_task() {
+    let out = temp_path("chrome");
+    tracer(&[
+        "export",
+        file_arg(),
+        "--format",
+        "chrome",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let trace: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let events = trace["traceEvents"].as_array().unwrap();
+    let count = |ph: &str| events.iter().filter(|e| e["ph"] == ph).count();
+    let truth = &recorded().ground_truth;
+    let polls: usize = truth.tasks.values().map(|t| t.poll_start_tids.len()).sum();
+    assert_eq!(count("X"), polls, "one slice per poll");
+    // An arrow ends on the child's first poll: a task spawned by a task and polled.
+    let triggered = truth
+        .tasks
+        .values()
+        .filter(|t| t.parent.is_some() && !t.poll_start_tids.is_empty())
+        .count();
+    assert!(triggered > 0, "the fixture spawns tasks from tasks");
+    assert_eq!(count("s"), triggered, "one flow start per triggered task");
+    assert_eq!(count("f"), triggered, "one flow end per triggered task");
+    assert_eq!(count("b"), truth.tasks.len(), "one lifetime per task");
+    assert_eq!(count("e"), truth.tasks.len(), "every lifetime ends");
+}
+
+/// Screenshots `svg` with headless Chromium into a PNG and returns its pixels (RGBA or RGB).
+fn screenshot(svg: &Path) -> (Vec<u8>, png::OutputInfo) {
+    let png_path = temp_path("svg-shot").with_extension("png");
+    let profile = temp_path("chromium-profile");
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1200,600",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png_path.display()))
+        .arg(format!("file://{}", svg.display()))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run chromium ({e}): install it with `cargo xtask setup` (Debian package `chromium`)")
+        });
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        output.status.success() && png_path.is_file(),
+        "chromium made no screenshot ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&png_path).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    let _ = std::fs::remove_file(&png_path);
+    pixels.truncate(info.buffer_size());
+    (pixels, info)
+}
+
+#[test]
+fn svg_export_renders_in_headless_chromium() {
+    let svg = temp_path("timeline").with_extension("svg");
+    tracer(&[
+        "export",
+        file_arg(),
+        "--format",
+        "svg",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    let (pixels, info) = screenshot(&svg);
+    let _ = std::fs::remove_file(&svg);
+    assert!(
+        info.width > 0 && info.height > 0 && !pixels.is_empty(),
+        "empty screenshot"
+    );
+    let channels = info.color_type.samples();
+    let colours: std::collections::BTreeSet<&[u8]> = pixels.chunks(channels).collect();
+    // White background, grey lanes, black text, and a colour per task.
+    assert!(
+        colours.len() > 10,
+        "the screenshot is blank: {} distinct colours",
+        colours.len()
+    );
+}

@@ -1,0 +1,217 @@
+//! Chrome trace-event JSON (the format Perfetto UI and chrome://tracing open):
+//! one track per runtime thread with a slice per poll named by its task, each
+//! task's lifetime as an async slice, and a flow arrow from the poll that spawned
+//! a task to the task's first poll.
+//!
+//! Written as the events stream past: memory holds the open polls, the live
+//! tasks and the spawns whose child was not polled yet, not the whole trace.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    io::Write,
+};
+
+use serde_json::{Value, json};
+
+use super::Collector;
+use crate::{
+    event::{HookEvent, HookKind},
+    output::SessionInfo,
+};
+
+/// What an export contains, for the status line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChromeCounts {
+    /// Poll slices.
+    pub slices: u64,
+    /// Trigger → child flow arrows.
+    pub flows: u64,
+    /// Task lifetime (async) slices.
+    pub tasks: u64,
+}
+
+/// Writes trace events one by one into a `{"traceEvents": [...]}` document.
+struct TraceWriter<W: Write> {
+    out: W,
+    first: bool,
+    start_ns: u64,
+}
+
+impl<W: Write> TraceWriter<W> {
+    fn push(&mut self, value: Value) -> anyhow::Result<()> {
+        self.out
+            .write_all(if self.first { b"\n" } else { b",\n" })?;
+        self.first = false;
+        serde_json::to_writer(&mut self.out, &value)?;
+        Ok(())
+    }
+
+    /// CLOCK_MONOTONIC ns as trace microseconds since the session start.
+    fn us(&self, ns: u64) -> f64 {
+        ns.saturating_sub(self.start_ns) as f64 / 1e3
+    }
+}
+
+/// Where a task was spawned, kept until its first poll draws the arrow.
+struct Spawn {
+    ts_ns: u64,
+    tid: u32,
+}
+
+/// Converts `events` into Chrome trace JSON on `out`.
+pub fn write(
+    out: impl Write,
+    info: &SessionInfo,
+    events: impl Iterator<Item = anyhow::Result<HookEvent>>,
+) -> anyhow::Result<ChromeCounts> {
+    let mut writer = TraceWriter {
+        out,
+        first: true,
+        start_ns: info.start_ns,
+    };
+    writer
+        .out
+        .write_all(br#"{"displayTimeUnit":"ns","traceEvents":["#)?;
+    let pid = info.pid;
+    writer.push(json!({"ph": "M", "name": "process_name", "pid": pid,
+        "args": {"name": format!("{} ({})", info.exe.display(), info.runtime)}}))?;
+    // Poll pairing lives in the collector; the blocking threshold does not matter here.
+    let mut collector = Collector::new(super::DEFAULT_BLOCKING_THRESHOLD);
+    let mut names: HashMap<u64, String> = HashMap::new();
+    let mut spawns: HashMap<u64, Spawn> = HashMap::new();
+    let mut threads = BTreeSet::new();
+    let mut counts = ChromeCounts::default();
+    let mut last_ns = info.start_ns;
+    for event in events {
+        let event = event?;
+        last_ns = last_ns.max(event.ts_ns);
+        threads.insert(event.tid);
+        let id = event.async_id;
+        match &event.kind {
+            HookKind::Init {
+                resource_type,
+                trigger_id,
+                ..
+            } => {
+                let name = format!("{} {id}", resource_type.as_str());
+                counts.tasks += 1;
+                writer.push(json!({"ph": "b", "cat": "task", "id": id, "name": name,
+                    "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid,
+                    "args": {"async_id": id, "trigger_id": trigger_id}}))?;
+                names.insert(id, name);
+                if trigger_id.is_some_and(|trigger| trigger != 0) {
+                    spawns.insert(
+                        id,
+                        Spawn {
+                            ts_ns: event.ts_ns,
+                            tid: event.tid,
+                        },
+                    );
+                }
+            }
+            HookKind::Before => {
+                if let Some(spawn) = spawns.remove(&id) {
+                    counts.flows += 1;
+                    writer.push(json!({"ph": "s", "cat": "spawn", "name": "spawn", "id": id,
+                        "ts": writer.us(spawn.ts_ns), "pid": pid, "tid": spawn.tid}))?;
+                    writer.push(
+                        json!({"ph": "f", "bp": "e", "cat": "spawn", "name": "spawn",
+                        "id": id, "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}),
+                    )?;
+                }
+            }
+            HookKind::Destroy => {
+                if let Some(name) = names.remove(&id) {
+                    writer.push(json!({"ph": "e", "cat": "task", "id": id, "name": name,
+                        "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}))?;
+                }
+                spawns.remove(&id);
+            }
+            HookKind::After { .. } | HookKind::Resolve => {}
+        }
+        if let Some(poll) = collector.record(&event) {
+            counts.slices += 1;
+            let name = names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| format!("task {id}"));
+            writer.push(json!({"ph": "X", "cat": "poll", "name": name,
+                "ts": writer.us(poll.start_ns), "dur": poll.duration_ns() as f64 / 1e3,
+                "pid": pid, "tid": poll.tid, "args": {"async_id": id}}))?;
+        }
+    }
+    // Tasks alive at the end: their lifetime slices end with the session.
+    let mut alive: Vec<(u64, String)> = names.into_iter().collect();
+    alive.sort();
+    for (id, name) in alive {
+        writer.push(json!({"ph": "e", "cat": "task", "id": id, "name": name,
+            "ts": writer.us(last_ns), "pid": pid}))?;
+    }
+    for tid in threads {
+        writer.push(
+            json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+            "args": {"name": format!("thread {tid}")}}),
+        )?;
+    }
+    writer.out.write_all(b"\n]}\n")?;
+    writer.out.flush()?;
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::test_events::*, *};
+
+    fn export() -> (Value, ChromeCounts) {
+        let mut out = Vec::new();
+        let counts = write(&mut out, &info(), session().into_iter().map(Ok)).unwrap();
+        (serde_json::from_slice(&out).unwrap(), counts)
+    }
+
+    fn phases<'a>(trace: &'a Value, ph: &str) -> Vec<&'a Value> {
+        trace["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["ph"] == ph)
+            .collect()
+    }
+
+    #[test]
+    fn every_poll_is_a_slice_on_its_thread() {
+        let (trace, counts) = export();
+        let slices = phases(&trace, "X");
+        assert_eq!(slices.len(), 6);
+        assert_eq!(counts.slices, 6);
+        let first = slices[0];
+        assert_eq!(first["name"], "tokio.task 1");
+        assert_eq!(first["tid"], 11);
+        assert_eq!(first["ts"], 1000.0);
+        assert_eq!(first["dur"], 2000.0);
+    }
+
+    #[test]
+    fn flows_go_from_the_spawning_poll_to_the_first_poll_of_the_child() {
+        let (trace, counts) = export();
+        let starts = phases(&trace, "s");
+        let ends = phases(&trace, "f");
+        // Tasks 2 and 4 were triggered by a task and polled; 3 never ran.
+        assert_eq!(counts.flows, 2);
+        assert_eq!(starts.len(), 2);
+        assert_eq!(ends.len(), 2);
+        assert_eq!(starts[0]["id"], 2);
+        assert_eq!(starts[0]["ts"], 2000.0);
+        assert_eq!(ends[0]["ts"], 4000.0);
+        assert_eq!(ends[0]["tid"], 12);
+    }
+
+    #[test]
+    fn every_lifetime_slice_is_closed() {
+        let (trace, counts) = export();
+        assert_eq!(counts.tasks, 5);
+        assert_eq!(phases(&trace, "b").len(), 5);
+        assert_eq!(phases(&trace, "e").len(), 5);
+        let threads = phases(&trace, "M");
+        assert_eq!(threads.len(), 1 + 3);
+    }
+}

@@ -1,0 +1,171 @@
+//! The `tree`, `stats` and `export` subcommands: read a session file through
+//! [`crate::source::open_events`] and hand it to the analysis.
+
+use std::{
+    fs::File,
+    io::{self, BufWriter},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use super::{
+    Analysis, DEFAULT_BLOCKING_THRESHOLD, chrome,
+    stats::{self, SortBy},
+    svg,
+    tree::{self, TreeOptions, TriggerTree},
+    warnings::DEFAULT_MANY_POLLS,
+};
+use crate::source::open_events;
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|error| format!("{text:?} is not a duration like 10ms or 1.5s: {error}"))
+}
+
+/// `tracer tree FILE`.
+#[derive(Args, Debug)]
+pub struct TreeArgs {
+    /// A session recorded with `tracer run --json` or `tracer trace --json`.
+    pub file: PathBuf,
+    /// Print the nested structure as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Leave out subtrees in which nothing lived this long (e.g. 5ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub min_duration: Option<Duration>,
+    /// Show this many levels (1 = only resources spawned outside any task).
+    #[arg(long, value_name = "N")]
+    pub depth: Option<usize>,
+    /// Show only the subtree of this async_id.
+    #[arg(long, value_name = "N")]
+    pub id: Option<u64>,
+}
+
+impl TreeArgs {
+    /// Prints the trigger tree of the file.
+    pub fn run(&self) -> anyhow::Result<()> {
+        let (info, events) = open_events(&self.file)?;
+        let analysis = Analysis::from_events(&info, events, DEFAULT_BLOCKING_THRESHOLD)?;
+        let options = TreeOptions {
+            min_duration: self.min_duration,
+            depth: self.depth,
+            id: self.id,
+        };
+        let tree = TriggerTree::build(&analysis, &options)?;
+        let mut out = anstream::stdout().lock();
+        if self.json {
+            tree::write_json(&mut out, &tree)
+        } else {
+            tree::write_text(&mut out, &analysis, &tree)
+        }
+    }
+}
+
+/// Settings for the per-task table, shared by `tracer stats` and `--stats`.
+#[derive(Args, Debug, Clone)]
+pub struct StatsOptions {
+    /// A poll longer than this blocks the runtime and gets a warning.
+    #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = parse_duration)]
+    pub blocking_threshold: Duration,
+    /// Warn about tasks polled at least this many times without finishing.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MANY_POLLS)]
+    pub many_polls: u64,
+    /// Order of the rows, largest first.
+    #[arg(long, value_enum, default_value = "busy")]
+    pub sort: SortBy,
+}
+
+/// `tracer stats FILE`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// A session recorded with `tracer run --json` or `tracer trace --json`.
+    pub file: PathBuf,
+    /// Print the rows and warnings as one JSON document.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print the rows as CSV (warnings go to stderr).
+    #[arg(long)]
+    pub csv: bool,
+    #[command(flatten)]
+    pub options: StatsOptions,
+}
+
+impl StatsArgs {
+    /// Prints the per-task table of the file.
+    pub fn run(&self) -> anyhow::Result<()> {
+        let (info, events) = open_events(&self.file)?;
+        let analysis = Analysis::from_events(&info, events, self.options.blocking_threshold)?;
+        let table = stats::Table::new(&analysis, self.options.sort, self.options.many_polls);
+        let mut out = anstream::stdout().lock();
+        if self.json {
+            stats::write_json(&mut out, &table)
+        } else if self.csv {
+            stats::write_csv(&mut out, &table)?;
+            for warning in &table.warnings {
+                eprintln!("tracer: warning: {}", warning.summary);
+            }
+            Ok(())
+        } else {
+            stats::write_text(&mut out, &analysis, &table)
+        }
+    }
+}
+
+/// What `tracer export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Chrome trace-event JSON, for ui.perfetto.dev and chrome://tracing.
+    Chrome,
+    /// A self-contained SVG timeline for any browser.
+    Svg,
+}
+
+/// `tracer export FILE --format chrome|svg -o OUT`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A session recorded with `tracer run --json` or `tracer trace --json`.
+    pub file: PathBuf,
+    /// The output format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Where to write it (`-` for stdout).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+}
+
+impl ExportArgs {
+    /// Writes the export and a one-line status on stderr.
+    pub fn run(&self) -> anyhow::Result<()> {
+        let (info, events) = open_events(&self.file)?;
+        let out: Box<dyn io::Write> = if self.output.as_os_str() == "-" {
+            Box::new(io::stdout().lock())
+        } else {
+            Box::new(
+                File::create(&self.output)
+                    .with_context(|| format!("cannot create {}", self.output.display()))?,
+            )
+        };
+        let out = BufWriter::new(out);
+        let shown = self.output.display();
+        match self.format {
+            ExportFormat::Chrome => {
+                let counts = chrome::write(out, &info, events)?;
+                eprintln!(
+                    "tracer: wrote {shown}: {} poll slices, {} task lifetimes, {} spawn arrows; open it in https://ui.perfetto.dev or chrome://tracing",
+                    counts.slices, counts.tasks, counts.flows
+                );
+            }
+            ExportFormat::Svg => {
+                let counts = svg::write(out, &info, events)?;
+                eprintln!(
+                    "tracer: wrote {shown}: {} threads, {} poll bars, {} spawn arrows; open it in a browser",
+                    counts.lanes, counts.bars, counts.arrows
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+//! Per-task statistics, one row per task like tokio-console's task list, then the
+//! warnings.
+//!
+//! Scheduled-to-poll delay is not shown: it needs the moment a task was woken,
+//! and tracer probes polls, spawns and frees, not wakes.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::{
+    Analysis, TaskState, human_duration,
+    warnings::{self, Warning},
+};
+
+/// The column rows are sorted by, largest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortBy {
+    /// Time spent in polls.
+    Busy,
+    /// Number of polls.
+    Polls,
+    /// From spawn to end.
+    Lifetime,
+    /// Longest single poll.
+    Longest,
+}
+
+/// One task's row.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Tokio's task id.
+    pub async_id: u64,
+    /// `tokio.task`, `tokio.blocking`, …
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// 0 outside any task, empty/`null` when unknown.
+    pub trigger_id: Option<u64>,
+    /// State at the session's end.
+    pub state: TaskState,
+    /// Polls that finished.
+    pub polls: u64,
+    /// Time spent in polls.
+    pub busy_ns: u64,
+    /// Time alive but not polled.
+    pub idle_ns: u64,
+    /// From spawn (or first sight) to freed, finished, or the session's end.
+    pub lifetime_ns: u64,
+    /// Longest single poll.
+    pub longest_poll_ns: u64,
+    /// Polls longer than the blocking threshold.
+    pub blocking_polls: u64,
+}
+
+/// The rows in order, with the warnings.
+#[derive(Clone, Debug, Serialize)]
+pub struct Table {
+    /// One per task.
+    pub tasks: Vec<Row>,
+    /// Warnings that apply to at least one task.
+    pub warnings: Vec<Warning>,
+}
+
+impl Table {
+    /// The table of `analysis`, sorted by `sort`, with warnings.
+    pub fn new(analysis: &Analysis, sort: SortBy, many_polls: u64) -> Self {
+        let mut tasks: Vec<Row> = analysis
+            .tasks
+            .values()
+            .map(|task| Row {
+                async_id: task.async_id,
+                resource_type: task.resource_type.as_str().to_owned(),
+                trigger_id: task.trigger_id,
+                state: task.state(),
+                polls: task.polls,
+                busy_ns: task.busy_ns,
+                idle_ns: task.idle_ns(analysis.end_ns),
+                lifetime_ns: task.lifetime_ns(analysis.end_ns),
+                longest_poll_ns: task.longest_poll_ns,
+                blocking_polls: task.blocking_polls,
+            })
+            .collect();
+        tasks.sort_by_key(|row| {
+            std::cmp::Reverse(match sort {
+                SortBy::Busy => row.busy_ns,
+                SortBy::Polls => row.polls,
+                SortBy::Lifetime => row.lifetime_ns,
+                SortBy::Longest => row.longest_poll_ns,
+            })
+        });
+        Self {
+            tasks,
+            warnings: warnings::check_all(analysis, many_polls),
+        }
+    }
+}
+
+/// Writes the table and the warnings as one JSON document.
+pub fn write_json(out: &mut impl Write, table: &Table) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, table)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Writes the rows as CSV with a header (warnings are not rows: see `--json`).
+pub fn write_csv(out: &mut impl Write, table: &Table) -> anyhow::Result<()> {
+    let mut writer = csv::Writer::from_writer(out);
+    for row in &table.tasks {
+        writer.serialize(row)?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+/// Writes aligned columns, then one line per warning with its tasks.
+pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "ID", "TYPE", "TRIGGER", "STATE", "POLLS", "BUSY", "IDLE", "LIFETIME", "LONGEST"
+    )?;
+    for row in &table.tasks {
+        let trigger = row
+            .trigger_id
+            .map_or_else(|| "?".to_owned(), |id| id.to_string());
+        writeln!(
+            out,
+            "{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            row.async_id,
+            row.resource_type,
+            trigger,
+            row.state.as_str(),
+            row.polls,
+            human_duration(row.busy_ns),
+            human_duration(row.idle_ns),
+            human_duration(row.lifetime_ns),
+            human_duration(row.longest_poll_ns),
+        )?;
+    }
+    writeln!(
+        out,
+        "{} tasks over {}; TRIGGER ? = existing at attach; scheduled-to-poll delay is not measured (wakes are not probed)",
+        table.tasks.len(),
+        human_duration(analysis.end_ns.saturating_sub(analysis.start_ns))
+    )?;
+    let warn = anstyle::AnsiColor::Yellow.on_default().bold();
+    for warning in &table.warnings {
+        writeln!(out, "{warn}warning{warn:#}: {}", warning.summary)?;
+        for task in &warning.tasks {
+            writeln!(out, "  {task}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::test_events::analysis, *};
+
+    #[test]
+    fn rows_sort_largest_first() {
+        let analysis = analysis();
+        let ids = |sort| -> Vec<u64> {
+            Table::new(&analysis, sort, 1000)
+                .tasks
+                .iter()
+                .map(|row| row.async_id)
+                .collect()
+        };
+        assert_eq!(ids(SortBy::Busy)[0], 2);
+        assert_eq!(ids(SortBy::Lifetime)[..2], [1, 9]);
+        assert_eq!(ids(SortBy::Polls)[..3], [1, 2, 4]);
+    }
+
+    #[test]
+    fn csv_has_a_header_and_a_row_per_task() {
+        let analysis = analysis();
+        let table = Table::new(&analysis, SortBy::Busy, 1000);
+        let mut out = Vec::new();
+        write_csv(&mut out, &table).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls"
+        );
+        assert_eq!(
+            lines[1],
+            "2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1"
+        );
+        assert_eq!(lines.len(), 1 + analysis.tasks.len());
+        assert!(text.contains("\n9,tokio.task,,idle,"));
+    }
+
+    #[test]
+    fn text_ends_with_the_warnings() {
+        let analysis = analysis();
+        let table = Table::new(&analysis, SortBy::Busy, 1000);
+        let mut out = anstream::StripStream::new(Vec::new());
+        write_text(&mut out, &analysis, &table).unwrap();
+        let text = String::from_utf8(out.into_inner()).unwrap();
+        assert!(text.starts_with("      ID  TYPE            TRIGGER  STATE"));
+        assert!(text.contains("warning: 1 task(s) were never polled\n  #3: spawned at"));
+    }
+}

@@ -1,0 +1,219 @@
+//! A self-contained SVG timeline: one lane per thread, one bar per poll coloured
+//! by task (hover for its id and times), and an arrow from where a task was
+//! spawned to its first poll. Opens in any browser, no script, no server.
+//!
+//! Every poll is a bar, so the file grows with the polls: fine for a demo or a
+//! few seconds of a server, heavy for minutes of a busy one (use Perfetto then).
+
+use std::{collections::BTreeMap, fmt::Write as _, io::Write};
+
+use super::{Collector, Poll, human_duration};
+use crate::{
+    event::{HookEvent, HookKind},
+    output::SessionInfo,
+};
+
+const WIDTH: f64 = 1200.0;
+const LEFT: f64 = 110.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 50.0;
+const LANE: f64 = 26.0;
+const BAR: f64 = 16.0;
+const AXIS: f64 = 40.0;
+
+/// What the picture shows, for the status line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SvgCounts {
+    /// Threads (lanes).
+    pub lanes: usize,
+    /// Poll bars.
+    pub bars: usize,
+    /// Trigger arrows.
+    pub arrows: usize,
+}
+
+/// A spawn by a task, to draw once the child's first poll is known.
+struct Arrow {
+    from_ns: u64,
+    from_tid: u32,
+    to: Option<Poll>,
+}
+
+/// A task's colour: hues spread by the golden angle so neighbours differ.
+fn colour(async_id: u64) -> String {
+    format!("hsl({:.0},65%,50%)", (async_id as f64 * 137.508) % 360.0)
+}
+
+/// Escapes text for SVG content and attributes.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Reads `events` and writes the timeline to `out`.
+pub fn write(
+    mut out: impl Write,
+    info: &SessionInfo,
+    events: impl Iterator<Item = anyhow::Result<HookEvent>>,
+) -> anyhow::Result<SvgCounts> {
+    let mut collector = Collector::new(super::DEFAULT_BLOCKING_THRESHOLD);
+    let mut polls = Vec::new();
+    let mut arrows: BTreeMap<u64, Arrow> = BTreeMap::new();
+    let mut lanes: Vec<u32> = Vec::new();
+    for event in events {
+        let event = event?;
+        if let HookKind::Init {
+            trigger_id: Some(trigger),
+            ..
+        } = event.kind
+            && trigger != 0
+        {
+            arrows.insert(
+                event.async_id,
+                Arrow {
+                    from_ns: event.ts_ns,
+                    from_tid: event.tid,
+                    to: None,
+                },
+            );
+        }
+        if let Some(poll) = collector.record(&event) {
+            if !lanes.contains(&poll.tid) {
+                lanes.push(poll.tid);
+            }
+            if let Some(arrow) = arrows.get_mut(&poll.async_id)
+                && arrow.to.is_none()
+            {
+                arrow.to = Some(poll);
+            }
+            polls.push(poll);
+        }
+    }
+    let analysis = collector.finish(info);
+    let span_ns = analysis.end_ns.saturating_sub(analysis.start_ns).max(1);
+    let scale = (WIDTH - LEFT - RIGHT) / span_ns as f64;
+    let x = |ns: u64| LEFT + ns.saturating_sub(analysis.start_ns) as f64 * scale;
+    let lane_of = |tid: u32| lanes.iter().position(|lane| *lane == tid);
+    let lane_y = |index: usize| TOP + index as f64 * LANE;
+    let height = TOP + lanes.len() as f64 * LANE + AXIS;
+
+    let mut svg = String::new();
+    writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+    )?;
+    svg.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#333"/></marker></defs>"##);
+    writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#)?;
+    writeln!(
+        svg,
+        r#"<text x="10" y="22" font-size="15" font-weight="bold">{} (pid {}): {} tasks, {} polls over {}</text>"#,
+        escape(&analysis.exe),
+        analysis.pid,
+        analysis.tasks.len(),
+        polls.len(),
+        human_duration(span_ns)
+    )?;
+    for (index, tid) in lanes.iter().enumerate() {
+        let y = lane_y(index);
+        let fill = if index % 2 == 0 { "#f3f3f3" } else { "#fafafa" };
+        writeln!(
+            svg,
+            r#"<rect x="{LEFT}" y="{y}" width="{}" height="{LANE}" fill="{fill}"/><text x="8" y="{}">thread {tid}</text>"#,
+            WIDTH - LEFT - RIGHT,
+            y + LANE / 2.0 + 4.0
+        )?;
+    }
+    let axis_y = TOP + lanes.len() as f64 * LANE;
+    for tick in 0..=10 {
+        let ns = analysis.start_ns + span_ns * tick / 10;
+        let tx = x(ns);
+        writeln!(
+            svg,
+            r##"<line x1="{tx:.1}" y1="{TOP}" x2="{tx:.1}" y2="{}" stroke="#ccc"/><text x="{tx:.1}" y="{}" text-anchor="middle" fill="#555">{:.3}s</text>"##,
+            axis_y + 4.0,
+            axis_y + 18.0,
+            analysis.relative_s(ns)
+        )?;
+    }
+    for poll in &polls {
+        let Some(index) = lane_of(poll.tid) else {
+            continue;
+        };
+        let resource = analysis
+            .tasks
+            .get(&poll.async_id)
+            .map_or("task", |task| task.resource_type.as_str());
+        writeln!(
+            svg,
+            r#"<rect x="{:.2}" y="{:.1}" width="{:.2}" height="{BAR}" fill="{}"><title>{resource} {}: {:.6}s, {}</title></rect>"#,
+            x(poll.start_ns),
+            lane_y(index) + (LANE - BAR) / 2.0,
+            (poll.duration_ns() as f64 * scale).max(1.0),
+            colour(poll.async_id),
+            poll.async_id,
+            analysis.relative_s(poll.start_ns),
+            human_duration(poll.duration_ns())
+        )?;
+    }
+    let mut drawn = 0;
+    for (child, arrow) in &arrows {
+        let (Some(to), Some(from_lane)) = (arrow.to, lane_of(arrow.from_tid)) else {
+            continue;
+        };
+        let Some(to_lane) = lane_of(to.tid) else {
+            continue;
+        };
+        let (y1, y2) = (
+            lane_y(from_lane) + LANE / 2.0,
+            lane_y(to_lane) + (LANE - BAR) / 2.0,
+        );
+        let (x1, x2) = (x(arrow.from_ns), x(to.start_ns));
+        let bend = if from_lane == to_lane { -14.0 } else { 0.0 };
+        writeln!(
+            svg,
+            r##"<path d="M{x1:.2},{y1:.1} C{x1:.2},{:.1} {x2:.2},{:.1} {x2:.2},{y2:.1}" fill="none" stroke="#333" stroke-width="1" marker-end="url(#arrow)"><title>spawned task {child}</title></path>"##,
+            y1 + bend,
+            y2 + bend
+        )?;
+        drawn += 1;
+    }
+    svg.push_str("</svg>\n");
+    out.write_all(svg.as_bytes())?;
+    out.flush()?;
+    Ok(SvgCounts {
+        lanes: lanes.len(),
+        bars: polls.len(),
+        arrows: drawn,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::test_events::*, *};
+
+    #[test]
+    fn draws_a_lane_per_thread_a_bar_per_poll_and_an_arrow_per_spawn() {
+        let mut out = Vec::new();
+        let counts = write(&mut out, &info(), session().into_iter().map(Ok)).unwrap();
+        assert_eq!(
+            counts,
+            SvgCounts {
+                lanes: 2,
+                bars: 6,
+                arrows: 2
+            }
+        );
+        let svg = String::from_utf8(out).unwrap();
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<title>tokio.task ").count(), 6);
+        assert!(svg.contains(">thread 11</text>"));
+    }
+
+    #[test]
+    fn names_are_escaped() {
+        assert_eq!(escape("a<b>&\"c\""), "a&lt;b&gt;&amp;&quot;c&quot;");
+    }
+}

@@ -1,0 +1,319 @@
+//! The trigger tree, as `on-async-hook` drew it: every resource under the one that
+//! triggered it, with its start and end relative to the session start.
+//!
+//! ```text
+//! spawned outside any task
+//! └─ #1 tokio.task  0.000000s → 0.031000s  lifetime 31.00ms  polls 2  busy 3.00ms  done
+//!    ├─ #2 tokio.task  0.002000s → 0.024000s  lifetime 22.00ms  polls 2  busy 17.00ms  done
+//! ```
+
+use std::{collections::BTreeMap, io::Write, time::Duration};
+
+use anstyle::{AnsiColor, Style};
+use serde::Serialize;
+
+use super::{Analysis, TaskRecord, TaskState, human_duration};
+
+/// How to trim a large tree.
+#[derive(Clone, Debug, Default)]
+pub struct TreeOptions {
+    /// Leave out subtrees in which no resource lived this long.
+    pub min_duration: Option<Duration>,
+    /// Show this many levels below the roots (1 = only the top resources).
+    pub depth: Option<usize>,
+    /// Show only the subtree of this resource.
+    pub id: Option<u64>,
+}
+
+/// Why a group of resources has no parent resource in the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootKind {
+    /// Spawned outside any task (`block_on`, `main`, a runtime thread): trigger 0.
+    OutsideAnyTask,
+    /// The trigger is unknown: the resource existed when the tracer attached, or
+    /// its trigger was never seen.
+    UnknownTrigger,
+    /// The subtree asked for with `--id`.
+    Subtree,
+}
+
+impl RootKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::OutsideAnyTask => "spawned outside any task",
+            Self::UnknownTrigger => "trigger unknown (existing at attach)",
+            Self::Subtree => "subtree",
+        }
+    }
+}
+
+/// One resource and what it triggered.
+#[derive(Clone, Debug, Serialize)]
+pub struct Node {
+    /// Tokio's task id.
+    pub async_id: u64,
+    /// `tokio.task`, `tokio.blocking`, …
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// 0 outside any task, `null` when unknown.
+    pub trigger_id: Option<u64>,
+    /// It existed before the tracer attached.
+    pub existing: bool,
+    /// `init`, ns after the session start.
+    pub start_ns: u64,
+    /// Freed (else finished), ns after the session start; `null` while alive.
+    pub end_ns: Option<u64>,
+    /// From start to end, or to the session's last event.
+    pub lifetime_ns: u64,
+    /// Polls that finished.
+    pub polls: u64,
+    /// Time spent in polls.
+    pub busy_ns: u64,
+    /// State at the session's end.
+    pub state: TaskState,
+    /// Resources it triggered, by start time.
+    pub children: Vec<Node>,
+}
+
+/// Resources grouped under one kind of root.
+#[derive(Clone, Debug, Serialize)]
+pub struct Root {
+    /// Why these have no parent in the tree.
+    pub root: RootKind,
+    /// The top resources.
+    pub children: Vec<Node>,
+}
+
+/// The whole forest, as `tracer tree --json` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TriggerTree {
+    /// At most one root of each kind, empty ones left out.
+    pub roots: Vec<Root>,
+}
+
+impl TriggerTree {
+    /// Arranges `analysis`'s tasks under their triggers, trimmed as `options` say.
+    pub fn build(analysis: &Analysis, options: &TreeOptions) -> anyhow::Result<Self> {
+        let mut children: BTreeMap<u64, Vec<&TaskRecord>> = BTreeMap::new();
+        let mut outside = Vec::new();
+        let mut unknown = Vec::new();
+        for task in analysis.tasks.values() {
+            match task.trigger_id {
+                Some(0) => outside.push(task),
+                Some(parent) if analysis.tasks.contains_key(&parent) => {
+                    children.entry(parent).or_default().push(task)
+                }
+                _ => unknown.push(task),
+            }
+        }
+        let builder = Builder {
+            analysis,
+            children,
+            options,
+        };
+        let groups = match options.id {
+            Some(id) => {
+                let task = analysis.tasks.get(&id).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--id {id}: no resource has async_id {id} in this session; `tracer stats` lists them"
+                    )
+                })?;
+                vec![(RootKind::Subtree, vec![task])]
+            }
+            None => vec![
+                (RootKind::OutsideAnyTask, outside),
+                (RootKind::UnknownTrigger, unknown),
+            ],
+        };
+        let roots = groups
+            .into_iter()
+            .map(|(root, tasks)| Root {
+                root,
+                children: builder.nodes(tasks, 1),
+            })
+            .filter(|root| !root.children.is_empty())
+            .collect();
+        Ok(Self { roots })
+    }
+}
+
+struct Builder<'a> {
+    analysis: &'a Analysis,
+    children: BTreeMap<u64, Vec<&'a TaskRecord>>,
+    options: &'a TreeOptions,
+}
+
+impl Builder<'_> {
+    /// The nodes of `tasks` at `depth` (1 = top), by start time, trimmed.
+    fn nodes(&self, mut tasks: Vec<&TaskRecord>, depth: usize) -> Vec<Node> {
+        if self.options.depth.is_some_and(|max| depth > max) {
+            return Vec::new();
+        }
+        tasks.sort_by_key(|task| (task.start_ns, task.async_id));
+        let min_ns = self.options.min_duration.map_or(0, |d| d.as_nanos() as u64);
+        tasks
+            .into_iter()
+            .filter_map(|task| {
+                let kids = self
+                    .children
+                    .get(&task.async_id)
+                    .cloned()
+                    .unwrap_or_default();
+                let children = self.nodes(kids, depth + 1);
+                let lifetime_ns = task.lifetime_ns(self.analysis.end_ns);
+                (lifetime_ns >= min_ns || !children.is_empty()).then(|| {
+                    let relative = |ns: u64| ns.saturating_sub(self.analysis.start_ns);
+                    Node {
+                        async_id: task.async_id,
+                        resource_type: task.resource_type.as_str().to_owned(),
+                        trigger_id: task.trigger_id,
+                        existing: task.existing,
+                        start_ns: relative(task.start_ns),
+                        end_ns: task.end_ns().map(relative),
+                        lifetime_ns,
+                        polls: task.polls,
+                        busy_ns: task.busy_ns,
+                        state: task.state(),
+                        children,
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+/// Writes the tree as one JSON document.
+pub fn write_json(out: &mut impl Write, tree: &TriggerTree) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, tree)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+const ROOT: Style = AnsiColor::Yellow.on_default().bold();
+const ID: Style = Style::new().bold();
+const TYPE: Style = AnsiColor::Cyan.on_default();
+const DIM: Style = Style::new().dimmed();
+
+/// Writes the tree with box lines, in colour (an `anstream` writer drops the
+/// colour when the output is not a terminal).
+pub fn write_text(
+    out: &mut impl Write,
+    analysis: &Analysis,
+    tree: &TriggerTree,
+) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "{ROOT}trigger tree{ROOT:#}: pid {} {}, {} tasks over {}",
+        analysis.pid,
+        analysis.exe,
+        analysis.tasks.len(),
+        human_duration(analysis.end_ns.saturating_sub(analysis.start_ns))
+    )?;
+    for root in &tree.roots {
+        writeln!(out, "{ROOT}{}{ROOT:#}", root.root.label())?;
+        write_nodes(out, &root.children, "")?;
+    }
+    Ok(())
+}
+
+fn write_nodes(out: &mut impl Write, nodes: &[Node], prefix: &str) -> anyhow::Result<()> {
+    for (index, node) in nodes.iter().enumerate() {
+        let last = index + 1 == nodes.len();
+        let (branch, indent) = if last {
+            ("└─ ", "   ")
+        } else {
+            ("├─ ", "│  ")
+        };
+        let end = node
+            .end_ns
+            .map_or_else(|| "…".to_owned(), |ns| format!("{:.6}s", ns as f64 / 1e9));
+        writeln!(
+            out,
+            "{DIM}{prefix}{branch}{DIM:#}{ID}#{}{ID:#} {TYPE}{}{TYPE:#}  {:.6}s → {end}  lifetime {}  polls {}  busy {}  {DIM}{}{DIM:#}",
+            node.async_id,
+            node.resource_type,
+            node.start_ns as f64 / 1e9,
+            human_duration(node.lifetime_ns),
+            node.polls,
+            human_duration(node.busy_ns),
+            node.state.as_str(),
+        )?;
+        write_nodes(out, &node.children, &format!("{prefix}{indent}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::test_events::analysis, *};
+
+    fn ids(nodes: &[Node]) -> Vec<u64> {
+        nodes.iter().map(|node| node.async_id).collect()
+    }
+
+    #[test]
+    fn resources_hang_under_their_trigger() {
+        let tree = TriggerTree::build(&analysis(), &TreeOptions::default()).unwrap();
+        assert_eq!(tree.roots.len(), 2);
+        assert_eq!(tree.roots[0].root, RootKind::OutsideAnyTask);
+        let one = &tree.roots[0].children[0];
+        assert_eq!(one.async_id, 1);
+        assert_eq!(ids(&one.children), [2, 3]);
+        assert_eq!(ids(&one.children[0].children), [4]);
+        assert_eq!(tree.roots[1].root, RootKind::UnknownTrigger);
+        assert_eq!(ids(&tree.roots[1].children), [9]);
+    }
+
+    #[test]
+    fn depth_min_duration_and_id_trim_the_tree() {
+        let analysis = analysis();
+        let shallow = TreeOptions {
+            depth: Some(2),
+            ..TreeOptions::default()
+        };
+        let tree = TriggerTree::build(&analysis, &shallow).unwrap();
+        assert!(tree.roots[0].children[0].children[0].children.is_empty());
+
+        // Task 4 lived 17 ms, 3 lives to the end (29 ms), 2 for 22 ms.
+        let long = TreeOptions {
+            min_duration: Some(Duration::from_millis(25)),
+            ..TreeOptions::default()
+        };
+        let tree = TriggerTree::build(&analysis, &long).unwrap();
+        assert_eq!(ids(&tree.roots[0].children[0].children), [3]);
+
+        let sub = TreeOptions {
+            id: Some(2),
+            ..TreeOptions::default()
+        };
+        let tree = TriggerTree::build(&analysis, &sub).unwrap();
+        assert_eq!(tree.roots.len(), 1);
+        assert_eq!(ids(&tree.roots[0].children), [2]);
+        let missing = TreeOptions {
+            id: Some(77),
+            ..TreeOptions::default()
+        };
+        let error = TriggerTree::build(&analysis, &missing).unwrap_err();
+        assert!(error.to_string().contains("no resource has async_id 77"));
+    }
+
+    #[test]
+    fn text_uses_box_lines_and_times_since_start() {
+        let analysis = analysis();
+        let tree = TriggerTree::build(&analysis, &TreeOptions::default()).unwrap();
+        let mut out = anstream::StripStream::new(Vec::new());
+        write_text(&mut out, &analysis, &tree).unwrap();
+        let text = String::from_utf8(out.into_inner()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "spawned outside any task");
+        assert_eq!(
+            lines[2],
+            "└─ #1 tokio.task  0.000000s → 0.031000s  lifetime 31.00ms  polls 2  busy 3.00ms  done"
+        );
+        assert!(lines[3].starts_with("   ├─ #2 tokio.task  0.002000s → 0.024000s"));
+        assert!(lines[4].starts_with("   │  └─ #4 "));
+        assert!(lines[5].starts_with("   └─ #3 "), "{text}");
+        assert!(lines[5].ends_with("…  lifetime 29.00ms  polls 0  busy 0ns  idle"));
+    }
+}

@@ -1,0 +1,207 @@
+//! Warnings about tasks, as tokio-console gives them: one small struct per
+//! warning behind the [`Warn`] trait, so adding a warning touches this file only.
+//!
+//! tokio-console's lost-waker and self-wake warnings need wake events, which
+//! tracer does not probe; "polled many times without finishing" stands in for
+//! "polled without progress", the closest a poll count can tell.
+
+use serde::Serialize;
+
+use super::{Analysis, TaskRecord, TaskState, human_duration};
+
+/// One kind of warning.
+pub trait Warn {
+    /// A stable name for programs, e.g. `blocking_polls`.
+    fn name(&self) -> &'static str;
+    /// Whether `task` deserves the warning.
+    fn check(&self, task: &TaskRecord, analysis: &Analysis) -> bool;
+    /// What is wrong with one task, e.g. `#5: 3 polls over 10.00ms, longest 25.00ms`.
+    fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String;
+    /// One line for `count` tasks, e.g. `2 tasks have polls that block the runtime …`.
+    fn summary(&self, count: usize, analysis: &Analysis) -> String;
+}
+
+/// A poll ran longer than the blocking threshold: while it runs, its worker
+/// thread runs nothing else.
+pub struct BlockingPolls;
+
+impl Warn for BlockingPolls {
+    fn name(&self) -> &'static str {
+        "blocking_polls"
+    }
+    fn check(&self, task: &TaskRecord, _: &Analysis) -> bool {
+        task.blocking_polls > 0
+    }
+    fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String {
+        format!(
+            "#{}: {} poll(s) over {}, longest {}",
+            task.async_id,
+            task.blocking_polls,
+            human_duration(analysis.blocking_threshold_ns),
+            human_duration(task.longest_poll_ns)
+        )
+    }
+    fn summary(&self, count: usize, analysis: &Analysis) -> String {
+        format!(
+            "{count} task(s) have polls that block the runtime (longer than {})",
+            human_duration(analysis.blocking_threshold_ns)
+        )
+    }
+}
+
+/// Spawned during the session and never polled by its end.
+pub struct NeverPolled;
+
+impl Warn for NeverPolled {
+    fn name(&self) -> &'static str {
+        "never_polled"
+    }
+    fn check(&self, task: &TaskRecord, _: &Analysis) -> bool {
+        !task.existing && task.polls == 0 && task.state() == TaskState::Idle
+    }
+    fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String {
+        format!(
+            "#{}: spawned at {:.6}s, never polled",
+            task.async_id,
+            analysis.relative_s(task.start_ns)
+        )
+    }
+    fn summary(&self, count: usize, _: &Analysis) -> String {
+        format!("{count} task(s) were never polled")
+    }
+}
+
+/// Still alive (its future neither finished nor was cancelled) when the session
+/// ended: fine for a server's accept loop, a leak for a request handler.
+pub struct NeverFinished;
+
+impl Warn for NeverFinished {
+    fn name(&self) -> &'static str {
+        "never_finished"
+    }
+    fn check(&self, task: &TaskRecord, _: &Analysis) -> bool {
+        task.state() != TaskState::Done
+    }
+    fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String {
+        format!(
+            "#{}: {} after {}",
+            task.async_id,
+            task.state().as_str(),
+            human_duration(task.lifetime_ns(analysis.end_ns))
+        )
+    }
+    fn summary(&self, count: usize, _: &Analysis) -> String {
+        format!("{count} task(s) never finished")
+    }
+}
+
+/// Polled at least `min_polls` times and still not finished at the end: a
+/// future that keeps returning `Pending` (a busy loop around `yield_now`, a
+/// stream that wakes itself) without completing.
+pub struct ManyPollsUnfinished {
+    /// The poll count from which a task is suspect.
+    pub min_polls: u64,
+}
+
+impl Warn for ManyPollsUnfinished {
+    fn name(&self) -> &'static str {
+        "many_polls_unfinished"
+    }
+    fn check(&self, task: &TaskRecord, _: &Analysis) -> bool {
+        task.polls >= self.min_polls && task.state() != TaskState::Done
+    }
+    fn format(&self, task: &TaskRecord, _: &Analysis) -> String {
+        format!(
+            "#{}: {} polls, busy {}, not finished",
+            task.async_id,
+            task.polls,
+            human_duration(task.busy_ns)
+        )
+    }
+    fn summary(&self, count: usize, _: &Analysis) -> String {
+        format!(
+            "{count} task(s) were polled at least {} times without finishing",
+            self.min_polls
+        )
+    }
+}
+
+/// The default `min_polls` of [`ManyPollsUnfinished`].
+pub const DEFAULT_MANY_POLLS: u64 = 1000;
+
+/// One warning and the tasks that got it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Warning {
+    /// [`Warn::name`].
+    pub warning: &'static str,
+    /// [`Warn::summary`].
+    pub summary: String,
+    /// How many tasks.
+    pub count: usize,
+    /// [`Warn::format`] for each task, by id.
+    pub tasks: Vec<String>,
+}
+
+/// Every warning that applies to at least one task of `analysis`.
+pub fn check_all(analysis: &Analysis, many_polls: u64) -> Vec<Warning> {
+    let checks: [&dyn Warn; 4] = [
+        &BlockingPolls,
+        &NeverPolled,
+        &NeverFinished,
+        &ManyPollsUnfinished {
+            min_polls: many_polls,
+        },
+    ];
+    checks
+        .into_iter()
+        .filter_map(|warn| {
+            let tasks: Vec<String> = analysis
+                .tasks
+                .values()
+                .filter(|task| warn.check(task, analysis))
+                .map(|task| warn.format(task, analysis))
+                .collect();
+            (!tasks.is_empty()).then(|| Warning {
+                warning: warn.name(),
+                summary: warn.summary(tasks.len(), analysis),
+                count: tasks.len(),
+                tasks,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::test_events::analysis, *};
+
+    #[test]
+    fn each_warning_names_its_tasks() {
+        let warnings = check_all(&analysis(), 2);
+        let by_name = |name: &str| {
+            warnings
+                .iter()
+                .find(|warning| warning.warning == name)
+                .unwrap_or_else(|| panic!("no {name} in {warnings:?}"))
+        };
+        let blocking = by_name("blocking_polls");
+        assert_eq!(
+            blocking.tasks,
+            ["#2: 1 poll(s) over 10.00ms, longest 16.00ms"]
+        );
+        assert_eq!(
+            blocking.summary,
+            "1 task(s) have polls that block the runtime (longer than 10.00ms)"
+        );
+        assert_eq!(
+            by_name("never_polled").tasks,
+            ["#3: spawned at 0.002000s, never polled"]
+        );
+        assert_eq!(by_name("never_finished").count, 2);
+        assert!(
+            warnings
+                .iter()
+                .all(|w| w.warning != "many_polls_unfinished")
+        );
+    }
+}
