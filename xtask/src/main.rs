@@ -40,8 +40,8 @@ enum Cmd {
     #[command(
         long_about = "Install the build's requirements that are missing, and do \
         nothing for those already present. One status line per item on stderr.\n\n\
-        1. Debian packages llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev \
-        (apt-get; needs root)\n\
+        1. Debian packages llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev, and \
+        chromium for the SVG rendering test (apt-get; needs root)\n\
         2. the nightly toolchain's rust-src component (rustup), which builds the BPF \
         programs for bpfel-unknown-none\n\
         3. bpf-linker, built against LLVM 22 (cargo install)\n\

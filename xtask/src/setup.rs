@@ -13,12 +13,14 @@ use anyhow::{Context, Result, bail};
 
 use crate::process::{self, cargo, cargo_bin_dir, is_root, path_with, probe, run, stdout_of};
 
-/// Debian packages that `bpf-linker` is built and linked against.
-pub const DEBIAN_PACKAGES: [&str; 4] = [
+/// Debian packages that `bpf-linker` is built and linked against, and `chromium`,
+/// which the SVG export test renders pictures with (headless).
+pub const DEBIAN_PACKAGES: [&str; 5] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    "chromium",
 ];
 
 /// Where Debian's LLVM 22 keeps `llvm-config`; put first on PATH for `cargo install`.
@@ -50,7 +52,7 @@ fn installed_version(package: &str) -> Result<Option<String>> {
         bail!(
             "dpkg-query not found: setup installs Debian packages ({}); on another \
              distribution install LLVM 22 with its dev files and Polly, and the zstd and \
-             zlib dev files, then run setup again",
+             zlib dev files, and Chromium, then run setup again",
             DEBIAN_PACKAGES.join(" ")
         );
     };
@@ -65,7 +67,7 @@ fn installed_version(package: &str) -> Result<Option<String>> {
     })
 }
 
-/// Step 1: LLVM 22 and the libraries `bpf-linker` links to, from Debian.
+/// Step 1: LLVM 22 and the libraries `bpf-linker` links to, and Chromium, from Debian.
 fn debian_packages() -> Result<()> {
     let mut missing = Vec::new();
     for package in DEBIAN_PACKAGES {
