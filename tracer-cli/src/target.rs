@@ -118,7 +118,7 @@ impl Target {
         let missing: Vec<&str> = adapter
             .required()
             .iter()
-            .filter(|(probe, _)| !found(*probe))
+            .filter(|(alternatives, _)| !alternatives.iter().any(|probe| found(*probe)))
             .map(|(_, what)| *what)
             .collect();
         if !missing.is_empty() {

@@ -59,19 +59,11 @@ impl Probe {
     pub fn label(self) -> &'static str {
         match self {
             Probe::Poll => "poll",
-            Probe::Spawn {
-                kind: SpawnKindTag::Task,
-                ..
-            } => "spawn",
-            Probe::Spawn {
-                kind: SpawnKindTag::Blocking,
-                ..
-            } => "spawn_blocking",
-            Probe::Spawn {
-                kind: SpawnKindTag::Local,
-                ..
-            }
-            | Probe::SpawnReturn { .. } => "spawn_local",
+            Probe::Spawn { kind, .. } | Probe::SpawnReturn { kind } => match kind {
+                SpawnKindTag::Task => "spawn",
+                SpawnKindTag::Blocking => "spawn_blocking",
+                SpawnKindTag::Local => "spawn_local",
+            },
             Probe::Complete => "complete",
             Probe::Free { .. } => "free",
         }
@@ -103,7 +95,7 @@ pub trait RuntimeAdapter {
     /// Where the task id is in a task header; given to the BPF programs.
     fn layout(&self) -> HeaderLayout;
 
-    /// The probes that must all be found for the trace to be complete, with what
-    /// each one gives the user.
-    fn required(&self) -> &'static [(Probe, &'static str)];
+    /// What must be found for the trace to be complete: for each need, the probes
+    /// any one of which meets it, and what it gives the user.
+    fn required(&self) -> &'static [(&'static [Probe], &'static str)];
 }
