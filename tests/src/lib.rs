@@ -754,6 +754,8 @@ pub enum Profile {
     Debug,
     /// `tests/fixtures/target/release`.
     Release,
+    /// `tests/fixtures/target/stripped`: release without a symbol table.
+    Stripped,
 }
 
 impl Profile {
@@ -761,6 +763,7 @@ impl Profile {
         match self {
             Profile::Debug => "debug",
             Profile::Release => "release",
+            Profile::Stripped => "stripped",
         }
     }
 }
