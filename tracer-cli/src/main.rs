@@ -6,6 +6,7 @@
 mod event;
 mod launch;
 mod model;
+mod multi_attach;
 mod output;
 mod preflight;
 mod probes;
@@ -62,7 +63,7 @@ enum Command {
     /// its exit code. The first Ctrl-C is passed to the command (its shutdown is
     /// traced too); a second one stops tracing.
     #[command(
-        after_help = "Examples:\n  tracer run -- ./target/release/my-server --port 8080\n  tracer run --json -- cargo run --release   # traces cargo, not the server: run the binary itself"
+        after_help = "Examples:\n  tracer run -- ./target/release/my-server --port 8080\n  tracer run --json -- ./target/release/my-app > events.jsonl"
     )]
     Run {
         #[command(flatten)]

@@ -110,6 +110,12 @@ pub async fn trace(
         }
         attach.failed.extend(report.failed);
         attach.seconds += report.seconds;
+        attach.fallback = attach.fallback.or(report.fallback);
+    }
+    if let Some(reason) = &attach.fallback {
+        eprintln!(
+            "tracer: warning: uprobe_multi links unavailable ({reason}); using one perf-event link per site, which takes the kernel about 0.1 s per site to remove at the end"
+        );
     }
     for (symbol, reason) in &attach.failed {
         eprintln!("tracer: warning: cannot attach to {symbol}: {reason}");
@@ -184,7 +190,7 @@ pub async fn trace(
         stop
     };
     let counters = probes.counters()?;
-    drop(probes);
+    probes.detach();
 
     let child_exit = match launched.as_mut() {
         Some(child) if stop == Stop::TargetExited => Some(child.wait()?),
