@@ -39,6 +39,8 @@ pub struct SessionOptions {
 enum Stop {
     /// The target exited.
     TargetExited,
+    /// The target replaced its program (exec): the new one is not traced.
+    TargetExeced,
     /// Ctrl-C or SIGTERM.
     Interrupted,
     /// Whoever reads our output went away (e.g. `| head`).
@@ -153,6 +155,8 @@ pub async fn trace(
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut forwarded_interrupt = false;
+    let program = ProgramIdentity::of(pid);
+    let mut exec_check = tokio::time::interval(Duration::from_millis(250));
     let stop = loop {
         tokio::select! {
             guard = events.readable_mut() => {
@@ -164,6 +168,11 @@ pub async fn trace(
                 }
             }
             _ = exited.readable() => break Stop::TargetExited,
+            _ = exec_check.tick() => {
+                if ProgramIdentity::of(pid) != program && !is_gone(pid) {
+                    break Stop::TargetExeced;
+                }
+            }
             _ = interrupt.recv() => {
                 // `tracer run`: the first Ctrl-C goes to the command, whose
                 // shutdown is traced too; a second one stops tracing.
@@ -204,6 +213,9 @@ pub async fn trace(
             format!("the command was killed by signal {signal}")
         }
         (Stop::TargetExited, None) => format!("process {pid} exited"),
+        (Stop::TargetExeced, _) => format!(
+            "process {pid} called exec: its new program is not traced (run tracer again to trace it)"
+        ),
         (Stop::Interrupted, _) => "interrupted".to_owned(),
         (Stop::OutputClosed, _) => "output closed".to_owned(),
     };
@@ -215,16 +227,42 @@ pub async fn trace(
         "{}",
         stats.render(&attach, &counters, model.anomalies(), model.live_tasks())
     );
-    if let Some(child) = launched.as_mut()
-        && child_exit.is_none()
-        && stop != Stop::TargetExited
-    {
-        eprintln!(
-            "tracer: the command (pid {}) keeps running without tracing",
-            child.pid()
-        );
-    }
+    let child_exit = match launched.as_mut() {
+        // `tracer run` still ends when the command does, with its exit code.
+        Some(child) if stop == Stop::TargetExeced => {
+            eprintln!("tracer: waiting for the command to exit");
+            Some(child.wait()?)
+        }
+        Some(child) if child_exit.is_none() => {
+            eprintln!(
+                "tracer: the command (pid {}) keeps running without tracing",
+                child.pid()
+            );
+            None
+        }
+        _ => child_exit,
+    };
     Ok(Outcome { child_exit })
+}
+
+/// Which file a process runs, to notice an exec: device and inode of its executable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ProgramIdentity(Option<(u64, u64)>);
+
+impl ProgramIdentity {
+    fn of(pid: u32) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        Self(
+            std::fs::metadata(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|meta| (meta.dev(), meta.ino())),
+        )
+    }
+}
+
+/// The process has exited (its pidfd will say so too).
+fn is_gone(pid: u32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}/exe")).exists()
 }
 
 /// Reads every event in the ring buffer now, through the model, into the sink.

@@ -1,0 +1,111 @@
+//! The tracer follows its target's life: it stops cleanly, with its summary, when
+//! the target exits, is killed, or replaces its program with exec, and when the
+//! tracer itself is interrupted. Needs root and `cargo xtask build`; fails otherwise.
+
+use std::{
+    process::{Child, Command, Output, Stdio},
+    thread::sleep,
+    time::Duration,
+};
+
+use tracer_tests::{Profile, TracerOutput, fixture_bin, require_root, tracer_bin};
+
+fn long_running(args: &[&str]) -> Child {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let app = fixture_bin("long_running", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    Command::new(app)
+        .args(args)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("long_running starts")
+}
+
+fn trace(pid: u32) -> Child {
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(tracer)
+        .args(["trace", "--json", "-p", &pid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tracer starts");
+    // Let it attach.
+    sleep(Duration::from_millis(700));
+    child
+}
+
+/// Waits for the tracer and checks it ended cleanly, with complete JSON lines and
+/// its summary; returns its stderr.
+fn finished_cleanly(tracer: Child) -> String {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = tracer.wait_with_output().expect("tracer ends");
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    assert!(status.success(), "tracer failed ({status}):\n{stderr}");
+    let events = TracerOutput::parse(&String::from_utf8_lossy(&stdout))
+        .unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    assert!(!events.events.is_empty(), "no events:\n{stderr}");
+    assert!(stderr.contains("tracer: session ended: "), "{stderr}");
+    assert!(stderr.contains(" dropped (ring buffer full)"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn target_that_exits_ends_the_session_with_a_summary() {
+    let mut target = long_running(&["--seconds", "2"]);
+    let tracer = trace(target.id());
+    let stderr = finished_cleanly(tracer);
+    let _ = target.wait();
+    assert!(
+        stderr.contains(&format!("process {} exited", target.id())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn target_killed_with_sigkill_ends_the_session_with_a_summary() {
+    let mut target = long_running(&["--seconds", "30"]);
+    let tracer = trace(target.id());
+    sleep(Duration::from_millis(500));
+    target.kill().expect("SIGKILL");
+    let _ = target.wait();
+    let stderr = finished_cleanly(tracer);
+    assert!(
+        stderr.contains(&format!("process {} exited", target.id())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn target_that_calls_exec_ends_the_session_saying_so() {
+    let mut target = long_running(&["--seconds", "2", "--exec-at-end"]);
+    let tracer = trace(target.id());
+    let stderr = finished_cleanly(tracer);
+    let _ = target.wait();
+    assert!(
+        stderr.contains(&format!("process {} called exec", target.id())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn interrupted_tracer_flushes_its_events_and_leaves_the_target_running() {
+    let mut target = long_running(&["--seconds", "30"]);
+    let tracer = trace(target.id());
+    sleep(Duration::from_millis(500));
+    nix_kill(tracer.id(), libc::SIGINT);
+    let stderr = finished_cleanly(tracer);
+    assert!(stderr.contains("session ended: interrupted"), "{stderr}");
+    assert!(
+        target.try_wait().expect("target status").is_none(),
+        "the target died with the tracer"
+    );
+    target.kill().expect("SIGKILL");
+    let _ = target.wait();
+}
+
+fn nix_kill(pid: u32, signal: libc::c_int) {
+    // SAFETY: plain kill(2) on a child we own.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
+}
