@@ -34,8 +34,8 @@ fn trace(pid: u32) -> Child {
 }
 
 /// Waits for the tracer and checks it ended cleanly, with complete JSON lines and
-/// its summary; returns its stderr.
-fn finished_cleanly(tracer: Child) -> String {
+/// its summary; returns its events and its stderr.
+fn finished_cleanly(tracer: Child) -> (TracerOutput, String) {
     let Output {
         status,
         stdout,
@@ -48,14 +48,14 @@ fn finished_cleanly(tracer: Child) -> String {
     assert!(!events.events.is_empty(), "no events:\n{stderr}");
     assert!(stderr.contains("tracer: session ended: "), "{stderr}");
     assert!(stderr.contains(" dropped (ring buffer full)"), "{stderr}");
-    stderr
+    (events, stderr)
 }
 
 #[test]
 fn target_that_exits_ends_the_session_with_a_summary() {
     let mut target = long_running(&["--seconds", "2"]);
     let tracer = trace(target.id());
-    let stderr = finished_cleanly(tracer);
+    let (_, stderr) = finished_cleanly(tracer);
     let _ = target.wait();
     assert!(
         stderr.contains(&format!("process {} exited", target.id())),
@@ -70,7 +70,7 @@ fn target_killed_with_sigkill_ends_the_session_with_a_summary() {
     sleep(Duration::from_millis(500));
     target.kill().expect("SIGKILL");
     let _ = target.wait();
-    let stderr = finished_cleanly(tracer);
+    let (_, stderr) = finished_cleanly(tracer);
     assert!(
         stderr.contains(&format!("process {} exited", target.id())),
         "{stderr}"
@@ -81,7 +81,7 @@ fn target_killed_with_sigkill_ends_the_session_with_a_summary() {
 fn target_that_calls_exec_ends_the_session_saying_so() {
     let mut target = long_running(&["--seconds", "2", "--exec-at-end"]);
     let tracer = trace(target.id());
-    let stderr = finished_cleanly(tracer);
+    let (_, stderr) = finished_cleanly(tracer);
     let _ = target.wait();
     assert!(
         stderr.contains(&format!("process {} called exec", target.id())),
@@ -95,7 +95,7 @@ fn interrupted_tracer_flushes_its_events_and_leaves_the_target_running() {
     let tracer = trace(target.id());
     sleep(Duration::from_millis(500));
     nix_kill(tracer.id(), libc::SIGINT);
-    let stderr = finished_cleanly(tracer);
+    let (_, stderr) = finished_cleanly(tracer);
     assert!(stderr.contains("session ended: interrupted"), "{stderr}");
     assert!(
         target.try_wait().expect("target status").is_none(),
@@ -108,4 +108,31 @@ fn interrupted_tracer_flushes_its_events_and_leaves_the_target_running() {
 fn nix_kill(pid: u32, signal: libc::c_int) {
     // SAFETY: plain kill(2) on a child we own.
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
+}
+
+#[test]
+fn two_tracers_on_one_target_both_see_every_event() {
+    let mut target = long_running(&["--seconds", "3"]);
+    let first = trace(target.id());
+    let second = trace(target.id());
+    let (first_events, _) = finished_cleanly(first);
+    let (second_events, second_stderr) = finished_cleanly(second);
+    let _ = target.wait();
+    // The second attached later: every task it saw spawned, the first saw the same way.
+    let spawned_late: Vec<u64> = second_events
+        .events
+        .iter()
+        .filter(|e| e.event == tracer_tests::HookKind::Init && e.existing == Some(false))
+        .map(|e| e.async_id)
+        .collect();
+    assert!(!spawned_late.is_empty(), "{second_stderr}");
+    for id in spawned_late {
+        let count =
+            |events: &TracerOutput| events.events.iter().filter(|e| e.async_id == id).count();
+        assert_eq!(
+            count(&first_events),
+            count(&second_events),
+            "task {id}: the two tracers saw different numbers of events"
+        );
+    }
 }
