@@ -136,3 +136,60 @@ fn two_tracers_on_one_target_both_see_every_event() {
         );
     }
 }
+
+/// The first byte of the target's first `raw::poll` copy, as the target sees it
+/// now (0xCC while a uprobe is installed there).
+fn first_poll_byte(pid: u32) -> u8 {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
+    let nm = Command::new("nm")
+        .arg(&exe)
+        .output()
+        .expect("nm (binutils) runs");
+    let vaddr = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .find(|line| line.contains("7runtime4task3raw4poll"))
+        .and_then(|line| u64::from_str_radix(line.split_whitespace().next()?, 16).ok())
+        .expect("a raw::poll symbol");
+    // PIE: the mapping of file offset 0 is the load base.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let base = maps
+        .lines()
+        .find(|line| line.split_whitespace().nth(2) == Some("00000000"))
+        .and_then(|line| u64::from_str_radix(line.split('-').next()?, 16).ok())
+        .expect("the executable's first mapping");
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("mem");
+    mem.seek(SeekFrom::Start(base + vaddr)).expect("seek");
+    let mut byte = [0u8];
+    mem.read_exact(&mut byte).expect("read");
+    byte[0]
+}
+
+#[test]
+fn tracer_killed_with_sigkill_leaves_no_probe_in_the_target() {
+    const INT3: u8 = 0xcc;
+    let mut target = long_running(&["--seconds", "30"]);
+    sleep(Duration::from_millis(300));
+    let original = first_poll_byte(target.id());
+    assert_ne!(original, INT3, "a probe is already installed");
+    let mut tracer = trace(target.id());
+    assert_eq!(
+        first_poll_byte(target.id()),
+        INT3,
+        "the attached tracer's uprobe is not where this test looks"
+    );
+    tracer.kill().expect("SIGKILL the tracer");
+    let _ = tracer.wait();
+    assert_eq!(
+        first_poll_byte(target.id()),
+        original,
+        "a probe was left behind in the target"
+    );
+    sleep(Duration::from_millis(300));
+    assert!(
+        target.try_wait().expect("target status").is_none(),
+        "the target did not survive its tracer's death"
+    );
+    target.kill().expect("SIGKILL");
+    let _ = target.wait();
+}
