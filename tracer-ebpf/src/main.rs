@@ -277,48 +277,43 @@ fn try_poll_return(ctx: &RetProbeContext) -> Result<(), Counter> {
 /// A spawn site that receives the new task's header as an argument.
 #[uprobe]
 pub fn task_spawn(ctx: ProbeContext) -> u32 {
-    if let Err(counter) = try_task_spawn(&ctx) {
-        bump(counter);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_target(pid_tgid) {
+        // SAFETY: helper reading the attach cookie of this probe.
+        let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+        if let Err(counter) =
+            site_header(&ctx, site).and_then(|header| report_spawn(&ctx, pid_tgid, header, site))
+        {
+            bump(counter);
+        }
     }
     0
 }
 
-fn try_task_spawn(ctx: &ProbeContext) -> Result<(), Counter> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_target(pid_tgid) {
-        return Ok(());
-    }
-    // SAFETY: helper reading the attach cookie of this probe.
-    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let task_id = read_task_id(site_header(ctx, site)?, None)?;
-    let trigger_id = current_task(pid_tgid, regs(ctx).rsp);
-    emit(
-        pid_tgid,
-        RawKind::Spawn,
-        task_id,
-        trigger_id,
-        cookie::spawn_kind(site),
-    );
-    Ok(())
-}
-
-/// A spawn site that returns the new task's header (`LocalOwnedTasks::bind`).
+/// A spawn site that returns the new task's header (`OwnedTasks::bind`,
+/// `LocalOwnedTasks::bind`).
 #[uretprobe]
 pub fn task_spawn_return(ctx: RetProbeContext) -> u32 {
-    if let Err(counter) = try_task_spawn_return(&ctx) {
-        bump(counter);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_target(pid_tgid) {
+        // SAFETY: helper reading the attach cookie of this probe.
+        let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+        if let Err(counter) = report_spawn(&ctx, pid_tgid, ctx.ret(), site) {
+            bump(counter);
+        }
     }
     0
 }
 
-fn try_task_spawn_return(ctx: &RetProbeContext) -> Result<(), Counter> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_target(pid_tgid) {
-        return Ok(());
-    }
-    // SAFETY: helper reading the attach cookie of this probe.
-    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let header: u64 = ctx.ret();
+/// Emits the spawn of the task at `header`, triggered by the innermost task being
+/// polled on this thread.
+#[inline(always)]
+fn report_spawn(
+    ctx: &impl EbpfContext,
+    pid_tgid: u64,
+    header: u64,
+    site: u64,
+) -> Result<(), Counter> {
     let task_id = read_task_id(header, None)?;
     let trigger_id = current_task(pid_tgid, regs(ctx).rsp);
     emit(
