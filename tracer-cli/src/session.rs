@@ -34,6 +34,9 @@ pub struct SessionOptions {
     pub ring_bytes: u32,
 }
 
+/// How often sinks are flushed while the target is quiet.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Why the event loop stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
@@ -123,7 +126,7 @@ pub async fn trace(
     let info = SessionInfo {
         pid,
         exe: target.exe.clone(),
-        runtime: adapter.name(),
+        runtime: adapter.name().to_owned(),
         start_ns: monotonic_ns(),
         start_unix_ns: unix_ns(),
     };
@@ -147,6 +150,9 @@ pub async fn trace(
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut forwarded_interrupt = false;
+    // Sinks that batch (a recording's chunks) get a chance to write even when the
+    // target is quiet, so nothing waits in memory for more than about a second.
+    let mut flush_tick = tokio::time::interval(FLUSH_INTERVAL);
     let stop = loop {
         tokio::select! {
             guard = events.readable_mut() => {
@@ -154,6 +160,11 @@ pub async fn trace(
                 let drained = drain(guard.get_inner_mut(), &mut model, &mut stats, sink);
                 guard.clear_ready();
                 if drained.is_err() {
+                    break Stop::OutputClosed;
+                }
+            }
+            _ = flush_tick.tick() => {
+                if sink.flush().is_err() {
                     break Stop::OutputClosed;
                 }
             }
@@ -201,6 +212,10 @@ pub async fn trace(
         (Stop::Interrupted, _) => "interrupted".to_owned(),
         (Stop::OutputClosed, _) => "output closed".to_owned(),
     };
+    let end = stats.session_end(&counters, model.anomalies(), &ending, monotonic_ns());
+    if sink.end(&end).is_err() && stop != Stop::OutputClosed {
+        eprintln!("tracer: warning: the output could not be closed cleanly");
+    }
     eprintln!(
         "tracer: session ended: {ending}, after {:.2} s",
         Duration::from_nanos(monotonic_ns() - start_ns).as_secs_f64()
