@@ -1003,3 +1003,5 @@ pub fn run_attached(
 
 #[cfg(test)]
 mod unit;
+
+pub mod recording;
