@@ -104,8 +104,12 @@ enum Command {
         /// How many events.
         #[arg(long, value_name = "N")]
         events: u64,
-        #[command(flatten)]
-        record: RecordArgs,
+        /// The file to write.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        file: PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Start a command with probes attached before any of its code runs.
     ///
@@ -241,11 +245,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             recording::info(&file)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::GenerateRecording { events, record } => {
-            let path = record
-                .file
-                .ok_or_else(|| anyhow::anyhow!("give the file to write with -o FILE"))?;
-            recording::generate(&path, events, record.force)?;
+        Command::GenerateRecording {
+            events,
+            file,
+            force,
+        } => {
+            recording::generate(&file, events, force)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {

@@ -70,10 +70,11 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
             &header.runtime_version
         }
     );
+    let started = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(session.start_unix_ns);
     let _ = writeln!(
         text,
-        "started:     {:.9} s after the Unix epoch (monotonic {} ns)",
-        session.start_unix_ns as f64 / 1e9,
+        "started:     {} (monotonic clock {} ns)",
+        humantime::format_rfc3339_micros(started),
         session.start_ns
     );
     let kinds = KINDS
