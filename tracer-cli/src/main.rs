@@ -272,3 +272,30 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod recording_cli_tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn record_needs_a_file_and_run_records_only_with_one() {
+        assert!(Cli::try_parse_from(["tracer", "record", "-p", "1"]).is_err());
+        assert!(Cli::try_parse_from(["tracer", "run", "--force", "--", "app"]).is_err());
+        assert!(Cli::try_parse_from(["tracer", "run", "--live", "--", "app"]).is_err());
+        let cli =
+            Cli::try_parse_from(["tracer", "run", "-o", "f", "--live", "--json", "--", "app"])
+                .unwrap();
+        let Command::Run { record, output, .. } = cli.command else {
+            panic!("not run");
+        };
+        assert!(record.live && output.json && !record.force);
+        assert_eq!(record.file.as_deref(), Some(std::path::Path::new("f")));
+    }
+}
