@@ -21,21 +21,18 @@ impl Identity {
         let Ok(data) = std::fs::read(exe) else {
             return Self::default();
         };
-        let build_id = object::File::parse(&*data)
-            .ok()
-            .and_then(|file| file.build_id().ok().flatten().map(<[u8]>::to_vec))
-            .unwrap_or_default();
-        let runtime_version = object::File::parse(&*data)
-            .ok()
-            .and_then(|file| {
-                let rodata = file.section_by_name(".rodata")?;
-                crate_version(rodata.data().ok()?, runtime)
-            })
-            .or_else(|| crate_version(&data, runtime))
-            .unwrap_or_default();
+        let Ok(file) = object::File::parse(&*data) else {
+            return Self::default();
+        };
+        let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
+        // Source paths live in read-only data; scan the whole file if that has none.
+        let runtime_version = file
+            .section_by_name(".rodata")
+            .and_then(|rodata| crate_version(rodata.data().ok()?, runtime))
+            .or_else(|| crate_version(&data, runtime));
         Self {
-            build_id,
-            runtime_version,
+            build_id: build_id.unwrap_or_default(),
+            runtime_version: runtime_version.unwrap_or_default(),
         }
     }
 }
