@@ -1006,3 +1006,5 @@ pub fn run_attached(
 
 #[cfg(test)]
 mod unit;
+
+pub mod recording;

@@ -20,6 +20,11 @@ impl ResourceType {
     /// A `spawn_local` task on a `LocalSet`.
     pub const TOKIO_LOCAL: Self = Self(Cow::Borrowed("tokio.local"));
 
+    /// A type by name, e.g. read back from a recording.
+    pub fn named(name: Cow<'static, str>) -> Self {
+        Self(name)
+    }
+
     /// The name users see, as in `init(asyncId, type, …)`.
     pub fn as_str(&self) -> &str {
         &self.0

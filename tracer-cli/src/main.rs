@@ -10,19 +10,20 @@ mod multi_attach;
 mod output;
 mod preflight;
 mod probes;
+mod recording;
 mod runtime;
 mod session;
 mod summary;
 mod symbols;
 mod target;
 
-use std::{io, process::ExitCode};
+use std::{io, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
     launch::Launched,
-    output::{HumanLines, JsonLines, Sink},
+    output::{HumanLines, JsonLines, Sink, Tee},
     session::SessionOptions,
 };
 
@@ -56,6 +57,61 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Attach to a running process and record its task events to a file.
+    ///
+    /// Nothing is printed to stdout unless --live is given. The file is written as
+    /// events arrive (every event is on disk within a second), so even a recorder
+    /// that is killed leaves a readable file. Ctrl-C stops and closes it cleanly.
+    #[command(
+        mut_arg("file", |arg| arg.required(true)),
+        after_help = "Examples:
+  tracer record -p 4242 -o session.trace
+  tracer replay session.trace
+  tracer info session.trace"
+    )]
+    Record {
+        /// Process id of the Tokio program to record.
+        #[arg(short, long, value_name = "PID")]
+        pid: u32,
+        #[command(flatten)]
+        record: RecordArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Print a recording's events exactly as the live trace printed them.
+    #[command(after_help = "Examples:
+  tracer replay session.trace
+  tracer replay --json session.trace | jq 'select(.event == \"init\")'")]
+    Replay {
+        /// The recording (from `tracer record` or `tracer run -o`).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// One JSON object per line instead of aligned text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Describe a recording: target, runtime, events by kind, tasks, time span,
+    /// drops, damage, and bytes per event.
+    #[command(after_help = "Example:
+  tracer info session.trace")]
+    Info {
+        /// The recording.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Write a synthetic recording of N events (for measuring replay).
+    #[command(hide = true)]
+    GenerateRecording {
+        /// How many events.
+        #[arg(long, value_name = "N")]
+        events: u64,
+        /// The file to write.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        file: PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Start a command with probes attached before any of its code runs.
     ///
     /// No task is missed: the command is stopped right after exec, probes are
@@ -63,9 +119,11 @@ enum Command {
     /// its exit code. The first Ctrl-C is passed to the command (its shutdown is
     /// traced too); a second one stops tracing.
     #[command(
-        after_help = "Examples:\n  tracer run -- ./target/release/my-server --port 8080\n  tracer run --json -- ./target/release/my-app > events.jsonl"
+        after_help = "Examples:\n  tracer run -- ./target/release/my-server --port 8080\n  tracer run -o session.trace -- ./target/release/my-server\n  tracer run --json -- ./target/release/my-app > events.jsonl"
     )]
     Run {
+        #[command(flatten)]
+        record: RecordArgs,
         #[command(flatten)]
         output: OutputArgs,
         /// The command and its arguments.
@@ -86,6 +144,31 @@ struct OutputArgs {
     ring_size: u32,
 }
 
+/// Where a session is recorded.
+#[derive(Args, Debug)]
+struct RecordArgs {
+    /// Record the session to FILE (created with mode 0600). Events then go to
+    /// the file only; add --live to print them too.
+    #[arg(short = 'o', long = "output", id = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Overwrite FILE if it exists.
+    #[arg(long, requires = "file")]
+    force: bool,
+    /// While recording, print the events live as well (as text, or --json).
+    #[arg(long, requires = "file")]
+    live: bool,
+}
+
+/// The live output: JSON lines or aligned text on stdout.
+fn live_sink(json: bool) -> Box<dyn Sink> {
+    let stdout = io::BufWriter::with_capacity(1 << 16, io::stdout());
+    if json {
+        Box::new(JsonLines::new(stdout))
+    } else {
+        Box::new(HumanLines::new(stdout))
+    }
+}
+
 fn parse_ring_size(text: &str) -> Result<u32, String> {
     let bytes: u32 = text
         .parse()
@@ -95,12 +178,20 @@ fn parse_ring_size(text: &str) -> Result<u32, String> {
 
 impl OutputArgs {
     fn sink(&self) -> Box<dyn Sink> {
-        let stdout = io::BufWriter::with_capacity(1 << 16, io::stdout());
-        if self.json {
-            Box::new(JsonLines::new(stdout))
+        live_sink(self.json)
+    }
+
+    /// The live sink, the recorder, or both, as `record` asks.
+    fn sink_recording(&self, record: &RecordArgs) -> anyhow::Result<Box<dyn Sink>> {
+        let Some(path) = &record.file else {
+            return Ok(self.sink());
+        };
+        let recorder = recording::Recorder::new(recording::create_file(path, record.force)?);
+        Ok(if record.live {
+            Box::new(Tee(self.sink(), recorder))
         } else {
-            Box::new(HumanLines::new(stdout))
-        }
+            Box::new(recorder)
+        })
     }
 
     fn session(&self) -> SessionOptions {
@@ -138,12 +229,41 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             session::trace(pid, None, output.session(), sink.as_mut()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { output, command } => {
+        Command::Record {
+            pid,
+            record,
+            output,
+        } => {
+            let mut sink = output.sink_recording(&record)?;
+            session::trace(pid, None, output.session(), sink.as_mut()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { file, json } => {
+            recording::replay(&file, live_sink(json).as_mut())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info { file } => {
+            recording::info(&file)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenerateRecording {
+            events,
+            file,
+            force,
+        } => {
+            recording::generate(&file, events, force)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            record,
+            output,
+            command,
+        } => {
             // Check privileges before starting anything.
             preflight::check_privileges()?;
+            let mut sink = output.sink_recording(&record)?;
             let launched = Launched::spawn(&command)?;
             let pid = launched.pid();
-            let mut sink = output.sink();
             let outcome =
                 session::trace(pid, Some(launched), output.session(), sink.as_mut()).await?;
             Ok(match outcome.child_exit {
@@ -151,5 +271,32 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 None => ExitCode::SUCCESS,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod recording_cli_tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn record_needs_a_file_and_run_records_only_with_one() {
+        assert!(Cli::try_parse_from(["tracer", "record", "-p", "1"]).is_err());
+        assert!(Cli::try_parse_from(["tracer", "run", "--force", "--", "app"]).is_err());
+        assert!(Cli::try_parse_from(["tracer", "run", "--live", "--", "app"]).is_err());
+        let cli =
+            Cli::try_parse_from(["tracer", "run", "-o", "f", "--live", "--json", "--", "app"])
+                .unwrap();
+        let Command::Run { record, output, .. } = cli.command else {
+            panic!("not run");
+        };
+        assert!(record.live && output.json && !record.force);
+        assert_eq!(record.file.as_deref(), Some(std::path::Path::new("f")));
     }
 }

@@ -34,6 +34,9 @@ pub struct SessionOptions {
     pub ring_bytes: u32,
 }
 
+/// How often sinks are flushed while the target is quiet, and its program checked.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Why the event loop stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
@@ -131,7 +134,7 @@ pub async fn trace(
     let info = SessionInfo {
         pid,
         exe: target.exe.clone(),
-        runtime: adapter.name(),
+        runtime: adapter.name().to_owned(),
         start_ns: monotonic_ns(),
         start_unix_ns: unix_ns(),
     };
@@ -156,7 +159,10 @@ pub async fn trace(
     let mut terminate = signal(SignalKind::terminate())?;
     let mut forwarded_interrupt = false;
     let program = ProgramIdentity::of(pid);
-    let mut exec_check = tokio::time::interval(Duration::from_millis(250));
+    // Housekeeping: sinks that batch (a recording's chunks) get a chance to write
+    // even when the target is quiet, so nothing waits in memory for more than about
+    // a second; and an exec of the target is noticed.
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     let stop = loop {
         tokio::select! {
             guard = events.readable_mut() => {
@@ -167,12 +173,15 @@ pub async fn trace(
                     break Stop::OutputClosed;
                 }
             }
-            _ = exited.readable() => break Stop::TargetExited,
-            _ = exec_check.tick() => {
+            _ = housekeeping.tick() => {
+                if sink.flush().is_err() {
+                    break Stop::OutputClosed;
+                }
                 if ProgramIdentity::of(pid) != program && !is_gone(pid) {
                     break Stop::TargetExeced;
                 }
             }
+            _ = exited.readable() => break Stop::TargetExited,
             _ = interrupt.recv() => {
                 // `tracer run`: the first Ctrl-C goes to the command, whose
                 // shutdown is traced too; a second one stops tracing.
@@ -219,6 +228,10 @@ pub async fn trace(
         (Stop::Interrupted, _) => "interrupted".to_owned(),
         (Stop::OutputClosed, _) => "output closed".to_owned(),
     };
+    let end = stats.session_end(&counters, model.anomalies(), &ending, monotonic_ns());
+    if sink.end(&end).is_err() && stop != Stop::OutputClosed {
+        eprintln!("tracer: warning: the output could not be closed cleanly");
+    }
     eprintln!(
         "tracer: session ended: {ending}, after {:.2} s",
         Duration::from_nanos(monotonic_ns() - start_ns).as_secs_f64()

@@ -8,6 +8,7 @@ use tracer_common::Counter;
 use crate::{
     event::{HookEvent, HookKind},
     model::ModelAnomalies,
+    output::SessionEnd,
     probes::{AttachReport, Counters},
 };
 
@@ -80,31 +81,57 @@ impl SessionStats {
                 ""
             }
         );
-        let problems = [
-            (counters.get(Counter::ReadFailed), "task headers unreadable"),
-            (
-                counters.get(Counter::LayoutMismatch),
-                "headers not in the expected Tokio layout",
-            ),
-            (
-                counters.get(Counter::StackOverflow),
-                "polls nested too deep to track their trigger",
-            ),
-            (
-                counters.get(Counter::UnmatchedReturn),
-                "poll returns without a start (attached mid-poll)",
-            ),
-            (anomalies.undecodable, "raw events of an unknown kind"),
-            (
-                anomalies.orphan_returns,
-                "poll returns of tasks not being polled",
-            ),
-        ];
-        for (count, what) in problems {
+        for (count, what) in problems(counters, anomalies) {
             if count > 0 {
                 let _ = writeln!(text, "tracer: warning: {count} {what}");
             }
         }
         text
     }
+
+    /// The final counts sinks receive at the end (a recording keeps them).
+    pub fn session_end(
+        &self,
+        counters: &Counters,
+        anomalies: ModelAnomalies,
+        ending: &str,
+        end_ns: u64,
+    ) -> SessionEnd {
+        SessionEnd {
+            end_ns,
+            ending: ending.to_owned(),
+            delivered: self.delivered,
+            dropped: counters.get(Counter::RingFull),
+            problems: problems(counters, anomalies)
+                .into_iter()
+                .filter(|(count, _)| *count > 0)
+                .map(|(count, what)| (count, what.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// Everything besides ring-buffer drops that made the trace incomplete, with
+/// what each count means.
+fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static str); 6] {
+    [
+        (counters.get(Counter::ReadFailed), "task headers unreadable"),
+        (
+            counters.get(Counter::LayoutMismatch),
+            "headers not in the expected Tokio layout",
+        ),
+        (
+            counters.get(Counter::StackOverflow),
+            "polls nested too deep to track their trigger",
+        ),
+        (
+            counters.get(Counter::UnmatchedReturn),
+            "poll returns without a start (attached mid-poll)",
+        ),
+        (anomalies.undecodable, "raw events of an unknown kind"),
+        (
+            anomalies.orphan_returns,
+            "poll returns of tasks not being polled",
+        ),
+    ]
 }
