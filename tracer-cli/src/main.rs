@@ -9,6 +9,7 @@ mod model;
 mod output;
 mod preflight;
 mod probes;
+mod resources;
 mod runtime;
 mod session;
 mod summary;

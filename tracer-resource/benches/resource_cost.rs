@@ -12,12 +12,15 @@ fn new_in_scope_drop(c: &mut Criterion) {
             resource.in_scope(|| black_box(1))
         })
     });
-    c.bench_function("new (trigger from scope) + in_scope + drop (untraced)", |b| {
-        b.iter(|| {
-            let resource = AsyncResource::new(black_box("UdpEcho"));
-            resource.in_scope(|| black_box(1))
-        })
-    });
+    c.bench_function(
+        "new (trigger from scope) + in_scope + drop (untraced)",
+        |b| {
+            b.iter(|| {
+                let resource = AsyncResource::new(black_box("UdpEcho"));
+                resource.in_scope(|| black_box(1))
+            })
+        },
+    );
 }
 
 criterion_group!(benches, new_in_scope_drop);
