@@ -53,3 +53,51 @@ fn udp_echo_release_resources_match_what_the_app_declared() {
 fn udp_echo_debug_resources_match_what_the_app_declared() {
     traced_resources_match_what_the_app_declared(Profile::Debug);
 }
+
+#[test]
+fn a_program_with_markers_but_no_tokio_is_traced_and_unknown_versions_are_named() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("resources_only", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let run = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("resources_only: {e}"));
+    assert!(
+        run.status.success(),
+        "resources_only: tracer failed\n{}",
+        run.describe()
+    );
+    assert!(
+        run.stderr.contains("tracer_resource_v2_init") && run.stderr.contains("v1 markers only"),
+        "no warning about the v2 marker\n{}",
+        run.describe()
+    );
+    let declared = resources::declared(&run.ground_truth_text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(declared.len(), 2, "{declared:?}");
+    let mismatches = resources::compare(&declared, &resources::traced(&run.tracer));
+    assert!(
+        mismatches.is_empty(),
+        "{}\n{}",
+        report("resources_only", &mismatches),
+        run.describe()
+    );
+    assert!(
+        run.tracer
+            .events
+            .iter()
+            .all(|e| e.async_id & RESOURCE_ID_BIT != 0),
+        "events other than the declared resources"
+    );
+}
+
+#[test]
+fn a_program_with_neither_tokio_nor_markers_is_still_refused() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("no_tokio", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let run = run_traced(&fixture, &[]);
+    let error = match run {
+        Ok(run) => {
+            assert!(!run.status.success(), "traced a program without Tokio");
+            run.stderr
+        }
+        Err(error) => error,
+    };
+    assert!(error.contains("no Tokio runtime found"), "{error}");
+}

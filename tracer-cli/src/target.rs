@@ -159,7 +159,7 @@ impl Target {
                 );
             }
             bail!(
-                "no Tokio runtime found in {}: none of its functions is one of {}'s task functions (is it a {} 1.x program?)",
+                "no Tokio runtime found in {}: none of its functions is one of {}'s task functions, and it declares no resources with tracer-resource (is it a {} 1.x program?)",
                 self.exe.display(),
                 adapter.name(),
                 adapter.name()
