@@ -34,20 +34,19 @@ pub struct ResourceFacts {
 
 /// One resource record of a ground-truth file.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(tag = "event")]
 enum ResourceRecord {
-    ResourceInit {
+    #[serde(rename = "resource_init")]
+    Init {
         id: u64,
         #[serde(rename = "type")]
         ty: String,
         trigger: u64,
     },
-    ResourceScope {
-        id: u64,
-    },
-    ResourceDestroy {
-        id: u64,
-    },
+    #[serde(rename = "resource_scope")]
+    Scope { id: u64 },
+    #[serde(rename = "resource_destroy")]
+    Destroy { id: u64 },
 }
 
 /// The resources a fixture declared, by id, from its ground-truth text.
@@ -60,17 +59,17 @@ pub fn declared(ground_truth: &str) -> Result<BTreeMap<u64, ResourceFacts>, Stri
         let record: ResourceRecord = serde_json::from_str(line)
             .map_err(|e| format!("ground truth line {}: {e}: {line}", n + 1))?;
         match record {
-            ResourceRecord::ResourceInit { id, ty, trigger } => {
+            ResourceRecord::Init { id, ty, trigger } => {
                 let f = facts.entry(id).or_default();
                 f.ty = Some(ty);
                 f.trigger = Some(trigger);
             }
-            ResourceRecord::ResourceScope { id } => {
+            ResourceRecord::Scope { id } => {
                 let f = facts.entry(id).or_default();
                 f.befores += 1;
                 f.afters += 1;
             }
-            ResourceRecord::ResourceDestroy { id } => facts.entry(id).or_default().destroys += 1,
+            ResourceRecord::Destroy { id } => facts.entry(id).or_default().destroys += 1,
         }
     }
     Ok(facts)

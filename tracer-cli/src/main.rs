@@ -11,6 +11,8 @@ mod preflight;
 mod probes;
 mod resources;
 mod runtime;
+#[cfg(test)]
+mod self_probe;
 mod session;
 mod summary;
 mod symbols;
