@@ -73,23 +73,28 @@ impl Target {
     }
 
     /// Finds the embedder markers (`tracer-resource`) in the executable and every
-    /// mapped shared object, warning on stderr about markers of unknown versions.
+    /// mapped shared object, warning on stderr about markers of unknown versions
+    /// and markers the linker folded together (neither is probed).
     pub fn find_markers(&self) -> anyhow::Result<Vec<TargetObject>> {
         let mut objects = Vec::new();
         for attach_path in self.object_paths()? {
+            // The executable's read errors are reported by `find_sites`.
             let Ok(scan) = markers::scan(&attach_path) else {
                 continue;
             };
+            let shown = if attach_path == self.exe_attach_path() {
+                &self.exe
+            } else {
+                &attach_path
+            };
             if !scan.unknown.is_empty() {
-                let shown = if attach_path == self.exe_attach_path() {
-                    &self.exe
-                } else {
-                    &attach_path
-                };
                 eprintln!(
                     "tracer: warning: {}",
                     markers::unknown_version_warning(shown, &scan.unknown)
                 );
+            }
+            if scan.folded {
+                eprintln!("tracer: warning: {}", markers::folded_warning(shown));
             }
             if !scan.sites.sites.is_empty() {
                 objects.push(TargetObject {

@@ -55,24 +55,49 @@ pub struct MarkerScan {
     pub sites: ObjectSites,
     /// Names of markers this tracer does not know (another crate version).
     pub unknown: Vec<String>,
+    /// Two markers share one address (the linker folded identical functions):
+    /// their events could not be told apart, so none is probed.
+    pub folded: bool,
 }
 
 /// Finds the markers in the ELF file at `path`.
 pub fn scan(path: &Path) -> anyhow::Result<MarkerScan> {
     let unknown = RefCell::new(Vec::new());
-    let sites = symbols::scan_matching(path, MARKER_PREFIX.as_bytes(), &|name, _| match classify(
-        name,
-    )? {
-        MarkerName::Known(kind) => Some(Probe::Marker(kind)),
-        MarkerName::Unknown => {
-            unknown.borrow_mut().push(name.to_owned());
-            None
-        }
-    })?;
+    let mut sites =
+        symbols::scan_matching(
+            path,
+            MARKER_PREFIX.as_bytes(),
+            &|name, _| match classify(name)? {
+                MarkerName::Known(kind) => Some(Probe::Marker(kind)),
+                MarkerName::Unknown => {
+                    unknown.borrow_mut().push(name.to_owned());
+                    None
+                }
+            },
+        )?;
+    let mut addresses: Vec<u64> = sites.sites.iter().map(|site| site.address).collect();
+    addresses.sort_unstable();
+    let folded = addresses.windows(2).any(|pair| pair[0] == pair[1]);
+    if folded {
+        sites.sites.clear();
+    }
     let mut unknown = unknown.into_inner();
     unknown.sort();
     unknown.dedup();
-    Ok(MarkerScan { sites, unknown })
+    Ok(MarkerScan {
+        sites,
+        unknown,
+        folded,
+    })
+}
+
+/// The warning for markers folded into one address.
+pub fn folded_warning(object: &Path) -> String {
+    format!(
+        "two tracer-resource markers share one address in {} (the linker folded identical functions, e.g. --icf=all): \
+         their events cannot be told apart, so its resources are not traced. Link without identical-code folding.",
+        object.display()
+    )
 }
 
 /// The warning for markers of a version this tracer does not read.
