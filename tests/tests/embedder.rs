@@ -7,7 +7,7 @@
 use tracer_tests::{
     Profile, compare, fixture_bin, report, require_root,
     resources::{self, RESOURCE_ID_BIT},
-    run_traced,
+    run_traced, tracer_bin,
 };
 
 fn traced_resources_match_what_the_app_declared(profile: Profile) {
@@ -91,13 +91,13 @@ fn a_program_with_markers_but_no_tokio_is_traced_and_unknown_versions_are_named(
 fn a_program_with_neither_tokio_nor_markers_is_still_refused() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let fixture = fixture_bin("no_tokio", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
-    let run = run_traced(&fixture, &[]);
-    let error = match run {
-        Ok(run) => {
-            assert!(!run.status.success(), "traced a program without Tokio");
-            run.stderr
-        }
-        Err(error) => error,
-    };
-    assert!(error.contains("no Tokio runtime found"), "{error}");
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let run = std::process::Command::new(tracer)
+        .args(["run", "--json", "--"])
+        .arg(&fixture)
+        .output()
+        .expect("start tracer");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "traced a program without Tokio");
+    assert!(stderr.contains("no Tokio runtime found"), "{stderr}");
 }
