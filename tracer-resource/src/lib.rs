@@ -148,6 +148,9 @@ impl Drop for AsyncResource {
 }
 
 /// A resource's callback in progress: `after` is reported when it is dropped.
+///
+/// Scopes nest: drop guards in the reverse order of creation (as blocks do), or
+/// the thread's innermost resource, which triggers new resources, is wrong.
 #[must_use = "the scope ends (after) when this guard is dropped"]
 #[derive(Debug)]
 pub struct Scope<'a> {
