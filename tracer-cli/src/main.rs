@@ -11,7 +11,10 @@ mod output;
 mod preflight;
 mod probes;
 mod recording;
+mod resources;
 mod runtime;
+#[cfg(test)]
+mod self_probe;
 mod session;
 mod summary;
 mod symbols;

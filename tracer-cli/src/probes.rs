@@ -28,13 +28,14 @@ use crate::{
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
 
 /// Program names in the BPF object, in the order they are loaded.
-const PROGRAMS: [&str; 6] = [
+const PROGRAMS: [&str; 7] = [
     "poll_enter",
     "poll_return",
     "task_spawn",
     "task_spawn_return",
     "task_complete",
     "task_free",
+    "resource_marker",
 ];
 
 /// The programs that run at function return (uretprobes).
@@ -62,6 +63,7 @@ fn programs_for(probe: Probe) -> Vec<(&'static str, u64)> {
         )],
         Probe::Complete => vec![("task_complete", 0)],
         Probe::Free { stack_slot } => vec![("task_free", cookie::new(0, 0, stack_slot))],
+        Probe::Marker(kind) => vec![("resource_marker", kind as u64)],
     }
 }
 

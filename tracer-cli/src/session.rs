@@ -14,7 +14,7 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracer_common::RawEvent;
+use tracer_common::{RawEvent, RawResourceEvent};
 
 use crate::{
     launch::{ChildExit, Launched},
@@ -22,6 +22,7 @@ use crate::{
     output::{SessionInfo, Sink},
     preflight,
     probes::{AttachReport, Probes},
+    resources::ResourceModel,
     runtime::{RuntimeAdapter, tokio::Tokio},
     summary::SessionStats,
     target::Target,
@@ -104,7 +105,14 @@ pub async fn trace(
     preflight::check_privileges()?;
     let adapter = Tokio;
     let target = Target::inspect(pid)?;
-    let objects = target.find_sites(&adapter)?;
+    let marker_objects = target.find_markers()?;
+    let mut objects = target.find_sites(&adapter, !marker_objects.is_empty())?;
+    let runtime = if objects.is_empty() {
+        "tracer-resource"
+    } else {
+        adapter.name()
+    };
+    objects.extend(marker_objects);
 
     let mut probes = Probes::load(pid, adapter.layout(), options.ring_bytes)?;
     let mut attach = AttachReport::default();
@@ -134,18 +142,16 @@ pub async fn trace(
     let info = SessionInfo {
         pid,
         exe: target.exe.clone(),
-        runtime: adapter.name().to_owned(),
+        runtime: runtime.to_owned(),
         start_ns: monotonic_ns(),
         start_unix_ns: unix_ns(),
     };
     let start_ns = info.start_ns;
     sink.begin(&info)?;
     eprintln!(
-        "tracer: tracing {} ({}, pid {pid}): {} {} probe sites attached in {:.2} s ({}); Ctrl-C to stop",
+        "tracer: tracing {} ({runtime}, pid {pid}): {} probe sites attached in {:.2} s ({}); Ctrl-C to stop",
         target.exe.display(),
-        adapter.name(),
         attach.total(),
-        adapter.name(),
         attach.seconds,
         attach.describe(),
     );
@@ -154,6 +160,7 @@ pub async fn trace(
     }
 
     let mut model = TaskModel::new();
+    let mut resources = ResourceModel::default();
     let mut stats = SessionStats::default();
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -167,7 +174,7 @@ pub async fn trace(
         tokio::select! {
             guard = events.readable_mut() => {
                 let mut guard = guard?;
-                let drained = drain(guard.get_inner_mut(), &mut model, &mut stats, sink);
+                let drained = drain(guard.get_inner_mut(), &mut model, &mut resources, &mut stats, sink);
                 guard.clear_ready();
                 if drained.is_err() {
                     break Stop::OutputClosed;
@@ -200,7 +207,13 @@ pub async fn trace(
         }
     };
     // Everything the target did before it exited is already in the ring.
-    let drained = drain(events.get_mut(), &mut model, &mut stats, sink);
+    let drained = drain(
+        events.get_mut(),
+        &mut model,
+        &mut resources,
+        &mut stats,
+        sink,
+    );
     let flushed = sink.flush();
     let stop = if drained.is_err() || flushed.is_err() {
         Stop::OutputClosed
@@ -278,34 +291,42 @@ fn is_gone(pid: u32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}/exe")).exists()
 }
 
-/// Reads every event in the ring buffer now, through the model, into the sink.
+/// Reads every event in the ring buffer now, through the models, into the sink.
+/// A record is a Tokio [`RawEvent`] or an embedder [`RawResourceEvent`], told
+/// apart by size.
 fn drain(
     ring: &mut RingBuf<MapData>,
     model: &mut TaskModel,
+    resources: &mut ResourceModel,
     stats: &mut SessionStats,
     sink: &mut dyn Sink,
 ) -> io::Result<()> {
     let mut result = Ok(());
     while let Some(item) = ring.next() {
         stats.delivered += 1;
-        let Some(raw) = decode(&item) else {
-            model.count_undecodable();
-            continue;
-        };
-        model.apply(&raw, |event| {
+        let mut deliver = |event| {
             stats.record(&event);
             if result.is_ok() {
                 result = sink.event(&event);
             }
-        });
+        };
+        if let Some(raw) = decode::<RawEvent>(&item) {
+            model.apply(&raw, deliver);
+        } else if let Some(raw) = decode::<RawResourceEvent>(&item) {
+            if resources.apply(&raw, &mut deliver).is_err() {
+                model.count_undecodable();
+            }
+        } else {
+            model.count_undecodable();
+        }
     }
     result?;
     sink.flush()
 }
 
-/// A ring-buffer record as a [`RawEvent`], if it has the right size.
-fn decode(bytes: &[u8]) -> Option<RawEvent> {
-    (bytes.len() == size_of::<RawEvent>())
-        // SAFETY: the size matches and every bit pattern is a valid RawEvent.
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RawEvent>()) })
+/// A ring-buffer record as a `T` (a plain-old-data event), if it has `T`'s size.
+fn decode<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() == size_of::<T>())
+        // SAFETY: the size matches and `T: Pod` accepts every bit pattern.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }

@@ -3,9 +3,10 @@
 //! Tokio is the first adapter; another runtime is another implementation of
 //! [`RuntimeAdapter`], not a change to the pipeline.
 
+pub mod markers;
 pub mod tokio;
 
-use tracer_common::SpawnKind;
+use tracer_common::{ResourceKind, SpawnKind};
 
 /// How a probed function is used. One variant, one BPF program (or a pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,6 +32,8 @@ pub enum Probe {
         /// The argument may be a stack slot holding the header pointer.
         stack_slot: bool,
     },
+    /// An embedder marker function of the `tracer-resource` crate.
+    Marker(ResourceKind),
 }
 
 /// [`SpawnKind`] with the traits a map key needs.
@@ -66,6 +69,7 @@ impl Probe {
             },
             Probe::Complete => "complete",
             Probe::Free { .. } => "free",
+            Probe::Marker(_) => "resource marker",
         }
     }
 }
