@@ -67,6 +67,7 @@ impl TaskModel {
     }
 
     /// Tasks alive now (spawned or seen, not yet destroyed).
+    #[cfg(test)]
     pub fn live_tasks(&self) -> usize {
         self.tasks.len()
     }

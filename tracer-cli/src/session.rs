@@ -249,10 +249,7 @@ pub async fn trace(
         "tracer: session ended: {ending}, after {:.2} s",
         Duration::from_nanos(monotonic_ns() - start_ns).as_secs_f64()
     );
-    eprint!(
-        "{}",
-        stats.render(&attach, &counters, model.anomalies(), model.live_tasks())
-    );
+    eprint!("{}", stats.render(&attach, &counters, model.anomalies()));
     let child_exit = match launched.as_mut() {
         // `tracer run` still ends when the command does, with its exit code.
         Some(child) if stop == Stop::TargetExeced => {

@@ -48,7 +48,6 @@ impl SessionStats {
         attach: &AttachReport,
         counters: &Counters,
         anomalies: ModelAnomalies,
-        live_tasks: usize,
     ) -> String {
         let mut text = String::new();
         let kinds = KINDS
@@ -60,8 +59,10 @@ impl SessionStats {
         let _ = writeln!(text, "tracer: {} events ({kinds})", self.events());
         let _ = writeln!(
             text,
-            "tracer: {} tasks seen, {} of them already running at attach, {live_tasks} still alive at the end",
-            self.by_kind[0], self.existing
+            "tracer: {} resources seen (tasks and declared resources), {} of them already alive at attach, {} still alive at the end",
+            self.by_kind[0],
+            self.existing,
+            self.by_kind[0].saturating_sub(self.by_kind[4])
         );
         let _ = writeln!(
             text,
