@@ -124,6 +124,10 @@ pub enum GtRecord {
         #[serde(default)]
         ts_ns: u64,
     },
+    /// A record about something other than Tokio tasks (the embedder resources
+    /// of `resource_*` records, see [`resources`]), folded elsewhere.
+    #[serde(other)]
+    Other,
 }
 
 /// How a task was created, which decides the tracer's expected `type`.
@@ -256,6 +260,7 @@ impl GroundTruth {
                 GtRecord::End {
                     runtime_dropped, ..
                 } => gt.end = Some(runtime_dropped),
+                GtRecord::Other => {}
             }
         }
         // The blocking closure's own poll records can precede the app's
@@ -754,6 +759,8 @@ pub enum Profile {
     Debug,
     /// `tests/fixtures/target/release`.
     Release,
+    /// `tests/fixtures/target/stripped`: release without a symbol table.
+    Stripped,
 }
 
 impl Profile {
@@ -761,6 +768,7 @@ impl Profile {
         match self {
             Profile::Debug => "debug",
             Profile::Release => "release",
+            Profile::Stripped => "stripped",
         }
     }
 }
@@ -827,6 +835,8 @@ pub struct TracedRun {
     pub stderr: String,
     /// Parsed ground truth.
     pub ground_truth: GroundTruth,
+    /// The ground-truth file as written, for records [`GroundTruth`] does not fold.
+    pub ground_truth_text: String,
     /// Parsed tracer output.
     pub tracer: TracerOutput,
 }
@@ -936,8 +946,11 @@ fn collect(
     stderr: String,
     gt_path: &Path,
 ) -> Result<TracedRun, String> {
-    let ground_truth = GroundTruth::read(gt_path);
+    let ground_truth_text = std::fs::read_to_string(gt_path)
+        .map_err(|e| format!("cannot read ground truth {}: {e}", gt_path.display()));
     let _ = std::fs::remove_file(gt_path);
+    let ground_truth_text = ground_truth_text?;
+    let ground_truth = GroundTruth::parse(&ground_truth_text);
     let tracer =
         TracerOutput::parse(&stdout).map_err(|e| format!("{e}\ntracer stderr:\n{stderr}"))?;
     Ok(TracedRun {
@@ -945,6 +958,7 @@ fn collect(
         stdout,
         stderr,
         ground_truth: ground_truth?,
+        ground_truth_text,
         tracer,
     })
 }
@@ -1001,5 +1015,9 @@ pub fn run_attached(
     Ok((run, target_status))
 }
 
+pub mod resources;
+
 #[cfg(test)]
 mod unit;
+
+pub mod recording;

@@ -20,6 +20,12 @@ impl ResourceType {
     /// A `spawn_local` task on a `LocalSet`.
     pub const TOKIO_LOCAL: Self = Self(Cow::Borrowed("tokio.local"));
 
+    /// A type named at run time: an application's own resource type
+    /// (`AsyncResource::new("UdpEcho")`), or one read back from a recording.
+    pub fn named(name: impl Into<Cow<'static, str>>) -> Self {
+        Self(name.into())
+    }
+
     /// The name users see, as in `init(asyncId, type, …)`.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -76,7 +82,8 @@ pub struct HookEvent {
     /// The event and its kind-specific fields.
     #[serde(flatten)]
     pub kind: HookKind,
-    /// The resource's id: Tokio's own task id.
+    /// The resource's id: Tokio's own task id, or an embedder resource's id
+    /// (`AsyncResource::async_id()`, top bit set, so the two never collide).
     pub async_id: u64,
     /// CLOCK_MONOTONIC nanoseconds.
     pub ts_ns: u64,

@@ -7,23 +7,28 @@ mod analysis;
 mod event;
 mod launch;
 mod model;
+mod multi_attach;
 mod output;
 mod preflight;
 mod probes;
+mod recording;
+mod resources;
 mod runtime;
+#[cfg(test)]
+mod self_probe;
 mod session;
 mod source;
 mod summary;
 mod symbols;
 mod target;
 
-use std::{io, process::ExitCode};
+use std::{io, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
     launch::Launched,
-    output::{HumanLines, JsonLines, Sink},
+    output::{HumanLines, JsonLines, Sink, Tee},
     session::SessionOptions,
 };
 
@@ -57,6 +62,61 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Attach to a running process and record its task events to a file.
+    ///
+    /// Nothing is printed to stdout unless --live is given. The file is written as
+    /// events arrive (every event is on disk within a second), so even a recorder
+    /// that is killed leaves a readable file. Ctrl-C stops and closes it cleanly.
+    #[command(
+        mut_arg("file", |arg| arg.required(true)),
+        after_help = "Examples:
+  tracer record -p 4242 -o session.trace
+  tracer replay session.trace
+  tracer info session.trace"
+    )]
+    Record {
+        /// Process id of the Tokio program to record.
+        #[arg(short, long, value_name = "PID")]
+        pid: u32,
+        #[command(flatten)]
+        record: RecordArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Print a recording's events exactly as the live trace printed them.
+    #[command(after_help = "Examples:
+  tracer replay session.trace
+  tracer replay --json session.trace | jq 'select(.event == \"init\")'")]
+    Replay {
+        /// The recording (from `tracer record` or `tracer run -o`).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// One JSON object per line instead of aligned text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Describe a recording: target, runtime, events by kind, tasks, time span,
+    /// drops, damage, and bytes per event.
+    #[command(after_help = "Example:
+  tracer info session.trace")]
+    Info {
+        /// The recording.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Write a synthetic recording of N events (for measuring replay).
+    #[command(hide = true)]
+    GenerateRecording {
+        /// How many events.
+        #[arg(long, value_name = "N")]
+        events: u64,
+        /// The file to write.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        file: PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Start a command with probes attached before any of its code runs.
     ///
     /// No task is missed: the command is stopped right after exec, probes are
@@ -64,9 +124,11 @@ enum Command {
     /// its exit code. The first Ctrl-C is passed to the command (its shutdown is
     /// traced too); a second one stops tracing.
     #[command(
-        after_help = "Examples:\n  tracer run -- ./target/release/my-server --port 8080\n  tracer run --json -- cargo run --release   # traces cargo, not the server: run the binary itself"
+        after_help = "Examples:\n  tracer run -- ./target/release/my-server --port 8080\n  tracer run -o session.trace -- ./target/release/my-server\n  tracer run --json -- ./target/release/my-app > events.jsonl"
     )]
     Run {
+        #[command(flatten)]
+        record: RecordArgs,
         #[command(flatten)]
         output: OutputArgs,
         /// The command and its arguments.
@@ -76,7 +138,7 @@ enum Command {
     /// Print the trigger tree of a recorded session: every task under the task
     /// that spawned it, with start and end times, lifetime, polls and busy time.
     #[command(
-        after_help = "Examples:\n  tracer run --json -- ./my-server > session.jsonl\n  tracer tree session.jsonl\n  tracer tree session.jsonl --min-duration 5ms --depth 3\n  tracer tree session.jsonl --id 42 --json"
+        after_help = "Examples:\n  tracer run -o session.trace -- ./my-server\n  tracer tree session.trace\n  tracer tree session.trace --min-duration 5ms --depth 3\n  tracer tree session.trace --id 42 --json"
     )]
     Tree(analysis::commands::TreeArgs),
     /// Print one row per task of a recorded session (polls, busy, idle, lifetime,
@@ -84,12 +146,12 @@ enum Command {
     /// runtime, tasks never polled, never finished, polled many times without
     /// finishing.
     #[command(
-        after_help = "Examples:\n  tracer stats session.jsonl\n  tracer stats session.jsonl --sort longest --blocking-threshold 2ms\n  tracer stats session.jsonl --csv > tasks.csv"
+        after_help = "Examples:\n  tracer stats session.trace\n  tracer stats session.trace --sort longest --blocking-threshold 2ms\n  tracer stats session.trace --csv > tasks.csv"
     )]
     Stats(analysis::commands::StatsArgs),
     /// Draw a recorded session: Chrome trace JSON for Perfetto, or an SVG timeline.
     #[command(
-        after_help = "Examples:\n  tracer export session.jsonl --format chrome -o trace.json   # open in https://ui.perfetto.dev\n  tracer export session.jsonl --format svg -o timeline.svg"
+        after_help = "Examples:\n  tracer export session.trace --format chrome -o trace.json   # open in https://ui.perfetto.dev\n  tracer export session.trace --format svg -o timeline.svg"
     )]
     Export(analysis::commands::ExportArgs),
 }
@@ -114,6 +176,31 @@ struct OutputArgs {
     stats_options: analysis::commands::StatsOptions,
 }
 
+/// Where a session is recorded.
+#[derive(Args, Debug)]
+struct RecordArgs {
+    /// Record the session to FILE (created with mode 0600). Events then go to
+    /// the file only; add --live to print them too.
+    #[arg(short = 'o', long = "output", id = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Overwrite FILE if it exists.
+    #[arg(long, requires = "file")]
+    force: bool,
+    /// While recording, print the events live as well (as text, or --json).
+    #[arg(long, requires = "file")]
+    live: bool,
+}
+
+/// The live output: JSON lines or aligned text on stdout.
+fn live_sink(json: bool) -> Box<dyn Sink> {
+    let stdout = io::BufWriter::with_capacity(1 << 16, io::stdout());
+    if json {
+        Box::new(JsonLines::new(stdout))
+    } else {
+        Box::new(HumanLines::new(stdout))
+    }
+}
+
 fn parse_ring_size(text: &str) -> Result<u32, String> {
     let bytes: u32 = text
         .parse()
@@ -122,41 +209,31 @@ fn parse_ring_size(text: &str) -> Result<u32, String> {
 }
 
 impl OutputArgs {
+    /// The live output: the events, or the `--tree` / `--stats` report at the end.
     fn sink(&self) -> Box<dyn Sink> {
-        let stdout = io::BufWriter::with_capacity(1 << 16, io::stdout());
-        if self.json {
-            Box::new(JsonLines::new(stdout))
-        } else {
-            Box::new(HumanLines::new(stdout))
-        }
-    }
-
-    /// The end-of-session report `--tree` / `--stats` ask for, if any.
-    fn report(&self) -> Option<analysis::ReportSink> {
-        (self.tree || self.stats).then(|| {
-            analysis::ReportSink::new(analysis::ReportOptions {
+        if self.tree || self.stats {
+            Box::new(analysis::ReportSink::new(analysis::ReportOptions {
                 tree: self.tree,
                 stats: self.stats,
                 json: self.json,
                 stats_options: self.stats_options.clone(),
-            })
-        })
+            }))
+        } else {
+            live_sink(self.json)
+        }
     }
 
-    /// Traces `pid` into the live sink, or into the report printed at the end.
-    async fn trace(
-        &self,
-        pid: u32,
-        launched: Option<Launched>,
-    ) -> anyhow::Result<session::Outcome> {
-        match self.report() {
-            Some(mut report) => {
-                let outcome = session::trace(pid, launched, self.session(), &mut report).await?;
-                report.report()?;
-                Ok(outcome)
-            }
-            None => session::trace(pid, launched, self.session(), self.sink().as_mut()).await,
-        }
+    /// The live sink, the recorder, or both, as `record` asks.
+    fn sink_recording(&self, record: &RecordArgs) -> anyhow::Result<Box<dyn Sink>> {
+        let Some(path) = &record.file else {
+            return Ok(self.sink());
+        };
+        let recorder = recording::Recorder::new(recording::create_file(path, record.force)?);
+        Ok(if record.live || self.tree || self.stats {
+            Box::new(Tee(self.sink(), recorder))
+        } else {
+            Box::new(recorder)
+        })
     }
 
     fn session(&self) -> SessionOptions {
@@ -190,15 +267,47 @@ fn main() -> ExitCode {
 async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Trace { pid, output } => {
-            output.trace(pid, None).await?;
+            let mut sink = output.sink();
+            session::trace(pid, None, output.session(), sink.as_mut()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { output, command } => {
+        Command::Record {
+            pid,
+            record,
+            output,
+        } => {
+            let mut sink = output.sink_recording(&record)?;
+            session::trace(pid, None, output.session(), sink.as_mut()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { file, json } => {
+            recording::replay(&file, live_sink(json).as_mut())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info { file } => {
+            recording::info(&file)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenerateRecording {
+            events,
+            file,
+            force,
+        } => {
+            recording::generate(&file, events, force)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            record,
+            output,
+            command,
+        } => {
             // Check privileges before starting anything.
             preflight::check_privileges()?;
+            let mut sink = output.sink_recording(&record)?;
             let launched = Launched::spawn(&command)?;
             let pid = launched.pid();
-            let outcome = output.trace(pid, Some(launched)).await?;
+            let outcome =
+                session::trace(pid, Some(launched), output.session(), sink.as_mut()).await?;
             Ok(match outcome.child_exit {
                 Some(exit) => ExitCode::from(exit.shell_code().clamp(0, 255) as u8),
                 None => ExitCode::SUCCESS,
@@ -207,5 +316,32 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Tree(args) => args.run().map(|()| ExitCode::SUCCESS),
         Command::Stats(args) => args.run().map(|()| ExitCode::SUCCESS),
         Command::Export(args) => args.run().map(|()| ExitCode::SUCCESS),
+    }
+}
+
+#[cfg(test)]
+mod recording_cli_tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn record_needs_a_file_and_run_records_only_with_one() {
+        assert!(Cli::try_parse_from(["tracer", "record", "-p", "1"]).is_err());
+        assert!(Cli::try_parse_from(["tracer", "run", "--force", "--", "app"]).is_err());
+        assert!(Cli::try_parse_from(["tracer", "run", "--live", "--", "app"]).is_err());
+        let cli =
+            Cli::try_parse_from(["tracer", "run", "-o", "f", "--live", "--json", "--", "app"])
+                .unwrap();
+        let Command::Run { record, output, .. } = cli.command else {
+            panic!("not run");
+        };
+        assert!(record.live && output.json && !record.force);
+        assert_eq!(record.file.as_deref(), Some(std::path::Path::new("f")));
     }
 }

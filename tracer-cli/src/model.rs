@@ -1,7 +1,8 @@
 //! Turns raw probe hits into async_hooks events: one state machine per live task.
 //!
 //! The rules:
-//! - a spawn is an `init` with the trigger the BPF side found;
+//! - a spawn is an `init` with the trigger the BPF side found; a second spawn of
+//!   the same task (two probed functions on one spawn path) is the same `init`;
 //! - a task first seen at any other event existed before the tracer attached: it
 //!   gets an `init` marked `existing`, with no trigger, just before that event;
 //! - `after` says `completed` when the task's future completed during that poll;
@@ -66,6 +67,7 @@ impl TaskModel {
     }
 
     /// Tasks alive now (spawned or seen, not yet destroyed).
+    #[cfg(test)]
     pub fn live_tasks(&self) -> usize {
         self.tasks.len()
     }
@@ -98,6 +100,10 @@ impl TaskModel {
                         return;
                     }
                 };
+                if self.tasks.contains_key(&id) {
+                    // A second spawn site on the same path (`bind` around `bind_inner`).
+                    return;
+                }
                 self.tasks.insert(id, TaskState::default());
                 out(event(HookKind::Init {
                     resource_type,
@@ -209,6 +215,15 @@ mod tests {
             }
         );
         assert_eq!((out[0].async_id, out[0].pid, out[0].tid), (5, 100, 1));
+    }
+
+    #[test]
+    fn spawn_seen_by_two_sites_is_one_init() {
+        let out = run(
+            &mut TaskModel::new(),
+            &[raw(RawKind::Spawn, 5, 1), raw(RawKind::Spawn, 5, 1)],
+        );
+        assert_eq!(names(&out), ["init"]);
     }
 
     #[test]

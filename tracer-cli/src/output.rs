@@ -16,11 +16,27 @@ pub struct SessionInfo {
     /// Its executable.
     pub exe: PathBuf,
     /// The runtime adapter in use ("tokio").
-    pub runtime: &'static str,
+    pub runtime: String,
     /// CLOCK_MONOTONIC ns when tracing started: event times are shown relative to it.
     pub start_ns: u64,
     /// Wall-clock (Unix epoch) ns at the same instant, to place events in real time.
     pub start_unix_ns: u64,
+}
+
+/// What the session knows only at its end, which no event carries: how it ended
+/// and what was lost. A recording keeps it, so `tracer info` can report drops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionEnd {
+    /// CLOCK_MONOTONIC ns when the session ended.
+    pub end_ns: u64,
+    /// Why it ended, as the summary says it ("process 42 exited", "interrupted").
+    pub ending: String,
+    /// Raw events read from the ring buffer.
+    pub delivered: u64,
+    /// Raw events dropped because the ring buffer was full.
+    pub dropped: u64,
+    /// Other losses, each a count and what was lost (only non-zero ones).
+    pub problems: Vec<(u64, String)>,
 }
 
 /// Something that consumes the stream of hook events.
@@ -31,8 +47,56 @@ pub trait Sink {
     }
     /// Takes one event.
     fn event(&mut self, event: &HookEvent) -> io::Result<()>;
-    /// Pushes out what is buffered (called after every ring-buffer batch).
+    /// Pushes out what is buffered (called after every ring-buffer batch, and
+    /// at least twice a second while the session runs).
     fn flush(&mut self) -> io::Result<()>;
+    /// Called once after the last event and flush, with the session's final counts.
+    fn end(&mut self, _end: &SessionEnd) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Two sinks fed the same stream: live output while recording, for instance.
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: Sink, B: Sink> Sink for Tee<A, B> {
+    fn begin(&mut self, info: &SessionInfo) -> io::Result<()> {
+        self.0.begin(info)?;
+        self.1.begin(info)
+    }
+
+    fn event(&mut self, event: &HookEvent) -> io::Result<()> {
+        self.0.event(event)?;
+        self.1.event(event)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+
+    fn end(&mut self, end: &SessionEnd) -> io::Result<()> {
+        self.0.end(end)?;
+        self.1.end(end)
+    }
+}
+
+impl<S: Sink + ?Sized> Sink for Box<S> {
+    fn begin(&mut self, info: &SessionInfo) -> io::Result<()> {
+        (**self).begin(info)
+    }
+
+    fn event(&mut self, event: &HookEvent) -> io::Result<()> {
+        (**self).event(event)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (**self).flush()
+    }
+
+    fn end(&mut self, end: &SessionEnd) -> io::Result<()> {
+        (**self).end(end)
+    }
 }
 
 /// One JSON object per line, with the field names of the event model.
@@ -160,7 +224,7 @@ mod tests {
         sink.begin(&SessionInfo {
             pid: 1,
             exe: PathBuf::from("/bin/app"),
-            runtime: "tokio",
+            runtime: "tokio".to_owned(),
             start_ns: 1_000_000_000,
             start_unix_ns: 0,
         })

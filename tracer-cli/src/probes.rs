@@ -5,7 +5,7 @@
 //! file offset (symbols were resolved once, by [`crate::symbols`]), filtered to
 //! the target process, with a cookie saying where the task header is.
 
-use std::{collections::BTreeMap, num::NonZeroU32, path::Path, time::Instant};
+use std::{collections::BTreeMap, num::NonZeroU32, os::fd::OwnedFd, path::Path, time::Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
@@ -19,6 +19,7 @@ use aya::{
 use tracer_common::{COUNTER_COUNT, Counter, cookie, layout};
 
 use crate::{
+    multi_attach::MultiPrograms,
     runtime::{HeaderLayout, Probe},
     symbols::Site,
 };
@@ -27,14 +28,18 @@ use crate::{
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
 
 /// Program names in the BPF object, in the order they are loaded.
-const PROGRAMS: [&str; 6] = [
+const PROGRAMS: [&str; 7] = [
     "poll_enter",
     "poll_return",
     "task_spawn",
     "task_spawn_return",
     "task_complete",
     "task_free",
+    "resource_marker",
 ];
+
+/// The programs that run at function return (uretprobes).
+const RETURN_PROGRAMS: [&str; 2] = ["poll_return", "task_spawn_return"];
 
 /// Default ring buffer size: 8 MiB holds about 170k events (48 bytes each with
 /// the ring's header), a fraction of a second at the highest poll rates seen.
@@ -58,6 +63,7 @@ fn programs_for(probe: Probe) -> Vec<(&'static str, u64)> {
         )],
         Probe::Complete => vec![("task_complete", 0)],
         Probe::Free { stack_slot } => vec![("task_free", cookie::new(0, 0, stack_slot))],
+        Probe::Marker(kind) => vec![("resource_marker", kind as u64)],
     }
 }
 
@@ -70,6 +76,8 @@ pub struct AttachReport {
     pub failed: Vec<(String, String)>,
     /// Wall time spent attaching.
     pub seconds: f64,
+    /// Why per-site perf-event links were used instead of uprobe_multi links.
+    pub fallback: Option<String>,
 }
 
 impl AttachReport {
@@ -103,6 +111,10 @@ impl Counters {
 pub struct Probes {
     ebpf: Ebpf,
     counters: PerCpuArray<MapData, u64>,
+    /// The programs loaded for uprobe_multi links, or why they could not be.
+    multi: Result<MultiPrograms, String>,
+    /// uprobe_multi links: closing one detaches all of its sites.
+    multi_links: Vec<OwnedFd>,
 }
 
 impl Probes {
@@ -127,41 +139,71 @@ impl Probes {
                 )
             })?;
         }
+        let multi =
+            MultiPrograms::load(&ebpf, BPF_OBJECT, &PROGRAMS).map_err(|error| format!("{error:#}"));
         let counters = ebpf
             .take_map("COUNTERS")
             .ok_or_else(|| anyhow!("BPF map COUNTERS missing"))?;
         let counters = PerCpuArray::try_from(counters)?;
-        Ok(Self { ebpf, counters })
+        Ok(Self {
+            ebpf,
+            counters,
+            multi,
+            multi_links: Vec::new(),
+        })
     }
 
     /// Attaches every site of `object` (a path the kernel can open: the target's
     /// `/proc/PID/exe` works even if the file was replaced on disk).
+    ///
+    /// Each program gets one uprobe_multi link for all its sites in the file; where
+    /// the kernel refuses that, one perf-event link per site (slow to detach).
     pub fn attach(
         &mut self,
         object: &Path,
         sites: &[Site],
         pid: u32,
     ) -> anyhow::Result<AttachReport> {
-        let pid = NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be traced"))?;
         let started = Instant::now();
         let mut report = AttachReport::default();
+        let mut by_program: BTreeMap<&'static str, Vec<(u64, u64)>> = BTreeMap::new();
+        for site in sites {
+            for (name, cookie) in programs_for(site.probe) {
+                by_program
+                    .entry(name)
+                    .or_default()
+                    .push((site.file_offset, cookie));
+            }
+        }
+        let mut multi_failed: Vec<&'static str> = Vec::new();
+        for (name, offsets) in &by_program {
+            let linked = match &self.multi {
+                Ok(multi) => multi
+                    .attach(name, RETURN_PROGRAMS.contains(name), object, offsets, pid)
+                    .map_err(|error| format!("{error:#}")),
+                Err(reason) => Err(reason.clone()),
+            };
+            match linked {
+                Ok(link) => self.multi_links.push(link),
+                Err(reason) => {
+                    report.fallback = Some(reason);
+                    multi_failed.push(name);
+                }
+            }
+        }
         for site in sites {
             let mut ok = true;
             for (name, cookie) in programs_for(site.probe) {
-                let program: &mut UProbe = self
-                    .ebpf
-                    .program_mut(name)
-                    .ok_or_else(|| anyhow!("BPF program {name} missing"))?
-                    .try_into()?;
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
-                    cookie: Some(cookie),
-                };
-                if let Err(error) = program.attach(point, object, UProbeScope::OneProcess(pid)) {
+                if !multi_failed.contains(&name) {
+                    continue;
+                }
+                if let Err(error) =
+                    self.attach_perf_link(name, cookie, site.file_offset, object, pid)
+                {
                     ok = false;
                     report
                         .failed
-                        .push((site.symbol.clone(), format!("{name}: {error}")));
+                        .push((site.symbol.clone(), format!("{name}: {error:#}")));
                 }
             }
             if ok {
@@ -170,6 +212,29 @@ impl Probes {
         }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// One perf-event uprobe for one site: works on any kernel with uprobes.
+    fn attach_perf_link(
+        &mut self,
+        name: &str,
+        cookie: u64,
+        file_offset: u64,
+        object: &Path,
+        pid: u32,
+    ) -> anyhow::Result<()> {
+        let pid = NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be traced"))?;
+        let program: &mut UProbe = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("BPF program {name} missing"))?
+            .try_into()?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(file_offset),
+            cookie: Some(cookie),
+        };
+        program.attach(point, object, UProbeScope::OneProcess(pid))?;
+        Ok(())
     }
 
     /// Starts event delivery: the programs ignore every hit until this is called,
@@ -191,6 +256,12 @@ impl Probes {
             .take_map("EVENTS")
             .ok_or_else(|| anyhow!("BPF ring buffer EVENTS missing (already taken?)"))?;
         Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Removes every probe from the target and unloads the programs. Each link
+    /// costs the kernel a grace-period wait, which is why sites share links.
+    pub fn detach(self) {
+        drop(self);
     }
 
     /// Current health counters, summed over CPUs.

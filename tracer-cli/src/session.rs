@@ -14,7 +14,7 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracer_common::RawEvent;
+use tracer_common::{RawEvent, RawResourceEvent};
 
 use crate::{
     launch::{ChildExit, Launched},
@@ -22,6 +22,7 @@ use crate::{
     output::{SessionInfo, Sink},
     preflight,
     probes::{AttachReport, Probes},
+    resources::ResourceModel,
     runtime::{RuntimeAdapter, tokio::Tokio},
     summary::SessionStats,
     target::Target,
@@ -34,11 +35,16 @@ pub struct SessionOptions {
     pub ring_bytes: u32,
 }
 
+/// How often sinks are flushed while the target is quiet, and its program checked.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Why the event loop stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
     /// The target exited.
     TargetExited,
+    /// The target replaced its program (exec): the new one is not traced.
+    TargetExeced,
     /// Ctrl-C or SIGTERM.
     Interrupted,
     /// Whoever reads our output went away (e.g. `| head`).
@@ -99,7 +105,14 @@ pub async fn trace(
     preflight::check_privileges()?;
     let adapter = Tokio;
     let target = Target::inspect(pid)?;
-    let objects = target.find_sites(&adapter)?;
+    let marker_objects = target.find_markers()?;
+    let mut objects = target.find_sites(&adapter, !marker_objects.is_empty())?;
+    let runtime = if objects.is_empty() {
+        "tracer-resource"
+    } else {
+        adapter.name()
+    };
+    objects.extend(marker_objects);
 
     let mut probes = Probes::load(pid, adapter.layout(), options.ring_bytes)?;
     let mut attach = AttachReport::default();
@@ -110,6 +123,12 @@ pub async fn trace(
         }
         attach.failed.extend(report.failed);
         attach.seconds += report.seconds;
+        attach.fallback = attach.fallback.or(report.fallback);
+    }
+    if let Some(reason) = &attach.fallback {
+        eprintln!(
+            "tracer: warning: uprobe_multi links unavailable ({reason}); using one perf-event link per site, which takes the kernel about 0.1 s per site to remove at the end"
+        );
     }
     for (symbol, reason) in &attach.failed {
         eprintln!("tracer: warning: cannot attach to {symbol}: {reason}");
@@ -123,18 +142,16 @@ pub async fn trace(
     let info = SessionInfo {
         pid,
         exe: target.exe.clone(),
-        runtime: adapter.name(),
+        runtime: runtime.to_owned(),
         start_ns: monotonic_ns(),
         start_unix_ns: unix_ns(),
     };
     let start_ns = info.start_ns;
     sink.begin(&info)?;
     eprintln!(
-        "tracer: tracing {} ({}, pid {pid}): {} {} probe sites attached in {:.2} s ({}); Ctrl-C to stop",
+        "tracer: tracing {} ({runtime}, pid {pid}): {} probe sites attached in {:.2} s ({}); Ctrl-C to stop",
         target.exe.display(),
-        adapter.name(),
         attach.total(),
-        adapter.name(),
         attach.seconds,
         attach.describe(),
     );
@@ -143,18 +160,32 @@ pub async fn trace(
     }
 
     let mut model = TaskModel::new();
+    let mut resources = ResourceModel::default();
     let mut stats = SessionStats::default();
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut forwarded_interrupt = false;
+    let program = ProgramIdentity::of(pid);
+    // Housekeeping: sinks that batch (a recording's chunks) get a chance to write
+    // even when the target is quiet, so nothing waits in memory for more than about
+    // a second; and an exec of the target is noticed.
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     let stop = loop {
         tokio::select! {
             guard = events.readable_mut() => {
                 let mut guard = guard?;
-                let drained = drain(guard.get_inner_mut(), &mut model, &mut stats, sink);
+                let drained = drain(guard.get_inner_mut(), &mut model, &mut resources, &mut stats, sink);
                 guard.clear_ready();
                 if drained.is_err() {
                     break Stop::OutputClosed;
+                }
+            }
+            _ = housekeeping.tick() => {
+                if sink.flush().is_err() {
+                    break Stop::OutputClosed;
+                }
+                if ProgramIdentity::of(pid) != program && !is_gone(pid) {
+                    break Stop::TargetExeced;
                 }
             }
             _ = exited.readable() => break Stop::TargetExited,
@@ -176,7 +207,13 @@ pub async fn trace(
         }
     };
     // Everything the target did before it exited is already in the ring.
-    let drained = drain(events.get_mut(), &mut model, &mut stats, sink);
+    let drained = drain(
+        events.get_mut(),
+        &mut model,
+        &mut resources,
+        &mut stats,
+        sink,
+    );
     let flushed = sink.flush();
     let stop = if drained.is_err() || flushed.is_err() {
         Stop::OutputClosed
@@ -184,7 +221,7 @@ pub async fn trace(
         stop
     };
     let counters = probes.counters()?;
-    drop(probes);
+    probes.detach();
 
     let child_exit = match launched.as_mut() {
         Some(child) if stop == Stop::TargetExited => Some(child.wait()?),
@@ -198,57 +235,95 @@ pub async fn trace(
             format!("the command was killed by signal {signal}")
         }
         (Stop::TargetExited, None) => format!("process {pid} exited"),
+        (Stop::TargetExeced, _) => format!(
+            "process {pid} called exec: its new program is not traced (run tracer again to trace it)"
+        ),
         (Stop::Interrupted, _) => "interrupted".to_owned(),
         (Stop::OutputClosed, _) => "output closed".to_owned(),
     };
+    let end = stats.session_end(&counters, model.anomalies(), &ending, monotonic_ns());
+    if sink.end(&end).is_err() && stop != Stop::OutputClosed {
+        eprintln!("tracer: warning: the output could not be closed cleanly");
+    }
     eprintln!(
         "tracer: session ended: {ending}, after {:.2} s",
         Duration::from_nanos(monotonic_ns() - start_ns).as_secs_f64()
     );
-    eprint!(
-        "{}",
-        stats.render(&attach, &counters, model.anomalies(), model.live_tasks())
-    );
-    if let Some(child) = launched.as_mut()
-        && child_exit.is_none()
-        && stop != Stop::TargetExited
-    {
-        eprintln!(
-            "tracer: the command (pid {}) keeps running without tracing",
-            child.pid()
-        );
-    }
+    eprint!("{}", stats.render(&attach, &counters, model.anomalies()));
+    let child_exit = match launched.as_mut() {
+        // `tracer run` still ends when the command does, with its exit code.
+        Some(child) if stop == Stop::TargetExeced => {
+            eprintln!("tracer: waiting for the command to exit");
+            Some(child.wait()?)
+        }
+        Some(child) if child_exit.is_none() => {
+            eprintln!(
+                "tracer: the command (pid {}) keeps running without tracing",
+                child.pid()
+            );
+            None
+        }
+        _ => child_exit,
+    };
     Ok(Outcome { child_exit })
 }
 
-/// Reads every event in the ring buffer now, through the model, into the sink.
+/// Which file a process runs, to notice an exec: device and inode of its executable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ProgramIdentity(Option<(u64, u64)>);
+
+impl ProgramIdentity {
+    fn of(pid: u32) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        Self(
+            std::fs::metadata(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|meta| (meta.dev(), meta.ino())),
+        )
+    }
+}
+
+/// The process has exited (its pidfd will say so too).
+fn is_gone(pid: u32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}/exe")).exists()
+}
+
+/// Reads every event in the ring buffer now, through the models, into the sink.
+/// A record is a Tokio [`RawEvent`] or an embedder [`RawResourceEvent`], told
+/// apart by size.
 fn drain(
     ring: &mut RingBuf<MapData>,
     model: &mut TaskModel,
+    resources: &mut ResourceModel,
     stats: &mut SessionStats,
     sink: &mut dyn Sink,
 ) -> io::Result<()> {
     let mut result = Ok(());
     while let Some(item) = ring.next() {
         stats.delivered += 1;
-        let Some(raw) = decode(&item) else {
-            model.count_undecodable();
-            continue;
-        };
-        model.apply(&raw, |event| {
+        let mut deliver = |event| {
             stats.record(&event);
             if result.is_ok() {
                 result = sink.event(&event);
             }
-        });
+        };
+        if let Some(raw) = decode::<RawEvent>(&item) {
+            model.apply(&raw, deliver);
+        } else if let Some(raw) = decode::<RawResourceEvent>(&item) {
+            if resources.apply(&raw, &mut deliver).is_err() {
+                model.count_undecodable();
+            }
+        } else {
+            model.count_undecodable();
+        }
     }
     result?;
     sink.flush()
 }
 
-/// A ring-buffer record as a [`RawEvent`], if it has the right size.
-fn decode(bytes: &[u8]) -> Option<RawEvent> {
-    (bytes.len() == size_of::<RawEvent>())
-        // SAFETY: the size matches and every bit pattern is a valid RawEvent.
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RawEvent>()) })
+/// A ring-buffer record as a `T` (a plain-old-data event), if it has `T`'s size.
+fn decode<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() == size_of::<T>())
+        // SAFETY: the size matches and `T: Pod` accepts every bit pattern.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }

@@ -1,30 +1,64 @@
 //! Where `tree`, `stats` and `export` read a session from: one function, so the
-//! file format can change without touching them.
+//! file formats can change without touching them.
 //!
-//! For now a session file is what `tracer run --json` / `tracer trace --json`
-//! print: one hook event per line. Such a file has no header, so the session
-//! starts at its first event and the executable is unknown.
+//! Two kinds of file are read: a recording (`tracer record`, `tracer run -o`),
+//! and the JSON lines `tracer run --json` / `tracer trace --json` print. JSON
+//! lines have no header, so their session starts at the first event and the
+//! executable is unknown.
 
 use std::{
     fs::File,
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Read as _},
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context as _, bail};
 
-use crate::{event::HookEvent, output::SessionInfo};
+use crate::{event::HookEvent, output::SessionInfo, recording::reader::Reader};
+
+/// The events of a session file, in order.
+pub type Events = Box<dyn Iterator<Item = anyhow::Result<HookEvent>>>;
 
 /// Opens a session file: what is known about the session, and its events in order.
-pub fn open_events(
-    path: &Path,
-) -> anyhow::Result<(SessionInfo, impl Iterator<Item = anyhow::Result<HookEvent>>)> {
+pub fn open_events(path: &Path) -> anyhow::Result<(SessionInfo, Events)> {
+    let mut first = [0u8; 1];
+    File::open(path)
+        .and_then(|mut file| file.read(&mut first))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if first[0] == b'{' {
+        open_json_lines(path)
+    } else {
+        open_recording(path)
+    }
+}
+
+/// A recording, through its reader; damage it reports goes to stderr.
+fn open_recording(path: &Path) -> anyhow::Result<(SessionInfo, Events)> {
+    let mut reader = Reader::open(path).with_context(|| {
+        format!(
+            "{} is neither a recording nor JSON lines from `tracer run --json`",
+            path.display()
+        )
+    })?;
+    let info = reader.header().session.clone();
+    let events = std::iter::from_fn(move || {
+        let next = reader.next_event().transpose();
+        for problem in reader.take_problems() {
+            eprintln!("tracer: warning: {problem}");
+        }
+        next.map(|event| event.map_err(anyhow::Error::from))
+    });
+    Ok((info, Box::new(events)))
+}
+
+/// JSON lines as `tracer run --json` prints them.
+fn open_json_lines(path: &Path) -> anyhow::Result<(SessionInfo, Events)> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut lines = BufReader::new(file).lines().enumerate();
     let first = loop {
         let Some((_, line)) = lines.next() else {
             bail!(
-                "{} holds no events: record one with `tracer run --json -- APP > FILE`",
+                "{} holds no events: record one with `tracer run -o FILE -- APP`",
                 path.display()
             );
         };
@@ -36,14 +70,14 @@ pub fn open_events(
     let first: HookEvent = serde_json::from_str(&first).map_err(|error| {
         anyhow::anyhow!(
             "{} is not a tracer session: its first line is not a JSON hook event ({error}); \
-             record one with `tracer run --json -- APP > FILE` or `tracer trace --json -p PID > FILE`",
+             record one with `tracer run -o FILE -- APP` or `tracer run --json -- APP > FILE`",
             path.display()
         )
     })?;
     let info = SessionInfo {
         pid: first.pid,
         exe: PathBuf::from("?"),
-        runtime: "tokio",
+        runtime: "tokio".to_owned(),
         start_ns: first.ts_ns,
         start_unix_ns: 0,
     };
@@ -56,7 +90,7 @@ pub fn open_events(
             })),
             Err(error) => Some(Err(error).with_context(|| format!("cannot read {shown}"))),
         });
-    Ok((info, std::iter::once(Ok(first)).chain(rest)))
+    Ok((info, Box::new(std::iter::once(Ok(first)).chain(rest))))
 }
 
 #[cfg(test)]
@@ -100,7 +134,7 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_json_lines_is_refused_clearly() {
-        let file = file_with("text", "TIME(s) TID EVENT\n");
+        let file = file_with("text", "{TIME(s) TID EVENT\n");
         let error = open_events(&file.0).err().unwrap().to_string();
         assert!(
             error.contains("is not a tracer session: its first line is not a JSON hook event"),

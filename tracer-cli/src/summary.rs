@@ -8,6 +8,7 @@ use tracer_common::Counter;
 use crate::{
     event::{HookEvent, HookKind},
     model::ModelAnomalies,
+    output::SessionEnd,
     probes::{AttachReport, Counters},
 };
 
@@ -47,7 +48,6 @@ impl SessionStats {
         attach: &AttachReport,
         counters: &Counters,
         anomalies: ModelAnomalies,
-        live_tasks: usize,
     ) -> String {
         let mut text = String::new();
         let kinds = KINDS
@@ -59,8 +59,10 @@ impl SessionStats {
         let _ = writeln!(text, "tracer: {} events ({kinds})", self.events());
         let _ = writeln!(
             text,
-            "tracer: {} tasks seen, {} of them already running at attach, {live_tasks} still alive at the end",
-            self.by_kind[0], self.existing
+            "tracer: {} resources seen (tasks and declared resources), {} of them already alive at attach, {} still alive at the end",
+            self.by_kind[0],
+            self.existing,
+            self.by_kind[0].saturating_sub(self.by_kind[4])
         );
         let _ = writeln!(
             text,
@@ -80,31 +82,57 @@ impl SessionStats {
                 ""
             }
         );
-        let problems = [
-            (counters.get(Counter::ReadFailed), "task headers unreadable"),
-            (
-                counters.get(Counter::LayoutMismatch),
-                "headers not in the expected Tokio layout",
-            ),
-            (
-                counters.get(Counter::StackOverflow),
-                "polls nested too deep to track their trigger",
-            ),
-            (
-                counters.get(Counter::UnmatchedReturn),
-                "poll returns without a start (attached mid-poll)",
-            ),
-            (anomalies.undecodable, "raw events of an unknown kind"),
-            (
-                anomalies.orphan_returns,
-                "poll returns of tasks not being polled",
-            ),
-        ];
-        for (count, what) in problems {
+        for (count, what) in problems(counters, anomalies) {
             if count > 0 {
                 let _ = writeln!(text, "tracer: warning: {count} {what}");
             }
         }
         text
     }
+
+    /// The final counts sinks receive at the end (a recording keeps them).
+    pub fn session_end(
+        &self,
+        counters: &Counters,
+        anomalies: ModelAnomalies,
+        ending: &str,
+        end_ns: u64,
+    ) -> SessionEnd {
+        SessionEnd {
+            end_ns,
+            ending: ending.to_owned(),
+            delivered: self.delivered,
+            dropped: counters.get(Counter::RingFull),
+            problems: problems(counters, anomalies)
+                .into_iter()
+                .filter(|(count, _)| *count > 0)
+                .map(|(count, what)| (count, what.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// Everything besides ring-buffer drops that made the trace incomplete, with
+/// what each count means.
+fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static str); 6] {
+    [
+        (counters.get(Counter::ReadFailed), "task headers unreadable"),
+        (
+            counters.get(Counter::LayoutMismatch),
+            "headers not in the expected Tokio layout",
+        ),
+        (
+            counters.get(Counter::StackOverflow),
+            "polls nested too deep to track their trigger",
+        ),
+        (
+            counters.get(Counter::UnmatchedReturn),
+            "poll returns without a start (attached mid-poll)",
+        ),
+        (anomalies.undecodable, "raw events of an unknown kind"),
+        (
+            anomalies.orphan_returns,
+            "poll returns of tasks not being polled",
+        ),
+    ]
 }

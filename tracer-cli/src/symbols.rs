@@ -36,6 +36,18 @@ pub struct ObjectSites {
 /// Fails only when the file cannot be read or is not an ELF file for this
 /// machine; finding no site is for the caller to judge (see [`ObjectSites`]).
 pub fn scan(path: &Path, adapter: &dyn RuntimeAdapter) -> anyhow::Result<ObjectSites> {
+    scan_matching(path, adapter.symbol_hint(), &|demangled, path| {
+        adapter.probe_for(demangled, path)
+    })
+}
+
+/// [`scan`] with the filter spelled out: symbols containing `hint` are demangled
+/// and given to `probe_for` (demangled name, path without generics).
+pub fn scan_matching(
+    path: &Path,
+    hint: &[u8],
+    probe_for: &dyn Fn(&str, &str) -> Option<Probe>,
+) -> anyhow::Result<ObjectSites> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file = object::File::parse(&*data)
         .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
@@ -53,7 +65,6 @@ pub fn scan(path: &Path, adapter: &dyn RuntimeAdapter) -> anyhow::Result<ObjectS
         file.dynamic_symbols().collect()
     };
 
-    let hint = adapter.symbol_hint();
     let mut unique: BTreeMap<(Probe, u64), Site> = BTreeMap::new();
     for symbol in symbols {
         if symbol.kind() != SymbolKind::Text || symbol.address() == 0 {
@@ -69,7 +80,7 @@ pub fn scan(path: &Path, adapter: &dyn RuntimeAdapter) -> anyhow::Result<ObjectS
             continue;
         };
         let demangled = format!("{:#}", rustc_demangle::demangle(raw_name));
-        let Some(probe) = adapter.probe_for(&demangled, &path_without_generics(&demangled)) else {
+        let Some(probe) = probe_for(&demangled, &path_without_generics(&demangled)) else {
             continue;
         };
         let address = symbol.address();

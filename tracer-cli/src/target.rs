@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use crate::{
-    runtime::RuntimeAdapter,
+    runtime::{RuntimeAdapter, markers},
     symbols::{self, ObjectSites},
 };
 
@@ -72,10 +72,63 @@ impl Target {
         Ok(Self { pid, exe })
     }
 
+    /// Finds the embedder markers (`tracer-resource`) in the executable and every
+    /// mapped shared object, warning on stderr about markers of unknown versions
+    /// and markers the linker folded together (neither is probed).
+    pub fn find_markers(&self) -> anyhow::Result<Vec<TargetObject>> {
+        let mut objects = Vec::new();
+        for attach_path in self.object_paths()? {
+            // The executable's read errors are reported by `find_sites`.
+            let Ok(scan) = markers::scan(&attach_path) else {
+                continue;
+            };
+            let shown = if attach_path == self.exe_attach_path() {
+                &self.exe
+            } else {
+                &attach_path
+            };
+            if !scan.unknown.is_empty() {
+                eprintln!(
+                    "tracer: warning: {}",
+                    markers::unknown_version_warning(shown, &scan.unknown)
+                );
+            }
+            if scan.folded {
+                eprintln!("tracer: warning: {}", markers::folded_warning(shown));
+            }
+            if !scan.sites.sites.is_empty() {
+                objects.push(TargetObject {
+                    attach_path,
+                    sites: scan.sites,
+                });
+            }
+        }
+        Ok(objects)
+    }
+
+    /// The executable (`/proc/PID/exe`) and every mapped shared object, as paths
+    /// the kernel can attach through.
+    fn object_paths(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let mut paths = vec![self.exe_attach_path()];
+        for library in self.mapped_libraries()? {
+            paths.push(
+                PathBuf::from(format!("/proc/{}/root", self.pid))
+                    .join(library.strip_prefix("/").unwrap_or(&library)),
+            );
+        }
+        Ok(paths)
+    }
+
     /// Finds the runtime's probe sites in the executable and in every mapped
     /// shared object, failing with advice when the runtime cannot be traced.
-    pub fn find_sites(&self, adapter: &dyn RuntimeAdapter) -> anyhow::Result<Vec<TargetObject>> {
-        let exe_attach = PathBuf::from(format!("/proc/{}/exe", self.pid));
+    /// With `has_markers` (the target declares its own resources), a target
+    /// without the runtime at all is fine: only its markers are traced.
+    pub fn find_sites(
+        &self,
+        adapter: &dyn RuntimeAdapter,
+        has_markers: bool,
+    ) -> anyhow::Result<Vec<TargetObject>> {
+        let exe_attach = self.exe_attach_path();
         let exe_sites = symbols::scan(&exe_attach, adapter)
             .with_context(|| format!("cannot read the symbols of {}", self.exe.display()))?;
         let exe_stripped = !exe_sites.has_symtab;
@@ -83,9 +136,8 @@ impl Target {
             attach_path: exe_attach,
             sites: exe_sites,
         }];
-        for library in self.mapped_libraries()? {
-            let attach_path = PathBuf::from(format!("/proc/{}/root", self.pid))
-                .join(library.strip_prefix("/").unwrap_or(&library));
+        // The executable comes first in `object_paths`; its errors were reported above.
+        for attach_path in self.object_paths()?.into_iter().skip(1) {
             if let Ok(sites) = symbols::scan(&attach_path, adapter)
                 && !sites.sites.is_empty()
             {
@@ -100,6 +152,9 @@ impl Target {
                 .any(|o| o.sites.sites.iter().any(|s| s.probe == probe))
         };
         if objects.is_empty() {
+            if has_markers {
+                return Ok(objects);
+            }
             if exe_stripped {
                 bail!(
                     "{} is stripped: tracer finds {}'s functions by name in the symbol table, and this binary has none.\n\
@@ -109,7 +164,7 @@ impl Target {
                 );
             }
             bail!(
-                "no Tokio runtime found in {}: none of its functions is one of {}'s task functions (is it a {} 1.x program?)",
+                "no Tokio runtime found in {}: none of its functions is one of {}'s task functions, and it declares no resources with tracer-resource (is it a {} 1.x program?)",
                 self.exe.display(),
                 adapter.name(),
                 adapter.name()
@@ -118,7 +173,7 @@ impl Target {
         let missing: Vec<&str> = adapter
             .required()
             .iter()
-            .filter(|(probe, _)| !found(*probe))
+            .filter(|(alternatives, _)| !alternatives.iter().any(|probe| found(*probe)))
             .map(|(_, what)| *what)
             .collect();
         if !missing.is_empty() {
@@ -132,6 +187,11 @@ impl Target {
             );
         }
         Ok(objects)
+    }
+
+    /// `/proc/PID/exe`: valid even if the file on disk was replaced.
+    fn exe_attach_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/exe", self.pid))
     }
 
     /// Shared objects mapped executable into the process.

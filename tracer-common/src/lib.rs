@@ -92,6 +92,68 @@ impl RawEvent {
     }
 }
 
+/// What an embedder marker function (`tracer_resource_v1_*`, from the
+/// `tracer-resource` crate) reported. Stored in [`RawResourceEvent::kind`], and
+/// given to the marker's probe as its attach cookie.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceKind {
+    /// `tracer_resource_v1_init(async_id, trigger_id, type_ptr, type_len)`.
+    Init = 1,
+    /// `tracer_resource_v1_before(async_id)`.
+    Before = 2,
+    /// `tracer_resource_v1_after(async_id)`.
+    After = 3,
+    /// `tracer_resource_v1_destroy(async_id)`.
+    Destroy = 4,
+}
+
+impl TryFrom<u32> for ResourceKind {
+    type Error = u32;
+
+    fn try_from(value: u32) -> Result<Self, u32> {
+        Ok(match value {
+            1 => Self::Init,
+            2 => Self::Before,
+            3 => Self::After,
+            4 => Self::Destroy,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Bytes of a resource's type name copied into a [`RawResourceEvent`]; a longer
+/// name is cut there (and userspace marks it as cut).
+pub const RESOURCE_TYPE_CAPACITY: usize = 64;
+
+/// [`RawResourceEvent::type_len`] when the type name could not be read from the
+/// process at all (lengths are saturated one below it).
+pub const RESOURCE_TYPE_UNREADABLE: u32 = u32::MAX;
+
+/// One embedder marker hit, as written into the ring buffer. A record of this
+/// size is one of these, a record of `size_of::<RawEvent>()` a Tokio event: the
+/// Tokio probes keep their small event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawResourceEvent {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC.
+    pub ts_ns: u64,
+    /// `bpf_get_current_pid_tgid()`: tgid in the high half, thread id in the low.
+    pub pid_tgid: u64,
+    /// The resource's id, as the application's `AsyncResource::async_id()`.
+    pub async_id: u64,
+    /// Init only: the resource or task that caused it, 0 for none.
+    pub trigger_id: u64,
+    /// A [`ResourceKind`].
+    pub kind: u32,
+    /// Init only: the type name's length as the application gave it (saturated);
+    /// more than [`RESOURCE_TYPE_CAPACITY`] means `type_name` holds its start only.
+    pub type_len: u32,
+    /// Init only: the first bytes of the type name, as the application gave them
+    /// (not checked to be UTF-8).
+    pub type_name: [u8; RESOURCE_TYPE_CAPACITY],
+}
+
 /// Cookie given to a spawn or free site at attach time: where the task header is.
 ///
 /// Bits 0..8: the argument register index; bits 8..16: a [`SpawnKind`]; bit 16:
@@ -200,4 +262,6 @@ pub mod layout {
 mod user {
     // SAFETY: plain old data, every bit pattern is valid.
     unsafe impl aya::Pod for super::RawEvent {}
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::RawResourceEvent {}
 }

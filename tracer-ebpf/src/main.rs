@@ -16,14 +16,15 @@ use aya_ebpf::{
     bindings::pt_regs,
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
-        generated::bpf_get_attach_cookie,
+        generated::{self, bpf_get_attach_cookie},
     },
     macros::{map, uprobe, uretprobe},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::{
-    COUNTER_COUNT, Counter, MAX_POLL_DEPTH, PollFrame, PollStack, RawEvent, RawKind, cookie,
+    COUNTER_COUNT, Counter, MAX_POLL_DEPTH, PollFrame, PollStack, RESOURCE_TYPE_CAPACITY,
+    RESOURCE_TYPE_UNREADABLE, RawEvent, RawKind, RawResourceEvent, ResourceKind, cookie,
 };
 
 /// The process being traced (tgid); events of any other process are ignored.
@@ -277,48 +278,43 @@ fn try_poll_return(ctx: &RetProbeContext) -> Result<(), Counter> {
 /// A spawn site that receives the new task's header as an argument.
 #[uprobe]
 pub fn task_spawn(ctx: ProbeContext) -> u32 {
-    if let Err(counter) = try_task_spawn(&ctx) {
-        bump(counter);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_target(pid_tgid) {
+        // SAFETY: helper reading the attach cookie of this probe.
+        let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+        if let Err(counter) =
+            site_header(&ctx, site).and_then(|header| report_spawn(&ctx, pid_tgid, header, site))
+        {
+            bump(counter);
+        }
     }
     0
 }
 
-fn try_task_spawn(ctx: &ProbeContext) -> Result<(), Counter> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_target(pid_tgid) {
-        return Ok(());
-    }
-    // SAFETY: helper reading the attach cookie of this probe.
-    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let task_id = read_task_id(site_header(ctx, site)?, None)?;
-    let trigger_id = current_task(pid_tgid, regs(ctx).rsp);
-    emit(
-        pid_tgid,
-        RawKind::Spawn,
-        task_id,
-        trigger_id,
-        cookie::spawn_kind(site),
-    );
-    Ok(())
-}
-
-/// A spawn site that returns the new task's header (`LocalOwnedTasks::bind`).
+/// A spawn site that returns the new task's header (`OwnedTasks::bind`,
+/// `LocalOwnedTasks::bind`).
 #[uretprobe]
 pub fn task_spawn_return(ctx: RetProbeContext) -> u32 {
-    if let Err(counter) = try_task_spawn_return(&ctx) {
-        bump(counter);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_target(pid_tgid) {
+        // SAFETY: helper reading the attach cookie of this probe.
+        let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+        if let Err(counter) = report_spawn(&ctx, pid_tgid, ctx.ret(), site) {
+            bump(counter);
+        }
     }
     0
 }
 
-fn try_task_spawn_return(ctx: &RetProbeContext) -> Result<(), Counter> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_target(pid_tgid) {
-        return Ok(());
-    }
-    // SAFETY: helper reading the attach cookie of this probe.
-    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let header: u64 = ctx.ret();
+/// Emits the spawn of the task at `header`, triggered by the innermost task being
+/// polled on this thread.
+#[inline(always)]
+fn report_spawn(
+    ctx: &impl EbpfContext,
+    pid_tgid: u64,
+    header: u64,
+    site: u64,
+) -> Result<(), Counter> {
     let task_id = read_task_id(header, None)?;
     let trigger_id = current_task(pid_tgid, regs(ctx).rsp);
     emit(
@@ -359,6 +355,61 @@ fn try_task_event(ctx: &ProbeContext, kind: RawKind) -> Result<(), Counter> {
     let task_id = read_task_id(site_header(ctx, site)?, None)?;
     emit(pid_tgid, kind, task_id, 0, 0);
     Ok(())
+}
+
+/// An embedder marker function (`tracer_resource_v1_*`); the attach cookie is its
+/// [`ResourceKind`]. The arguments are plain integers in the argument registers:
+/// `(async_id, trigger_id, type_ptr, type_len)` for init, `(async_id)` otherwise.
+#[uprobe]
+pub fn resource_marker(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return 0;
+    }
+    // SAFETY: helper reading the attach cookie of this probe.
+    let kind = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let regs = regs(&ctx);
+    let Some(mut entry) = EVENTS.reserve::<RawResourceEvent>(0) else {
+        bump(Counter::RingFull);
+        return 0;
+    };
+    let event = entry.write(RawResourceEvent {
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid_tgid,
+        async_id: regs.rdi,
+        trigger_id: 0,
+        kind,
+        type_len: 0,
+        type_name: [0; RESOURCE_TYPE_CAPACITY],
+    });
+    if kind == ResourceKind::Init as u32 {
+        event.trigger_id = regs.rsi;
+        let (type_ptr, type_len) = (regs.rdx, regs.rcx);
+        let copy = if type_len > RESOURCE_TYPE_CAPACITY as u64 {
+            RESOURCE_TYPE_CAPACITY as u32
+        } else {
+            type_len as u32
+        };
+        // SAFETY: the helper checks the user address; the destination is the
+        // event's own buffer and `copy` never exceeds its size.
+        let read = unsafe {
+            generated::bpf_probe_read_user(
+                event.type_name.as_mut_ptr().cast(),
+                copy,
+                type_ptr as *const core::ffi::c_void,
+            )
+        };
+        event.type_len = if read != 0 {
+            RESOURCE_TYPE_UNREADABLE
+        } else if type_len >= RESOURCE_TYPE_UNREADABLE as u64 {
+            RESOURCE_TYPE_UNREADABLE - 1
+        } else {
+            type_len as u32
+        };
+    }
+    entry.submit(0);
+    0
 }
 
 #[cfg(not(test))]

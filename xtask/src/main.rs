@@ -5,6 +5,7 @@
 
 mod build_cmd;
 mod demo;
+mod fuzz;
 mod process;
 mod setup;
 mod test_cmd;
@@ -86,6 +87,18 @@ enum Cmd {
         server exits after 5 requests and the tracer with it. Gives up after 60 s. \
         Needs root (the tracer loads BPF programs).")]
     Demo,
+    /// Fuzz the recording reader (cargo-fuzz, nightly; installs cargo-fuzz if missing).
+    #[command(
+        long_about = "Fuzz the recording reader: `cargo fuzz run reader` in fuzz/ \
+        (its own workspace) on the nightly toolchain, for --seconds. Installs \
+        cargo-fuzz with `cargo install` when it is missing. Any input that panics the \
+        reader fails the run and is saved in fuzz/artifacts/reader/."
+    )]
+    Fuzz {
+        /// How long to fuzz.
+        #[arg(long, default_value_t = 60, value_name = "N")]
+        seconds: u64,
+    },
 }
 
 /// The arguments after the `test` subcommand, exactly as given. clap would drop a
@@ -115,6 +128,7 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::setup(),
         Cmd::Build { debug } => build_cmd::build(&root, debug),
         Cmd::Test { .. } => test_cmd::test(&root, &test_args(std::env::args())),
+        Cmd::Fuzz { seconds } => fuzz::fuzz(&root, seconds),
         Cmd::Demo => {
             process::require_root("`cargo xtask demo` (the tracer loads BPF programs)")?;
             setup::setup()?;

@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, io, time::Duration};
 
 use crate::{
     event::{HookEvent, HookKind, ResourceType},
-    output::{SessionInfo, Sink},
+    output::{SessionEnd, SessionInfo, Sink},
 };
 
 /// One finished poll (`before` → `after`) of one task on one thread.
@@ -289,7 +289,7 @@ pub struct ReportOptions {
 }
 
 /// A live sink that keeps per-task aggregates and prints the tree and/or stats
-/// when the session ends ([`ReportSink::report`]).
+/// on stdout when the session ends.
 pub struct ReportSink {
     options: ReportOptions,
     info: Option<SessionInfo>,
@@ -307,12 +307,17 @@ impl ReportSink {
         }
     }
 
-    /// Prints the reports on stdout: call once the session has ended.
-    pub fn report(self) -> anyhow::Result<()> {
-        let Some(info) = self.info else {
+    /// Prints the reports for a session that ended at `end_ns`.
+    fn report(&mut self, end_ns: u64) -> anyhow::Result<()> {
+        let Some(info) = &self.info else {
             return Ok(());
         };
-        let analysis = self.collector.finish(&info);
+        let collector = std::mem::replace(
+            &mut self.collector,
+            Collector::new(self.options.stats_options.blocking_threshold),
+        );
+        let mut analysis = collector.finish(info);
+        analysis.end_ns = analysis.end_ns.max(end_ns);
         let mut out = anstream::stdout().lock();
         if self.options.tree {
             let tree = tree::TriggerTree::build(&analysis, &tree::TreeOptions::default())?;
@@ -349,6 +354,10 @@ impl Sink for ReportSink {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    fn end(&mut self, end: &SessionEnd) -> io::Result<()> {
+        self.report(end.end_ns).map_err(io::Error::other)
+    }
 }
 
 #[cfg(test)]
@@ -364,7 +373,7 @@ pub(crate) mod test_events {
         SessionInfo {
             pid: 1,
             exe: PathBuf::from("/bin/app"),
-            runtime: "tokio",
+            runtime: "tokio".to_owned(),
             start_ns: 1_000_000_000,
             start_unix_ns: 0,
         }

@@ -3,9 +3,10 @@
 //! Tokio is the first adapter; another runtime is another implementation of
 //! [`RuntimeAdapter`], not a change to the pipeline.
 
+pub mod markers;
 pub mod tokio;
 
-use tracer_common::SpawnKind;
+use tracer_common::{ResourceKind, SpawnKind};
 
 /// How a probed function is used. One variant, one BPF program (or a pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,6 +32,8 @@ pub enum Probe {
         /// The argument may be a stack slot holding the header pointer.
         stack_slot: bool,
     },
+    /// An embedder marker function of the `tracer-resource` crate.
+    Marker(ResourceKind),
 }
 
 /// [`SpawnKind`] with the traits a map key needs.
@@ -59,21 +62,14 @@ impl Probe {
     pub fn label(self) -> &'static str {
         match self {
             Probe::Poll => "poll",
-            Probe::Spawn {
-                kind: SpawnKindTag::Task,
-                ..
-            } => "spawn",
-            Probe::Spawn {
-                kind: SpawnKindTag::Blocking,
-                ..
-            } => "spawn_blocking",
-            Probe::Spawn {
-                kind: SpawnKindTag::Local,
-                ..
-            }
-            | Probe::SpawnReturn { .. } => "spawn_local",
+            Probe::Spawn { kind, .. } | Probe::SpawnReturn { kind } => match kind {
+                SpawnKindTag::Task => "spawn",
+                SpawnKindTag::Blocking => "spawn_blocking",
+                SpawnKindTag::Local => "spawn_local",
+            },
             Probe::Complete => "complete",
             Probe::Free { .. } => "free",
+            Probe::Marker(_) => "resource marker",
         }
     }
 }
@@ -103,7 +99,7 @@ pub trait RuntimeAdapter {
     /// Where the task id is in a task header; given to the BPF programs.
     fn layout(&self) -> HeaderLayout;
 
-    /// The probes that must all be found for the trace to be complete, with what
-    /// each one gives the user.
-    fn required(&self) -> &'static [(Probe, &'static str)];
+    /// What must be found for the trace to be complete: for each need, the probes
+    /// any one of which meets it, and what it gives the user.
+    fn required(&self) -> &'static [(&'static [Probe], &'static str)];
 }

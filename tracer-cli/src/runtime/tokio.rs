@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | before / after | `task::raw::poll` (one copy per future type) | arg 0 |
 //! | spawn | `task::list::OwnedTasks<S>::bind_inner` | arg 1 |
+//! | spawn (where `bind_inner` was inlined) | `task::list::OwnedTasks<S>::bind`, `bind_local` | return value |
 //! | spawn_local | `task::list::LocalOwnedTasks<S>::bind` | return value |
 //! | spawn_blocking | `blocking::pool::Spawner::spawn_task` | arg 1 |
 //! | resolve | `task::harness::Harness<T,S>::complete` | arg 0 |
@@ -32,6 +33,13 @@ impl RuntimeAdapter for Tokio {
             "tokio::runtime::task::list::OwnedTasks::bind_inner" => Probe::Spawn {
                 kind: SpawnKindTag::Task,
                 arg: 1,
+            },
+            // `bind_inner` is inlined into these in some builds (seen in a release
+            // build without tokio_unstable). Where it is not, both report the same
+            // spawn, and the model keeps the first.
+            "tokio::runtime::task::list::OwnedTasks::bind"
+            | "tokio::runtime::task::list::OwnedTasks::bind_local" => Probe::SpawnReturn {
+                kind: SpawnKindTag::Task,
             },
             "tokio::runtime::task::list::LocalOwnedTasks::bind" => Probe::SpawnReturn {
                 kind: SpawnKindTag::Local,
@@ -62,20 +70,25 @@ impl RuntimeAdapter for Tokio {
         }
     }
 
-    fn required(&self) -> &'static [(Probe, &'static str)] {
+    fn required(&self) -> &'static [(&'static [Probe], &'static str)] {
         &[
             (
-                Probe::Poll,
+                &[Probe::Poll],
                 "before/after (tokio::runtime::task::raw::poll)",
             ),
             (
-                Probe::Spawn {
-                    kind: SpawnKindTag::Task,
-                    arg: 1,
-                },
-                "init of spawned tasks (OwnedTasks::bind_inner)",
+                &[
+                    Probe::Spawn {
+                        kind: SpawnKindTag::Task,
+                        arg: 1,
+                    },
+                    Probe::SpawnReturn {
+                        kind: SpawnKindTag::Task,
+                    },
+                ],
+                "init of spawned tasks (OwnedTasks::bind_inner or OwnedTasks::bind)",
             ),
-            (Probe::Complete, "resolve (Harness::complete)"),
+            (&[Probe::Complete], "resolve (Harness::complete)"),
         ]
     }
 }

@@ -1,0 +1,123 @@
+//! Bad input gets a clear error that names the problem and the fix, and a failing
+//! exit status; never a panic, never partial output. Needs root and `cargo xtask
+//! build`; fails otherwise.
+
+use std::process::{Command, Output};
+
+use tracer_tests::{Profile, fixture_bin, require_root, tracer_bin};
+
+fn tracer(args: &[&str]) -> Output {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    Command::new(tracer)
+        .args(args)
+        .output()
+        .expect("tracer runs")
+}
+
+/// Asserts a failed run whose stderr says every one of `needles`, with no events on stdout.
+fn assert_refused(output: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "tracer succeeded:\n{stderr}");
+    assert_eq!(output.status.code(), Some(1), "exit status:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "tracer panicked:\n{stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{stderr}"
+        );
+    }
+    assert!(
+        output.stdout.is_empty(),
+        "events printed despite the error: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn unprivileged_user_is_told_which_capabilities_are_missing_and_how_to_grant_them() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let output = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(tracer)
+        .args(["trace", "-p", "1"])
+        .output()
+        .expect("setpriv (util-linux) runs");
+    assert_refused(
+        &output,
+        &[
+            "needs CAP_BPF and CAP_PERFMON",
+            "setcap cap_bpf,cap_perfmon",
+        ],
+    );
+}
+
+#[test]
+fn unknown_pid_is_reported_as_no_such_process() {
+    let free_pid = (1..=4_000_000u32)
+        .rev()
+        .find(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .expect("a free pid");
+    let output = tracer(&["trace", "-p", &free_pid.to_string()]);
+    assert_refused(&output, &[&format!("no such process: {free_pid}")]);
+}
+
+#[test]
+fn kernel_thread_is_refused_as_not_a_user_program() {
+    // pid 2 is kthreadd on Linux.
+    let output = tracer(&["trace", "-p", "2"]);
+    assert_refused(
+        &output,
+        &["process 2 has no executable: it is a kernel thread"],
+    );
+}
+
+#[test]
+fn program_without_tokio_is_refused_naming_the_executable() {
+    let no_tokio = fixture_bin("no_tokio", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let output = tracer(&["run", "--", no_tokio.to_str().unwrap()]);
+    assert_refused(
+        &output,
+        &[&format!("no Tokio runtime found in {}", no_tokio.display())],
+    );
+}
+
+#[test]
+fn stripped_binary_is_refused_with_how_to_keep_symbols() {
+    let stripped = fixture_bin("multi_thread", Profile::Stripped).unwrap_or_else(|e| panic!("{e}"));
+    let output = tracer(&["run", "--", stripped.to_str().unwrap()]);
+    assert_refused(
+        &output,
+        &[
+            &format!("{} is stripped", stripped.display()),
+            "strip = false",
+            "debug = \"line-tables-only\"",
+        ],
+    );
+}
+
+#[test]
+fn missing_command_is_reported_by_name() {
+    let output = tracer(&["run", "--", "/nonexistent/server"]);
+    assert_refused(
+        &output,
+        &[
+            "cannot start /nonexistent/server",
+            "No such file or directory",
+        ],
+    );
+}
+
+#[test]
+fn ring_size_that_is_not_a_power_of_two_is_a_usage_error() {
+    let output = tracer(&["trace", "-p", "1", "--ring-size", "1000"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("power of two"), "{stderr}");
+}

@@ -1,0 +1,34 @@
+//! `cargo xtask fuzz`: runs the recording reader's fuzz target (fuzz/, its own
+//! workspace) with cargo-fuzz on the nightly toolchain, installing cargo-fuzz when
+//! it is missing.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{Result, bail};
+
+use crate::process::{cargo, probe, run};
+
+/// The fuzz target that reads recordings.
+const TARGET: &str = "reader";
+
+/// Fuzzes the reader for `seconds`; fails if the fuzzer finds a crash (the input
+/// is left in fuzz/artifacts/reader/).
+pub fn fuzz(root: &Path, seconds: u64) -> Result<()> {
+    let installed =
+        probe(Command::new("rustup").args(["run", "nightly", "cargo", "fuzz", "--version"]))?
+            .is_some_and(|output| output.status.success());
+    if installed {
+        eprintln!("ok: cargo-fuzz present");
+    } else {
+        eprintln!("installing: cargo-fuzz (cargo install)");
+        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let fuzz_dir = root.join("fuzz");
+    if !fuzz_dir.join("Cargo.toml").is_file() {
+        bail!("{} has no fuzz crate", fuzz_dir.display());
+    }
+    run(Command::new("rustup")
+        .current_dir(root)
+        .args(["run", "nightly", "cargo", "fuzz", "run", TARGET, "--"])
+        .arg(format!("-max_total_time={seconds}")))
+}
