@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, fmt::Write as _, io::Write};
 
 use super::{Collector, Poll, human_duration};
 use crate::{
-    event::{HookEvent, HookKind},
+    event::{HookEvent, HookKind, ResourceType},
     output::SessionInfo,
 };
 
@@ -137,7 +137,11 @@ pub fn write(
             analysis.relative_s(ns)
         )?;
     }
-    for poll in &polls {
+    // Polls nest (a runtime worker runs inside its blocking task's poll): the
+    // longest are drawn first, faded, so what runs inside them stays visible.
+    let mut by_length: Vec<&Poll> = polls.iter().collect();
+    by_length.sort_by_key(|poll| std::cmp::Reverse(poll.duration_ns()));
+    for poll in by_length {
         let Some(index) = lane_of(poll.tid) else {
             continue;
         };
@@ -145,9 +149,14 @@ pub fn write(
             .tasks
             .get(&poll.async_id)
             .map_or("task", |task| task.resource_type.as_str());
+        let opacity = if resource == ResourceType::TOKIO_BLOCKING.as_str() {
+            0.3
+        } else {
+            1.0
+        };
         writeln!(
             svg,
-            r#"<rect x="{:.2}" y="{:.1}" width="{:.2}" height="{BAR}" fill="{}"><title>{resource} {}: {:.6}s, {}</title></rect>"#,
+            r#"<rect x="{:.2}" y="{:.1}" width="{:.2}" height="{BAR}" fill="{}" fill-opacity="{opacity}"><title>{resource} {}: {:.6}s, {}</title></rect>"#,
             x(poll.start_ns),
             lane_y(index) + (LANE - BAR) / 2.0,
             (poll.duration_ns() as f64 * scale).max(1.0),

@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 use super::{Analysis, TaskRecord, TaskState, human_duration};
+use crate::event::ResourceType;
 
 /// One kind of warning.
 pub trait Warn {
@@ -21,8 +22,10 @@ pub trait Warn {
     fn summary(&self, count: usize, analysis: &Analysis) -> String;
 }
 
-/// A poll ran longer than the blocking threshold: while it runs, its worker
-/// thread runs nothing else.
+/// A poll of an async task ran longer than the blocking threshold: while it
+/// runs, its worker thread runs nothing else. `tokio.blocking` tasks are left
+/// out: they run on threads of their own, and a runtime worker is one of them
+/// for its whole life.
 pub struct BlockingPolls;
 
 impl Warn for BlockingPolls {
@@ -30,7 +33,7 @@ impl Warn for BlockingPolls {
         "blocking_polls"
     }
     fn check(&self, task: &TaskRecord, _: &Analysis) -> bool {
-        task.blocking_polls > 0
+        task.blocking_polls > 0 && task.resource_type != ResourceType::TOKIO_BLOCKING
     }
     fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String {
         format!(
