@@ -13,7 +13,8 @@ use std::{
 
 use serde_json::Value;
 use tracer_tests::{
-    GroundTruth, Profile, fixture_bin, require_root, run_traced, temp_path, tracer_bin,
+    GROUND_TRUTH_ENV, GroundTruth, Profile, fixture_bin, require_root, run_traced, temp_path,
+    tracer_bin,
 };
 
 /// The recorded session and what Tokio's hooks saw during it.
@@ -76,6 +77,14 @@ fn edges(nodes: &Value, parent: u64, out: &mut BTreeMap<u64, u64>) {
 #[test]
 fn tree_edges_are_the_ground_truth_parent_links() {
     let tree: Value = serde_json::from_str(&tracer(&["tree", "--json", file_arg()])).unwrap();
+    assert_eq!(
+        tree_edges(&tree),
+        ground_truth_edges(&recorded().ground_truth)
+    );
+}
+
+/// The parent links of every task in a `tree --json` document.
+fn tree_edges(tree: &Value) -> BTreeMap<u64, u64> {
     let mut found = BTreeMap::new();
     for root in tree["roots"].as_array().unwrap() {
         assert_eq!(
@@ -84,13 +93,38 @@ fn tree_edges_are_the_ground_truth_parent_links() {
         );
         edges(&root["children"], 0, &mut found);
     }
-    let expected: BTreeMap<u64, u64> = recorded()
-        .ground_truth
+    found
+}
+
+fn ground_truth_edges(truth: &GroundTruth) -> BTreeMap<u64, u64> {
+    truth
         .tasks
         .iter()
         .map(|(id, task)| (*id, task.parent.unwrap_or(0)))
-        .collect();
-    assert_eq!(found, expected);
+        .collect()
+}
+
+#[test]
+fn live_tree_flag_prints_the_ground_truth_parent_links_at_the_end() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("multi_thread", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let truth_file = temp_path("live-tree");
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let output = Command::new(&tracer)
+        .args(["run", "--tree", "--json", "--"])
+        .arg(&fixture)
+        .env(GROUND_TRUTH_ENV, &truth_file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "tracer run --tree failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let truth = GroundTruth::read(&truth_file).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&truth_file);
+    let tree: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(tree_edges(&tree), ground_truth_edges(&truth));
 }
 
 #[test]

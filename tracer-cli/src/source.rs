@@ -144,6 +144,28 @@ mod tests {
     }
 
     #[test]
+    fn a_recording_reads_back_with_its_header() {
+        let file = TempFile(std::env::temp_dir().join(format!(
+            "tracer-source-{}-recording.trace",
+            std::process::id()
+        )));
+        crate::recording::generate(&file.0, 100, true).unwrap();
+        let (info, events) = open_events(&file.0).unwrap();
+        assert_eq!(info.exe, PathBuf::from("/synthetic/app"));
+        assert_eq!(events.map(Result::unwrap).count(), 100);
+    }
+
+    #[test]
+    fn a_file_of_neither_kind_is_refused_clearly() {
+        let file = file_with("neither", "TIME(s) TID EVENT\n");
+        let error = format!("{:#}", open_events(&file.0).err().unwrap());
+        assert!(
+            error.contains("is neither a recording nor JSON lines"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_bad_line_later_names_its_number() {
         let file = file_with(
             "bad",
