@@ -193,3 +193,17 @@ fn tracer_killed_with_sigkill_leaves_no_probe_in_the_target() {
     target.kill().expect("SIGKILL");
     let _ = target.wait();
 }
+
+#[test]
+fn probes_share_one_uprobe_multi_link_per_program() {
+    // One perf-event link per site takes the kernel ~0.1 s each to remove; the
+    // tracer must not fall back to them on a kernel with uprobe_multi (6.6+).
+    let mut target = long_running(&["--seconds", "2"]);
+    let tracer = trace(target.id());
+    let (_, stderr) = finished_cleanly(tracer);
+    let _ = target.wait();
+    assert!(
+        !stderr.contains("uprobe_multi links unavailable"),
+        "fell back to per-site links:\n{stderr}"
+    );
+}

@@ -35,7 +35,7 @@ const BPF_TRACE_UPROBE_MULTI: u32 = 48;
 const BPF_F_UPROBE_MULTI_RETURN: u32 = 1;
 
 /// The head of `union bpf_attr` for `BPF_PROG_LOAD`, up to `expected_attach_type`
-/// (the kernel reads a shorter attr as zero-extended).
+/// (the kernel reads a shorter attr as zero-extended). No padding: 72 bytes.
 #[repr(C)]
 struct ProgLoadAttr {
     prog_type: u32,
@@ -53,6 +53,9 @@ struct ProgLoadAttr {
 }
 
 /// `union bpf_attr` for `BPF_LINK_CREATE` of a uprobe_multi link.
+///
+/// Every byte is a named field: the kernel refuses an attr whose bytes past the
+/// last field it knows are not zero, and Rust leaves padding uninitialised.
 #[repr(C)]
 struct UprobeMultiLinkAttr {
     prog_fd: u32,
@@ -66,6 +69,8 @@ struct UprobeMultiLinkAttr {
     cnt: u32,
     multi_flags: u32,
     pid: u32,
+    /// Explicit tail padding, always zero.
+    zero: u32,
 }
 
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
@@ -85,6 +90,8 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
     // SAFETY: a new descriptor returned by bpf(), owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
+
+const _: () = assert!(size_of::<ProgLoadAttr>() == 72 && size_of::<UprobeMultiLinkAttr>() == 64);
 
 /// Programs loaded for uprobe_multi links, by name.
 pub struct MultiPrograms {
@@ -209,6 +216,7 @@ impl MultiPrograms {
                 0
             },
             pid,
+            zero: 0,
         };
         bpf(BPF_LINK_CREATE, &mut attr)
             .with_context(|| format!("uprobe_multi link for {program} on {}", object.display()))
