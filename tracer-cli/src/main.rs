@@ -3,10 +3,7 @@
 //! Attaches eBPF uprobes to a running, unmodified Tokio program and reports the
 //! life of every task as `init` / `before` / `after` / `resolve` / `destroy`.
 
-mod event;
 mod launch;
-mod model;
-mod output;
 mod preflight;
 mod probes;
 mod runtime;
@@ -18,6 +15,7 @@ mod target;
 use std::{io, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
+use tracer_cli::{event, model, output};
 
 use crate::{
     launch::Launched,
@@ -83,6 +81,14 @@ struct OutputArgs {
     /// summary reports dropped events.
     #[arg(long, value_name = "BYTES", default_value_t = probes::DEFAULT_RING_BYTES, value_parser = parse_ring_size)]
     ring_size: u32,
+    /// Lifecycle only: init, resolve and destroy without the per-poll probes (no
+    /// before/after). Its cost grows with tasks, not polls: for production. The
+    /// trigger comes from the poll probes, so trigger_id is null in this mode.
+    #[arg(long)]
+    no_polls: bool,
+    /// Benchmark floor: empty programs on the poll sites only, no events.
+    #[arg(long, hide = true, conflicts_with = "no_polls")]
+    floor: bool,
 }
 
 fn parse_ring_size(text: &str) -> Result<u32, String> {
@@ -103,8 +109,16 @@ impl OutputArgs {
     }
 
     fn session(&self) -> SessionOptions {
+        let probes = if self.floor {
+            probes::ProbeSet::Floor
+        } else if self.no_polls {
+            probes::ProbeSet::Lifecycle
+        } else {
+            probes::ProbeSet::All
+        };
         SessionOptions {
             ring_bytes: self.ring_size,
+            probes,
         }
     }
 }

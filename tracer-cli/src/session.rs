@@ -14,14 +14,13 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracer_common::RawEvent;
 
 use crate::{
     launch::{ChildExit, Launched},
-    model::TaskModel,
+    model::{TaskModel, decode},
     output::{SessionInfo, Sink},
     preflight,
-    probes::{AttachReport, Probes},
+    probes::{AttachReport, ProbeSet, Probes},
     runtime::{RuntimeAdapter, tokio::Tokio},
     summary::SessionStats,
     target::Target,
@@ -32,6 +31,8 @@ use crate::{
 pub struct SessionOptions {
     /// Size of the BPF ring buffer in bytes.
     pub ring_bytes: u32,
+    /// Which probes to attach.
+    pub probes: ProbeSet,
 }
 
 /// Why the event loop stopped.
@@ -104,7 +105,12 @@ pub async fn trace(
     let mut probes = Probes::load(pid, adapter.layout(), options.ring_bytes)?;
     let mut attach = AttachReport::default();
     for object in &objects {
-        let report = probes.attach(&object.attach_path, &object.sites.sites, pid)?;
+        let report = probes.attach(
+            &object.attach_path,
+            &object.sites.sites,
+            pid,
+            options.probes,
+        )?;
         for (label, count) in report.attached {
             *attach.attached.entry(label).or_default() += count;
         }
@@ -138,11 +144,24 @@ pub async fn trace(
         attach.seconds,
         attach.describe(),
     );
+    let mut model = match options.probes {
+        ProbeSet::All => TaskModel::new(),
+        ProbeSet::Lifecycle => {
+            eprintln!(
+                "tracer: lifecycle only (--no-polls): init, resolve and destroy, no before/after; \
+                 trigger_id is null, as triggers come from the poll probes"
+            );
+            TaskModel::lifecycle_only()
+        }
+        ProbeSet::Floor => {
+            eprintln!("tracer: floor mode: empty programs on the poll sites, no events");
+            TaskModel::new()
+        }
+    };
     if let Some(child) = launched.as_mut() {
         child.resume()?;
     }
 
-    let mut model = TaskModel::new();
     let mut stats = SessionStats::default();
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -244,11 +263,4 @@ fn drain(
     }
     result?;
     sink.flush()
-}
-
-/// A ring-buffer record as a [`RawEvent`], if it has the right size.
-fn decode(bytes: &[u8]) -> Option<RawEvent> {
-    (bytes.len() == size_of::<RawEvent>())
-        // SAFETY: the size matches and every bit pattern is a valid RawEvent.
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RawEvent>()) })
 }
