@@ -155,7 +155,8 @@ fn build(root: &Path) -> Result<Bins> {
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env("RUSTFLAGS", "--cfg tokio_unstable")
             .env("CARGO_TARGET_DIR", &console_target)
-            .args(["build", "--release", "--features", "console"]),
+            .args(["build", "--release", "--features", "console"])
+            .args(["--bin", "polls", "--bin", "http_server"]),
     )?;
     let scratch = std::env::temp_dir().join("tracer-bench");
     std::fs::create_dir_all(&scratch)?;
@@ -176,6 +177,8 @@ fn pipeline(root: &Path, plan: Plan) -> Result<Value> {
     } else {
         cmd.args(["--warm-up-time", "1", "--measurement-time", "5"]);
     }
+    // criterion reports on stdout; ours carries only the tables.
+    cmd.stdout(std::io::stderr());
     run_cmd(&mut cmd)?;
     let mut out = serde_json::Map::new();
     for name in ["decode_model", "decode_model_json"] {

@@ -134,7 +134,7 @@ pub struct TracerCost {
 
 /// One run of a workload that reports its own result as JSON.
 pub struct Sample {
-    /// The workload's JSON result line.
+    /// The workload's JSON result line (null for a workload that prints none).
     pub result: Value,
     /// The tracer's cost, when one ran.
     pub tracer: Option<TracerCost>,
@@ -263,7 +263,7 @@ pub fn workload(bins: &Bins, config: Config, name: &str, args: &[String]) -> Res
         .spawn()
         .with_context(|| format!("cannot start workload {name}"))?;
     let stderr = workload.stderr.take().context("workload stderr")?;
-    let (_, workload_stderr) = read_until(stderr, "ready").with_context(|| format!("{name}"))?;
+    let (_, workload_stderr) = read_until(stderr, "ready").with_context(|| name.to_owned())?;
     let tracer = attach(bins, config, workload.id())?;
     workload
         .stdin
@@ -281,8 +281,12 @@ pub fn workload(bins: &Bins, config: Config, name: &str, args: &[String]) -> Res
     if !status.success() {
         bail!("workload {name} failed ({status}):\n{errors}");
     }
-    let result = serde_json::from_str(output.trim())
-        .with_context(|| format!("workload {name} printed {output:?}, not its JSON result"))?;
+    // The attach-time workloads measure nothing themselves and print nothing.
+    let result = match output.trim() {
+        "" => Value::Null,
+        line => serde_json::from_str(line)
+            .with_context(|| format!("workload {name} printed {line:?}, not its JSON result"))?,
+    };
     let tracer = tracer.map(finish).transpose()?;
     Ok(Sample { result, tracer })
 }
