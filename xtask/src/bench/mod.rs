@@ -316,12 +316,9 @@ fn attach_times(bins: &Bins) -> Result<Value> {
     for types in FUTURE_TYPES {
         progress(&format!("attach to {types} future types"));
         let name = format!("futures_{types}");
-        let sample = run::workload(bins, Config::Trace, &name, &[])
-            .with_context(|| format!("attach to {name}"))?;
-        let tracer = sample.tracer.unwrap_or_default();
-        rows.push(json!({
-            "future_types": types, "sites": tracer.sites, "attach_s": tracer.attach_s,
-        }));
+        let (attach_s, sites) =
+            run::attach_only(bins, &name).with_context(|| format!("attach to {name}"))?;
+        rows.push(json!({ "future_types": types, "sites": sites, "attach_s": attach_s }));
         run::settle();
     }
     Ok(Value::Array(rows))

@@ -134,7 +134,7 @@ pub struct TracerCost {
 
 /// One run of a workload that reports its own result as JSON.
 pub struct Sample {
-    /// The workload's JSON result line (null for a workload that prints none).
+    /// The workload's JSON result line.
     pub result: Value,
     /// The tracer's cost, when one ran.
     pub tracer: Option<TracerCost>,
@@ -281,14 +281,42 @@ pub fn workload(bins: &Bins, config: Config, name: &str, args: &[String]) -> Res
     if !status.success() {
         bail!("workload {name} failed ({status}):\n{errors}");
     }
-    // The attach-time workloads measure nothing themselves and print nothing.
-    let result = match output.trim() {
-        "" => Value::Null,
-        line => serde_json::from_str(line)
-            .with_context(|| format!("workload {name} printed {line:?}, not its JSON result"))?,
-    };
+    let result = serde_json::from_str(output.trim())
+        .with_context(|| format!("workload {name} printed {output:?}, not its JSON result"))?;
     let tracer = tracer.map(finish).transpose()?;
     Ok(Sample { result, tracer })
+}
+
+/// Attaches the tracer to workload `name`, lets the workload run, and returns
+/// the tracer's own attach figures: (seconds, probe sites).
+///
+/// The tracer is killed rather than waited for: closing thousands of uprobe
+/// links takes minutes (each perf-event uprobe waits for its own RCU grace
+/// period), which is teardown, not attach time; the kernel finishes it after
+/// the kill.
+pub fn attach_only(bins: &Bins, name: &str) -> Result<(f64, u64)> {
+    let mut workload = Command::new(bins.workload(Config::Trace, name))
+        .env("BENCH_WAIT_GO", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start workload {name}"))?;
+    let stderr = workload.stderr.take().context("workload stderr")?;
+    let _ = read_until(stderr, "ready").with_context(|| name.to_owned())?;
+    let attached = attach(bins, Config::Trace, workload.id())?.context("no tracer")?;
+    workload
+        .stdin
+        .take()
+        .context("workload stdin")?
+        .write_all(b"go\n")?;
+    let status = workload.wait()?;
+    let mut tracer = attached.child;
+    let _ = tracer.kill();
+    if !status.success() {
+        bail!("workload {name} failed ({status})");
+    }
+    Ok((attached.attach_s, attached.sites))
 }
 
 /// What one HTTP run measured.
