@@ -188,26 +188,30 @@ fn attach(bins: &Bins, config: Config, pid: u32) -> Result<Option<Attached>> {
     let stderr = child.stderr.take().context("tracer stderr")?;
     let (lines, stderr) = read_until(stderr, "probe sites attached in")
         .with_context(|| format!("tracer {} failed", args.join(" ")))?;
-    let status = lines.last().map(String::as_str).unwrap_or_default();
-    // "…: 2046 tokio probe sites attached in 0.83 s (…)"
-    let sites = status
-        .split(": ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let attach_s = status
-        .split(" attached in ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(f64::NAN);
+    let (sites, attach_s) = attach_status(lines.last().map(String::as_str).unwrap_or_default());
     Ok(Some(Attached {
         child,
         attach_s,
         sites,
         stderr,
     }))
+}
+
+/// (probe sites, seconds) from the tracer's status line, e.g.
+/// `tracer: tracing /bin/app (tokio, pid 7): 35 tokio probe sites attached in 0.02 s (…)`.
+fn attach_status(line: &str) -> (u64, f64) {
+    let sites = line
+        .rsplit_once("): ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let seconds = line
+        .split(" attached in ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(f64::NAN);
+    (sites, seconds)
 }
 
 /// Waits for the tracer to end (it stops when its target exits) and reads its cost.
@@ -371,4 +375,15 @@ pub fn http(
 /// not overlap the next one's start.
 pub fn settle() {
     std::thread::sleep(Duration::from_millis(100));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_status_gives_sites_and_seconds() {
+        let line = "tracer: tracing /b/polls (tokio, pid 7): 35 tokio probe sites attached in 0.02 s (35 poll); Ctrl-C to stop\n";
+        assert_eq!(attach_status(line), (35, 0.02));
+    }
 }
