@@ -263,16 +263,17 @@ pub fn markdown(results: &Value, configs: &[Config]) -> String {
             num(&row["attach_s"], 3)
         );
     }
-    let thousand = results["attach"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|row| row["future_types"] == 1000)
-        .and_then(|row| row["attach_s"].as_f64());
+    // The goal is per 1,000 sites; the largest binary has about 4 sites a type.
+    let largest = results["attach"].as_array().and_then(|rows| rows.last());
+    let per_thousand = largest.and_then(|row| {
+        let sites = row["sites"].as_f64().filter(|n| *n > 0.0)?;
+        Some(row["attach_s"].as_f64()? / sites * 1000.0)
+    });
     let _ = writeln!(
         out,
-        "\n- 1,000 future types: goal ≤ {ATTACH_GOAL_S} s: {}",
-        goal(thousand.map(|s| s <= ATTACH_GOAL_S))
+        "\n- 1,000 probe sites ≈ {} s at the largest binary's rate (goal ≤ {ATTACH_GOAL_S} s: {})",
+        per_thousand.map_or("–".to_owned(), |s| format!("{s:.2}")),
+        goal(per_thousand.map(|s| s <= ATTACH_GOAL_S))
     );
     out
 }
