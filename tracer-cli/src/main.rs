@@ -4,11 +4,8 @@
 //! life of every task as `init` / `before` / `after` / `resolve` / `destroy`.
 
 mod analysis;
-mod event;
 mod launch;
-mod model;
 mod multi_attach;
-mod output;
 mod preflight;
 mod probes;
 mod recording;
@@ -25,6 +22,7 @@ mod target;
 use std::{io, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
+use tracer_cli::{event, model, output};
 
 use crate::{
     launch::Launched,
@@ -174,6 +172,14 @@ struct OutputArgs {
     stats: bool,
     #[command(flatten)]
     stats_options: analysis::commands::StatsOptions,
+    /// Lifecycle only: init, resolve and destroy without the per-poll probes (no
+    /// before/after). Its cost grows with tasks, not polls: for production. The
+    /// trigger comes from the poll probes, so trigger_id is null in this mode.
+    #[arg(long)]
+    no_polls: bool,
+    /// Benchmark floor: empty programs on the poll sites only, no events.
+    #[arg(long, hide = true, conflicts_with = "no_polls")]
+    floor: bool,
 }
 
 /// Where a session is recorded.
@@ -237,8 +243,16 @@ impl OutputArgs {
     }
 
     fn session(&self) -> SessionOptions {
+        let probes = if self.floor {
+            probes::ProbeSet::Floor
+        } else if self.no_polls {
+            probes::ProbeSet::Lifecycle
+        } else {
+            probes::ProbeSet::All
+        };
         SessionOptions {
             ring_bytes: self.ring_size,
+            probes,
         }
     }
 }

@@ -18,6 +18,14 @@ use tracer_common::{RawEvent, RawKind, SpawnKind};
 
 use crate::event::{HookEvent, HookKind, ResourceType};
 
+/// A ring-buffer record as a `T` (a plain-old-data event such as [`RawEvent`]), if
+/// it has `T`'s size.
+pub fn decode<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() == size_of::<T>())
+        // SAFETY: the size matches and `T: Pod` accepts every bit pattern.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
 /// What the model knows about one live task.
 #[derive(Debug, Default)]
 struct TaskState {
@@ -48,12 +56,24 @@ pub struct TaskModel {
     tasks: HashMap<u64, TaskState>,
     last_free_by_thread: HashMap<u32, u64>,
     anomalies: ModelAnomalies,
+    /// No poll probes feed the BPF poll stack (`--no-polls`), so spawn triggers
+    /// are unknown and reported as `None`, never as a guess.
+    lifecycle_only: bool,
 }
 
 impl TaskModel {
     /// A model that has seen nothing yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A model for a session without poll probes (`--no-polls`): its `init`s
+    /// carry no trigger.
+    pub fn lifecycle_only() -> Self {
+        Self {
+            lifecycle_only: true,
+            ..Self::default()
+        }
     }
 
     /// Events the model had to set aside so far.
@@ -107,7 +127,7 @@ impl TaskModel {
                 self.tasks.insert(id, TaskState::default());
                 out(event(HookKind::Init {
                     resource_type,
-                    trigger_id: Some(raw.trigger_id),
+                    trigger_id: (!self.lifecycle_only).then_some(raw.trigger_id),
                     existing: false,
                 }));
             }
@@ -224,6 +244,21 @@ mod tests {
             &[raw(RawKind::Spawn, 5, 1), raw(RawKind::Spawn, 5, 1)],
         );
         assert_eq!(names(&out), ["init"]);
+    }
+
+    #[test]
+    fn lifecycle_only_spawn_has_no_trigger_rather_than_a_wrong_one() {
+        let mut spawn = raw(RawKind::Spawn, 5, 1);
+        spawn.trigger_id = 0;
+        let out = run(&mut TaskModel::lifecycle_only(), &[spawn]);
+        assert_eq!(
+            out[0].kind,
+            HookKind::Init {
+                resource_type: ResourceType::TOKIO_TASK,
+                trigger_id: None,
+                existing: false
+            }
+        );
     }
 
     #[test]

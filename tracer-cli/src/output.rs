@@ -158,8 +158,13 @@ fn detail(kind: &HookKind) -> String {
         HookKind::Init {
             resource_type,
             trigger_id: None,
-            ..
+            existing: true,
         } => format!("{} existing (trigger unknown)", resource_type.as_str()),
+        HookKind::Init {
+            resource_type,
+            trigger_id: None,
+            existing: false,
+        } => format!("{} (trigger unknown)", resource_type.as_str()),
         HookKind::After { completed: true } => "completed".to_owned(),
         HookKind::Before | HookKind::After { .. } | HookKind::Resolve | HookKind::Destroy => {
             String::new()

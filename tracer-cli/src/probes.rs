@@ -28,7 +28,7 @@ use crate::{
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
 
 /// Program names in the BPF object, in the order they are loaded.
-const PROGRAMS: [&str; 7] = [
+const PROGRAMS: [&str; 9] = [
     "poll_enter",
     "poll_return",
     "task_spawn",
@@ -36,17 +36,41 @@ const PROGRAMS: [&str; 7] = [
     "task_complete",
     "task_free",
     "resource_marker",
+    "floor_enter",
+    "floor_return",
 ];
 
 /// The programs that run at function return (uretprobes).
-const RETURN_PROGRAMS: [&str; 2] = ["poll_return", "task_spawn_return"];
+const RETURN_PROGRAMS: [&str; 3] = ["poll_return", "task_spawn_return", "floor_return"];
+
+/// Which probes a session attaches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProbeSet {
+    /// Every event: init, before, after, resolve, destroy.
+    #[default]
+    All,
+    /// `--no-polls`: init, resolve and destroy only. A uprobe trap costs far more
+    /// than a Tokio poll, so this mode's cost follows tasks, not polls. Triggers
+    /// come from the per-thread poll stack the poll probes keep, so they are
+    /// unknown here.
+    Lifecycle,
+    /// Benchmark floor (hidden `--floor`): empty programs on the `raw::poll` sites
+    /// only, i.e. what the kernel charges just to trap; no events.
+    Floor,
+}
 
 /// Default ring buffer size: 8 MiB holds about 170k events (48 bytes each with
 /// the ring's header), a fraction of a second at the highest poll rates seen.
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 
-/// The programs and attachments that a probe site needs: (program, cookie).
-fn programs_for(probe: Probe) -> Vec<(&'static str, u64)> {
+/// The programs and attachments that a probe site needs in a probe set:
+/// (program, cookie); none when the set leaves the site alone.
+fn programs_for(probe: Probe, set: ProbeSet) -> Vec<(&'static str, u64)> {
+    match (set, probe) {
+        (ProbeSet::Floor, Probe::Poll) => return vec![("floor_enter", 0), ("floor_return", 0)],
+        (ProbeSet::Floor, _) | (ProbeSet::Lifecycle, Probe::Poll) => return Vec::new(),
+        (ProbeSet::All | ProbeSet::Lifecycle, _) => {}
+    }
     match probe {
         Probe::Poll => vec![("poll_enter", 0), ("poll_return", 0)],
         Probe::Spawn { kind, arg } => vec![(
@@ -153,8 +177,9 @@ impl Probes {
         })
     }
 
-    /// Attaches every site of `object` (a path the kernel can open: the target's
-    /// `/proc/PID/exe` works even if the file was replaced on disk).
+    /// Attaches the sites of `object` that `set` uses (a path the kernel can
+    /// open: the target's `/proc/PID/exe` works even if the file was replaced on
+    /// disk).
     ///
     /// Each program gets one uprobe_multi link for all its sites in the file; where
     /// the kernel refuses that, one perf-event link per site (slow to detach).
@@ -163,12 +188,13 @@ impl Probes {
         object: &Path,
         sites: &[Site],
         pid: u32,
+        set: ProbeSet,
     ) -> anyhow::Result<AttachReport> {
         let started = Instant::now();
         let mut report = AttachReport::default();
         let mut by_program: BTreeMap<&'static str, Vec<(u64, u64)>> = BTreeMap::new();
         for site in sites {
-            for (name, cookie) in programs_for(site.probe) {
+            for (name, cookie) in programs_for(site.probe, set) {
                 by_program
                     .entry(name)
                     .or_default()
@@ -192,8 +218,12 @@ impl Probes {
             }
         }
         for site in sites {
+            let programs = programs_for(site.probe, set);
+            if programs.is_empty() {
+                continue;
+            }
             let mut ok = true;
-            for (name, cookie) in programs_for(site.probe) {
+            for (name, cookie) in programs {
                 if !multi_failed.contains(&name) {
                     continue;
                 }

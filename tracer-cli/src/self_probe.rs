@@ -9,7 +9,7 @@ use tracer_resource::AsyncResource;
 use crate::{
     event::{HookEvent, HookKind},
     preflight,
-    probes::{DEFAULT_RING_BYTES, Probes},
+    probes::{DEFAULT_RING_BYTES, ProbeSet, Probes},
     resources::ResourceModel,
     runtime::{RuntimeAdapter as _, tokio::Tokio},
     target::Target,
@@ -29,7 +29,7 @@ fn markers_called_by_this_process_arrive_as_hook_events() {
     let mut probes = Probes::load(pid, Tokio.layout(), DEFAULT_RING_BYTES).unwrap();
     for object in &objects {
         let report = probes
-            .attach(&object.attach_path, &object.sites.sites, pid)
+            .attach(&object.attach_path, &object.sites.sites, pid, ProbeSet::All)
             .unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);
     }

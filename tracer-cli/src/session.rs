@@ -18,10 +18,10 @@ use tracer_common::{RawEvent, RawResourceEvent};
 
 use crate::{
     launch::{ChildExit, Launched},
-    model::TaskModel,
+    model::{TaskModel, decode},
     output::{SessionInfo, Sink},
     preflight,
-    probes::{AttachReport, Probes},
+    probes::{AttachReport, ProbeSet, Probes},
     resources::ResourceModel,
     runtime::{RuntimeAdapter, tokio::Tokio},
     summary::SessionStats,
@@ -33,6 +33,8 @@ use crate::{
 pub struct SessionOptions {
     /// Size of the BPF ring buffer in bytes.
     pub ring_bytes: u32,
+    /// Which probes to attach.
+    pub probes: ProbeSet,
 }
 
 /// How often sinks are flushed while the target is quiet, and its program checked.
@@ -117,7 +119,12 @@ pub async fn trace(
     let mut probes = Probes::load(pid, adapter.layout(), options.ring_bytes)?;
     let mut attach = AttachReport::default();
     for object in &objects {
-        let report = probes.attach(&object.attach_path, &object.sites.sites, pid)?;
+        let report = probes.attach(
+            &object.attach_path,
+            &object.sites.sites,
+            pid,
+            options.probes,
+        )?;
         for (label, count) in report.attached {
             *attach.attached.entry(label).or_default() += count;
         }
@@ -155,11 +162,24 @@ pub async fn trace(
         attach.seconds,
         attach.describe(),
     );
+    let mut model = match options.probes {
+        ProbeSet::All => TaskModel::new(),
+        ProbeSet::Lifecycle => {
+            eprintln!(
+                "tracer: lifecycle only (--no-polls): init, resolve and destroy, no before/after; \
+                 trigger_id is null, as triggers come from the poll probes"
+            );
+            TaskModel::lifecycle_only()
+        }
+        ProbeSet::Floor => {
+            eprintln!("tracer: floor mode: empty programs on the poll sites, no events");
+            TaskModel::new()
+        }
+    };
     if let Some(child) = launched.as_mut() {
         child.resume()?;
     }
 
-    let mut model = TaskModel::new();
     let mut resources = ResourceModel::default();
     let mut stats = SessionStats::default();
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -319,11 +339,4 @@ fn drain(
     }
     result?;
     sink.flush()
-}
-
-/// A ring-buffer record as a `T` (a plain-old-data event), if it has `T`'s size.
-fn decode<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
-    (bytes.len() == size_of::<T>())
-        // SAFETY: the size matches and `T: Pod` accepts every bit pattern.
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }

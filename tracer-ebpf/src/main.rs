@@ -412,6 +412,20 @@ pub fn resource_marker(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// The floor's `raw::poll` entry probe: does nothing. Attached instead of
+/// [`poll_enter`] by the hidden `--floor` mode, to measure what the kernel charges
+/// just to trap into a uprobe, against which tracer's own cost is judged.
+#[uprobe]
+pub fn floor_enter(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+/// The floor's `raw::poll` return probe: does nothing (see [`floor_enter`]).
+#[uretprobe]
+pub fn floor_return(_ctx: RetProbeContext) -> u32 {
+    0
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -3,6 +3,7 @@
 //! (`build`), running the tests as CI does (`test`) and a first look (`demo`).
 //! Every step is safe to repeat: what is already there is left alone.
 
+mod bench;
 mod build_cmd;
 mod demo;
 mod fuzz;
@@ -99,6 +100,22 @@ enum Cmd {
         #[arg(long, default_value_t = 60, value_name = "N")]
         seconds: u64,
     },
+    /// Measure tracer's overhead against the floor and tokio-console (root).
+    #[command(
+        long_about = "Build tracer and the workloads in bench/workloads, then \
+        measure, interleaved round by round: a poll-heavy workload (multi_thread and \
+        current_thread) and a hyper server under load, untraced, under the floor \
+        (empty uprobes on the same sites), tracer trace, tracer --no-polls and \
+        console-subscriber; the pipeline's criterion bench; drops at sustained \
+        rates; attach time against probe sites. Prints markdown tables on stdout and \
+        writes bench/results/latest.json. About 10 minutes; --quick about 2.\n\n\
+        Example:\n    cargo xtask bench --quick"
+    )]
+    Bench {
+        /// Fewer, shorter rounds: checks the harness, figures are rougher.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 /// The arguments after the `test` subcommand, exactly as given. clap would drop a
@@ -135,6 +152,14 @@ fn main() -> Result<()> {
             build_cmd::build(&root, false)?;
             demo::demo(&root)
         }
+        Cmd::Bench { quick } => bench::bench(
+            &root,
+            if quick {
+                bench::Plan::QUICK
+            } else {
+                bench::Plan::FULL
+            },
+        ),
     }
 }
 
