@@ -83,19 +83,7 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
     let started = Instant::now();
     let machine = machine();
     let bins = build(root)?;
-    let configs: Vec<Config> = Config::ALL
-        .into_iter()
-        .filter(|config| {
-            let available = config.available(&bins.tracer);
-            if !available {
-                eprintln!(
-                    "bench: skipping {}: not in this tracer build",
-                    config.name()
-                );
-            }
-            available
-        })
-        .collect();
+    let configs = Config::ALL;
 
     let pipeline = pipeline(root, plan)?;
     let polls = poll_rounds(&bins, &configs, plan)?;

@@ -28,8 +28,7 @@ pub enum Config {
     Trace,
     /// `tracer trace --no-polls --json` to /dev/null: lifecycle events only.
     NoPolls,
-    /// `tracer record` to a file. The hook for the recording branch: measured
-    /// only when the tracer binary has a `record` subcommand (see [`Config::available`]).
+    /// `tracer record` to a file (overwritten each run).
     Record,
     /// The workload rebuilt with tokio-console's `console-subscriber`.
     Console,
@@ -58,18 +57,6 @@ impl Config {
         }
     }
 
-    /// Whether this tracer build can measure the configuration: `record` needs
-    /// the `record` subcommand, which is built on its own branch.
-    pub fn available(self, tracer: &Path) -> bool {
-        self != Config::Record
-            || Command::new(tracer)
-                .args(["record", "--help"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|status| status.success())
-    }
-
     /// The tracer's arguments before `-p PID`, if the configuration runs it.
     fn tracer_args(self, scratch: &Path) -> Option<Vec<String>> {
         let args: &[&str] = match self {
@@ -77,12 +64,11 @@ impl Config {
             Config::Floor => &["trace", "--floor"],
             Config::Trace => &["trace", "--json"],
             Config::NoPolls => &["trace", "--no-polls", "--json"],
-            // Hook: check these flags against `tracer record --help` when the
-            // recording branch lands.
             Config::Record => {
                 let file = scratch.join("bench.rec");
                 return Some(vec![
                     "record".into(),
+                    "--force".into(),
                     "-o".into(),
                     file.display().to_string(),
                 ]);
