@@ -144,10 +144,14 @@ pub struct Probes {
 impl Probes {
     /// Loads every program, with the target process and header layout baked in.
     pub fn load(tgid: u32, layout: HeaderLayout, ring_bytes: u32) -> anyhow::Result<Self> {
+        // Records wake the reader only once a quarter of the ring is unread; the
+        // reader also drains on a timer (`session::DRAIN_INTERVAL`).
+        let wakeup_bytes = u64::from(ring_bytes / 4);
         let mut ebpf = EbpfLoader::new()
             .override_global(layout::TARGET_TGID, &tgid, true)
             .override_global(layout::VTABLE_FIELD, &layout.vtable_field, true)
             .override_global(layout::ID_OFFSET_SLOT, &layout.id_offset_slot, true)
+            .override_global(layout::RING_WAKEUP_BYTES, &wakeup_bytes, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(BPF_OBJECT)
             .context("the kernel refused tracer's BPF object")?;

@@ -40,6 +40,11 @@ pub struct SessionOptions {
 /// How often sinks are flushed while the target is quiet, and its program checked.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How often the ring buffer is drained without being woken: records do not wake
+/// the reader until a quarter of the ring is unread (a wakeup per event would cost
+/// the target a context switch per poll), so this bounds the live output's delay.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Why the event loop stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
@@ -190,8 +195,15 @@ pub async fn trace(
     // even when the target is quiet, so nothing waits in memory for more than about
     // a second; and an exec of the target is noticed.
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = loop {
         tokio::select! {
+            _ = drain_tick.tick() => {
+                if drain(events.get_mut(), &mut model, &mut resources, &mut stats, sink).is_err() {
+                    break Stop::OutputClosed;
+                }
+            }
             guard = events.readable_mut() => {
                 let mut guard = guard?;
                 let drained = drain(guard.get_inner_mut(), &mut model, &mut resources, &mut stats, sink);

@@ -256,6 +256,8 @@ pub mod layout {
     pub const ID_OFFSET_SLOT: &str = "LAYOUT_ID_OFFSET_SLOT";
     /// Global: the process whose events are kept (tgid).
     pub const TARGET_TGID: &str = "TARGET_TGID";
+    /// Global: unread ring-buffer bytes above which a record wakes the reader.
+    pub const RING_WAKEUP_BYTES: &str = "RING_WAKEUP_BYTES";
 }
 
 #[cfg(feature = "user")]
