@@ -161,7 +161,7 @@ pub async fn trace(
     let start_ns = info.start_ns;
     sink.begin(&info)?;
     eprintln!(
-        "tracer: tracing {} ({runtime}, pid {pid}): {} probe sites attached in {:.2} s ({}); Ctrl-C to stop",
+        "tracer: tracing {} ({runtime}, pid {pid}): {} probe sites attached in {:.3} s ({}); Ctrl-C to stop",
         target.exe.display(),
         attach.total(),
         attach.seconds,
