@@ -67,3 +67,28 @@ pub fn report(fields: &[(&str, f64)]) {
         .collect();
     println!("{{{}}}", body.join(","));
 }
+
+/// Defines `main` for an attach-time workload with `$n` distinct future types,
+/// each spawned once, so the binary holds `$n` copies of Tokio's `raw::poll`.
+/// Waits for the go line, then runs them and exits.
+#[macro_export]
+macro_rules! distinct_futures_main {
+    ($n:tt) => {
+        /// A future type of its own for each `N`.
+        async fn distinct<const N: usize>() -> usize {
+            tokio::task::yield_now().await;
+            N
+        }
+
+        #[tokio::main(flavor = "current_thread")]
+        async fn main() {
+            $crate::instrument();
+            $crate::wait_for_go();
+            let mut sum = 0;
+            seq_macro::seq!(N in 0..$n {
+                sum += tokio::spawn(distinct::<N>()).await.expect("task panicked");
+            });
+            assert_eq!(sum, ($n - 1) * $n / 2);
+        }
+    };
+}
