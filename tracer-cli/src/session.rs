@@ -25,7 +25,7 @@ use crate::{
     resources::ResourceModel,
     runtime::{RuntimeAdapter, tokio::Tokio},
     summary::SessionStats,
-    target::Target,
+    target::{Target, TargetObject},
 };
 
 /// Settings shared by `trace` and `run`.
@@ -122,32 +122,7 @@ pub async fn trace(
     objects.extend(marker_objects);
 
     let mut probes = Probes::load(pid, adapter.layout(), options.ring_bytes)?;
-    let mut attach = AttachReport::default();
-    for object in &objects {
-        let report = probes.attach(
-            &object.attach_path,
-            &object.sites.sites,
-            pid,
-            options.probes,
-        )?;
-        for (label, count) in report.attached {
-            *attach.attached.entry(label).or_default() += count;
-        }
-        attach.failed.extend(report.failed);
-        attach.seconds += report.seconds;
-        attach.fallback = attach.fallback.or(report.fallback);
-    }
-    if let Some(reason) = &attach.fallback {
-        eprintln!(
-            "tracer: warning: uprobe_multi links unavailable ({reason}); using one perf-event link per site, which takes the kernel about 0.1 s per site to remove at the end"
-        );
-    }
-    for (symbol, reason) in &attach.failed {
-        eprintln!("tracer: warning: cannot attach to {symbol}: {reason}");
-    }
-    if attach.total() == 0 {
-        bail!("no probe could be attached to process {pid}; see the warnings above");
-    }
+    let attach = attach_all(&mut probes, &objects, pid, options.probes)?;
     let mut events = watch_readable(probes.take_events()?)?;
     let exited = pidfd(pid)?;
     probes.arm()?;
@@ -298,6 +273,38 @@ pub async fn trace(
         _ => child_exit,
     };
     Ok(Outcome { child_exit })
+}
+
+/// Attaches the sites of every object, warning about what could not be attached;
+/// fails when nothing could.
+fn attach_all(
+    probes: &mut Probes,
+    objects: &[TargetObject],
+    pid: u32,
+    set: ProbeSet,
+) -> anyhow::Result<AttachReport> {
+    let mut attach = AttachReport::default();
+    for object in objects {
+        let report = probes.attach(&object.attach_path, &object.sites.sites, pid, set)?;
+        for (label, count) in report.attached {
+            *attach.attached.entry(label).or_default() += count;
+        }
+        attach.failed.extend(report.failed);
+        attach.seconds += report.seconds;
+        attach.fallback = attach.fallback.or(report.fallback);
+    }
+    if let Some(reason) = &attach.fallback {
+        eprintln!(
+            "tracer: warning: uprobe_multi links unavailable ({reason}); using one perf-event link per site, which takes the kernel about 0.1 s per site to remove at the end"
+        );
+    }
+    for (symbol, reason) in &attach.failed {
+        eprintln!("tracer: warning: cannot attach to {symbol}: {reason}");
+    }
+    if attach.total() == 0 {
+        bail!("no probe could be attached to process {pid}; see the warnings above");
+    }
+    Ok(attach)
 }
 
 /// Which file a process runs, to notice an exec: device and inode of its executable.
