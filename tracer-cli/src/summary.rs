@@ -27,14 +27,18 @@ pub struct SessionStats {
 impl SessionStats {
     /// Counts one hook event.
     pub fn record(&mut self, event: &HookEvent) {
-        let index = KINDS
-            .iter()
-            .position(|name| *name == event.kind.name())
-            .unwrap_or_default();
+        // Indexes follow `KINDS`; this runs once per event, so no name lookup.
+        let index = match event.kind {
+            HookKind::Init { existing, .. } => {
+                self.existing += u64::from(existing);
+                0
+            }
+            HookKind::Before => 1,
+            HookKind::After { .. } => 2,
+            HookKind::Resolve => 3,
+            HookKind::Destroy => 4,
+        };
         self.by_kind[index] += 1;
-        if let HookKind::Init { existing: true, .. } = event.kind {
-            self.existing += 1;
-        }
     }
 
     /// Total hook events.
