@@ -97,7 +97,14 @@ impl<W: Write> Recorder<W> {
 impl<W: Write> Sink for Recorder<W> {
     fn begin(&mut self, info: &SessionInfo) -> io::Result<()> {
         self.pid = info.pid;
-        let identity = binary::Identity::read(&info.exe, &info.runtime);
+        // The running image, not the path: the file on disk may have been replaced
+        // since the process started (a rebuild), and its build id would be wrong.
+        let running = std::path::PathBuf::from(format!("/proc/{}/exe", info.pid));
+        let identity = if running.exists() {
+            binary::Identity::read(&running, &info.runtime)
+        } else {
+            binary::Identity::read(&info.exe, &info.runtime)
+        };
         let header = Header {
             version: (FORMAT_MAJOR, FORMAT_MINOR),
             tracer_version: env!("CARGO_PKG_VERSION").to_owned(),
