@@ -963,13 +963,55 @@ fn collect(
     })
 }
 
+/// Whose privileges a test process runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privileges {
+    /// As the test runner: root.
+    Root,
+    /// As user and group `nobody` (65534) with no capabilities at all.
+    Nobody,
+    /// As `nobody` holding only CAP_BPF and CAP_PERFMON (ambient, so they survive
+    /// exec): the least a tracer needs for a process of its own user.
+    NobodyWithBpfAndPerfmon,
+}
+
+impl Privileges {
+    /// A command that runs `program` with these privileges (through util-linux's
+    /// `setpriv` for the unprivileged ones).
+    pub fn command(self, program: &Path) -> Command {
+        const NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+        let caps: &[&str] = match self {
+            Privileges::Root => return Command::new(program),
+            Privileges::Nobody => &["--inh-caps=-all"],
+            Privileges::NobodyWithBpfAndPerfmon => &[
+                "--inh-caps=-all,+bpf,+perfmon",
+                "--ambient-caps=-all,+bpf,+perfmon",
+                "--bounding-set=-all,+bpf,+perfmon",
+            ],
+        };
+        let mut cmd = Command::new("setpriv");
+        cmd.args(NOBODY).args(caps).arg("--").arg(program);
+        cmd
+    }
+}
+
 /// Runs `tracer run --json -- <fixture> args…` with `TRACER_GROUND_TRUTH` set for
 /// the child, and collects both outputs.
 pub fn run_traced(fixture: &Path, args: &[&str]) -> Result<TracedRun, String> {
+    run_traced_with(Privileges::Root, fixture, args)
+}
+
+/// [`run_traced`], with the tracer (and so the fixture it starts) holding `privileges`.
+pub fn run_traced_with(
+    privileges: Privileges,
+    fixture: &Path,
+    args: &[&str],
+) -> Result<TracedRun, String> {
     let tracer = tracer_bin()?;
     let gt_path = temp_path("run");
     let r = start(
-        Command::new(&tracer)
+        privileges
+            .command(&tracer)
             .args(["run", "--json", "--"])
             .arg(fixture)
             .args(args)
@@ -988,17 +1030,34 @@ pub fn run_attached(
     attach_after: Duration,
     profile: Profile,
 ) -> Result<(TracedRun, ExitStatus), String> {
+    run_attached_with(Privileges::Root, Privileges::Root, seconds, attach_after, profile)
+}
+
+/// [`run_attached`], with the target and the tracer each holding their own privileges.
+pub fn run_attached_with(
+    target_privileges: Privileges,
+    tracer_privileges: Privileges,
+    seconds: u64,
+    attach_after: Duration,
+    profile: Profile,
+) -> Result<(TracedRun, ExitStatus), String> {
     let tracer = tracer_bin()?;
     let fixture = fixture_bin("long_running", profile)?;
     let gt_path = temp_path("attach");
     let target = start(
-        Command::new(&fixture)
+        target_privileges
+            .command(&fixture)
             .args(["--seconds", &seconds.to_string()])
             .env(GROUND_TRUTH_ENV, &gt_path),
     )?;
     std::thread::sleep(attach_after);
+    // Through `setpriv`, the child's pid is setpriv's, which execs the fixture.
     let pid = target.child.id().to_string();
-    let tr = start(Command::new(&tracer).args(["trace", "--json", "-p", &pid]))?;
+    let tr = start(
+        tracer_privileges
+            .command(&tracer)
+            .args(["trace", "--json", "-p", &pid]),
+    )?;
     let (target_status, _, target_err) =
         finish(target, Duration::from_secs(seconds + 30), "long_running")?;
     let (status, out, err) = finish(

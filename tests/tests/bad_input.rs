@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use tracer_tests::{Profile, fixture_bin, require_root, tracer_bin};
+use tracer_tests::{Privileges, Profile, fixture_bin, require_root, tracer_bin};
 
 fn tracer(args: &[&str]) -> Output {
     require_root().unwrap_or_else(|e| panic!("{e}"));
@@ -38,14 +38,8 @@ fn assert_refused(output: &Output, needles: &[&str]) {
 fn unprivileged_user_is_told_which_capabilities_are_missing_and_how_to_grant_them() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
-    let output = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(tracer)
+    let output = Privileges::Nobody
+        .command(&tracer)
         .args(["trace", "-p", "1"])
         .output()
         .expect("setpriv (util-linux) runs");
