@@ -292,17 +292,24 @@ impl Probes {
         Ok(RingBuf::try_from(map)?)
     }
 
-    /// Removes every probe from the target and unloads the programs. Each link
-    /// costs the kernel a grace-period wait, which is why sites share links.
-    pub fn detach(self) {
-        drop(self);
-    }
-
-    /// Current health counters, summed over CPUs.
-    pub fn counters(&self) -> anyhow::Result<Counters> {
+    /// Removes every probe from the target, unloads the programs, and returns the
+    /// final health counters. Each link costs the kernel a grace-period wait, which
+    /// is why sites share links; once they are gone no program runs any more, so
+    /// the counters are final and every record they count as emitted is either in
+    /// the ring buffer or counted as dropped.
+    pub fn detach(self) -> anyhow::Result<Counters> {
+        let Self {
+            ebpf,
+            counters,
+            multi,
+            multi_links,
+        } = self;
+        drop(multi_links);
+        drop(multi);
+        drop(ebpf);
         let mut sums = Counters::default();
         for counter in Counter::ALL {
-            let per_cpu = self.counters.get(&(counter as u32), 0)?;
+            let per_cpu = counters.get(&(counter as u32), 0)?;
             sums.0[counter as usize] = per_cpu.iter().sum();
         }
         Ok(sums)

@@ -213,7 +213,9 @@ pub async fn trace(
             _ = terminate.recv() => break Stop::Interrupted,
         }
     };
-    // Everything the target did before it exited is already in the ring.
+    // Detach first: then no program runs any more, everything emitted is in the
+    // ring or counted as dropped, and one last drain makes the accounting exact.
+    let counters = probes.detach()?;
     let drained = drain(
         events.get_mut(),
         &mut model,
@@ -227,8 +229,6 @@ pub async fn trace(
     } else {
         stop
     };
-    let counters = probes.counters()?;
-    probes.detach();
 
     let child_exit = match launched.as_mut() {
         Some(child) if stop == Stop::TargetExited => Some(child.wait()?),
