@@ -113,11 +113,3 @@ fn missing_command_is_reported_by_name() {
         ],
     );
 }
-
-#[test]
-fn ring_size_that_is_not_a_power_of_two_is_a_usage_error() {
-    let output = tracer(&["trace", "-p", "1", "--ring-size", "1000"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("power of two"), "{stderr}");
-}
