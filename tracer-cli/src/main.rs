@@ -357,8 +357,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             output,
             command,
         } => {
-            // Check privileges before starting anything.
+            // Check privileges and the program before starting anything.
             preflight::check_privileges()?;
+            if let Some(program) = command.first() {
+                launch::check_program(program)?;
+            }
             let mut sink = output.sink_recording(&record)?;
             let launched = Launched::spawn(&command)?;
             let pid = launched.pid();
