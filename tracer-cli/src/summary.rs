@@ -165,3 +165,36 @@ fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static s
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(emitted: u64, dropped: u64) -> Counters {
+        let mut counters = Counters::default();
+        counters.0[Counter::Emitted as usize] = emitted;
+        counters.0[Counter::RingFull as usize] = dropped;
+        counters
+    }
+
+    #[test]
+    fn accounting_adds_up_and_advises_when_events_were_dropped() {
+        assert_eq!(
+            accounting(10, &counters(10, 0)),
+            "raw events: emitted 10 = delivered 10 + dropped 0 (ring buffer full)"
+        );
+        let line = accounting(7, &counters(10, 3));
+        assert!(line.starts_with("raw events: emitted 10 = delivered 7 + dropped 3"));
+        assert!(line.contains("raise --ring-size"), "{line}");
+    }
+
+    #[test]
+    fn records_neither_delivered_nor_dropped_are_reported_as_a_bug() {
+        let line = accounting(5, &counters(10, 3));
+        assert!(line.starts_with("raw events: emitted 10 ≠ delivered 5 + dropped 3"));
+        assert!(
+            line.contains("warning: 2 raw events emitted but neither delivered nor dropped"),
+            "{line}"
+        );
+    }
+}
