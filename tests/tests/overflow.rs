@@ -3,7 +3,12 @@
 //! the events that were delivered still make a consistent life for every task.
 //! Needs root and `cargo xtask build`; fails otherwise.
 
-use std::{collections::BTreeMap, process::Command};
+use std::{
+    collections::BTreeMap,
+    process::{Command, Stdio},
+    thread::sleep,
+    time::Duration,
+};
 
 use tracer_tests::{HookKind, Profile, TracerOutput, fixture_bin, require_root, tracer_bin};
 
@@ -110,4 +115,54 @@ fn burst_into_the_smallest_ring_is_accounted_for_exactly_and_stays_consistent() 
         problems.len(),
         problems[..problems.len().min(20)].join("\n")
     );
+}
+
+#[test]
+fn ctrl_c_during_an_overflowing_burst_stops_the_session_with_exact_accounting() {
+    // The target runs on while the session ends, so records keep coming while the
+    // probes are detached; and a reader that drained until the ring was empty did
+    // not get back to its signals while the target wrote as fast as it read.
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let churn = fixture_bin("churn", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let mut target = Command::new(churn)
+        .args(["--seconds", "120"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("churn starts");
+    let mut tracer = Command::new(tracer)
+        .args(["trace", "--ring-size", "4096", "--json", "-p"])
+        .arg(target.id().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tracer starts");
+    // Let it attach and the ring overflow.
+    sleep(Duration::from_secs(2));
+    // SAFETY: plain kill(2) on a child we own.
+    assert_eq!(unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) }, 0);
+    let stopped_first = loop {
+        if tracer.try_wait().expect("tracer status").is_some() {
+            break true;
+        }
+        if target.try_wait().expect("target status").is_some() {
+            break false;
+        }
+        sleep(Duration::from_millis(20));
+    };
+    let _ = target.kill();
+    let _ = target.wait();
+    let stderr = std::io::read_to_string(tracer.stderr.take().expect("stderr")).unwrap_or_default();
+    assert!(
+        stopped_first,
+        "the tracer ran on until its target ended:\n{stderr}"
+    );
+    assert!(stderr.contains("session ended: interrupted"), "{stderr}");
+    let (emitted, delivered, dropped) =
+        accounting(&stderr).unwrap_or_else(|| panic!("no accounting line:\n{stderr}"));
+    assert!(
+        dropped > 0,
+        "the burst did not overflow the ring:\n{stderr}"
+    );
+    assert_eq!(emitted, delivered + dropped, "{stderr}");
 }

@@ -274,12 +274,16 @@ impl Probes {
     /// Starts event delivery: the programs ignore every hit until this is called,
     /// so call it once every site is attached.
     pub fn arm(&mut self) -> anyhow::Result<()> {
+        self.set_armed(true).context("cannot arm the probes")
+    }
+
+    fn set_armed(&mut self, armed: bool) -> anyhow::Result<()> {
         let map = self
             .ebpf
             .map_mut("ARMED")
             .ok_or_else(|| anyhow!("BPF map ARMED missing"))?;
-        let mut armed: Array<&mut MapData, u32> = Array::try_from(map)?;
-        armed.set(0, 1, 0).context("cannot arm the probes")?;
+        let mut slot: Array<&mut MapData, u32> = Array::try_from(map)?;
+        slot.set(0, u32::from(armed), 0)?;
         Ok(())
     }
 
@@ -297,7 +301,11 @@ impl Probes {
     /// is why sites share links; once they are gone no program runs any more, so
     /// the counters are final and every record they count as emitted is either in
     /// the ring buffer or counted as dropped.
-    pub fn detach(self) -> anyhow::Result<Counters> {
+    ///
+    /// The programs are disarmed first: links go one by one, and a return probe
+    /// outliving its entry probe would count every poll return as unmatched.
+    pub fn detach(mut self) -> anyhow::Result<Counters> {
+        self.set_armed(false).context("cannot disarm the probes")?;
         let Self {
             ebpf,
             counters,
