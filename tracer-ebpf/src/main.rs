@@ -15,6 +15,8 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
 use aya_ebpf::{
     EbpfContext, Global,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
@@ -26,8 +28,6 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
     programs::{ProbeContext, RetProbeContext},
 };
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
-
 use tracer_common::{
     COUNTER_COUNT, Counter, MAX_POLL_DEPTH, PollFrame, PollStack, RESOURCE_TYPE_CAPACITY,
     RESOURCE_TYPE_UNREADABLE, RawEvent, RawKind, RawResourceEvent, ResourceKind, cookie,
