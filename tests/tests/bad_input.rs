@@ -109,9 +109,63 @@ fn missing_command_is_reported_by_name() {
 }
 
 #[test]
-fn ring_size_that_is_not_a_power_of_two_is_a_usage_error() {
-    let output = tracer(&["trace", "-p", "1", "--ring-size", "1000"]);
+fn zombie_pid_is_refused_as_having_nothing_left_to_trace() {
+    // A child that has exited and that this test does not reap yet is a zombie.
+    let mut child = std::process::Command::new("/bin/true")
+        .spawn()
+        .expect("/bin/true starts");
+    let pid = child.id();
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                Some(
+                    stat.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .next()?
+                        .to_owned(),
+                )
+            })
+    };
+    while state().as_deref() != Some("Z") {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let output = tracer(&["trace", "-p", &pid.to_string()]);
+    child.wait().expect("reap the zombie");
+    assert_refused(
+        &output,
+        &[
+            &format!("process {pid} is a zombie"),
+            "nothing left to trace",
+        ],
+    );
+}
+
+/// `e_machine` in an ELF header: a little-endian u16 at byte 18.
+const E_MACHINE: usize = 18;
+/// `EM_AARCH64`.
+const EM_AARCH64: u16 = 183;
+
+#[test]
+fn binary_for_another_machine_is_refused_before_it_is_started() {
+    let fixture = fixture_bin("multi_thread", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let mut elf = std::fs::read(&fixture).expect("fixture binary");
+    elf[E_MACHINE..E_MACHINE + 2].copy_from_slice(&EM_AARCH64.to_le_bytes());
+    let copy = tracer_tests::temp_path("aarch64");
+    std::fs::write(&copy, &elf).expect("write the aarch64 copy");
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make it executable");
+    let output = tracer(&["run", "--", copy.to_str().unwrap()]);
+    std::fs::remove_file(&copy).expect("remove the copy");
+    assert_refused(
+        &output,
+        &[&format!(
+            "{} is an aarch64 binary; tracer traces x86_64 programs on this machine",
+            copy.display()
+        )],
+    );
+    // Refused by reading it, not by trying to run it.
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("power of two"), "{stderr}");
+    assert!(!stderr.contains("cannot start"), "{stderr}");
 }

@@ -216,8 +216,8 @@ fn newer_versions_and_foreign_files_are_refused_with_a_reason() {
     let refused = tracer(&["replay", &file_arg]).unwrap();
     assert!(!refused.status.success());
     assert!(
-        refused.stderr.contains("format version 9.0")
-            && refused.stderr.contains("reads format version 1.0"),
+        refused.stderr.contains("format version 9.1")
+            && refused.stderr.contains("reads format version 1.1"),
         "{}",
         refused.stderr
     );

@@ -5,7 +5,11 @@
 //! the dynamic loader). tracer attaches its probes, then lets it go. ptrace is
 //! used for that one stop only.
 
-use std::{os::unix::process::CommandExt as _, process::Command};
+use std::{
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context as _, bail};
 use nix::{
@@ -16,6 +20,8 @@ use nix::{
     },
     unistd::Pid,
 };
+
+use crate::symbols;
 
 /// A child stopped just after its exec, waiting for [`Launched::resume`].
 #[derive(Debug)]
@@ -40,6 +46,29 @@ impl ChildExit {
             Self::Code(code) => code,
             Self::Signal(signal) => 128 + signal,
         }
+    }
+}
+
+/// Checks, before anything is started, that `program` (found as `exec` would find
+/// it) is not an ELF file for another machine: the kernel would refuse it with a
+/// bare "Exec format error". Files that cannot be read or are not ELF (scripts) are
+/// left for `exec` to judge.
+pub fn check_program(program: &str) -> anyhow::Result<()> {
+    let path = if program.contains('/') {
+        Some(PathBuf::from(program))
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    let Some(data) = path.as_ref().and_then(|path| std::fs::read(path).ok()) else {
+        return Ok(());
+    };
+    match object::File::parse(&*data) {
+        Ok(file) => symbols::check_machine(&file, Path::new(program)),
+        Err(_) => Ok(()),
     }
 }
 

@@ -21,7 +21,10 @@ mod target;
 
 use std::{io, path::PathBuf, process::ExitCode};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{
+    Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, error::ErrorKind,
+    parser::ValueSource,
+};
 use tracer_cli::{event, model, output};
 
 use crate::{
@@ -55,7 +58,7 @@ enum Command {
     )]
     Trace {
         /// Process id of the Tokio program to trace.
-        #[arg(short, long, value_name = "PID")]
+        #[arg(short, long, value_name = "PID", value_parser = parse_pid)]
         pid: u32,
         #[command(flatten)]
         output: OutputArgs,
@@ -74,7 +77,7 @@ enum Command {
     )]
     Record {
         /// Process id of the Tokio program to record.
-        #[arg(short, long, value_name = "PID")]
+        #[arg(short, long, value_name = "PID", value_parser = parse_pid)]
         pid: u32,
         #[command(flatten)]
         record: RecordArgs,
@@ -208,10 +211,21 @@ fn live_sink(json: bool) -> Box<dyn Sink> {
 }
 
 fn parse_ring_size(text: &str) -> Result<u32, String> {
-    let bytes: u32 = text
+    let bytes: u64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    let bytes = u32::try_from(bytes)
+        .map_err(|_| format!("--ring-size must be below 4 GiB (4294967296), got {bytes}"))?;
     probes::check_ring_bytes(bytes).map_err(|error| error.to_string())
+}
+
+/// A process id: 0 is not one (it names the kernel's idle task).
+fn parse_pid(text: &str) -> Result<u32, String> {
+    match text.parse() {
+        Ok(0) => Err("0 is not a process id".to_owned()),
+        Ok(pid) => Ok(pid),
+        Err(_) => Err(format!("{text:?} is not a process id (a positive number)")),
+    }
 }
 
 impl OutputArgs {
@@ -257,8 +271,36 @@ impl OutputArgs {
     }
 }
 
+/// Parses the command line; a usage error exits 2 with clap's message, naming the
+/// argument and what is wrong with it.
+fn parse_command_line() -> Cli {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    // Options of the `--stats` table mean nothing without it: say so rather than
+    // ignore them.
+    if let Some((name, sub)) = matches.subcommand()
+        && ["trace", "record", "run"].contains(&name)
+        && !sub.get_flag("stats")
+    {
+        for id in ["sort", "blocking_threshold", "many_polls"] {
+            if sub.value_source(id) == Some(ValueSource::CommandLine) {
+                let flag = format!("--{}", id.replace('_', "-"));
+                Cli::command()
+                    .error(
+                        ErrorKind::ArgumentConflict,
+                        format!(
+                            "{flag} sets up the --stats table: add --stats, or leave {flag} out"
+                        ),
+                    )
+                    .exit();
+            }
+        }
+    }
+    cli
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -315,8 +357,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             output,
             command,
         } => {
-            // Check privileges before starting anything.
+            // Check privileges and the program before starting anything.
             preflight::check_privileges()?;
+            if let Some(program) = command.first() {
+                launch::check_program(program)?;
+            }
             let mut sink = output.sink_recording(&record)?;
             let launched = Launched::spawn(&command)?;
             let pid = launched.pid();

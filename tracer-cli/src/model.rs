@@ -10,9 +10,13 @@
 //!   (`raw::dealloc` calls the `Box<Cell>` drop glue, and both are probed);
 //! - a task freed inside its own last poll is reported destroyed when that poll
 //!   returns, after its `after`: `destroy` is always a task's last event;
-//! - a task is forgotten at `destroy`, so memory follows live tasks, not history.
+//! - a poll's `after` is reported only on the thread whose `before` was reported:
+//!   after a gap in the stream (ring-buffer drops), a return whose start was lost
+//!   is counted, never reported as an `after` without its `before`;
+//! - a task is forgotten at `destroy`, so memory follows live tasks, not history
+//!   (plus a fixed window of recently destroyed ids, to fold a second free).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use tracer_common::{RawEvent, RawKind, SpawnKind};
 
@@ -29,10 +33,11 @@ pub fn decode<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
 /// What the model knows about one live task.
 #[derive(Debug, Default)]
 struct TaskState {
-    /// Polls of this task not yet returned. Usually 0 or 1, but at a poll
-    /// boundary the next poll may start on another thread before the previous
-    /// `raw::poll` has returned (the task was already idle and rescheduled).
-    polls_running: u32,
+    /// Threads running a poll of this task that has not returned yet. Usually none
+    /// or one, but at a poll boundary the next poll may start on another thread
+    /// before the previous `raw::poll` has returned (the task was already idle and
+    /// rescheduled).
+    polling_on: Vec<u32>,
     /// The thread whose running poll completed the task.
     completed_on: Option<u32>,
     /// Its memory was freed inside the poll that is running now (a task that
@@ -48,13 +53,44 @@ pub struct ModelAnomalies {
     pub undecodable: u64,
     /// Poll returns for a task that was not being polled (its start was lost).
     pub orphan_returns: u64,
+    /// Poll starts of a task already being polled on that thread: the previous
+    /// poll's return was lost, so its `before` has no `after`.
+    pub lost_returns: u64,
+}
+
+/// How many destroyed task ids the model remembers to fold the second free of a
+/// task: the two probed frees of one task run back to back on one thread, so the
+/// second comes within a few events of the first.
+const RECENTLY_DESTROYED: usize = 1024;
+
+/// The last [`RECENTLY_DESTROYED`] destroyed task ids (Tokio never reuses an id).
+#[derive(Debug, Default)]
+struct RecentIds {
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
+}
+
+impl RecentIds {
+    fn contains(&self, id: u64) -> bool {
+        self.set.contains(&id)
+    }
+
+    fn insert(&mut self, id: u64) {
+        if self.order.len() == RECENTLY_DESTROYED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.set.remove(&oldest);
+        }
+        self.order.push_back(id);
+        self.set.insert(id);
+    }
 }
 
 /// The per-task state machine: feed it [`RawEvent`]s in ring-buffer order.
 #[derive(Debug, Default)]
 pub struct TaskModel {
     tasks: HashMap<u64, TaskState>,
-    last_free_by_thread: HashMap<u32, u64>,
+    recently_destroyed: RecentIds,
     anomalies: ModelAnomalies,
     /// No poll probes feed the BPF poll stack (`--no-polls`), so spawn triggers
     /// are unknown and reported as `None`, never as a guess.
@@ -92,6 +128,12 @@ impl TaskModel {
         self.tasks.len()
     }
 
+    /// Everything the model holds, in entries: live tasks and remembered ids.
+    #[cfg(test)]
+    pub fn tracked_entries(&self) -> usize {
+        self.tasks.len() + self.recently_destroyed.order.len() + self.recently_destroyed.set.len()
+    }
+
     /// Applies one raw event, handing the resulting hook events (zero to two) to `out`.
     pub fn apply(&mut self, raw: &RawEvent, mut out: impl FnMut(HookEvent)) {
         let Ok(kind) = RawKind::try_from(raw.kind) else {
@@ -106,9 +148,6 @@ impl TaskModel {
             pid,
             tid,
         };
-        if kind != RawKind::Free {
-            self.last_free_by_thread.remove(&tid);
-        }
         match kind {
             RawKind::Spawn => {
                 let resource_type = match SpawnKind::try_from(raw.detail) {
@@ -133,46 +172,61 @@ impl TaskModel {
             }
             RawKind::PollStart => {
                 let task = self.known(id, &mut out, &event);
-                task.polls_running += 1;
+                // Already polling on this thread: that poll's return was lost.
+                let lost = task.polling_on.contains(&tid);
+                if !lost {
+                    task.polling_on.push(tid);
+                }
+                self.anomalies.lost_returns += u64::from(lost);
                 out(event(HookKind::Before));
             }
             RawKind::PollEnd => {
-                let Some(task) = self.tasks.get_mut(&id).filter(|t| t.polls_running > 0) else {
+                let Some((task, index)) = self.tasks.get_mut(&id).and_then(|task| {
+                    let index = task.polling_on.iter().position(|t| *t == tid)?;
+                    Some((task, index))
+                }) else {
                     self.anomalies.orphan_returns += 1;
                     return;
                 };
-                task.polls_running -= 1;
+                task.polling_on.swap_remove(index);
                 let completed = task.completed_on == Some(tid);
                 if completed {
                     task.completed_on = None;
                 }
-                let destroy = task.freed_in_poll && task.polls_running == 0;
+                let destroy = task.freed_in_poll && task.polling_on.is_empty();
                 out(event(HookKind::After { completed }));
                 if destroy {
-                    self.tasks.remove(&id);
+                    self.forget(id);
                     out(event(HookKind::Destroy));
                 }
             }
             RawKind::Complete => {
                 let task = self.known(id, &mut out, &event);
-                if task.polls_running > 0 {
+                if task.polling_on.contains(&tid) {
                     task.completed_on = Some(tid);
                 }
                 out(event(HookKind::Resolve));
             }
             RawKind::Free => {
-                if self.last_free_by_thread.insert(tid, id) == Some(id) {
+                // The second probed site of a free already reported.
+                if self.recently_destroyed.contains(id) {
                     return;
                 }
                 let task = self.known(id, &mut out, &event);
-                if task.polls_running > 0 {
+                if !task.polling_on.is_empty() {
                     task.freed_in_poll = true;
                     return;
                 }
-                self.tasks.remove(&id);
+                self.forget(id);
                 out(event(HookKind::Destroy));
             }
         }
+    }
+
+    /// Forgets a destroyed task, remembering its id to fold a second free.
+    fn forget(&mut self, id: u64) {
+        self.tasks.remove(&id);
+        self.recently_destroyed.insert(id);
     }
 
     /// The task's state, announcing it first with an `existing` init if unseen.
@@ -357,6 +411,78 @@ mod tests {
         let out = run(&mut model, &[raw(RawKind::PollEnd, 3, 1)]);
         assert!(out.is_empty());
         assert_eq!(model.anomalies().orphan_returns, 1);
+    }
+
+    #[test]
+    fn after_a_lost_poll_start_no_after_is_reported_on_a_thread_without_before() {
+        // Thread 2's poll start was dropped; thread 1 is polling the same task.
+        let mut model = TaskModel::new();
+        let out = run(
+            &mut model,
+            &[
+                raw(RawKind::Spawn, 1, 1),
+                raw(RawKind::PollStart, 1, 1),
+                raw(RawKind::PollEnd, 1, 2),
+                raw(RawKind::PollEnd, 1, 1),
+            ],
+        );
+        assert_eq!(names(&out), ["init", "before", "after"]);
+        assert_eq!(out[2].tid, 1);
+        assert_eq!(model.anomalies().orphan_returns, 1);
+    }
+
+    #[test]
+    fn after_a_lost_poll_return_the_next_poll_on_that_thread_pairs_once() {
+        let mut model = TaskModel::new();
+        let out = run(
+            &mut model,
+            &[
+                raw(RawKind::Spawn, 1, 1),
+                raw(RawKind::PollStart, 1, 1),
+                // Its return was dropped.
+                raw(RawKind::PollStart, 1, 1),
+                raw(RawKind::PollEnd, 1, 1),
+                raw(RawKind::Free, 1, 1),
+            ],
+        );
+        assert_eq!(
+            names(&out),
+            ["init", "before", "before", "after", "destroy"]
+        );
+        assert_eq!(model.live_tasks(), 0);
+        assert_eq!(model.anomalies().lost_returns, 1);
+    }
+
+    #[test]
+    fn a_million_task_lives_on_ever_new_threads_leave_the_model_bounded() {
+        // Each task is spawned on a long-lived thread and polled, completed and
+        // freed (by both probed sites) on a thread seen once, as if threads came
+        // and went: nothing may be kept per dead thread or per dead task.
+        let mut model = TaskModel::new();
+        let mut largest = 0;
+        for id in 1..=1_000_000u64 {
+            let tid = 1000 + id as u32;
+            let events = [
+                raw(RawKind::Spawn, id, 1),
+                raw(RawKind::PollStart, id, tid),
+                raw(RawKind::Complete, id, tid),
+                raw(RawKind::Free, id, tid),
+                raw(RawKind::Free, id, tid),
+                raw(RawKind::PollEnd, id, tid),
+            ];
+            let mut emitted = 0;
+            for event in &events {
+                model.apply(event, |_| emitted += 1);
+            }
+            assert_eq!(emitted, 5, "task {id}: init before resolve after destroy");
+            largest = largest.max(model.tracked_entries());
+        }
+        assert_eq!(model.live_tasks(), 0);
+        assert!(
+            largest <= 2 * RECENTLY_DESTROYED + 1,
+            "the model grew to {largest} entries"
+        );
+        assert_eq!(model.anomalies(), ModelAnomalies::default());
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct SessionEnd {
     pub delivered: u64,
     /// Raw events dropped because the ring buffer was full.
     pub dropped: u64,
+    /// Raw events the probes produced: `delivered + dropped` when nothing went
+    /// missing. `None` in recordings made before tracer counted it (format 1.0).
+    pub emitted: Option<u64>,
     /// Other losses, each a count and what was lost (only non-zero ones).
     pub problems: Vec<(u64, String)>,
 }

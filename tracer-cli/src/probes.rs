@@ -274,12 +274,16 @@ impl Probes {
     /// Starts event delivery: the programs ignore every hit until this is called,
     /// so call it once every site is attached.
     pub fn arm(&mut self) -> anyhow::Result<()> {
+        self.set_armed(true).context("cannot arm the probes")
+    }
+
+    fn set_armed(&mut self, armed: bool) -> anyhow::Result<()> {
         let map = self
             .ebpf
             .map_mut("ARMED")
             .ok_or_else(|| anyhow!("BPF map ARMED missing"))?;
-        let mut armed: Array<&mut MapData, u32> = Array::try_from(map)?;
-        armed.set(0, 1, 0).context("cannot arm the probes")?;
+        let mut slot: Array<&mut MapData, u32> = Array::try_from(map)?;
+        slot.set(0, u32::from(armed), 0)?;
         Ok(())
     }
 
@@ -292,17 +296,28 @@ impl Probes {
         Ok(RingBuf::try_from(map)?)
     }
 
-    /// Removes every probe from the target and unloads the programs. Each link
-    /// costs the kernel a grace-period wait, which is why sites share links.
-    pub fn detach(self) {
-        drop(self);
-    }
-
-    /// Current health counters, summed over CPUs.
-    pub fn counters(&self) -> anyhow::Result<Counters> {
+    /// Removes every probe from the target, unloads the programs, and returns the
+    /// final health counters. Each link costs the kernel a grace-period wait, which
+    /// is why sites share links; once they are gone no program runs any more, so
+    /// the counters are final and every record they count as emitted is either in
+    /// the ring buffer or counted as dropped.
+    ///
+    /// The programs are disarmed first: links go one by one, and a return probe
+    /// outliving its entry probe would count every poll return as unmatched.
+    pub fn detach(mut self) -> anyhow::Result<Counters> {
+        self.set_armed(false).context("cannot disarm the probes")?;
+        let Self {
+            ebpf,
+            counters,
+            multi,
+            multi_links,
+        } = self;
+        drop(multi_links);
+        drop(multi);
+        drop(ebpf);
         let mut sums = Counters::default();
         for counter in Counter::ALL {
-            let per_cpu = self.counters.get(&(counter as u32), 0)?;
+            let per_cpu = counters.get(&(counter as u32), 0)?;
             sums.0[counter as usize] = per_cpu.iter().sum();
         }
         Ok(sums)

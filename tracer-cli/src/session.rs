@@ -45,6 +45,11 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(250);
 /// the target a context switch per poll), so this bounds the live output's delay.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 
+/// Most records one drain reads while the session runs: a target that writes
+/// records as fast as they are read must not keep the event loop from Ctrl-C or
+/// the target's exit. What is left is read at once, on the next turn of the loop.
+const DRAIN_BATCH: usize = 1 << 16;
+
 /// Why the event loop stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
@@ -175,16 +180,20 @@ pub async fn trace(
     let stop = loop {
         tokio::select! {
             _ = drain_tick.tick() => {
-                if drain(events.get_mut(), &mut model, &mut resources, &mut stats, sink).is_err() {
-                    break Stop::OutputClosed;
+                match drain(events.get_mut(), &mut model, &mut resources, &mut stats, sink, DRAIN_BATCH) {
+                    Ok(true) => drain_tick.reset_immediately(),
+                    Ok(false) => {}
+                    Err(_) => break Stop::OutputClosed,
                 }
             }
             guard = events.readable_mut() => {
                 let mut guard = guard?;
-                let drained = drain(guard.get_inner_mut(), &mut model, &mut resources, &mut stats, sink);
+                let drained = drain(guard.get_inner_mut(), &mut model, &mut resources, &mut stats, sink, DRAIN_BATCH);
                 guard.clear_ready();
-                if drained.is_err() {
-                    break Stop::OutputClosed;
+                match drained {
+                    Ok(true) => drain_tick.reset_immediately(),
+                    Ok(false) => {}
+                    Err(_) => break Stop::OutputClosed,
                 }
             }
             _ = housekeeping.tick() => {
@@ -213,13 +222,16 @@ pub async fn trace(
             _ = terminate.recv() => break Stop::Interrupted,
         }
     };
-    // Everything the target did before it exited is already in the ring.
+    // Detach first: then no program runs any more, everything emitted is in the
+    // ring or counted as dropped, and one last drain makes the accounting exact.
+    let counters = probes.detach()?;
     let drained = drain(
         events.get_mut(),
         &mut model,
         &mut resources,
         &mut stats,
         sink,
+        usize::MAX,
     );
     let flushed = sink.flush();
     let stop = if drained.is_err() || flushed.is_err() {
@@ -227,8 +239,6 @@ pub async fn trace(
     } else {
         stop
     };
-    let counters = probes.counters()?;
-    probes.detach();
 
     let child_exit = match launched.as_mut() {
         Some(child) if stop == Stop::TargetExited => Some(child.wait()?),
@@ -327,18 +337,24 @@ fn is_gone(pid: u32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}/exe")).exists()
 }
 
-/// Reads every event in the ring buffer now, through the models, into the sink.
-/// A record is a Tokio [`RawEvent`] or an embedder [`RawResourceEvent`], told
-/// apart by size.
+/// Reads the events in the ring buffer now, at most `limit`, through the models,
+/// into the sink; says whether it stopped at `limit` (more may be waiting). A
+/// record is a Tokio [`RawEvent`] or an embedder [`RawResourceEvent`], told apart
+/// by size.
 fn drain(
     ring: &mut RingBuf<MapData>,
     model: &mut TaskModel,
     resources: &mut ResourceModel,
     stats: &mut SessionStats,
     sink: &mut dyn Sink,
-) -> io::Result<()> {
+    limit: usize,
+) -> io::Result<bool> {
     let mut result = Ok(());
-    while let Some(item) = ring.next() {
+    let mut read = 0;
+    while read < limit
+        && let Some(item) = ring.next()
+    {
+        read += 1;
         stats.delivered += 1;
         let mut deliver = |event| {
             stats.record(&event);
@@ -357,5 +373,6 @@ fn drain(
         }
     }
     result?;
-    sink.flush()
+    sink.flush()?;
+    Ok(read == limit)
 }

@@ -75,17 +75,7 @@ impl SessionStats {
             attach.describe(),
             attach.failed.len()
         );
-        let dropped = counters.get(Counter::RingFull);
-        let _ = writeln!(
-            text,
-            "tracer: {} raw events delivered, {dropped} dropped (ring buffer full){}",
-            self.delivered,
-            if dropped > 0 {
-                " — raise --ring-size"
-            } else {
-                ""
-            }
-        );
+        let _ = writeln!(text, "tracer: {}", accounting(self.delivered, counters));
         for (count, what) in problems(counters, anomalies) {
             if count > 0 {
                 let _ = writeln!(text, "tracer: warning: {count} {what}");
@@ -107,6 +97,7 @@ impl SessionStats {
             ending: ending.to_owned(),
             delivered: self.delivered,
             dropped: counters.get(Counter::RingFull),
+            emitted: Some(counters.get(Counter::Emitted)),
             problems: problems(counters, anomalies)
                 .into_iter()
                 .filter(|(count, _)| *count > 0)
@@ -116,9 +107,39 @@ impl SessionStats {
     }
 }
 
+/// "raw events: emitted E = delivered D + dropped X (ring buffer full)", with
+/// advice when events were dropped, and the gap named when the sum does not hold.
+fn accounting(delivered: u64, counters: &Counters) -> String {
+    let emitted = counters.get(Counter::Emitted);
+    let dropped = counters.get(Counter::RingFull);
+    let mut line = format!(
+        "raw events: emitted {emitted} = delivered {delivered} + dropped {dropped} (ring buffer full)"
+    );
+    if dropped > 0 {
+        line.push_str(
+            " — raise --ring-size; a task whose spawn was dropped is reported as existing",
+        );
+    }
+    let accounted = delivered + dropped;
+    if accounted != emitted {
+        line = line.replacen(" = ", " ≠ ", 1);
+        let _ = write!(
+            line,
+            "\ntracer: warning: {} raw events {} (a tracer bug: please report it)",
+            emitted.abs_diff(accounted),
+            if accounted < emitted {
+                "emitted but neither delivered nor dropped"
+            } else {
+                "delivered or dropped but never emitted"
+            }
+        );
+    }
+    line
+}
+
 /// Everything besides ring-buffer drops that made the trace incomplete, with
 /// what each count means.
-fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static str); 6] {
+fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static str); 7] {
     [
         (counters.get(Counter::ReadFailed), "task headers unreadable"),
         (
@@ -138,5 +159,42 @@ fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static s
             anomalies.orphan_returns,
             "poll returns of tasks not being polled",
         ),
+        (
+            anomalies.lost_returns,
+            "polls whose return was lost (the task was polled again on that thread)",
+        ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(emitted: u64, dropped: u64) -> Counters {
+        let mut counters = Counters::default();
+        counters.0[Counter::Emitted as usize] = emitted;
+        counters.0[Counter::RingFull as usize] = dropped;
+        counters
+    }
+
+    #[test]
+    fn accounting_adds_up_and_advises_when_events_were_dropped() {
+        assert_eq!(
+            accounting(10, &counters(10, 0)),
+            "raw events: emitted 10 = delivered 10 + dropped 0 (ring buffer full)"
+        );
+        let line = accounting(7, &counters(10, 3));
+        assert!(line.starts_with("raw events: emitted 10 = delivered 7 + dropped 3"));
+        assert!(line.contains("raise --ring-size"), "{line}");
+    }
+
+    #[test]
+    fn records_neither_delivered_nor_dropped_are_reported_as_a_bug() {
+        let line = accounting(5, &counters(10, 3));
+        assert!(line.starts_with("raw events: emitted 10 ≠ delivered 5 + dropped 3"));
+        assert!(
+            line.contains("warning: 2 raw events emitted but neither delivered nor dropped"),
+            "{line}"
+        );
+    }
 }

@@ -41,6 +41,25 @@ pub fn scan(path: &Path, adapter: &dyn RuntimeAdapter) -> anyhow::Result<ObjectS
     })
 }
 
+/// Fails unless `file` (read from `path`) is code for this machine (x86_64), naming
+/// the machine it is for.
+pub fn check_machine(file: &object::File, path: &Path) -> anyhow::Result<()> {
+    let machine = match file.architecture() {
+        object::Architecture::X86_64 => return Ok(()),
+        object::Architecture::Aarch64 => "an aarch64",
+        object::Architecture::Arm => "a 32-bit arm",
+        object::Architecture::I386 => "a 32-bit x86",
+        object::Architecture::Riscv64 => "a riscv64",
+        object::Architecture::PowerPc64 => "a powerpc64",
+        object::Architecture::S390x => "an s390x",
+        _ => "another machine's",
+    };
+    bail!(
+        "{} is {machine} binary; tracer traces x86_64 programs on this machine (run an x86_64 build of it)",
+        path.display()
+    )
+}
+
 /// [`scan`] with the filter spelled out: symbols containing `hint` are demangled
 /// and given to `probe_for` (demangled name, path without generics).
 pub fn scan_matching(
@@ -51,13 +70,7 @@ pub fn scan_matching(
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file = object::File::parse(&*data)
         .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
-    if file.architecture() != object::Architecture::X86_64 {
-        bail!(
-            "{} is built for {:?}; this tracer reads x86_64 programs only",
-            path.display(),
-            file.architecture()
-        );
-    }
+    check_machine(&file, path)?;
     let has_symtab = file.section_by_name(".symtab").is_some();
     let symbols: Vec<_> = if has_symtab {
         file.symbols().collect()

@@ -207,10 +207,13 @@ pub enum Counter {
     StackOverflow = 3,
     /// A poll returned whose start was never seen (attached mid-poll).
     UnmatchedReturn = 4,
+    /// A record the programs tried to write to the ring buffer, whether it fit
+    /// or not: every one is either delivered or counted in [`Counter::RingFull`].
+    Emitted = 5,
 }
 
 /// Number of [`Counter`]s.
-pub const COUNTER_COUNT: u32 = 5;
+pub const COUNTER_COUNT: u32 = 6;
 
 impl Counter {
     /// Every counter, in index order.
@@ -220,6 +223,7 @@ impl Counter {
         Counter::LayoutMismatch,
         Counter::StackOverflow,
         Counter::UnmatchedReturn,
+        Counter::Emitted,
     ];
 }
 

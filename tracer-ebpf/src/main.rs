@@ -10,6 +10,12 @@
 //! userspace reports.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: the BPF target has atomic adds but no compare-and-swap, so core
+// offers no `AtomicU64::fetch_add` there.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     EbpfContext, Global,
@@ -19,7 +25,7 @@ use aya_ebpf::{
         generated::{self, bpf_get_attach_cookie},
     },
     macros::{map, uprobe, uretprobe},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::{
@@ -63,12 +69,28 @@ static POLL_STACKS: LruHashMap<u64, PollStack> = LruHashMap::with_max_entries(16
 /// layout is not the one we know.
 const MAX_ID_OFFSET: u64 = 4096;
 
+/// Adds one to a counter. Atomically: uprobe programs run with migration, not
+/// preemption, disabled, so two programs on one CPU may interleave, and a plain
+/// read-modify-write could lose a count.
 #[inline(always)]
 fn bump(counter: Counter) {
     if let Some(value) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *value += 1 };
+        // SAFETY: the pointer is a live, aligned u64 of the map value.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(value, 1) };
     }
+}
+
+/// Reserves a ring-buffer record, counting the attempt ([`Counter::Emitted`]) and,
+/// when the ring is full, the drop ([`Counter::RingFull`]): so that emitted =
+/// delivered + dropped, exactly.
+#[inline(always)]
+fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
+    bump(Counter::Emitted);
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        bump(Counter::RingFull);
+    }
+    entry
 }
 
 /// The event comes from the target process and tracing is armed.
@@ -90,20 +112,17 @@ fn is_target(pid_tgid: u64) -> bool {
 }
 
 fn emit(pid_tgid: u64, kind: RawKind, task_id: u64, trigger_id: u64, detail: u32) {
-    match EVENTS.reserve::<RawEvent>(0) {
-        Some(mut entry) => {
-            entry.write(RawEvent {
-                // SAFETY: helper without preconditions.
-                ts_ns: unsafe { bpf_ktime_get_ns() },
-                pid_tgid,
-                task_id,
-                trigger_id,
-                kind: kind as u32,
-                detail,
-            });
-            entry.submit(submit_flags());
-        }
-        None => bump(Counter::RingFull),
+    if let Some(mut entry) = reserve::<RawEvent>() {
+        entry.write(RawEvent {
+            // SAFETY: helper without preconditions.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+            pid_tgid,
+            task_id,
+            trigger_id,
+            kind: kind as u32,
+            detail,
+        });
+        entry.submit(submit_flags());
     }
 }
 
@@ -384,8 +403,7 @@ pub fn resource_marker(ctx: ProbeContext) -> u32 {
     // SAFETY: helper reading the attach cookie of this probe.
     let kind = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     let regs = regs(&ctx);
-    let Some(mut entry) = EVENTS.reserve::<RawResourceEvent>(0) else {
-        bump(Counter::RingFull);
+    let Some(mut entry) = reserve::<RawResourceEvent>() else {
         return 0;
     };
     let event = entry.write(RawResourceEvent {

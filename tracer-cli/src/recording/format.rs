@@ -14,8 +14,9 @@ use crate::{
 pub const MAGIC: [u8; 8] = *b"TRACERec";
 /// Format major version: a reader refuses files with a higher one.
 pub const FORMAT_MAJOR: u16 = 1;
-/// Format minor version: additions older readers can skip.
-pub const FORMAT_MINOR: u16 = 0;
+/// Format minor version: additions older readers can skip. 1.1 appends
+/// `emitted` to the end chunk.
+pub const FORMAT_MINOR: u16 = 1;
 /// Marks the start of every chunk frame, so a reader can find the next chunk
 /// after a corrupt one.
 pub const SYNC: [u8; 4] = *b"TRCK";
@@ -413,6 +414,10 @@ pub fn encode_end(end: &SessionEnd) -> Vec<u8> {
         put_varint(&mut out, *count);
         put_bytes(&mut out, what.as_bytes());
     }
+    // Since 1.1; a 1.0 reader ignores it. Absent when not known (a 1.0 file re-encoded).
+    if let Some(emitted) = end.emitted {
+        put_varint(&mut out, emitted);
+    }
     out
 }
 
@@ -429,11 +434,18 @@ pub fn decode_end(payload: &[u8]) -> Result<SessionEnd, Malformed> {
     for _ in 0..count {
         problems.push((cursor.varint()?, cursor.string()?));
     }
+    // Format 1.0 ends here; 1.1 appends `emitted`, and later minors may append more.
+    let emitted = if cursor.len() > 0 {
+        Some(cursor.varint()?)
+    } else {
+        None
+    };
     Ok(SessionEnd {
         end_ns,
         ending,
         delivered,
         dropped,
+        emitted,
         problems,
     })
 }

@@ -103,11 +103,19 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
     match reader.end() {
         Some(end) => {
             let _ = writeln!(text, "ended:       {}", end.ending);
-            let _ = writeln!(
-                text,
-                "drops:       {} raw events dropped (ring buffer full) of {} delivered",
-                end.dropped, end.delivered
-            );
+            let _ = match end.emitted {
+                Some(emitted) => writeln!(
+                    text,
+                    "drops:       {} raw events dropped (ring buffer full): emitted {emitted} = delivered {} + dropped {}",
+                    end.dropped, end.delivered, end.dropped
+                ),
+                // Format 1.0 did not record what the probes emitted.
+                None => writeln!(
+                    text,
+                    "drops:       {} raw events dropped (ring buffer full) of {} delivered",
+                    end.dropped, end.delivered
+                ),
+            };
             for (count, what) in &end.problems {
                 let _ = writeln!(text, "             {count} {what}");
             }

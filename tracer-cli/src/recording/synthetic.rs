@@ -66,6 +66,7 @@ pub fn generate(path: &std::path::Path, events: u64, force: bool) -> anyhow::Res
         end_ns: ts_ns,
         ending: "synthetic workload".to_owned(),
         delivered: written,
+        emitted: Some(written),
         ..SessionEnd::default()
     })?;
     Ok(())

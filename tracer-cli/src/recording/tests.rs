@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::{
     Recorder, create_file,
-    format::{FORMAT_MAJOR, FRAME_HEADER, SYNC},
+    format::{self, FORMAT_MAJOR, FORMAT_MINOR, FRAME_HEADER, SYNC},
     reader::{Problem, Reader, Refusal},
 };
 use crate::{
@@ -31,8 +31,23 @@ fn end() -> SessionEnd {
         ending: "process 77 exited".to_owned(),
         delivered: 12,
         dropped: 3,
+        emitted: Some(15),
         problems: vec![(2, "task headers unreadable".to_owned())],
     }
+}
+
+#[test]
+fn end_chunk_of_format_1_0_reads_without_emitted_and_1_0_readers_skip_it() {
+    let with_emitted = format::encode_end(&end());
+    let without = format::encode_end(&SessionEnd {
+        emitted: None,
+        ..end()
+    });
+    // 1.1 only appends: the 1.0 fields are the same bytes, so a 1.0 reader, which
+    // ignores what follows them, reads a 1.1 end chunk.
+    assert!(with_emitted.starts_with(&without));
+    assert_eq!(format::decode_end(&without).unwrap().emitted, None);
+    assert_eq!(format::decode_end(&with_emitted).unwrap(), end());
 }
 
 /// A busy stream: `tasks` tasks, each init / before / after / resolve / destroy.
@@ -262,7 +277,10 @@ fn a_newer_major_version_is_refused_naming_both_versions() {
     assert!(matches!(refusal, Refusal::NewerVersion { .. }));
     let message = refusal.to_string();
     assert!(
-        message.contains(&format!("format version {}.0", FORMAT_MAJOR + 1)),
+        message.contains(&format!(
+            "format version {}.{FORMAT_MINOR}",
+            FORMAT_MAJOR + 1
+        )),
         "{message}"
     );
     assert!(

@@ -220,12 +220,13 @@ fn finish(attached: Attached) -> Result<TracerCost> {
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("the tracer failed (wait status {status}):\n{summary}");
     }
-    // "tracer: 123 raw events delivered, 0 dropped (ring buffer full)"
+    // "tracer: raw events: emitted 123 = delivered 120 + dropped 3 (ring buffer full)"
     let (delivered, dropped) = summary
         .lines()
         .find_map(|line| {
-            let rest = line.strip_prefix("tracer: ")?;
-            let (delivered, rest) = rest.split_once(" raw events delivered, ")?;
+            let rest = line.strip_prefix("tracer: raw events: emitted ")?;
+            let (_, rest) = rest.split_once(" delivered ")?;
+            let (delivered, rest) = rest.split_once(" + dropped ")?;
             let dropped = rest.split_whitespace().next()?;
             Some((delivered.parse().ok()?, dropped.parse().ok()?))
         })
