@@ -854,6 +854,9 @@ pub enum Profile {
     Release,
     /// `tests/fixtures/target/stripped`: release without a symbol table.
     Stripped,
+    /// `tests/fixtures/target/release-lto`: release with `lto = "fat"` and
+    /// `codegen-units = 1`.
+    ReleaseLto,
 }
 
 impl Profile {
@@ -862,6 +865,7 @@ impl Profile {
             Profile::Debug => "debug",
             Profile::Release => "release",
             Profile::Stripped => "stripped",
+            Profile::ReleaseLto => "release-lto",
         }
     }
 }
@@ -885,6 +889,31 @@ pub fn fixture_bin(name: &str, profile: Profile) -> Result<PathBuf, String> {
     } else {
         Err(format!(
             "fixture binary {} is missing: run `cargo xtask build` first",
+            p.display()
+        ))
+    }
+}
+
+/// The Tokio version the fixtures in `tests/fixtures` are built with; the Tokio
+/// matrix builds the same sources against other versions.
+pub const FIXTURES_TOKIO: &str = "1.54.1";
+
+/// Path of fixture `name` built against Tokio `version` (`tests/fixtures` for
+/// [`FIXTURES_TOKIO`], else the Tokio matrix under `target/tokio-matrix`), or an
+/// error telling how to build it.
+pub fn matrix_fixture_bin(name: &str, version: &str, profile: Profile) -> Result<PathBuf, String> {
+    if version == FIXTURES_TOKIO {
+        return fixture_bin(name, profile);
+    }
+    let p = workspace_root()
+        .join("target/tokio-matrix/target")
+        .join(profile.dir())
+        .join(format!("{name}-tokio-{}", version.replace('.', "-")));
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "Tokio {version} fixture {} is missing: run `cargo xtask build` first (it builds the Tokio matrix)",
             p.display()
         ))
     }

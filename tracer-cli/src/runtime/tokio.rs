@@ -86,6 +86,14 @@ impl RuntimeAdapter for Tokio {
                 "init of spawned tasks (OwnedTasks::bind_inner or OwnedTasks::bind)",
             ),
             (&[Probe::Complete], "resolve (Harness::complete)"),
+            // `raw::dealloc` exists in every build (the task vtable points at it),
+            // but most frees bypass it through this drop glue. A build that has
+            // none (fat LTO inlines all of it, and with it most spawn paths) would
+            // report most tasks never freed, and spawned tasks as `existing`.
+            (
+                &[Probe::Free { stack_slot: true }],
+                "destroy of most tasks (drop_in_place::<Box<task::core::Cell<..>>>)",
+            ),
         ]
     }
 }
