@@ -468,7 +468,7 @@ fn gt_lines_without_poll_hooks() -> String {
     lines.extend(
         gt_lines(true)
             .lines()
-            .filter(|l| !(l.contains("\"poll_") && !l.contains("\"src\":\"app\"")))
+            .filter(|l| !l.contains("\"poll_") || l.contains("\"src\":\"app\""))
             .map(|l| l.to_string() + "\n"),
     );
     lines.concat()
