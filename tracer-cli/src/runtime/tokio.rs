@@ -129,7 +129,8 @@ fn supported() -> String {
 pub fn layout_for(version: Option<&str>) -> anyhow::Result<HeaderLayout> {
     let Some(version) = version else {
         bail!(
-            "cannot tell which Tokio version this program was built with (no `tokio-1.x.y/src` path in it),              so the layout of its tasks is unknown; tracer supports Tokio {}",
+            "cannot tell which Tokio version this program was built with (no `tokio-1.x.y/src` path in it), \
+             so the layout of its tasks is unknown; tracer supports Tokio {}",
             supported()
         );
     };
@@ -145,7 +146,8 @@ pub fn layout_for(version: Option<&str>) -> anyhow::Result<HeaderLayout> {
     };
     known.with_context(|| {
         format!(
-            "this program uses Tokio {version}, whose task layout tracer has not been checked against;              tracer supports Tokio {} and refuses other versions rather than decode their tasks wrongly",
+            "this program uses Tokio {version}, whose task layout tracer has not been checked against; \
+             tracer supports Tokio {} and refuses other versions rather than decode their tasks wrongly",
             supported()
         )
     })
