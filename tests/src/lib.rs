@@ -25,7 +25,7 @@
 //!   order, so the runtime blocking task whose id lies between the last id seen
 //!   before the call and the first task spawned after it is that launcher, and its
 //!   parent is the task that called `block_in_place`;
-//! - on Tokio before 1.46 (no poll hooks; the fixture says so in its first record,
+//! - on Tokio before 1.44 (no poll hooks; the fixture says so in its first record,
 //!   `hooks {task_polls: false}`), ordinary tasks have no poll records, so
 //!   [`compare`] checks everything about them but their poll counts and threads
 //!   (see [`GroundTruth::task_polls`]).
@@ -209,7 +209,7 @@ pub struct GroundTruth {
     pub tasks: BTreeMap<u64, GtTask>,
     /// `Some(runtime_dropped)` from the end record; `None` if the app did not finish.
     pub end: Option<bool>,
-    /// Whether ordinary tasks' polls were recorded (Tokio's poll hooks, 1.46+). A
+    /// Whether ordinary tasks' polls were recorded (Tokio's poll hooks, 1.44+). A
     /// file without a `hooks` record comes from a fixture with the hooks.
     pub task_polls: bool,
 }

@@ -8,7 +8,7 @@
 //! pending task).
 //!
 //! What is compared per version: everything [`compare`] checks. On Tokio 1.43 the
-//! runtime has no poll hooks (they appeared in 1.46), so ground truth has no poll
+//! runtime has no poll hooks (they appeared in 1.44), so ground truth has no poll
 //! records for ordinary tasks and their poll counts and threads are not compared
 //! (spawn_blocking and LocalSet tasks' polls, which the app records itself, are);
 //! the tests assert that ground truth says so, so the weaker comparison is never

@@ -22,7 +22,7 @@ use crate::process::{cargo, run};
 pub const MATRIX_DIR: &str = "target/tokio-matrix";
 
 /// The older Tokio versions built, and whether each has the task poll hooks
-/// (`on_before_task_poll`/`on_after_task_poll` appeared in Tokio 1.46).
+/// (`on_before_task_poll`/`on_after_task_poll` appeared in Tokio 1.44).
 pub const VERSIONS: [(&str, bool); 2] = [("1.43.4", false), ("1.47.5", true)];
 
 /// The fixture bins of the matrix (sources in `tests/fixtures/src/bin`).
