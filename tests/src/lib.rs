@@ -19,7 +19,16 @@
 //!   tracer sees them, so they must be reported as `tokio.blocking`, spawned outside
 //!   any task (trigger 0), polled exactly once on the thread that terminated them.
 //!   A fixture that never drops a multi_thread runtime would leave them unknown to
-//!   ground truth; no fixture does that.
+//!   ground truth; no fixture does that. One is spawned from inside a task: the
+//!   launcher `block_in_place` starts to take over the worker's core. The app
+//!   records where that call starts and ends; task ids are handed out in spawn
+//!   order, so the runtime blocking task whose id lies between the last id seen
+//!   before the call and the first task spawned after it is that launcher, and its
+//!   parent is the task that called `block_in_place`;
+//! - on Tokio before 1.44 (no poll hooks; the fixture says so in its first record,
+//!   `hooks {task_polls: false}`), ordinary tasks have no poll records, so
+//!   [`compare`] checks everything about them but their poll counts and threads
+//!   (see [`GroundTruth::task_polls`]).
 
 #![warn(missing_docs)]
 
@@ -124,6 +133,21 @@ pub enum GtRecord {
         #[serde(default)]
         ts_ns: u64,
     },
+    /// First record: whether Tokio's poll hooks recorded ordinary tasks' polls.
+    Hooks {
+        /// `on_before_task_poll`/`on_after_task_poll` were installed.
+        task_polls: bool,
+    },
+    /// The app is about to call `block_in_place` in task `id`.
+    BlockInPlaceStart {
+        /// The calling task.
+        id: u64,
+    },
+    /// `block_in_place` returned in task `id`.
+    BlockInPlaceEnd {
+        /// The calling task.
+        id: u64,
+    },
     /// A record about something other than Tokio tasks (the embedder resources
     /// of `resource_*` records, see [`resources`]), folded elsewhere.
     #[serde(other)]
@@ -179,12 +203,15 @@ pub struct GtTask {
 }
 
 /// A whole ground-truth file, folded per task.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroundTruth {
     /// Tasks by Tokio task id.
     pub tasks: BTreeMap<u64, GtTask>,
     /// `Some(runtime_dropped)` from the end record; `None` if the app did not finish.
     pub end: Option<bool>,
+    /// Whether ordinary tasks' polls were recorded (Tokio's poll hooks, 1.44+). A
+    /// file without a `hooks` record comes from a fixture with the hooks.
+    pub task_polls: bool,
 }
 
 impl GroundTruth {
@@ -211,7 +238,16 @@ impl GroundTruth {
 
     /// Folds records (in file order) into per-task facts.
     pub fn from_records(records: &[GtRecord]) -> GroundTruth {
-        let mut gt = GroundTruth::default();
+        let mut gt = GroundTruth {
+            tasks: BTreeMap::new(),
+            end: None,
+            task_polls: true,
+        };
+        // `block_in_place` calls: (caller, highest id seen before the call, first id
+        // spawned after it).
+        let mut block_in_place: Vec<(u64, u64, Option<u64>)> = Vec::new();
+        let mut open_block_in_place: Option<(u64, u64)> = None;
+        let mut highest_id = 0;
         fn entry(gt: &mut GroundTruth, id: u64) -> &mut GtTask {
             gt.tasks.entry(id).or_insert(GtTask {
                 kind: TaskKind::RuntimeBlocking,
@@ -226,6 +262,16 @@ impl GroundTruth {
             })
         }
         for r in records {
+            match *r {
+                GtRecord::Spawn { id, .. }
+                | GtRecord::SpawnBlocking { id, .. }
+                | GtRecord::SpawnLocal { id, .. } => {
+                    for call in block_in_place.iter_mut() {
+                        call.2.get_or_insert(id);
+                    }
+                }
+                _ => {}
+            }
             match *r {
                 GtRecord::Spawn {
                     id, parent, ts_ns, ..
@@ -260,7 +306,19 @@ impl GroundTruth {
                 GtRecord::End {
                     runtime_dropped, ..
                 } => gt.end = Some(runtime_dropped),
+                GtRecord::Hooks { task_polls } => gt.task_polls = task_polls,
+                GtRecord::BlockInPlaceStart { id } => open_block_in_place = Some((id, highest_id)),
+                GtRecord::BlockInPlaceEnd { id } => {
+                    if let Some((caller, before)) = open_block_in_place.take()
+                        && caller == id
+                    {
+                        block_in_place.push((caller, before, None));
+                    }
+                }
                 GtRecord::Other => {}
+            }
+            if let Some(id) = r.task_id() {
+                highest_id = highest_id.max(id);
             }
         }
         // The blocking closure's own poll records can precede the app's
@@ -276,7 +334,36 @@ impl GroundTruth {
                 }
             }
         }
+        for (id, t) in gt.tasks.iter_mut() {
+            if t.kind != TaskKind::RuntimeBlocking {
+                continue;
+            }
+            if let Some(&(caller, _, _)) = block_in_place
+                .iter()
+                .find(|(_, before, after)| *id > *before && after.is_none_or(|a| *id < a))
+            {
+                t.parent = Some(caller);
+            }
+        }
         gt
+    }
+}
+
+impl GtRecord {
+    /// The task a record is about, if any.
+    fn task_id(&self) -> Option<u64> {
+        match *self {
+            GtRecord::Spawn { id, .. }
+            | GtRecord::PollStart { id, .. }
+            | GtRecord::PollEnd { id, .. }
+            | GtRecord::Terminate { id, .. }
+            | GtRecord::SpawnBlocking { id, .. }
+            | GtRecord::SpawnLocal { id, .. }
+            | GtRecord::Leaked { id, .. }
+            | GtRecord::BlockInPlaceStart { id }
+            | GtRecord::BlockInPlaceEnd { id } => Some(id),
+            GtRecord::End { .. } | GtRecord::Hooks { .. } | GtRecord::Other => None,
+        }
     }
 }
 
@@ -496,11 +583,14 @@ fn check_order(id: u64, evs: &[&TracerEvent], partial: bool, out: &mut Vec<Strin
     }
 }
 
-/// Compares the full life of one task that the tracer saw being spawned.
+/// Compares the full life of one task that the tracer saw being spawned. Without
+/// `task_polls` (no poll hooks in this Tokio) an ordinary task's polls are not
+/// compared; blocking and local tasks' polls are recorded by the app itself.
 fn check_task_full(
     id: u64,
     t: &GtTask,
     evs: &[&TracerEvent],
+    gt: &GroundTruth,
     runtime_dropped: bool,
     out: &mut Vec<String>,
 ) {
@@ -527,7 +617,9 @@ fn check_task_full(
             ));
         }
     }
-    check_polls(id, t, evs, out);
+    if gt.task_polls || t.kind != TaskKind::Task {
+        check_polls(id, t, evs, out);
+    }
     check_end(id, t, evs, runtime_dropped, out);
 }
 
@@ -621,7 +713,8 @@ fn check_pids(tr: &TracerOutput, out: &mut Vec<String>) {
 /// mismatch (empty = identical): same task ids, types, triggers, poll counts and
 /// threads in order, resolve exactly for terminated tasks, destroy for every task
 /// when the runtime was dropped (none for leaked ones, none for unterminated ones
-/// otherwise), and per-task event order.
+/// otherwise), and per-task event order. Poll counts and threads of ordinary tasks
+/// are compared only when ground truth has them ([`GroundTruth::task_polls`]).
 pub fn compare(gt: &GroundTruth, tr: &TracerOutput) -> Vec<String> {
     let mut out = Vec::new();
     let dropped = end_of(gt, &mut out);
@@ -643,7 +736,7 @@ pub fn compare(gt: &GroundTruth, tr: &TracerOutput) -> Vec<String> {
     }
     for (id, t) in &gt.tasks {
         if let Some(evs) = per.get(id) {
-            check_task_full(*id, t, evs, dropped, &mut out);
+            check_task_full(*id, t, evs, gt, dropped, &mut out);
         }
     }
     out
@@ -673,7 +766,7 @@ pub fn compare_attached(gt: &GroundTruth, tr: &TracerOutput) -> Vec<String> {
             Some(false) => {
                 let ts = init.map(|i| i.ts_ns).unwrap_or(0);
                 first_fresh_ts = Some(first_fresh_ts.map_or(ts, |f: u64| f.min(ts)));
-                check_task_full(*id, t, evs, dropped, &mut out);
+                check_task_full(*id, t, evs, gt, dropped, &mut out);
             }
             Some(true) => {
                 check_order(*id, evs, true, &mut out);
@@ -761,6 +854,9 @@ pub enum Profile {
     Release,
     /// `tests/fixtures/target/stripped`: release without a symbol table.
     Stripped,
+    /// `tests/fixtures/target/release-lto`: release with `lto = "fat"` and
+    /// `codegen-units = 1`.
+    ReleaseLto,
 }
 
 impl Profile {
@@ -769,6 +865,7 @@ impl Profile {
             Profile::Debug => "debug",
             Profile::Release => "release",
             Profile::Stripped => "stripped",
+            Profile::ReleaseLto => "release-lto",
         }
     }
 }
@@ -792,6 +889,31 @@ pub fn fixture_bin(name: &str, profile: Profile) -> Result<PathBuf, String> {
     } else {
         Err(format!(
             "fixture binary {} is missing: run `cargo xtask build` first",
+            p.display()
+        ))
+    }
+}
+
+/// The Tokio version the fixtures in `tests/fixtures` are built with; the Tokio
+/// matrix builds the same sources against other versions.
+pub const FIXTURES_TOKIO: &str = "1.54.1";
+
+/// Path of fixture `name` built against Tokio `version` (`tests/fixtures` for
+/// [`FIXTURES_TOKIO`], else the Tokio matrix under `target/tokio-matrix`), or an
+/// error telling how to build it.
+pub fn matrix_fixture_bin(name: &str, version: &str, profile: Profile) -> Result<PathBuf, String> {
+    if version == FIXTURES_TOKIO {
+        return fixture_bin(name, profile);
+    }
+    let p = workspace_root()
+        .join("target/tokio-matrix/target")
+        .join(profile.dir())
+        .join(format!("{name}-tokio-{}", version.replace('.', "-")));
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "Tokio {version} fixture {} is missing: run `cargo xtask build` first (it builds the Tokio matrix)",
             p.display()
         ))
     }

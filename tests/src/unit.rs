@@ -460,3 +460,65 @@ fn report_lists_every_mismatch() {
     let r = report("x", &["a".into(), "b".into()]);
     assert!(r.contains("2 mismatch") && r.contains("  - a\n") && r.contains("  - b\n"));
 }
+
+/// `gt_lines(true)` as a Tokio without poll hooks writes it: a `hooks` record
+/// saying so first, and no poll records for ordinary tasks.
+fn gt_lines_without_poll_hooks() -> String {
+    let mut lines = vec![json!({"event":"hooks","task_polls":false}).to_string() + "\n"];
+    lines.extend(
+        gt_lines(true)
+            .lines()
+            .filter(|l| !l.contains("\"poll_") || l.contains("\"src\":\"app\""))
+            .map(|l| l.to_string() + "\n"),
+    );
+    lines.concat()
+}
+
+#[test]
+fn without_poll_hooks_ordinary_task_polls_are_not_compared() {
+    let gt = GroundTruth::parse(&gt_lines_without_poll_hooks()).unwrap();
+    assert!(!gt.task_polls);
+    assert!(gt.tasks[&3].poll_start_tids.is_empty());
+    let tr = TracerOutput::parse(&text(&tracer_events(true))).unwrap();
+    let m = compare(&gt, &tr);
+    assert!(m.is_empty(), "{}", m.join("\n"));
+}
+
+#[test]
+fn without_poll_hooks_everything_else_is_still_compared() {
+    let gt = gt_lines_without_poll_hooks();
+    // A wrong trigger of an ordinary task.
+    let mut tr = tracer_events(true);
+    set(&mut tr, "init", 4, "trigger_id", json!(0));
+    assert_caught(&run(&gt, &tr), "task 4: trigger_id");
+    // A missing poll of a spawn_blocking task, whose polls the app records.
+    let mut tr = tracer_events(true);
+    let i = pos(&tr, "before", 5);
+    tr.remove(i);
+    let i = tr
+        .iter()
+        .position(|e| e["event"] == "after" && e["async_id"] == 5)
+        .unwrap();
+    tr.remove(i);
+    assert_caught(&run(&gt, &tr), "task 5: 0 before");
+}
+
+#[test]
+fn block_in_place_launcher_gets_the_calling_task_as_parent() {
+    let lines = [
+        json!({"event":"spawn","id":3,"parent":null,"tid":10}),
+        json!({"event":"block_in_place_start","id":3,"tid":11}),
+        json!({"event":"block_in_place_end","id":3,"tid":11}),
+        json!({"event":"spawn","id":5,"parent":null,"tid":10}),
+        // Known only from `terminate`: 1 (a launcher from before) and 4 (the one
+        // `block_in_place` started, between ids 3 and 5).
+        json!({"event":"terminate","id":4,"tid":12}),
+        json!({"event":"terminate","id":1,"tid":11}),
+        json!({"event":"end","runtime_dropped":true}),
+    ];
+    let gt = GroundTruth::parse(&text(&lines)).unwrap();
+    assert_eq!(gt.tasks[&4].kind, TaskKind::RuntimeBlocking);
+    assert_eq!(gt.tasks[&4].parent, Some(3));
+    assert_eq!(gt.tasks[&1].parent, None);
+    assert_eq!(gt.tasks[&5].parent, None);
+}

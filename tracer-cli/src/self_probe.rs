@@ -11,7 +11,7 @@ use crate::{
     preflight,
     probes::{DEFAULT_RING_BYTES, ProbeSet, Probes},
     resources::ResourceModel,
-    runtime::{RuntimeAdapter as _, tokio::Tokio},
+    runtime::HeaderLayout,
     target::Target,
 };
 
@@ -26,7 +26,7 @@ fn markers_called_by_this_process_arrive_as_hook_events() {
         !objects.is_empty(),
         "no tracer_resource_v1_* marker in this test binary"
     );
-    let mut probes = Probes::load(pid, Tokio.layout(), DEFAULT_RING_BYTES).unwrap();
+    let mut probes = Probes::load(pid, HeaderLayout::default(), DEFAULT_RING_BYTES).unwrap();
     for object in &objects {
         let report = probes
             .attach(&object.attach_path, &object.sites.sites, pid, ProbeSet::All)

@@ -5,6 +5,7 @@
 use std::{
     io,
     os::fd::{AsRawFd, FromRawFd as _, OwnedFd},
+    path::Path,
     time::Duration,
 };
 
@@ -23,7 +24,7 @@ use crate::{
     preflight,
     probes::{AttachReport, ProbeSet, Probes},
     resources::ResourceModel,
-    runtime::{RuntimeAdapter, tokio::Tokio},
+    runtime::{HeaderLayout, RuntimeAdapter, tokio::Tokio},
     summary::SessionStats,
     target::{Target, TargetObject},
 };
@@ -107,6 +108,33 @@ fn pidfd(pid: u32) -> anyhow::Result<AsyncFd<OwnedFd>> {
     Ok(watch_readable(fd)?)
 }
 
+/// The task layout of the runtime version each object holding runtime sites was
+/// built with; they must agree. `None` when no object holds the runtime (a target
+/// that only declares `tracer-resource` markers: no task header is read).
+fn runtime_layout(
+    adapter: &dyn RuntimeAdapter,
+    target: &Target,
+    objects: &[TargetObject],
+) -> anyhow::Result<Option<HeaderLayout>> {
+    let mut found: Option<(HeaderLayout, &Path)> = None;
+    for object in objects {
+        let layout = adapter
+            .layout(object.sites.runtime_version.as_deref())
+            .with_context(|| format!("refusing to trace {}", target.exe.display()))?;
+        match found {
+            Some((first, first_path)) if first != layout => bail!(
+                "{} and {} use {} versions with different task layouts; tracer traces one layout per process",
+                first_path.display(),
+                object.attach_path.display(),
+                adapter.name()
+            ),
+            Some(_) => {}
+            None => found = Some((layout, &object.attach_path)),
+        }
+    }
+    Ok(found.map(|(layout, _)| layout))
+}
+
 /// Traces `pid` (already running, or `launched` and stopped at exec) into `sink`.
 pub async fn trace(
     pid: u32,
@@ -124,9 +152,10 @@ pub async fn trace(
     } else {
         adapter.name()
     };
+    let layout = runtime_layout(&adapter, &target, &objects)?;
     objects.extend(marker_objects);
 
-    let mut probes = Probes::load(pid, adapter.layout(), options.ring_bytes)?;
+    let mut probes = Probes::load(pid, layout.unwrap_or_default(), options.ring_bytes)?;
     let attach = attach_all(&mut probes, &objects, pid, options.probes)?;
     let mut events = watch_readable(probes.take_events()?)?;
     let exited = pidfd(pid)?;

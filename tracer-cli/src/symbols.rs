@@ -29,16 +29,25 @@ pub struct ObjectSites {
     pub sites: Vec<Site>,
     /// The file has a full symbol table (`.symtab`), not only dynamic symbols.
     pub has_symtab: bool,
+    /// The runtime crate's version named in the file's source paths ("1.54.1"
+    /// from `tokio-1.54.1/src/…`); `None` when not found, or not looked for
+    /// ([`scan_matching`]).
+    pub runtime_version: Option<String>,
 }
 
-/// Reads `path` and returns the sites `adapter` wants probed.
+/// Reads `path` and returns the sites `adapter` wants probed, and the version of
+/// the runtime crate the file was built with.
 ///
 /// Fails only when the file cannot be read or is not an ELF file for this
 /// machine; finding no site is for the caller to judge (see [`ObjectSites`]).
 pub fn scan(path: &Path, adapter: &dyn RuntimeAdapter) -> anyhow::Result<ObjectSites> {
-    scan_matching(path, adapter.symbol_hint(), &|demangled, path| {
+    let data = read(path)?;
+    let file = parse(path, &data)?;
+    let mut sites = sites_in(&file, adapter.symbol_hint(), &|demangled, path| {
         adapter.probe_for(demangled, path)
-    })
+    });
+    sites.runtime_version = runtime_version(&file, &data, adapter.name());
+    Ok(sites)
 }
 
 /// Fails unless `file` (read from `path`) is code for this machine (x86_64), naming
@@ -67,10 +76,59 @@ pub fn scan_matching(
     hint: &[u8],
     probe_for: &dyn Fn(&str, &str) -> Option<Probe>,
 ) -> anyhow::Result<ObjectSites> {
-    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let file = object::File::parse(&*data)
+    let data = read(path)?;
+    Ok(sites_in(&parse(path, &data)?, hint, probe_for))
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Parses an x86_64 ELF file.
+fn parse<'data>(path: &Path, data: &'data [u8]) -> anyhow::Result<object::File<'data>> {
+    let file = object::File::parse(data)
         .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
     check_machine(&file, path)?;
+    Ok(file)
+}
+
+/// The version of crate `krate` the file was built with, from the source paths
+/// the compiler left in it for panic messages (`…/tokio-1.54.1/src/…`; they stay
+/// in release and stripped builds): in `.rodata`, else anywhere in the file.
+pub fn runtime_version(file: &object::File<'_>, data: &[u8], krate: &str) -> Option<String> {
+    file.section_by_name(".rodata")
+        .and_then(|rodata| crate_version(rodata.data().ok()?, krate))
+        .or_else(|| crate_version(data, krate))
+}
+
+/// The version in the first `<krate>-<version>/` path found in `bytes`, e.g.
+/// "1.54.1" from `…/tokio-1.54.1/src/runtime/…`.
+pub fn crate_version(bytes: &[u8], krate: &str) -> Option<String> {
+    let needle = format!("{krate}-");
+    memchr::memmem::find_iter(bytes, needle.as_bytes()).find_map(|at| {
+        let rest = &bytes[at + needle.len()..];
+        let len = rest
+            .iter()
+            .take(64)
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'+'))?;
+        let version = std::str::from_utf8(&rest[..len]).ok()?;
+        let path_follows = rest.get(len) == Some(&b'/');
+        let looks_like_version = version.split('.').count() >= 3
+            && version.split('.').take(3).all(|part| {
+                part.split(['-', '+'])
+                    .next()
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            });
+        (path_follows && looks_like_version).then(|| version.to_owned())
+    })
+}
+
+/// The probe sites among `file`'s symbols (see [`scan_matching`]).
+fn sites_in(
+    file: &object::File<'_>,
+    hint: &[u8],
+    probe_for: &dyn Fn(&str, &str) -> Option<Probe>,
+) -> ObjectSites {
     let has_symtab = file.section_by_name(".symtab").is_some();
     let symbols: Vec<_> = if has_symtab {
         file.symbols().collect()
@@ -97,7 +155,7 @@ pub fn scan_matching(
             continue;
         };
         let address = symbol.address();
-        let Some(file_offset) = file_offset(&file, &symbol) else {
+        let Some(file_offset) = file_offset(file, &symbol) else {
             continue;
         };
         unique.entry((probe, address)).or_insert(Site {
@@ -107,10 +165,11 @@ pub fn scan_matching(
             symbol: demangled,
         });
     }
-    Ok(ObjectSites {
+    ObjectSites {
         sites: unique.into_values().collect(),
         has_symtab,
-    })
+        runtime_version: None,
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -171,6 +230,20 @@ fn matching_close(text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crate_version_is_read_from_a_registry_path() {
+        let bytes = b"\0tokio-util\0/home/x/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/runtime/task/raw.rs\0";
+        assert_eq!(crate_version(bytes, "tokio").as_deref(), Some("1.54.1"));
+    }
+
+    #[test]
+    fn crate_version_ignores_other_crates_and_text() {
+        assert_eq!(
+            crate_version(b"tokio-util-0.7.1/src tokio-stream", "tokio"),
+            None
+        );
+    }
 
     #[test]
     fn generic_arguments_are_removed_from_paths() {

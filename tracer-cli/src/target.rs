@@ -179,7 +179,7 @@ impl Target {
         if !missing.is_empty() {
             bail!(
                 "unsupported {} build in {}: found some of its task functions but not: {}. \
-                 They may have been inlined (LTO) or this {} version lays tasks out differently; tracer refuses rather than report wrong events",
+                 They may have been inlined (as `lto = \"fat\"` does: build the program without it) or this {} version lays tasks out differently; tracer refuses rather than report wrong events",
                 adapter.name(),
                 self.exe.display(),
                 missing.join("; "),

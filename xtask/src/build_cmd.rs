@@ -3,23 +3,37 @@
 //! The BPF object needs no step here: `tracer-cli`'s build script builds it with
 //! aya-build (nightly + `bpf-linker`) and embeds it. The fixtures are their own cargo
 //! workspace, built from inside `tests/fixtures` so that its `.cargo/config.toml`
-//! (`--cfg tokio_unstable`) applies.
+//! (`--cfg tokio_unstable`) applies; so is the Tokio version matrix built from
+//! their sources (see [`crate::tokio_matrix`]).
 
 use std::{env, path::Path, process::Command};
 
 use anyhow::Result;
 
-use crate::process::{cargo, cargo_bin_dir, path_with, run};
+use crate::{
+    process::{cargo, cargo_bin_dir, path_with, run},
+    tokio_matrix,
+};
 
 /// The fixture workspace, relative to the workspace root.
 pub const FIXTURES_DIR: &str = "tests/fixtures";
 
 /// The cargo arguments of each fixture build: debug, release, and release without
-/// symbols (`stripped`), since the tests trace all three.
-pub const FIXTURE_BUILDS: [&[&str]; 3] = [
+/// symbols (`stripped`), since the tests trace all three; and the Tokio matrix's
+/// fat-LTO row for the fixtures' own Tokio (only the bins the matrix runs).
+pub const FIXTURE_BUILDS: [&[&str]; 4] = [
     &["build"],
     &["build", "--release"],
     &["build", "--profile", "stripped"],
+    &[
+        "build",
+        "--profile",
+        "release-lto",
+        "--bin",
+        "multi_thread",
+        "--bin",
+        "current_thread",
+    ],
 ];
 
 /// Environment variables that would replace the fixtures' `--cfg tokio_unstable`
@@ -60,7 +74,8 @@ fn build_cli(root: &Path, debug: bool) -> Result<()> {
     run(&mut cmd)
 }
 
-/// The fixture apps in every profile the tests use, from inside [`FIXTURES_DIR`].
+/// The fixture apps in every profile the tests use, from inside [`FIXTURES_DIR`],
+/// then the Tokio version matrix.
 fn build_fixtures(root: &Path) -> Result<()> {
     for var in OVERRIDING_VARS {
         if env::var_os(var).is_some() {
@@ -77,5 +92,5 @@ fn build_fixtures(root: &Path) -> Result<()> {
         }
         run(&mut cmd)?;
     }
-    Ok(())
+    tokio_matrix::build(root, &OVERRIDING_VARS)
 }

@@ -10,6 +10,7 @@ mod fuzz;
 mod process;
 mod setup;
 mod test_cmd;
+mod tokio_matrix;
 
 use std::path::{Path, PathBuf};
 
@@ -55,12 +56,16 @@ enum Cmd {
         long_about = "Build the tracer binary (target/release/tracer; its build \
         script builds and embeds the BPF object) and the fixture apps in \
         tests/fixtures, a separate workspace built with --cfg tokio_unstable, in the \
-        debug, release and stripped profiles the tests use.\n\n\
+        debug, release and stripped profiles the tests use, and the Tokio version \
+        matrix: the fixture sources against Tokio 1.43.4 and 1.47.5 in debug, release \
+        and release-lto (fat LTO, one codegen unit), plus the fixtures' own Tokio in \
+        release-lto, all under target/tokio-matrix and tests/fixtures/target.\n\n\
         Does not run setup: run `cargo xtask setup` first on a new machine."
     )]
     Build {
         /// Build tracer in the dev profile (target/debug/tracer) for a faster
-        /// compile; the fixtures are always built in all three profiles.
+        /// compile; the fixtures and the Tokio matrix are always built in all their
+        /// profiles.
         #[arg(long)]
         debug: bool,
     },

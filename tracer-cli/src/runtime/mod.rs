@@ -75,7 +75,9 @@ impl Probe {
 }
 
 /// Offsets the BPF programs use to read a task id: `*(hdr + *(*(hdr + vtable_field) + id_offset_slot))`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The default (zeros) is for sessions that read no task header: a target that
+/// only declares `tracer-resource` markers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeaderLayout {
     /// Offset of the vtable pointer in the task header.
     pub vtable_field: u64,
@@ -96,8 +98,11 @@ pub trait RuntimeAdapter {
     /// name with generic arguments removed; `None` for functions not probed.
     fn probe_for(&self, demangled: &str, path: &str) -> Option<Probe>;
 
-    /// Where the task id is in a task header; given to the BPF programs.
-    fn layout(&self) -> HeaderLayout;
+    /// Where the task id is in a task header of the runtime `version` found in the
+    /// binary (`None`: the binary does not say); given to the BPF programs. A
+    /// version whose layout is not known is an error naming it and the supported
+    /// versions: tracing it could decode garbage.
+    fn layout(&self, version: Option<&str>) -> anyhow::Result<HeaderLayout>;
 
     /// What must be found for the trace to be complete: for each need, the probes
     /// any one of which meets it, and what it gives the user.
