@@ -4,6 +4,7 @@
 //! life of every task as `init` / `before` / `after` / `resolve` / `destroy`.
 
 mod analysis;
+mod forks;
 mod launch;
 mod multi_attach;
 mod preflight;
@@ -177,6 +178,16 @@ struct OutputArgs {
     /// trigger comes from the poll probes, so trigger_id is null in this mode.
     #[arg(long)]
     no_polls: bool,
+    /// Also trace the processes the target creates, and theirs, from their first
+    /// instruction: each event's pid says which process it is from (task ids are
+    /// per process). A child that runs another program (exec) is not traced; one
+    /// that runs the same binary (fork, or exec of itself) is. The session lasts
+    /// until the target and every followed child have exited. Each new child is
+    /// announced on stderr. Other processes running the same binary are not
+    /// reported but pay the cost of a probe hit (the kernel cannot filter them
+    /// out). Needs the task/task_newtask tracepoint (tracefs mounted).
+    #[arg(long)]
+    follow_forks: bool,
     /// Benchmark floor: empty programs on the poll sites only, no events.
     #[arg(long, hide = true, conflicts_with = "no_polls")]
     floor: bool,
@@ -253,6 +264,7 @@ impl OutputArgs {
         SessionOptions {
             ring_bytes: self.ring_size,
             probes,
+            follow_forks: self.follow_forks,
         }
     }
 }

@@ -10,7 +10,9 @@
 //!   (`raw::dealloc` calls the `Box<Cell>` drop glue, and both are probed);
 //! - a task freed inside its own last poll is reported destroyed when that poll
 //!   returns, after its `after`: `destroy` is always a task's last event;
-//! - a task is forgotten at `destroy`, so memory follows live tasks, not history.
+//! - a task is forgotten at `destroy`, so memory follows live tasks, not history;
+//! - tasks are told apart by process and id: with `--follow-forks` several
+//!   processes report, and each has its own task ids.
 
 use std::collections::HashMap;
 
@@ -53,7 +55,8 @@ pub struct ModelAnomalies {
 /// The per-task state machine: feed it [`RawEvent`]s in ring-buffer order.
 #[derive(Debug, Default)]
 pub struct TaskModel {
-    tasks: HashMap<u64, TaskState>,
+    /// Live tasks by (pid, task id).
+    tasks: HashMap<(u32, u64), TaskState>,
     last_free_by_thread: HashMap<u32, u64>,
     anomalies: ModelAnomalies,
     /// No poll probes feed the BPF poll stack (`--no-polls`), so spawn triggers
@@ -99,6 +102,7 @@ impl TaskModel {
             return;
         };
         let (pid, tid, id) = (raw.pid(), raw.tid(), raw.task_id);
+        let key = (pid, id);
         let event = |kind| HookEvent {
             kind,
             async_id: id,
@@ -120,11 +124,11 @@ impl TaskModel {
                         return;
                     }
                 };
-                if self.tasks.contains_key(&id) {
+                if self.tasks.contains_key(&key) {
                     // A second spawn site on the same path (`bind` around `bind_inner`).
                     return;
                 }
-                self.tasks.insert(id, TaskState::default());
+                self.tasks.insert(key, TaskState::default());
                 out(event(HookKind::Init {
                     resource_type,
                     trigger_id: (!self.lifecycle_only).then_some(raw.trigger_id),
@@ -132,12 +136,12 @@ impl TaskModel {
                 }));
             }
             RawKind::PollStart => {
-                let task = self.known(id, &mut out, &event);
+                let task = self.known(key, &mut out, &event);
                 task.polls_running += 1;
                 out(event(HookKind::Before));
             }
             RawKind::PollEnd => {
-                let Some(task) = self.tasks.get_mut(&id).filter(|t| t.polls_running > 0) else {
+                let Some(task) = self.tasks.get_mut(&key).filter(|t| t.polls_running > 0) else {
                     self.anomalies.orphan_returns += 1;
                     return;
                 };
@@ -149,12 +153,12 @@ impl TaskModel {
                 let destroy = task.freed_in_poll && task.polls_running == 0;
                 out(event(HookKind::After { completed }));
                 if destroy {
-                    self.tasks.remove(&id);
+                    self.tasks.remove(&key);
                     out(event(HookKind::Destroy));
                 }
             }
             RawKind::Complete => {
-                let task = self.known(id, &mut out, &event);
+                let task = self.known(key, &mut out, &event);
                 if task.polls_running > 0 {
                     task.completed_on = Some(tid);
                 }
@@ -164,12 +168,12 @@ impl TaskModel {
                 if self.last_free_by_thread.insert(tid, id) == Some(id) {
                     return;
                 }
-                let task = self.known(id, &mut out, &event);
+                let task = self.known(key, &mut out, &event);
                 if task.polls_running > 0 {
                     task.freed_in_poll = true;
                     return;
                 }
-                self.tasks.remove(&id);
+                self.tasks.remove(&key);
                 out(event(HookKind::Destroy));
             }
         }
@@ -178,11 +182,11 @@ impl TaskModel {
     /// The task's state, announcing it first with an `existing` init if unseen.
     fn known(
         &mut self,
-        id: u64,
+        key: (u32, u64),
         out: &mut impl FnMut(HookEvent),
         event: &impl Fn(HookKind) -> HookEvent,
     ) -> &mut TaskState {
-        self.tasks.entry(id).or_insert_with(|| {
+        self.tasks.entry(key).or_insert_with(|| {
             out(event(HookKind::Init {
                 resource_type: ResourceType::TOKIO_TASK,
                 trigger_id: None,
@@ -349,6 +353,31 @@ mod tests {
         assert_eq!(out[3].kind, HookKind::After { completed: true });
         assert_eq!(model.live_tasks(), 0);
         assert_eq!(model.anomalies(), ModelAnomalies::default());
+    }
+
+    #[test]
+    fn the_same_task_id_in_two_processes_is_two_tasks() {
+        let mut model = TaskModel::new();
+        let mut child_spawn = raw(RawKind::Spawn, 1, 7);
+        child_spawn.pid_tgid = (200u64 << 32) | 7;
+        let mut child_free = child_spawn;
+        child_free.kind = RawKind::Free as u32;
+        let out = run(
+            &mut model,
+            &[
+                raw(RawKind::Spawn, 1, 1),
+                child_spawn,
+                raw(RawKind::PollStart, 1, 1),
+                child_free,
+                raw(RawKind::PollEnd, 1, 1),
+            ],
+        );
+        assert_eq!(names(&out), ["init", "init", "before", "destroy", "after"]);
+        assert_eq!(
+            out.iter().map(|e| e.pid).collect::<Vec<_>>(),
+            [100, 200, 100, 200, 100]
+        );
+        assert_eq!(model.live_tasks(), 1);
     }
 
     #[test]

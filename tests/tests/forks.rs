@@ -1,0 +1,118 @@
+//! A target that creates a child process of its own binary (the `forking`
+//! fixture: `fork()` without exec, or `--exec`: fork + exec of itself). Without
+//! `--follow-forks` only the target is traced; with it, the child is traced too,
+//! under its own pid, and each process's events match its own ground truth.
+//! Needs root and `cargo xtask build`; fails otherwise.
+
+use tracer_tests::{
+    GroundTruth, Profile, TracedRun, compare, fixture_bin, ground_truth_pid, report, require_root,
+    run_traced_with,
+};
+
+/// Runs `forking ARGS` under `tracer run --json OPTIONS` and returns the run with
+/// the parent's and the child's pids and the child's ground truth.
+fn run_forking(options: &[&str], args: &[&str]) -> (TracedRun, u32, u32, GroundTruth) {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("forking", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let run = run_traced_with(options, &fixture, args).unwrap_or_else(|e| panic!("{e}"));
+    assert!(run.status.success(), "tracer failed\n{}", run.describe());
+    let parent = ground_truth_pid(&run.ground_truth_text).unwrap_or_else(|e| panic!("{e}"));
+    let child_text = run
+        .child_ground_truth_text
+        .clone()
+        .unwrap_or_else(|| panic!("the child wrote no ground truth\n{}", run.describe()));
+    let child = ground_truth_pid(&child_text).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(
+        parent, child,
+        "parent and child ground truth from one process"
+    );
+    let child_truth = GroundTruth::parse(&child_text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !run.ground_truth.tasks.is_empty() && !child_truth.tasks.is_empty(),
+        "empty ground truth; was the fixture built with tokio_unstable?"
+    );
+    (run, parent, child, child_truth)
+}
+
+fn child_is_not_traced_without_the_flag(args: &[&str]) {
+    let (run, parent, child, _) = run_forking(&[], args);
+    let strangers: Vec<_> = run
+        .tracer
+        .events
+        .iter()
+        .filter(|e| e.pid != parent)
+        .collect();
+    assert!(
+        strangers.is_empty(),
+        "{} events not from the target {parent} (child is {child}), e.g. {:?}",
+        strangers.len(),
+        strangers.first()
+    );
+    let mismatches = compare(&run.ground_truth, &run.tracer);
+    assert!(
+        mismatches.is_empty(),
+        "{}\n{}",
+        report("forking parent", &mismatches),
+        run.describe()
+    );
+    assert!(
+        !run.stderr.contains("following child process"),
+        "{}",
+        run.describe()
+    );
+}
+
+fn followed_child_matches_its_ground_truth(args: &[&str]) {
+    let (run, parent, child, child_truth) = run_forking(&["--follow-forks"], args);
+    let mut mismatches = compare(&run.ground_truth, &run.tracer.of_pid(parent));
+    mismatches.extend(
+        compare(&child_truth, &run.tracer.of_pid(child))
+            .into_iter()
+            .map(|m| format!("child {child}: {m}")),
+    );
+    let strangers = run
+        .tracer
+        .events
+        .iter()
+        .filter(|e| e.pid != parent && e.pid != child)
+        .count();
+    if strangers > 0 {
+        mismatches.push(format!("{strangers} events from neither process"));
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{}\n{}",
+        report(
+            &format!("forking {args:?}, parent {parent}, child {child}"),
+            &mismatches
+        ),
+        run.describe()
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "tracer: following child process {child} (created by {parent})"
+        )),
+        "the child was not announced\n{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn forked_child_is_not_traced_without_follow_forks() {
+    child_is_not_traced_without_the_flag(&[]);
+}
+
+#[test]
+fn child_that_execs_itself_is_not_traced_without_follow_forks() {
+    child_is_not_traced_without_the_flag(&["--exec"]);
+}
+
+#[test]
+fn forked_child_is_traced_with_follow_forks_and_matches_its_ground_truth() {
+    followed_child_matches_its_ground_truth(&[]);
+}
+
+#[test]
+fn child_that_execs_itself_is_traced_with_follow_forks_and_matches_its_ground_truth() {
+    followed_child_matches_its_ground_truth(&["--exec"]);
+}
