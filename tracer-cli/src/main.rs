@@ -208,11 +208,14 @@ struct RecordArgs {
     live: bool,
 }
 
-/// The live output: JSON lines or aligned text on stdout.
-fn live_sink(json: bool) -> Box<dyn Sink> {
+/// The live output: JSON lines or aligned text on stdout (with a PID column
+/// when several processes are traced).
+fn live_sink(json: bool, several_processes: bool) -> Box<dyn Sink> {
     let stdout = io::BufWriter::with_capacity(1 << 16, io::stdout());
     if json {
         Box::new(JsonLines::new(stdout))
+    } else if several_processes {
+        Box::new(HumanLines::new(stdout).with_pid_column())
     } else {
         Box::new(HumanLines::new(stdout))
     }
@@ -236,7 +239,7 @@ impl OutputArgs {
                 stats_options: self.stats_options.clone(),
             }))
         } else {
-            live_sink(self.json)
+            live_sink(self.json, self.follow_forks)
         }
     }
 
@@ -307,7 +310,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { file, json } => {
-            recording::replay(&file, live_sink(json).as_mut())?;
+            recording::replay(&file, live_sink(json, false).as_mut())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Info { file } => {
