@@ -187,6 +187,11 @@ pub async fn trace(
     let stop = loop {
         tokio::select! {
             _ = drain_tick.tick() => {
+                // New children are announced (before the events in the ring now),
+                // and gone ones let go, within a tick.
+                if options.follow_forks {
+                    children.sync(&mut probes, program)?;
+                }
                 if drain(events.get_mut(), &mut model, &mut resources, &mut stats, sink).is_err() {
                     break Stop::OutputClosed;
                 }
@@ -205,9 +210,6 @@ pub async fn trace(
                 }
                 if target_end.is_none() && ProgramIdentity::of(pid) != program && !is_gone(pid) {
                     target_end = Some(Stop::TargetExeced);
-                }
-                if options.follow_forks {
-                    children.sync(&mut probes, program)?;
                 }
                 if let Some(end) = target_end
                     && children.is_empty()
