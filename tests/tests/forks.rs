@@ -1,7 +1,9 @@
 //! A target that creates a child process of its own binary (the `forking`
 //! fixture: `fork()` without exec, or `--exec`: fork + exec of itself). Without
 //! `--follow-forks` only the target is traced; with it, the child is traced too,
-//! under its own pid, and each process's events match its own ground truth.
+//! under its own pid, and each process's events match its own ground truth,
+//! also when the child outlives the target (`--orphan`): the session then lasts
+//! until the child exits.
 //! Needs root and `cargo xtask build`; fails otherwise.
 
 use tracer_tests::{
@@ -62,7 +64,9 @@ fn child_is_not_traced_without_the_flag(args: &[&str]) {
     );
 }
 
-fn followed_child_matches_its_ground_truth(args: &[&str]) {
+/// Runs with `--follow-forks`, checks both processes, and returns the run and
+/// the two pids.
+fn followed_child_matches_its_ground_truth(args: &[&str]) -> (TracedRun, u32, u32) {
     let (run, parent, child, child_truth) = run_forking(&["--follow-forks"], args);
     let mut mismatches = compare(&run.ground_truth, &run.tracer.of_pid(parent));
     mismatches.extend(
@@ -93,6 +97,19 @@ fn followed_child_matches_its_ground_truth(args: &[&str]) {
             "tracer: following child process {child} (created by {parent})"
         )),
         "the child was not announced\n{}",
+        run.describe()
+    );
+    (run, parent, child)
+}
+
+#[test]
+fn child_that_outlives_the_target_is_traced_until_it_exits() {
+    let (run, parent, _) = followed_child_matches_its_ground_truth(&["--orphan"]);
+    assert!(
+        run.stderr.contains(&format!(
+            "tracer: process {parent} exited; tracing its child processes until they exit"
+        )),
+        "the target did not end first\n{}",
         run.describe()
     );
 }
