@@ -52,7 +52,7 @@ enum Command {
     /// that were already running when tracer attached appear at first sight with
     /// an init marked existing and no trigger.
     #[command(
-        after_help = "Examples:\n  tracer trace -p 4242\n  tracer trace -p \"$(pgrep -n my-server)\" --json > events.jsonl"
+        after_help = "Examples:\n  tracer trace -p 4242\n  tracer trace -p \"$(pgrep -n my-server)\" --json > events.jsonl\n  tracer trace -p 4242 --follow-forks --json   # and the workers it forks from now on"
     )]
     Trace {
         /// Process id of the Tokio program to trace.
@@ -123,7 +123,7 @@ enum Command {
     /// its exit code. The first Ctrl-C is passed to the command (its shutdown is
     /// traced too); a second one stops tracing.
     #[command(
-        after_help = "Examples:\n  tracer run -- ./target/release/my-server --port 8080\n  tracer run -o session.trace -- ./target/release/my-server\n  tracer run --json -- ./target/release/my-app > events.jsonl"
+        after_help = "Examples:\n  tracer run -- ./target/release/my-server --port 8080\n  tracer run -o session.trace -- ./target/release/my-server\n  tracer run --json -- ./target/release/my-app > events.jsonl\n  tracer run --follow-forks --json -- ./target/release/prefork-server   # its children too, by pid"
     )]
     Run {
         #[command(flatten)]
@@ -185,8 +185,9 @@ struct OutputArgs {
     /// until the target and every followed child have exited. Each new child is
     /// announced on stderr. Other processes running the same binary are not
     /// reported but pay the cost of a probe hit (the kernel cannot filter them
-    /// out). Needs the task/task_newtask tracepoint (tracefs mounted).
-    #[arg(long)]
+    /// out). Needs the task/task_newtask tracepoint (tracefs mounted). Not with
+    /// --tree or --stats, which tell tasks apart by id alone.
+    #[arg(long, conflicts_with_all = ["tree", "stats"])]
     follow_forks: bool,
     /// Benchmark floor: empty programs on the poll sites only, no events.
     #[arg(long, hide = true, conflicts_with = "no_polls")]
@@ -372,5 +373,22 @@ mod recording_cli_tests {
         };
         assert!(record.live && output.json && !record.force);
         assert_eq!(record.file.as_deref(), Some(std::path::Path::new("f")));
+    }
+
+    #[test]
+    fn follow_forks_is_on_every_tracing_command_but_not_with_the_reports() {
+        for args in [
+            &["tracer", "trace", "-p", "1", "--follow-forks"][..],
+            &["tracer", "record", "-p", "1", "-o", "f", "--follow-forks"],
+            &["tracer", "run", "--follow-forks", "--", "app"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        for report in ["--tree", "--stats"] {
+            assert!(
+                Cli::try_parse_from(["tracer", "run", "--follow-forks", report, "--", "app"])
+                    .is_err()
+            );
+        }
     }
 }
