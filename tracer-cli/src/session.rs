@@ -210,6 +210,9 @@ pub async fn trace(
                 }
                 if target_end.is_none() && ProgramIdentity::of(pid) != program && !is_gone(pid) {
                     target_end = Some(Stop::TargetExeced);
+                    if !children.is_empty() {
+                        eprintln!("tracer: process {pid} called exec; tracing its child processes until they exit");
+                    }
                 }
                 if let Some(end) = target_end
                     && children.is_empty()
@@ -289,7 +292,7 @@ pub async fn trace(
     );
     eprint!("{}", stats.render(&attach, &counters, model.anomalies()));
     if options.follow_forks {
-        eprintln!("tracer: {} child processes followed", children.followed);
+        eprintln!("tracer: child processes followed: {}", children.followed);
     }
     let child_exit = match launched.as_mut() {
         // `tracer run` still ends when the command does, with its exit code.
