@@ -5,7 +5,8 @@
 //! (not a thread), the child's pid goes into the BPF map `FOLLOWED`, whose
 //! processes the probes report like the target. Userspace only watches that map:
 //! it announces each new child, stops following one that runs another program
-//! (exec) or exits, and tells the session when no child is left.
+//! (exec) or exits, and tells the session when no child is left. Descendants that
+//! already exist when tracer attaches are found in `/proc` and followed too.
 //!
 //! The tracepoint record's layout is read from its format file in tracefs at load
 //! time, never assumed.
@@ -135,9 +136,7 @@ impl Children {
                 eprintln!("tracer: child process {child} exited");
                 done.push(*child);
             } else if ProgramIdentity::of(*child) != program {
-                eprintln!(
-                    "tracer: child process {child} runs another program (exec): it is not traced"
-                );
+                eprintln!("tracer: child process {child} runs another program: it is not traced");
                 done.push(*child);
             }
         }
@@ -147,6 +146,37 @@ impl Children {
         }
         Ok(())
     }
+}
+
+/// The processes descending from `pid` now, each with its parent, found by
+/// their parent pids in `/proc` (threads are not listed there).
+pub fn descendants(pid: u32) -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|entry| {
+            let child: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            Some((child, parent_in_stat(&stat)?))
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(child, _) in parents.iter().filter(|(_, p)| *p == parent) {
+            found.push((child, parent));
+            frontier.push(child);
+        }
+    }
+    found
+}
+
+/// The parent pid in a `/proc/PID/stat` line: the second field after the
+/// parenthesised command name (which may itself hold spaces and parentheses).
+fn parent_in_stat(stat: &str) -> Option<u32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A pidfd for `pid`, readable once the process has exited.
@@ -191,6 +221,12 @@ mod tests {
                 clone_flags: 40
             }
         );
+    }
+
+    #[test]
+    fn the_parent_pid_follows_the_command_name_whatever_it_holds() {
+        assert_eq!(parent_in_stat("42 (a) b (c)) S 17 42 42 0"), Some(17));
+        assert_eq!(parent_in_stat("42 (app) R"), None);
     }
 
     #[test]

@@ -325,18 +325,30 @@ impl Probes {
             .collect()
     }
 
+    /// Starts tracing `child`, a descendant of the target created by `parent`
+    /// (one that existed before tracer attached).
+    pub fn follow(&mut self, child: u32, parent: u32) -> anyhow::Result<()> {
+        self.followed_mut()?
+            .insert(child, parent, 0)
+            .with_context(|| format!("cannot follow process {child}"))
+    }
+
     /// Stops tracing a descendant (it exited, or runs another program).
     pub fn unfollow(&mut self, pid: u32) -> anyhow::Result<()> {
-        let map = self
-            .ebpf
-            .map_mut("FOLLOWED")
-            .ok_or_else(|| anyhow!("BPF map FOLLOWED missing"))?;
-        let mut followed: HashMap<&mut MapData, u32, u32> = HashMap::try_from(map)?;
-        match followed.remove(&pid) {
+        match self.followed_mut()?.remove(&pid) {
             // Already gone: nothing to stop.
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(error) => Err(error).context(format!("cannot stop following process {pid}")),
         }
+    }
+
+    /// The map of followed processes, to change.
+    fn followed_mut(&mut self) -> anyhow::Result<HashMap<&mut MapData, u32, u32>> {
+        let map = self
+            .ebpf
+            .map_mut("FOLLOWED")
+            .ok_or_else(|| anyhow!("BPF map FOLLOWED missing"))?;
+        Ok(HashMap::try_from(map)?)
     }
 
     /// The ring buffer every event arrives through. Can be taken once.

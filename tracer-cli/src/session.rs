@@ -125,6 +125,12 @@ pub async fn trace(
         None
     };
     let mut probes = Probes::load(pid, adapter.layout(), options.ring_bytes, fork_fields)?;
+    if options.follow_forks {
+        // The tracepoint catches every process created from now on; these exist.
+        for (child, parent) in forks::descendants(pid) {
+            probes.follow(child, parent)?;
+        }
+    }
     let attach = attach_all(&mut probes, &objects, pid, options)?;
     let mut events = watch_readable(probes.take_events()?)?;
     let exited = pidfd(pid)?;
