@@ -62,7 +62,7 @@ impl NewTaskFields {
     }
 
     /// Parses a format file: lines like
-    /// `field:pid_t pid;	offset:8;	size:4;	signed:1;`.
+    /// `field:pid_t pid; offset:8; size:4; signed:1;` (tab-separated).
     fn parse(text: &str) -> anyhow::Result<Self> {
         let field = |wanted: &str, size: u64| -> anyhow::Result<u64> {
             for line in text.lines() {
