@@ -4,13 +4,15 @@
 //! under its own pid, and each process's events match its own ground truth,
 //! also when the child outlives the target (`--orphan`): the session then lasts
 //! until the child exits, and when `tracer trace -p` attaches after the fork
-//! (`--on-signal`): children that already exist are followed too.
+//! (`--on-signal`): children that already exist are followed too. A child that
+//! runs another program (`--exec-other`) is let go.
 //! Needs root and `cargo xtask build`; fails otherwise.
 
 use std::{
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
+    io::{BufRead as _, BufReader, Read as _},
+    process::{Child, Command, Output, Stdio},
     sync::mpsc,
+    thread::JoinHandle,
     time::Duration,
 };
 
@@ -143,6 +145,82 @@ fn child_that_execs_itself_is_traced_with_follow_forks_and_matches_its_ground_tr
     followed_child_matches_its_ground_truth(&["--exec"]);
 }
 
+/// A running tracer whose stdout is collected and whose stderr is read line by
+/// line as it comes (both drained at once, so the tracer never blocks on a pipe).
+struct Watched {
+    child: Child,
+    stdout: JoinHandle<Vec<u8>>,
+    lines: mpsc::Receiver<String>,
+    stderr: JoinHandle<()>,
+    seen: Vec<String>,
+}
+
+impl Watched {
+    fn start(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tracer starts");
+        let mut out = child.stdout.take().expect("stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = out.read_to_end(&mut bytes);
+            bytes
+        });
+        let err = child.stderr.take().expect("stderr");
+        let (send, lines) = mpsc::channel();
+        let stderr = std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        Self {
+            child,
+            stdout,
+            lines,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the first stderr line that `wanted` accepts and returns what it
+    /// took from it. The minute is a guard against a hang, not a measurement.
+    fn until<T>(&mut self, what: &str, mut wanted: impl FnMut(&str) -> Option<T>) -> T {
+        loop {
+            let Ok(line) = self.lines.recv_timeout(Duration::from_secs(60)) else {
+                let _ = self.child.kill();
+                panic!("the tracer never said {what}:\n{:#?}", self.seen);
+            };
+            let found = wanted(&line);
+            self.seen.push(line);
+            if let Some(found) = found {
+                return found;
+            }
+        }
+    }
+
+    /// Waits for the tracer to end: its status, stdout and whole stderr.
+    fn finish(mut self) -> (Output, String) {
+        let status = self.child.wait().expect("tracer ends");
+        let stdout = self.stdout.join().expect("stdout reader");
+        self.stderr.join().expect("stderr reader");
+        self.seen.extend(self.lines.try_iter());
+        let output = Output {
+            status,
+            stdout,
+            stderr: Vec::new(),
+        };
+        (output, self.seen.join("\n"))
+    }
+}
+
+fn signal(pid: u32) {
+    // SAFETY: plain kill(2) of one of the fixture's processes.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGUSR1) }, 0);
+}
+
 #[test]
 fn children_that_exist_when_trace_attaches_are_followed() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
@@ -166,47 +244,22 @@ fn children_that_exist_when_trace_attaches_are_followed() {
         }
         std::thread::yield_now();
     };
-    let mut traced = Command::new(tracer)
-        .args([
-            "trace",
-            "--json",
-            "--follow-forks",
-            "-p",
-            &parent.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tracer starts");
-    let (lines, stderr_lines) = mpsc::channel();
-    let stderr = traced.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
+    let mut traced = Watched::start(Command::new(tracer).args([
+        "trace",
+        "--json",
+        "--follow-forks",
+        "-p",
+        &parent.to_string(),
+    ]));
+    traced.until("that it attached", |line| {
+        line.ends_with("Ctrl-C to stop").then_some(())
     });
     let announced = format!("tracer: following child process {child} (created by {parent})");
-    let mut seen = Vec::new();
-    let (mut attached, mut followed) = (false, false);
-    while !(attached && followed) {
-        // A guard against a hang, not a measurement: the lines come at once.
-        let Ok(line) = stderr_lines.recv_timeout(Duration::from_secs(60)) else {
-            let _ = app.kill();
-            panic!("the tracer never said it attached and follows {child}:\n{seen:#?}");
-        };
-        attached |= line.ends_with("Ctrl-C to stop");
-        followed |= line == announced;
-        seen.push(line);
-    }
-    for pid in [parent, child] {
-        // SAFETY: plain kill(2) of the fixture's processes.
-        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGUSR1) }, 0);
-    }
+    traced.until(&announced, |line| (line == announced).then_some(()));
+    signal(parent);
+    signal(child);
     let app_status = app.wait().expect("forking ends");
-    let output = traced.wait_with_output().expect("tracer ends");
-    reader.join().expect("stderr reader");
-    seen.extend(stderr_lines.try_iter());
-    let stderr = seen.join("\n");
+    let (output, stderr) = traced.finish();
     assert!(app_status.success(), "forking failed: {app_status}");
     assert!(output.status.success(), "tracer failed:\n{stderr}");
 
@@ -232,5 +285,54 @@ fn children_that_exist_when_trace_attaches_are_followed() {
             &format!("forking --on-signal, parent {parent}, child {child}"),
             &mismatches
         )
+    );
+}
+
+#[test]
+fn child_that_runs_another_program_is_let_go() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("forking", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let gt_path = temp_path("forks-other");
+    let mut traced = Watched::start(
+        Command::new(tracer)
+            .args(["run", "--json", "--follow-forks", "--"])
+            .arg(&fixture)
+            .arg("--exec-other")
+            .env(GROUND_TRUTH_ENV, &gt_path),
+    );
+    let parent: u32 = traced.until("that it traces the command", |line| {
+        let (_, pid) = line
+            .strip_prefix("tracer: tracing ")?
+            .split_once(", pid ")?;
+        pid.split_once(')')?.0.parse().ok()
+    });
+    // `/bin/cat` waits on its input until the parent gets SIGUSR1.
+    let other: u32 = traced.until("that it let /bin/cat go", |line| {
+        line.strip_prefix("tracer: child process ")?
+            .strip_suffix(" runs another program: it is not traced")?
+            .parse()
+            .ok()
+    });
+    signal(parent);
+    let (output, stderr) = traced.finish();
+    assert!(output.status.success(), "tracer failed:\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "tracer: following child process {other} (created by {parent})"
+        )),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&gt_path).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&gt_path);
+    let truth = GroundTruth::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let events = TracerOutput::parse(&String::from_utf8_lossy(&output.stdout))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Every event is the parent's (compare checks a single pid), and exact.
+    let mismatches = compare(&truth, &events);
+    assert!(
+        mismatches.is_empty(),
+        "{}\n{stderr}",
+        report("forking --exec-other", &mismatches)
     );
 }
