@@ -447,6 +447,20 @@ impl TracerOutput {
         Ok(out)
     }
 
+    /// The events of process `pid` only, in output order (task ids are per
+    /// process, so a traced family is compared one process at a time).
+    pub fn of_pid(&self, pid: u32) -> TracerOutput {
+        TracerOutput {
+            events: self
+                .events
+                .iter()
+                .filter(|e| e.pid == pid)
+                .cloned()
+                .collect(),
+            other: self.other.clone(),
+        }
+    }
+
     /// Events grouped per task id, each in output order.
     pub fn per_task(&self) -> BTreeMap<u64, Vec<&TracerEvent>> {
         let mut m: BTreeMap<u64, Vec<&TracerEvent>> = BTreeMap::new();
@@ -959,6 +973,9 @@ pub struct TracedRun {
     pub ground_truth: GroundTruth,
     /// The ground-truth file as written, for records [`GroundTruth`] does not fold.
     pub ground_truth_text: String,
+    /// The ground truth of the fixture's child process, if it wrote one (see
+    /// [`child_ground_truth_path`]).
+    pub child_ground_truth_text: Option<String>,
     /// Parsed tracer output.
     pub tracer: TracerOutput,
 }
@@ -996,6 +1013,25 @@ pub fn temp_path(tag: &str) -> PathBuf {
         "tracer-gt-{tag}-{}-{n}-{nanos}.jsonl",
         std::process::id()
     ))
+}
+
+/// Where a fixture's child process writes its ground truth: the parent's file
+/// name plus `.child` (the `forking` fixture).
+pub fn child_ground_truth_path(parent: &Path) -> PathBuf {
+    let mut path = parent.as_os_str().to_owned();
+    path.push(".child");
+    PathBuf::from(path)
+}
+
+/// The pid that wrote a ground-truth file (every record carries it).
+pub fn ground_truth_pid(text: &str) -> Result<u32, String> {
+    let first = text.lines().next().ok_or("empty ground truth")?;
+    let record: serde_json::Value =
+        serde_json::from_str(first).map_err(|e| format!("ground truth: {e}: {first}"))?;
+    record["pid"]
+        .as_u64()
+        .map(|pid| pid as u32)
+        .ok_or_else(|| format!("ground truth record without a pid: {first}"))
 }
 
 /// A spawned child whose stdout/stderr are drained by threads (so pipes never fill).
@@ -1071,6 +1107,9 @@ fn collect(
     let ground_truth_text = std::fs::read_to_string(gt_path)
         .map_err(|e| format!("cannot read ground truth {}: {e}", gt_path.display()));
     let _ = std::fs::remove_file(gt_path);
+    let child_path = child_ground_truth_path(gt_path);
+    let child_ground_truth_text = std::fs::read_to_string(&child_path).ok();
+    let _ = std::fs::remove_file(&child_path);
     let ground_truth_text = ground_truth_text?;
     let ground_truth = GroundTruth::parse(&ground_truth_text);
     let tracer =
@@ -1081,6 +1120,7 @@ fn collect(
         stderr,
         ground_truth: ground_truth?,
         ground_truth_text,
+        child_ground_truth_text,
         tracer,
     })
 }
@@ -1120,12 +1160,14 @@ impl Privileges {
 /// Runs `tracer run --json -- <fixture> args…` with `TRACER_GROUND_TRUTH` set for
 /// the child, and collects both outputs.
 pub fn run_traced(fixture: &Path, args: &[&str]) -> Result<TracedRun, String> {
-    run_traced_with(Privileges::Root, fixture, args)
+    run_traced_with(Privileges::Root, &[], fixture, args)
 }
 
-/// [`run_traced`], with the tracer (and so the fixture it starts) holding `privileges`.
+/// [`run_traced`], with the tracer (and so the fixture it starts) holding
+/// `privileges`, and more tracer options (`tracer run --json OPTIONS -- …`).
 pub fn run_traced_with(
     privileges: Privileges,
+    options: &[&str],
     fixture: &Path,
     args: &[&str],
 ) -> Result<TracedRun, String> {
@@ -1134,7 +1176,9 @@ pub fn run_traced_with(
     let r = start(
         privileges
             .command(&tracer)
-            .args(["run", "--json", "--"])
+            .args(["run", "--json"])
+            .args(options)
+            .arg("--")
             .arg(fixture)
             .args(args)
             .env(GROUND_TRUTH_ENV, &gt_path),
@@ -1152,7 +1196,13 @@ pub fn run_attached(
     attach_after: Duration,
     profile: Profile,
 ) -> Result<(TracedRun, ExitStatus), String> {
-    run_attached_with(Privileges::Root, Privileges::Root, seconds, attach_after, profile)
+    run_attached_with(
+        Privileges::Root,
+        Privileges::Root,
+        seconds,
+        attach_after,
+        profile,
+    )
 }
 
 /// [`run_attached`], with the target and the tracer each holding their own privileges.

@@ -15,7 +15,7 @@ use tracer_tests::{
 fn bpf_and_perfmon_alone_trace_a_launched_program_exactly() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let fixture = fixture_bin("multi_thread", Profile::Debug).unwrap_or_else(|e| panic!("{e}"));
-    let run = run_traced_with(Privileges::NobodyWithBpfAndPerfmon, &fixture, &[])
+    let run = run_traced_with(Privileges::NobodyWithBpfAndPerfmon, &[], &fixture, &[])
         .unwrap_or_else(|e| panic!("multi_thread as nobody: {e}"));
     assert!(
         run.status.success(),
@@ -31,7 +31,10 @@ fn bpf_and_perfmon_alone_trace_a_launched_program_exactly() {
     assert!(
         mismatches.is_empty(),
         "{}\n{}",
-        report("multi_thread, tracer with CAP_BPF+CAP_PERFMON only", &mismatches),
+        report(
+            "multi_thread, tracer with CAP_BPF+CAP_PERFMON only",
+            &mismatches
+        ),
         run.describe()
     );
 }
@@ -47,7 +50,11 @@ fn bpf_and_perfmon_alone_attach_to_a_running_process_of_the_same_user() {
         Profile::Release,
     )
     .unwrap_or_else(|e| panic!("long_running as nobody: {e}"));
-    assert!(target_status.success(), "target: {target_status}\n{}", run.describe());
+    assert!(
+        target_status.success(),
+        "target: {target_status}\n{}",
+        run.describe()
+    );
     assert!(run.status.success(), "tracer failed\n{}", run.describe());
     assert!(
         !run.tracer.events.is_empty(),
@@ -58,7 +65,10 @@ fn bpf_and_perfmon_alone_attach_to_a_running_process_of_the_same_user() {
     assert!(
         mismatches.is_empty(),
         "{}\n{}",
-        report("attach as nobody with CAP_BPF+CAP_PERFMON only", &mismatches),
+        report(
+            "attach as nobody with CAP_BPF+CAP_PERFMON only",
+            &mismatches
+        ),
         run.describe()
     );
 }
@@ -66,8 +76,7 @@ fn bpf_and_perfmon_alone_attach_to_a_running_process_of_the_same_user() {
 #[test]
 fn tracing_another_users_process_without_cap_sys_ptrace_is_refused_naming_it() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
-    let fixture =
-        fixture_bin("long_running", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("long_running", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
     let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
     // A root-owned target, then a tracer running as nobody.
     let mut target = Privileges::Root
@@ -87,7 +96,10 @@ fn tracing_another_users_process_without_cap_sys_ptrace_is_refused_naming_it() {
     let _ = target.wait();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "exit status:\n{stderr}");
-    assert!(stderr.contains("CAP_SYS_PTRACE"), "stderr lacks CAP_SYS_PTRACE:\n{stderr}");
+    assert!(
+        stderr.contains("CAP_SYS_PTRACE"),
+        "stderr lacks CAP_SYS_PTRACE:\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "tracer panicked:\n{stderr}");
     assert!(output.stdout.is_empty(), "events printed despite the error");
     assert!(target_still_running, "the refused tracer harmed its target");

@@ -1,6 +1,8 @@
 //! Probes are filtered to the traced process: another process running the same
-//! binary at the same time must not leak a single event into the output. Needs
-//! root and `cargo xtask build`; fails otherwise.
+//! binary at the same time must not leak a single event into the output, also
+//! with `--follow-forks`, where the kernel runs the probes for every process of
+//! the file and only the BPF programs filter. Needs root and `cargo xtask build`;
+//! fails otherwise.
 
 use std::process::{Command, Stdio};
 
@@ -8,6 +10,15 @@ use tracer_tests::{Profile, TracerOutput, fixture_bin, require_root, tracer_bin}
 
 #[test]
 fn other_process_of_the_same_binary_is_not_traced() {
+    bystander_is_not_traced(&[]);
+}
+
+#[test]
+fn other_process_of_the_same_binary_is_not_traced_with_follow_forks() {
+    bystander_is_not_traced(&["--follow-forks"]);
+}
+
+fn bystander_is_not_traced(options: &[&str]) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
     let app = fixture_bin("long_running", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
@@ -23,6 +34,7 @@ fn other_process_of_the_same_binary_is_not_traced() {
         .expect("target starts");
     let output = Command::new(tracer)
         .args(["trace", "--json", "-p", &target.id().to_string()])
+        .args(options)
         .output()
         .expect("tracer runs");
     let _ = target.wait();

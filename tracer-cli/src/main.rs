@@ -4,6 +4,7 @@
 //! life of every task as `init` / `before` / `after` / `resolve` / `destroy`.
 
 mod analysis;
+mod forks;
 mod launch;
 mod multi_attach;
 mod preflight;
@@ -54,7 +55,7 @@ enum Command {
     /// that were already running when tracer attached appear at first sight with
     /// an init marked existing and no trigger.
     #[command(
-        after_help = "Examples:\n  tracer trace -p 4242\n  tracer trace -p \"$(pgrep -n my-server)\" --json > events.jsonl"
+        after_help = "Examples:\n  tracer trace -p 4242\n  tracer trace -p \"$(pgrep -n my-server)\" --json > events.jsonl\n  tracer trace -p 4242 --follow-forks --json   # and the workers it forks from now on"
     )]
     Trace {
         /// Process id of the Tokio program to trace.
@@ -125,7 +126,7 @@ enum Command {
     /// its exit code. The first Ctrl-C is passed to the command (its shutdown is
     /// traced too); a second one stops tracing.
     #[command(
-        after_help = "Examples:\n  tracer run -- ./target/release/my-server --port 8080\n  tracer run -o session.trace -- ./target/release/my-server\n  tracer run --json -- ./target/release/my-app > events.jsonl"
+        after_help = "Examples:\n  tracer run -- ./target/release/my-server --port 8080\n  tracer run -o session.trace -- ./target/release/my-server\n  tracer run --json -- ./target/release/my-app > events.jsonl\n  tracer run --follow-forks --json -- ./target/release/prefork-server   # its children too, by pid"
     )]
     Run {
         #[command(flatten)]
@@ -180,6 +181,17 @@ struct OutputArgs {
     /// trigger comes from the poll probes, so trigger_id is null in this mode.
     #[arg(long)]
     no_polls: bool,
+    /// Also trace the processes the target creates, and theirs, from their first
+    /// instruction: each event's pid says which process it is from (task ids are
+    /// per process). A child that runs another program (exec) is not traced; one
+    /// that runs the same binary (fork, or exec of itself) is. The session lasts
+    /// until the target and every followed child have exited. Each new child is
+    /// announced on stderr. Other processes running the same binary are not
+    /// reported but pay the cost of a probe hit (the kernel cannot filter them
+    /// out). Needs the task/task_newtask tracepoint (tracefs mounted). Not with
+    /// --tree or --stats, which tell tasks apart by id alone.
+    #[arg(long, conflicts_with_all = ["tree", "stats"])]
+    follow_forks: bool,
     /// Benchmark floor: empty programs on the poll sites only, no events.
     #[arg(long, hide = true, conflicts_with = "no_polls")]
     floor: bool,
@@ -200,11 +212,14 @@ struct RecordArgs {
     live: bool,
 }
 
-/// The live output: JSON lines or aligned text on stdout.
-fn live_sink(json: bool) -> Box<dyn Sink> {
+/// The live output: JSON lines or aligned text on stdout (with a PID column
+/// when several processes are traced).
+fn live_sink(json: bool, several_processes: bool) -> Box<dyn Sink> {
     let stdout = io::BufWriter::with_capacity(1 << 16, io::stdout());
     if json {
         Box::new(JsonLines::new(stdout))
+    } else if several_processes {
+        Box::new(HumanLines::new(stdout).with_pid_column())
     } else {
         Box::new(HumanLines::new(stdout))
     }
@@ -239,7 +254,7 @@ impl OutputArgs {
                 stats_options: self.stats_options.clone(),
             }))
         } else {
-            live_sink(self.json)
+            live_sink(self.json, self.follow_forks)
         }
     }
 
@@ -267,6 +282,7 @@ impl OutputArgs {
         SessionOptions {
             ring_bytes: self.ring_size,
             probes,
+            follow_forks: self.follow_forks,
         }
     }
 }
@@ -337,7 +353,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { file, json } => {
-            recording::replay(&file, live_sink(json).as_mut())?;
+            recording::replay(&file, live_sink(json, false).as_mut())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Info { file } => {
@@ -402,5 +418,22 @@ mod recording_cli_tests {
         };
         assert!(record.live && output.json && !record.force);
         assert_eq!(record.file.as_deref(), Some(std::path::Path::new("f")));
+    }
+
+    #[test]
+    fn follow_forks_is_on_every_tracing_command_but_not_with_the_reports() {
+        for args in [
+            &["tracer", "trace", "-p", "1", "--follow-forks"][..],
+            &["tracer", "record", "-p", "1", "-o", "f", "--follow-forks"],
+            &["tracer", "run", "--follow-forks", "--", "app"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        for report in ["--tree", "--stats"] {
+            assert!(
+                Cli::try_parse_from(["tracer", "run", "--follow-forks", report, "--", "app"])
+                    .is_err()
+            );
+        }
     }
 }

@@ -15,6 +15,8 @@
 //!   is counted, never reported as an `after` without its `before`;
 //! - a task is forgotten at `destroy`, so memory follows live tasks, not history
 //!   (plus a fixed window of recently destroyed ids, to fold a second free).
+//! - tasks are told apart by process and id: with `--follow-forks` several
+//!   processes report, and each has its own task ids.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -63,33 +65,37 @@ pub struct ModelAnomalies {
 /// second comes within a few events of the first.
 const RECENTLY_DESTROYED: usize = 1024;
 
-/// The last [`RECENTLY_DESTROYED`] destroyed task ids (Tokio never reuses an id).
+/// A task as the model knows it: (pid, task id).
+type TaskKey = (u32, u64);
+
+/// The last [`RECENTLY_DESTROYED`] destroyed tasks (Tokio never reuses an id).
 #[derive(Debug, Default)]
 struct RecentIds {
-    order: VecDeque<u64>,
-    set: HashSet<u64>,
+    order: VecDeque<TaskKey>,
+    set: HashSet<TaskKey>,
 }
 
 impl RecentIds {
-    fn contains(&self, id: u64) -> bool {
-        self.set.contains(&id)
+    fn contains(&self, key: TaskKey) -> bool {
+        self.set.contains(&key)
     }
 
-    fn insert(&mut self, id: u64) {
+    fn insert(&mut self, key: TaskKey) {
         if self.order.len() == RECENTLY_DESTROYED
             && let Some(oldest) = self.order.pop_front()
         {
             self.set.remove(&oldest);
         }
-        self.order.push_back(id);
-        self.set.insert(id);
+        self.order.push_back(key);
+        self.set.insert(key);
     }
 }
 
 /// The per-task state machine: feed it [`RawEvent`]s in ring-buffer order.
 #[derive(Debug, Default)]
 pub struct TaskModel {
-    tasks: HashMap<u64, TaskState>,
+    /// Live tasks by (pid, task id).
+    tasks: HashMap<TaskKey, TaskState>,
     recently_destroyed: RecentIds,
     anomalies: ModelAnomalies,
     /// No poll probes feed the BPF poll stack (`--no-polls`), so spawn triggers
@@ -141,6 +147,7 @@ impl TaskModel {
             return;
         };
         let (pid, tid, id) = (raw.pid(), raw.tid(), raw.task_id);
+        let key = (pid, id);
         let event = |kind| HookEvent {
             kind,
             async_id: id,
@@ -159,11 +166,11 @@ impl TaskModel {
                         return;
                     }
                 };
-                if self.tasks.contains_key(&id) {
+                if self.tasks.contains_key(&key) {
                     // A second spawn site on the same path (`bind` around `bind_inner`).
                     return;
                 }
-                self.tasks.insert(id, TaskState::default());
+                self.tasks.insert(key, TaskState::default());
                 out(event(HookKind::Init {
                     resource_type,
                     trigger_id: (!self.lifecycle_only).then_some(raw.trigger_id),
@@ -171,7 +178,7 @@ impl TaskModel {
                 }));
             }
             RawKind::PollStart => {
-                let task = self.known(id, &mut out, &event);
+                let task = self.known(key, &mut out, &event);
                 // Already polling on this thread: that poll's return was lost.
                 let lost = task.polling_on.contains(&tid);
                 if !lost {
@@ -181,7 +188,7 @@ impl TaskModel {
                 out(event(HookKind::Before));
             }
             RawKind::PollEnd => {
-                let Some((task, index)) = self.tasks.get_mut(&id).and_then(|task| {
+                let Some((task, index)) = self.tasks.get_mut(&key).and_then(|task| {
                     let index = task.polling_on.iter().position(|t| *t == tid)?;
                     Some((task, index))
                 }) else {
@@ -196,12 +203,12 @@ impl TaskModel {
                 let destroy = task.freed_in_poll && task.polling_on.is_empty();
                 out(event(HookKind::After { completed }));
                 if destroy {
-                    self.forget(id);
+                    self.forget(key);
                     out(event(HookKind::Destroy));
                 }
             }
             RawKind::Complete => {
-                let task = self.known(id, &mut out, &event);
+                let task = self.known(key, &mut out, &event);
                 if task.polling_on.contains(&tid) {
                     task.completed_on = Some(tid);
                 }
@@ -209,34 +216,34 @@ impl TaskModel {
             }
             RawKind::Free => {
                 // The second probed site of a free already reported.
-                if self.recently_destroyed.contains(id) {
+                if self.recently_destroyed.contains(key) {
                     return;
                 }
-                let task = self.known(id, &mut out, &event);
+                let task = self.known(key, &mut out, &event);
                 if !task.polling_on.is_empty() {
                     task.freed_in_poll = true;
                     return;
                 }
-                self.forget(id);
+                self.forget(key);
                 out(event(HookKind::Destroy));
             }
         }
     }
 
     /// Forgets a destroyed task, remembering its id to fold a second free.
-    fn forget(&mut self, id: u64) {
-        self.tasks.remove(&id);
-        self.recently_destroyed.insert(id);
+    fn forget(&mut self, key: TaskKey) {
+        self.tasks.remove(&key);
+        self.recently_destroyed.insert(key);
     }
 
     /// The task's state, announcing it first with an `existing` init if unseen.
     fn known(
         &mut self,
-        id: u64,
+        key: TaskKey,
         out: &mut impl FnMut(HookEvent),
         event: &impl Fn(HookKind) -> HookEvent,
     ) -> &mut TaskState {
-        self.tasks.entry(id).or_insert_with(|| {
+        self.tasks.entry(key).or_insert_with(|| {
             out(event(HookKind::Init {
                 resource_type: ResourceType::TOKIO_TASK,
                 trigger_id: None,
@@ -403,6 +410,31 @@ mod tests {
         assert_eq!(out[3].kind, HookKind::After { completed: true });
         assert_eq!(model.live_tasks(), 0);
         assert_eq!(model.anomalies(), ModelAnomalies::default());
+    }
+
+    #[test]
+    fn the_same_task_id_in_two_processes_is_two_tasks() {
+        let mut model = TaskModel::new();
+        let mut child_spawn = raw(RawKind::Spawn, 1, 7);
+        child_spawn.pid_tgid = (200u64 << 32) | 7;
+        let mut child_free = child_spawn;
+        child_free.kind = RawKind::Free as u32;
+        let out = run(
+            &mut model,
+            &[
+                raw(RawKind::Spawn, 1, 1),
+                child_spawn,
+                raw(RawKind::PollStart, 1, 1),
+                child_free,
+                raw(RawKind::PollEnd, 1, 1),
+            ],
+        );
+        assert_eq!(names(&out), ["init", "init", "before", "destroy", "after"]);
+        assert_eq!(
+            out.iter().map(|e| e.pid).collect::<Vec<_>>(),
+            [100, 200, 100, 200, 100]
+        );
+        assert_eq!(model.live_tasks(), 1);
     }
 
     #[test]

@@ -137,6 +137,7 @@ pub struct HumanLines<W: Write> {
     out: W,
     start_ns: u64,
     header_written: bool,
+    pid_column: bool,
 }
 
 impl<W: Write> HumanLines<W> {
@@ -146,6 +147,16 @@ impl<W: Write> HumanLines<W> {
             out,
             start_ns: 0,
             header_written: false,
+            pid_column: false,
+        }
+    }
+
+    /// Adds a PID column before TID, for sessions that trace several processes
+    /// (`--follow-forks`), whose task ids are per process.
+    pub fn with_pid_column(self) -> Self {
+        Self {
+            pid_column: true,
+            ..self
         }
     }
 }
@@ -184,15 +195,25 @@ impl<W: Write> Sink for HumanLines<W> {
     fn event(&mut self, event: &HookEvent) -> io::Result<()> {
         if !self.header_written {
             self.header_written = true;
+            if self.pid_column {
+                write!(self.out, "{:>14} {:>8}", "TIME(s)", "PID")?;
+            } else {
+                write!(self.out, "{:>14}", "TIME(s)")?;
+            }
             writeln!(
                 self.out,
-                "{:>14} {:>8}  {:<8} {:>9}  DETAIL",
-                "TIME(s)", "TID", "EVENT", "ASYNC_ID"
+                " {:>8}  {:<8} {:>9}  DETAIL",
+                "TID", "EVENT", "ASYNC_ID"
             )?;
         }
         let seconds = event.ts_ns.saturating_sub(self.start_ns) as f64 / 1e9;
+        if self.pid_column {
+            write!(self.out, "{seconds:>14.6} {:>8}", event.pid)?;
+        } else {
+            write!(self.out, "{seconds:>14.6}")?;
+        }
         let line = format!(
-            "{seconds:>14.6} {:>8}  {:<8} {:>9}  {}",
+            " {:>8}  {:<8} {:>9}  {}",
             event.tid,
             event.kind.name(),
             event.async_id,
@@ -250,6 +271,23 @@ mod tests {
             "      0.500000   812311  init             7  tokio.task trigger=1"
         );
         assert!(lines[2].ends_with("tokio.task existing (trigger unknown)"));
+    }
+
+    #[test]
+    fn the_pid_column_comes_before_the_thread() {
+        let mut out = Vec::new();
+        let mut sink = HumanLines::new(&mut out).with_pid_column();
+        sink.event(&init(Some(1))).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "       TIME(s)      PID      TID  EVENT     ASYNC_ID  DETAIL"
+        );
+        assert_eq!(
+            lines[1],
+            "      1.500000        1   812311  init             7  tokio.task trigger=1"
+        );
     }
 
     #[test]

@@ -10,15 +10,16 @@ use std::{collections::BTreeMap, num::NonZeroU32, os::fd::OwnedFd, path::Path, t
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        UProbe,
+        TracePoint, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
 use tracer_common::{COUNTER_COUNT, Counter, cookie, layout};
 
 use crate::{
+    forks::{NEW_TASK_TRACEPOINT, NewTaskFields},
     multi_attach::MultiPrograms,
     runtime::{HeaderLayout, Probe},
     symbols::Site,
@@ -143,12 +144,29 @@ pub struct Probes {
 
 impl Probes {
     /// Loads every program, with the target process and header layout baked in.
-    pub fn load(tgid: u32, layout: HeaderLayout, ring_bytes: u32) -> anyhow::Result<Self> {
+    ///
+    /// With `follow_forks` (the layout of the `task/task_newtask` record), the
+    /// processes the target creates are followed from then on: the tracepoint
+    /// program is attached here, before any probe.
+    pub fn load(
+        tgid: u32,
+        layout: HeaderLayout,
+        ring_bytes: u32,
+        follow_forks: Option<NewTaskFields>,
+    ) -> anyhow::Result<Self> {
         // Records wake the reader only once a quarter of the ring is unread; the
         // reader also drains on a timer (`session::DRAIN_INTERVAL`).
         let wakeup_bytes = u64::from(ring_bytes / 4);
+        let follow = u32::from(follow_forks.is_some());
+        let fields = follow_forks.unwrap_or(NewTaskFields {
+            pid: 0,
+            clone_flags: 0,
+        });
         let mut ebpf = EbpfLoader::new()
             .override_global(layout::TARGET_TGID, &tgid, true)
+            .override_global(layout::FOLLOW_FORKS, &follow, true)
+            .override_global(layout::NEWTASK_PID_OFFSET, &fields.pid, true)
+            .override_global(layout::NEWTASK_FLAGS_OFFSET, &fields.clone_flags, true)
             .override_global(layout::VTABLE_FIELD, &layout.vtable_field, true)
             .override_global(layout::ID_OFFSET_SLOT, &layout.id_offset_slot, true)
             .override_global(layout::RING_WAKEUP_BYTES, &wakeup_bytes, true)
@@ -167,6 +185,9 @@ impl Probes {
                 )
             })?;
         }
+        if follow_forks.is_some() {
+            attach_fork_tracepoint(&mut ebpf)?;
+        }
         let multi =
             MultiPrograms::load(&ebpf, BPF_OBJECT, &PROGRAMS).map_err(|error| format!("{error:#}"));
         let counters = ebpf
@@ -183,7 +204,8 @@ impl Probes {
 
     /// Attaches the sites of `object` that `set` uses (a path the kernel can
     /// open: the target's `/proc/PID/exe` works even if the file was replaced on
-    /// disk).
+    /// disk), for process `only_pid`, or for every process that runs the file
+    /// (`None`: `--follow-forks`, where the programs choose by the BPF map).
     ///
     /// Each program gets one uprobe_multi link for all its sites in the file; where
     /// the kernel refuses that, one perf-event link per site (slow to detach).
@@ -191,7 +213,7 @@ impl Probes {
         &mut self,
         object: &Path,
         sites: &[Site],
-        pid: u32,
+        only_pid: Option<NonZeroU32>,
         set: ProbeSet,
     ) -> anyhow::Result<AttachReport> {
         let started = Instant::now();
@@ -209,7 +231,13 @@ impl Probes {
         for (name, offsets) in &by_program {
             let linked = match &self.multi {
                 Ok(multi) => multi
-                    .attach(name, RETURN_PROGRAMS.contains(name), object, offsets, pid)
+                    .attach(
+                        name,
+                        RETURN_PROGRAMS.contains(name),
+                        object,
+                        offsets,
+                        only_pid.map_or(0, NonZeroU32::get),
+                    )
                     .map_err(|error| format!("{error:#}")),
                 Err(reason) => Err(reason.clone()),
             };
@@ -232,7 +260,7 @@ impl Probes {
                     continue;
                 }
                 if let Err(error) =
-                    self.attach_perf_link(name, cookie, site.file_offset, object, pid)
+                    self.attach_perf_link(name, cookie, site.file_offset, object, only_pid)
                 {
                     ok = false;
                     report
@@ -255,9 +283,8 @@ impl Probes {
         cookie: u64,
         file_offset: u64,
         object: &Path,
-        pid: u32,
+        only_pid: Option<NonZeroU32>,
     ) -> anyhow::Result<()> {
-        let pid = NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 cannot be traced"))?;
         let program: &mut UProbe = self
             .ebpf
             .program_mut(name)
@@ -267,7 +294,8 @@ impl Probes {
             location: UProbeAttachLocation::AbsoluteOffset(file_offset),
             cookie: Some(cookie),
         };
-        program.attach(point, object, UProbeScope::OneProcess(pid))?;
+        let scope = only_pid.map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+        program.attach(point, object, scope)?;
         Ok(())
     }
 
@@ -285,6 +313,46 @@ impl Probes {
         let mut slot: Array<&mut MapData, u32> = Array::try_from(map)?;
         slot.set(0, u32::from(armed), 0)?;
         Ok(())
+    }
+
+    /// `--follow-forks`: the descendants being traced now, each with the process
+    /// that created it, as (child, parent).
+    pub fn followed(&self) -> anyhow::Result<Vec<(u32, u32)>> {
+        let map = self
+            .ebpf
+            .map("FOLLOWED")
+            .ok_or_else(|| anyhow!("BPF map FOLLOWED missing"))?;
+        let followed: HashMap<&MapData, u32, u32> = HashMap::try_from(map)?;
+        followed
+            .iter()
+            .map(|entry| entry.context("cannot read the BPF map of followed processes"))
+            .collect()
+    }
+
+    /// Starts tracing `child`, a descendant of the target created by `parent`
+    /// (one that existed before tracer attached).
+    pub fn follow(&mut self, child: u32, parent: u32) -> anyhow::Result<()> {
+        self.followed_mut()?
+            .insert(child, parent, 0)
+            .with_context(|| format!("cannot follow process {child}"))
+    }
+
+    /// Stops tracing a descendant (it exited, or runs another program).
+    pub fn unfollow(&mut self, pid: u32) -> anyhow::Result<()> {
+        match self.followed_mut()?.remove(&pid) {
+            // Already gone: nothing to stop.
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(error) => Err(error).context(format!("cannot stop following process {pid}")),
+        }
+    }
+
+    /// The map of followed processes, to change.
+    fn followed_mut(&mut self) -> anyhow::Result<HashMap<&mut MapData, u32, u32>> {
+        let map = self
+            .ebpf
+            .map_mut("FOLLOWED")
+            .ok_or_else(|| anyhow!("BPF map FOLLOWED missing"))?;
+        Ok(HashMap::try_from(map)?)
     }
 
     /// The ring buffer every event arrives through. Can be taken once.
@@ -322,6 +390,29 @@ impl Probes {
         }
         Ok(sums)
     }
+}
+
+/// Loads `process_fork` and attaches it to the `task/task_newtask` tracepoint.
+fn attach_fork_tracepoint(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let (category, name) = NEW_TASK_TRACEPOINT;
+    let program: &mut TracePoint = ebpf
+        .program_mut("process_fork")
+        .ok_or_else(|| anyhow!("BPF program process_fork missing from the object"))?
+        .try_into()?;
+    program.load().map_err(|error| {
+        anyhow!(
+            "the kernel refused BPF program process_fork: {}",
+            last_lines(&error.to_string(), 12)
+        )
+    })?;
+    program.attach(category, name).map_err(|error| {
+        anyhow!(
+            "--follow-forks: cannot attach to the tracepoint {category}/{name}: {error}. \
+             It needs tracefs (as root: mount -t tracefs tracefs /sys/kernel/tracing) \
+             and a kernel with tracepoints (CONFIG_TRACEPOINTS)"
+        )
+    })?;
+    Ok(())
 }
 
 /// The end of a long message: verifier logs run to thousands of lines, and the

@@ -9,7 +9,8 @@
 //!   the tracer attached: it gets an `existing` init of type
 //!   [`EXISTING_TYPE`] (its name is only ever passed at init);
 //! - `after` never says `completed` (a resource has no future of its own to finish);
-//! - a resource is forgotten at `destroy`.
+//! - a resource is forgotten at `destroy`;
+//! - resources are told apart by process and id (`--follow-forks`).
 
 use std::collections::HashSet;
 
@@ -25,7 +26,8 @@ pub const EXISTING_TYPE: &str = "(resource created before attach)";
 /// The live embedder resources: feed it [`RawResourceEvent`]s in ring order.
 #[derive(Debug, Default)]
 pub struct ResourceModel {
-    live: HashSet<u64>,
+    /// Live resources by (pid, async id).
+    live: HashSet<(u32, u64)>,
 }
 
 impl ResourceModel {
@@ -37,15 +39,17 @@ impl ResourceModel {
         mut out: impl FnMut(HookEvent),
     ) -> Result<(), u32> {
         let kind = ResourceKind::try_from(raw.kind)?;
+        let pid = (raw.pid_tgid >> 32) as u32;
+        let key = (pid, raw.async_id);
         let event = |kind| HookEvent {
             kind,
             async_id: raw.async_id,
             ts_ns: raw.ts_ns,
-            pid: (raw.pid_tgid >> 32) as u32,
+            pid,
             tid: raw.pid_tgid as u32,
         };
         if kind == ResourceKind::Init {
-            self.live.insert(raw.async_id);
+            self.live.insert(key);
             out(event(HookKind::Init {
                 resource_type: ResourceType::named(type_name(raw)),
                 trigger_id: Some(raw.trigger_id),
@@ -53,8 +57,7 @@ impl ResourceModel {
             }));
             return Ok(());
         }
-        if !self.live.contains(&raw.async_id) {
-            self.live.insert(raw.async_id);
+        if self.live.insert(key) {
             out(event(HookKind::Init {
                 resource_type: ResourceType::named(EXISTING_TYPE.to_owned()),
                 trigger_id: None,
@@ -66,7 +69,7 @@ impl ResourceModel {
             ResourceKind::Before => out(event(HookKind::Before)),
             ResourceKind::After => out(event(HookKind::After { completed: false })),
             ResourceKind::Destroy => {
-                self.live.remove(&raw.async_id);
+                self.live.remove(&key);
                 out(event(HookKind::Destroy));
             }
         }

@@ -26,10 +26,15 @@ fn markers_called_by_this_process_arrive_as_hook_events() {
         !objects.is_empty(),
         "no tracer_resource_v1_* marker in this test binary"
     );
-    let mut probes = Probes::load(pid, HeaderLayout::default(), DEFAULT_RING_BYTES).unwrap();
+    let mut probes = Probes::load(pid, HeaderLayout::default(), DEFAULT_RING_BYTES, None).unwrap();
     for object in &objects {
         let report = probes
-            .attach(&object.attach_path, &object.sites.sites, pid, ProbeSet::All)
+            .attach(
+                &object.attach_path,
+                &object.sites.sites,
+                std::num::NonZeroU32::new(pid),
+                ProbeSet::All,
+            )
             .unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);
     }

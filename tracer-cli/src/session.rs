@@ -4,7 +4,8 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, FromRawFd as _, OwnedFd},
+    num::NonZeroU32,
+    os::fd::{AsRawFd, OwnedFd},
     path::Path,
     time::Duration,
 };
@@ -18,6 +19,7 @@ use tokio::{
 use tracer_common::{RawEvent, RawResourceEvent};
 
 use crate::{
+    forks::{self, Children, NewTaskFields},
     launch::{ChildExit, Launched},
     model::{TaskModel, decode},
     output::{SessionInfo, Sink},
@@ -36,6 +38,8 @@ pub struct SessionOptions {
     pub ring_bytes: u32,
     /// Which probes to attach.
     pub probes: ProbeSet,
+    /// Trace the processes the target creates too (`--follow-forks`).
+    pub follow_forks: bool,
 }
 
 /// How often sinks are flushed while the target is quiet, and its program checked.
@@ -98,13 +102,7 @@ fn watch_readable<T: AsRawFd>(owner: T) -> io::Result<AsyncFd<T>> {
 
 /// Opens a pidfd, readable once the process has exited.
 fn pidfd(pid: u32) -> anyhow::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: plain syscall; the returned fd is owned by us.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error()).context(format!("cannot watch process {pid}"));
-    }
-    // SAFETY: a fresh fd from pidfd_open.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let fd = forks::open_pidfd(pid).context(format!("cannot watch process {pid}"))?;
     Ok(watch_readable(fd)?)
 }
 
@@ -155,8 +153,24 @@ pub async fn trace(
     let layout = runtime_layout(&adapter, &target, &objects)?;
     objects.extend(marker_objects);
 
-    let mut probes = Probes::load(pid, layout.unwrap_or_default(), options.ring_bytes)?;
-    let attach = attach_all(&mut probes, &objects, pid, options.probes)?;
+    let fork_fields = if options.follow_forks {
+        Some(NewTaskFields::read()?)
+    } else {
+        None
+    };
+    let mut probes = Probes::load(
+        pid,
+        layout.unwrap_or_default(),
+        options.ring_bytes,
+        fork_fields,
+    )?;
+    if options.follow_forks {
+        // The tracepoint catches every process created from now on; these exist.
+        for (child, parent) in forks::descendants(pid) {
+            probes.follow(child, parent)?;
+        }
+    }
+    let attach = attach_all(&mut probes, &objects, pid, options)?;
     let mut events = watch_readable(probes.take_events()?)?;
     let exited = pidfd(pid)?;
     probes.arm()?;
@@ -190,6 +204,11 @@ pub async fn trace(
             TaskModel::new()
         }
     };
+    if options.follow_forks {
+        eprintln!(
+            "tracer: following forks: processes that pid {pid} creates are traced too, until they exit or run another program"
+        );
+    }
     if let Some(child) = launched.as_mut() {
         child.resume()?;
     }
@@ -200,6 +219,10 @@ pub async fn trace(
     let mut terminate = signal(SignalKind::terminate())?;
     let mut forwarded_interrupt = false;
     let program = ProgramIdentity::of(pid);
+    // With --follow-forks: the descendants being traced. The session ends once the
+    // target has ended (`target_end`) and none of them is left.
+    let mut children = Children::default();
+    let mut target_end = None;
     // Housekeeping: sinks that batch (a recording's chunks) get a chance to write
     // even when the target is quiet, so nothing waits in memory for more than about
     // a second; and an exec of the target is noticed.
@@ -209,6 +232,11 @@ pub async fn trace(
     let stop = loop {
         tokio::select! {
             _ = drain_tick.tick() => {
+                // New children are announced (before the events in the ring now),
+                // and gone ones let go, within a tick.
+                if options.follow_forks {
+                    children.sync(&mut probes, program)?;
+                }
                 match drain(events.get_mut(), &mut model, &mut resources, &mut stats, sink, DRAIN_BATCH) {
                     Ok(true) => drain_tick.reset_immediately(),
                     Ok(false) => {}
@@ -229,11 +257,28 @@ pub async fn trace(
                 if sink.flush().is_err() {
                     break Stop::OutputClosed;
                 }
-                if ProgramIdentity::of(pid) != program && !is_gone(pid) {
-                    break Stop::TargetExeced;
+                if target_end.is_none() && ProgramIdentity::of(pid) != program && !is_gone(pid) {
+                    target_end = Some(Stop::TargetExeced);
+                    if !children.is_empty() {
+                        eprintln!("tracer: process {pid} called exec; tracing its child processes until they exit");
+                    }
+                }
+                if let Some(end) = target_end
+                    && children.is_empty()
+                {
+                    break end;
                 }
             }
-            _ = exited.readable() => break Stop::TargetExited,
+            _ = exited.readable(), if target_end.is_none() => {
+                if options.follow_forks {
+                    children.sync(&mut probes, program)?;
+                }
+                if children.is_empty() {
+                    break Stop::TargetExited;
+                }
+                target_end = Some(Stop::TargetExited);
+                eprintln!("tracer: process {pid} exited; tracing its child processes until they exit");
+            }
             _ = interrupt.recv() => {
                 // `tracer run`: the first Ctrl-C goes to the command, whose
                 // shutdown is traced too; a second one stops tracing.
@@ -296,6 +341,9 @@ pub async fn trace(
         Duration::from_nanos(monotonic_ns() - start_ns).as_secs_f64()
     );
     eprint!("{}", stats.render(&attach, &counters, model.anomalies()));
+    if options.follow_forks {
+        eprintln!("tracer: child processes followed: {}", children.followed);
+    }
     let child_exit = match launched.as_mut() {
         // `tracer run` still ends when the command does, with its exit code.
         Some(child) if stop == Stop::TargetExeced => {
@@ -320,11 +368,23 @@ fn attach_all(
     probes: &mut Probes,
     objects: &[TargetObject],
     pid: u32,
-    set: ProbeSet,
+    options: SessionOptions,
 ) -> anyhow::Result<AttachReport> {
+    // Followed children are not known yet: the kernel must run the programs for
+    // every process of the file, and the programs choose.
+    let only_pid = if options.follow_forks {
+        None
+    } else {
+        Some(NonZeroU32::new(pid).context("pid 0 cannot be traced")?)
+    };
     let mut attach = AttachReport::default();
     for object in objects {
-        let report = probes.attach(&object.attach_path, &object.sites.sites, pid, set)?;
+        let report = probes.attach(
+            &object.attach_path,
+            &object.sites.sites,
+            only_pid,
+            options.probes,
+        )?;
         for (label, count) in report.attached {
             *attach.attached.entry(label).or_default() += count;
         }
@@ -348,10 +408,11 @@ fn attach_all(
 
 /// Which file a process runs, to notice an exec: device and inode of its executable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ProgramIdentity(Option<(u64, u64)>);
+pub struct ProgramIdentity(Option<(u64, u64)>);
 
 impl ProgramIdentity {
-    fn of(pid: u32) -> Self {
+    /// The identity of what `pid` runs now (`None` inside once it is gone).
+    pub fn of(pid: u32) -> Self {
         use std::os::unix::fs::MetadataExt as _;
         Self(
             std::fs::metadata(format!("/proc/{pid}/exe"))

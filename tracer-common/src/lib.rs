@@ -252,6 +252,10 @@ pub struct PollStack {
     pub frames: [PollFrame; MAX_POLL_DEPTH],
 }
 
+/// How many descendants `--follow-forks` can trace at once (entries of the BPF
+/// map `FOLLOWED`).
+pub const MAX_FOLLOWED: u32 = 4096;
+
 /// Tokio task-header layout, given to the BPF programs at load time.
 pub mod layout {
     /// Global: offset of the vtable pointer in the task `Header`.
@@ -262,6 +266,12 @@ pub mod layout {
     pub const TARGET_TGID: &str = "TARGET_TGID";
     /// Global: unread ring-buffer bytes above which a record wakes the reader.
     pub const RING_WAKEUP_BYTES: &str = "RING_WAKEUP_BYTES";
+    /// Global: non-zero to trace the target's descendants too (`--follow-forks`).
+    pub const FOLLOW_FORKS: &str = "FOLLOW_FORKS";
+    /// Global: offset of `pid` in the `task/task_newtask` tracepoint record.
+    pub const NEWTASK_PID_OFFSET: &str = "NEWTASK_PID_OFFSET";
+    /// Global: offset of `clone_flags` in the `task/task_newtask` tracepoint record.
+    pub const NEWTASK_FLAGS_OFFSET: &str = "NEWTASK_FLAGS_OFFSET";
 }
 
 #[cfg(feature = "user")]

@@ -24,18 +24,29 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::{self, bpf_get_attach_cookie},
     },
-    macros::{map, uprobe, uretprobe},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
-    programs::{ProbeContext, RetProbeContext},
+    macros::{map, tracepoint, uprobe, uretprobe},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use tracer_common::{
-    COUNTER_COUNT, Counter, MAX_POLL_DEPTH, PollFrame, PollStack, RESOURCE_TYPE_CAPACITY,
-    RESOURCE_TYPE_UNREADABLE, RawEvent, RawKind, RawResourceEvent, ResourceKind, cookie,
+    COUNTER_COUNT, Counter, MAX_FOLLOWED, MAX_POLL_DEPTH, PollFrame, PollStack,
+    RESOURCE_TYPE_CAPACITY, RESOURCE_TYPE_UNREADABLE, RawEvent, RawKind, RawResourceEvent,
+    ResourceKind, cookie,
 };
 
 /// The process being traced (tgid); events of any other process are ignored.
 #[unsafe(no_mangle)]
 static TARGET_TGID: Global<u32> = Global::new(0);
+/// Non-zero with `--follow-forks`: processes in [`FOLLOWED`] are traced too.
+#[unsafe(no_mangle)]
+static FOLLOW_FORKS: Global<u32> = Global::new(0);
+/// Offset of `pid` (the new task's id) in the `task/task_newtask` record, read by
+/// userspace from the tracepoint's format file.
+#[unsafe(no_mangle)]
+static NEWTASK_PID_OFFSET: Global<u64> = Global::new(8);
+/// Offset of `clone_flags` in the `task/task_newtask` record.
+#[unsafe(no_mangle)]
+static NEWTASK_FLAGS_OFFSET: Global<u64> = Global::new(32);
 /// Unread bytes in the ring above which a record wakes the reader at once.
 #[unsafe(no_mangle)]
 static RING_WAKEUP_BYTES: Global<u64> = Global::new(1 << 20);
@@ -65,6 +76,15 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT,
 #[map]
 static POLL_STACKS: LruHashMap<u64, PollStack> = LruHashMap::with_max_entries(16384, 0);
 
+/// `--follow-forks`: descendants of the target being traced, by tgid, each with
+/// the tgid of the process that forked it. [`process_fork`] adds them before they
+/// run; userspace removes them when they exit or run another program.
+#[map]
+static FOLLOWED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_FOLLOWED, 0);
+
+/// `clone` flag of a new thread (as opposed to a new process).
+const CLONE_THREAD: u64 = 0x10000;
+
 /// Largest offset of the task id inside a task cell we believe: beyond it the
 /// layout is not the one we know.
 const MAX_ID_OFFSET: u64 = 4096;
@@ -93,7 +113,6 @@ fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
     entry
 }
 
-/// The event comes from the target process and tracing is armed.
 /// Submit flags for a ring-buffer record: no wakeup of the reader (it drains on a
 /// short timer), unless the ring is filling up. Waking the reader for every event
 /// costs a context switch per poll; on a busy machine that was most of the cost.
@@ -106,9 +125,47 @@ fn submit_flags() -> u64 {
     }
 }
 
+/// The event comes from the target process (or, with `--follow-forks`, from one
+/// of its followed descendants) and tracing is armed. Without `--follow-forks` the
+/// second test is dead code the verifier removes: `FOLLOW_FORKS` is read-only.
 #[inline(always)]
 fn is_target(pid_tgid: u64) -> bool {
-    (pid_tgid >> 32) as u32 == TARGET_TGID.load() && ARMED.get(0).is_some_and(|armed| *armed != 0)
+    let tgid = (pid_tgid >> 32) as u32;
+    (tgid == TARGET_TGID.load() || (FOLLOW_FORKS.load() != 0 && is_followed(tgid)))
+        && ARMED.get(0).is_some_and(|armed| *armed != 0)
+}
+
+#[inline(always)]
+fn is_followed(tgid: u32) -> bool {
+    // SAFETY: the value is not read.
+    unsafe { FOLLOWED.get(&tgid) }.is_some()
+}
+
+/// `task/task_newtask` (attached only with `--follow-forks`): a traced process
+/// created a process, which is followed from its first instruction on (the
+/// tracepoint runs before the new task is first scheduled). New threads
+/// (`CLONE_THREAD`) belong to their process already and are left out, so the map
+/// holds process ids only.
+#[tracepoint]
+pub fn process_fork(ctx: TracePointContext) -> u32 {
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if parent != TARGET_TGID.load() && !is_followed(parent) {
+        return 0;
+    }
+    // SAFETY: reads of the tracepoint record at offsets from its format file.
+    let (child, flags) = unsafe {
+        (
+            ctx.read_at::<u32>(NEWTASK_PID_OFFSET.load() as usize),
+            ctx.read_at::<u64>(NEWTASK_FLAGS_OFFSET.load() as usize),
+        )
+    };
+    if let (Ok(child), Ok(flags)) = (child, flags)
+        && flags & CLONE_THREAD == 0
+    {
+        // A full map leaves the child untraced; userspace warns when it is full.
+        let _ = FOLLOWED.insert(&child, &parent, 0);
+    }
+    0
 }
 
 fn emit(pid_tgid: u64, kind: RawKind, task_id: u64, trigger_id: u64, detail: u32) {
