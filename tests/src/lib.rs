@@ -871,6 +871,8 @@ pub enum Profile {
     /// `tests/fixtures/target/release-lto`: release with `lto = "fat"` and
     /// `codegen-units = 1`.
     ReleaseLto,
+    /// `tests/fixtures/target/release-thin-lto`: release with `lto = "thin"`.
+    ReleaseThinLto,
 }
 
 impl Profile {
@@ -880,6 +882,7 @@ impl Profile {
             Profile::Release => "release",
             Profile::Stripped => "stripped",
             Profile::ReleaseLto => "release-lto",
+            Profile::ReleaseThinLto => "release-thin-lto",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Fidelity across Tokio versions and build profiles: the fixture apps' sources
 //! built against Tokio 1.43.4, 1.47.5 and 1.54.1 (`cargo xtask build`), in debug,
-//! release and release with fat LTO and one codegen unit, each traced with
+//! release, release with thin LTO, and release with fat LTO and one codegen unit,
+//! each traced with
 //! `tracer run --json` and compared with ground truth. Each version has one test
 //! per profile, each running both fixtures (multi_thread, with `block_in_place`;
 //! current_thread, with a LocalSet); both run the shared scenarios (spawn tree,
@@ -158,6 +159,11 @@ fn tokio_1_43_release_trace_matches_ground_truth_except_ordinary_task_polls() {
 }
 
 #[test]
+fn tokio_1_43_thin_lto_trace_matches_ground_truth_except_ordinary_task_polls() {
+    traces_match_ground_truth("1.43.4", Profile::ReleaseThinLto, false);
+}
+
+#[test]
 fn tokio_1_43_fat_lto_build_is_refused_before_it_runs() {
     fat_lto_is_refused("1.43.4");
 }
@@ -173,6 +179,11 @@ fn tokio_1_47_release_trace_matches_ground_truth() {
 }
 
 #[test]
+fn tokio_1_47_thin_lto_trace_matches_ground_truth() {
+    traces_match_ground_truth("1.47.5", Profile::ReleaseThinLto, true);
+}
+
+#[test]
 fn tokio_1_47_fat_lto_build_is_refused_before_it_runs() {
     fat_lto_is_refused("1.47.5");
 }
@@ -185,6 +196,11 @@ fn tokio_1_54_debug_trace_matches_ground_truth() {
 #[test]
 fn tokio_1_54_release_trace_matches_ground_truth() {
     traces_match_ground_truth("1.54.1", Profile::Release, true);
+}
+
+#[test]
+fn tokio_1_54_thin_lto_trace_matches_ground_truth() {
+    traces_match_ground_truth("1.54.1", Profile::ReleaseThinLto, true);
 }
 
 #[test]

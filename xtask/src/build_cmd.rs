@@ -20,8 +20,8 @@ pub const FIXTURES_DIR: &str = "tests/fixtures";
 
 /// The cargo arguments of each fixture build: debug, release, and release without
 /// symbols (`stripped`), since the tests trace all three; and the Tokio matrix's
-/// fat-LTO row for the fixtures' own Tokio (only the bins the matrix runs).
-pub const FIXTURE_BUILDS: [&[&str]; 4] = [
+/// fat- and thin-LTO rows for the fixtures' own Tokio (only the bins the matrix runs).
+pub const FIXTURE_BUILDS: [&[&str]; 5] = [
     &["build"],
     &["build", "--release"],
     &["build", "--profile", "stripped"],
@@ -29,6 +29,15 @@ pub const FIXTURE_BUILDS: [&[&str]; 4] = [
         "build",
         "--profile",
         "release-lto",
+        "--bin",
+        "multi_thread",
+        "--bin",
+        "current_thread",
+    ],
+    &[
+        "build",
+        "--profile",
+        "release-thin-lto",
         "--bin",
         "multi_thread",
         "--bin",

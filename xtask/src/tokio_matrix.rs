@@ -28,12 +28,14 @@ pub const VERSIONS: [(&str, bool); 2] = [("1.43.4", false), ("1.47.5", true)];
 /// The fixture bins of the matrix (sources in `tests/fixtures/src/bin`).
 const BINS: [&str; 2] = ["multi_thread", "current_thread"];
 
-/// The cargo arguments of each matrix build: debug, release, and release with
-/// fat LTO and one codegen unit (profiles of `tests/fixtures/Cargo.toml`).
-pub const PROFILES: [&[&str]; 3] = [
+/// The cargo arguments of each matrix build: debug, release, release with fat LTO
+/// and one codegen unit, and release with thin LTO (profiles of
+/// `tests/fixtures/Cargo.toml`).
+pub const PROFILES: [&[&str]; 4] = [
     &["build"],
     &["build", "--release"],
     &["build", "--profile", "release-lto"],
+    &["build", "--profile", "release-thin-lto"],
 ];
 
 /// Writes the crate of every version (only files whose text changed, so cargo
