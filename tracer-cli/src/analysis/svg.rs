@@ -216,10 +216,16 @@ pub fn write(
 mod tests {
     use super::{super::test_events::*, *};
 
+    /// The picture of `events` and its counts.
+    fn draw(events: Vec<HookEvent>) -> (String, SvgCounts) {
+        let mut out = Vec::new();
+        let counts = write(&mut out, &info(), events.into_iter().map(Ok)).unwrap();
+        (String::from_utf8(out).unwrap(), counts)
+    }
+
     #[test]
     fn draws_a_lane_per_thread_a_bar_per_poll_and_an_arrow_per_spawn() {
-        let mut out = Vec::new();
-        let counts = write(&mut out, &info(), session().into_iter().map(Ok)).unwrap();
+        let (svg, counts) = draw(session());
         assert_eq!(
             counts,
             SvgCounts {
@@ -228,7 +234,6 @@ mod tests {
                 arrows: 2
             }
         );
-        let svg = String::from_utf8(out).unwrap();
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<title>tokio.task ").count(), 6);
@@ -237,8 +242,7 @@ mod tests {
 
     #[test]
     fn lanes_are_grouped_by_process() {
-        let mut out = Vec::new();
-        let counts = write(&mut out, &info(), two_processes().into_iter().map(Ok)).unwrap();
+        let (svg, counts) = draw(two_processes());
         assert_eq!(
             counts,
             SvgCounts {
@@ -247,7 +251,6 @@ mod tests {
                 arrows: 4
             }
         );
-        let svg = String::from_utf8(out).unwrap();
         assert!(svg.contains("(pid 1 and 1 other process(es), lanes PID/TID): 10 tasks"));
         let at = |lane: &str| {
             svg.find(&format!(">{lane}</text>"))
