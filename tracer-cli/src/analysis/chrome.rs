@@ -106,7 +106,7 @@ pub fn write(
         let pid = event.pid;
         if processes.insert(pid) {
             writer.push(json!({"ph": "M", "name": "process_name", "pid": pid,
-                "args": {"name": format!("{process_name}, child process")}}))?;
+                "args": {"name": format!("{process_name}, followed process")}}))?;
         }
         threads.insert((pid, event.tid));
         let key = (pid, event.async_id);
@@ -260,7 +260,7 @@ mod tests {
             names,
             [
                 (&json!(1), &json!("/bin/app (tokio)")),
-                (&json!(2), &json!("/bin/app (tokio), child process"))
+                (&json!(2), &json!("/bin/app (tokio), followed process"))
             ]
         );
         let threads: Vec<(u64, u64)> = phases(&trace, "M")
