@@ -1037,6 +1037,79 @@ pub fn ground_truth_pid(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("ground truth record without a pid: {first}"))
 }
 
+/// Runs `tracer ARGS…` (`tree`, `stats`, `export`) and returns its stdout;
+/// panics with its stderr if it fails.
+pub fn tracer_stdout(args: &[&str]) -> String {
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let output = Command::new(&tracer).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "tracer {args:?} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The parent of every task in a `tracer tree --json` document (0: spawned
+/// outside any task), by pid. Panics if a task appears twice in a process or
+/// has an unknown trigger: `tracer run` sees every spawn.
+pub fn tree_edges(tree: &serde_json::Value) -> BTreeMap<u32, BTreeMap<u64, u64>> {
+    fn walk(nodes: &serde_json::Value, parent: u64, out: &mut BTreeMap<u64, u64>) {
+        for node in nodes.as_array().unwrap() {
+            let id = node["async_id"].as_u64().unwrap();
+            assert!(
+                out.insert(id, parent).is_none(),
+                "task {id} appears twice in the tree"
+            );
+            walk(&node["children"], id, out);
+        }
+    }
+    let mut found = BTreeMap::new();
+    for root in tree["roots"].as_array().unwrap() {
+        assert_eq!(
+            root["root"], "outside_any_task",
+            "`tracer run` sees every spawn, so no trigger may be unknown: {root}"
+        );
+        let pid = u32::try_from(root["pid"].as_u64().unwrap()).unwrap();
+        walk(&root["children"], 0, found.entry(pid).or_default());
+    }
+    found
+}
+
+/// Ground truth's parent links, as [`tree_edges`] gives them for one process.
+pub fn ground_truth_edges(truth: &GroundTruth) -> BTreeMap<u64, u64> {
+    truth
+        .tasks
+        .iter()
+        .map(|(id, task)| (*id, task.parent.unwrap_or(0)))
+        .collect()
+}
+
+/// The poll count of every row of a `tracer stats --json` document, by pid.
+pub fn stats_polls(stats: &serde_json::Value) -> BTreeMap<u32, BTreeMap<u64, u64>> {
+    let mut found: BTreeMap<u32, BTreeMap<u64, u64>> = BTreeMap::new();
+    for row in stats["tasks"].as_array().unwrap() {
+        let pid = u32::try_from(row["pid"].as_u64().unwrap()).unwrap();
+        let id = row["async_id"].as_u64().unwrap();
+        let polls = row["polls"].as_u64().unwrap();
+        assert!(
+            found.entry(pid).or_default().insert(id, polls).is_none(),
+            "two rows for task {id} of process {pid}"
+        );
+    }
+    found
+}
+
+/// Ground truth's poll counts, as [`stats_polls`] gives them for one process.
+pub fn ground_truth_polls(truth: &GroundTruth) -> BTreeMap<u64, u64> {
+    truth
+        .tasks
+        .iter()
+        .map(|(id, task)| (*id, task.poll_start_tids.len() as u64))
+        .collect()
+}
+
 /// A spawned child whose stdout/stderr are drained by threads (so pipes never fill).
 struct Running {
     child: std::process::Child,

@@ -13,13 +13,15 @@ use std::{
 
 use serde_json::Value;
 use tracer_tests::{
-    GROUND_TRUTH_ENV, GroundTruth, Profile, fixture_bin, require_root, run_traced, temp_path,
-    tracer_bin,
+    GROUND_TRUTH_ENV, GroundTruth, Profile, fixture_bin, ground_truth_edges, ground_truth_pid,
+    ground_truth_polls, require_root, run_traced, stats_polls, temp_path, tracer_bin,
+    tracer_stdout as tracer, tree_edges,
 };
 
 /// The recorded session and what Tokio's hooks saw during it.
 struct Recorded {
     file: PathBuf,
+    pid: u32,
     ground_truth: GroundTruth,
 }
 
@@ -40,68 +42,29 @@ fn recorded() -> &'static Recorded {
         std::fs::write(&file, &run.stdout).unwrap();
         Recorded {
             file,
+            pid: ground_truth_pid(&run.ground_truth_text).unwrap_or_else(|e| panic!("{e}")),
             ground_truth: run.ground_truth,
         }
     })
-}
-
-/// Runs `tracer ARGS…` and returns its stdout; fails with its stderr.
-fn tracer(args: &[&str]) -> String {
-    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
-    let output = Command::new(&tracer).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "tracer {args:?} failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 fn file_arg() -> &'static str {
     recorded().file.to_str().unwrap()
 }
 
-/// Collects (child, parent) for every node under `parent`.
-fn edges(nodes: &Value, parent: u64, out: &mut BTreeMap<u64, u64>) {
-    for node in nodes.as_array().unwrap() {
-        let id = node["async_id"].as_u64().unwrap();
-        assert!(
-            out.insert(id, parent).is_none(),
-            "task {id} appears twice in the tree"
-        );
-        edges(&node["children"], id, out);
-    }
+/// `expected` as the only process of a session, the recorded one.
+fn of_the_process<T>(pid: u32, expected: T) -> BTreeMap<u32, T> {
+    BTreeMap::from([(pid, expected)])
 }
 
 #[test]
 fn tree_edges_are_the_ground_truth_parent_links() {
     let tree: Value = serde_json::from_str(&tracer(&["tree", "--json", file_arg()])).unwrap();
+    let recorded = recorded();
     assert_eq!(
         tree_edges(&tree),
-        ground_truth_edges(&recorded().ground_truth)
+        of_the_process(recorded.pid, ground_truth_edges(&recorded.ground_truth))
     );
-}
-
-/// The parent links of every task in a `tree --json` document.
-fn tree_edges(tree: &Value) -> BTreeMap<u64, u64> {
-    let mut found = BTreeMap::new();
-    for root in tree["roots"].as_array().unwrap() {
-        assert_eq!(
-            root["root"], "outside_any_task",
-            "`tracer run` sees every spawn, so no trigger may be unknown: {root}"
-        );
-        edges(&root["children"], 0, &mut found);
-    }
-    found
-}
-
-fn ground_truth_edges(truth: &GroundTruth) -> BTreeMap<u64, u64> {
-    truth
-        .tasks
-        .iter()
-        .map(|(id, task)| (*id, task.parent.unwrap_or(0)))
-        .collect()
 }
 
 #[test]
@@ -121,33 +84,25 @@ fn live_tree_flag_prints_the_ground_truth_parent_links_at_the_end() {
         "tracer run --tree failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let truth = GroundTruth::read(&truth_file).unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(&truth_file).unwrap_or_else(|e| panic!("{e}"));
     let _ = std::fs::remove_file(&truth_file);
+    let truth = GroundTruth::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let pid = ground_truth_pid(&text).unwrap_or_else(|e| panic!("{e}"));
     let tree: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(tree_edges(&tree), ground_truth_edges(&truth));
+    assert_eq!(
+        tree_edges(&tree),
+        of_the_process(pid, ground_truth_edges(&truth))
+    );
 }
 
 #[test]
 fn stats_poll_counts_are_the_ground_truth_polls() {
     let stats: Value = serde_json::from_str(&tracer(&["stats", "--json", file_arg()])).unwrap();
-    let found: BTreeMap<u64, u64> = stats["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            (
-                row["async_id"].as_u64().unwrap(),
-                row["polls"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let expected: BTreeMap<u64, u64> = recorded()
-        .ground_truth
-        .tasks
-        .iter()
-        .map(|(id, task)| (*id, task.poll_start_tids.len() as u64))
-        .collect();
-    assert_eq!(found, expected);
+    let recorded = recorded();
+    assert_eq!(
+        stats_polls(&stats),
+        of_the_process(recorded.pid, ground_truth_polls(&recorded.ground_truth))
+    );
 }
 
 #[test]

@@ -5,10 +5,13 @@
 //! also when the child outlives the target (`--orphan`): the session then lasts
 //! until the child exits, and when `tracer trace -p` attaches after the fork
 //! (`--on-signal`): children that already exist are followed too. A child that
-//! runs another program (`--exec-other`) is let go.
+//! runs another program (`--exec-other`) is let go. `tree`, `stats`, `export`
+//! and the live `--tree` of such a session keep the processes apart: each
+//! process's trigger tree and poll counts are its own ground truth's.
 //! Needs root and `cargo xtask build`; fails otherwise.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     io::{BufRead as _, BufReader, Read as _},
     process::{Child, Command, Output, Stdio},
     sync::mpsc,
@@ -16,10 +19,12 @@ use std::{
     time::Duration,
 };
 
+use serde_json::Value;
 use tracer_tests::{
     GROUND_TRUTH_ENV, GroundTruth, Privileges, Profile, TracedRun, TracerOutput,
-    child_ground_truth_path, compare, fixture_bin, ground_truth_pid, report, require_root,
-    run_traced_with, temp_path, tracer_bin,
+    child_ground_truth_path, compare, fixture_bin, ground_truth_edges, ground_truth_pid,
+    ground_truth_polls, report, require_root, run_traced_with, stats_polls, temp_path, tracer_bin,
+    tracer_stdout, tree_edges,
 };
 
 /// Runs `forking ARGS` under `tracer run --json OPTIONS` and returns the run with
@@ -146,6 +151,125 @@ fn child_that_execs_itself_is_traced_with_follow_forks_and_matches_its_ground_tr
     followed_child_matches_its_ground_truth(&["--exec"]);
 }
 
+/// Reads and removes a ground-truth file: the pid that wrote it, and what it says.
+fn read_ground_truth(path: &std::path::Path) -> (u32, GroundTruth) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(path);
+    let pid = ground_truth_pid(&text).unwrap_or_else(|e| panic!("{e}"));
+    (
+        pid,
+        GroundTruth::parse(&text).unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+/// [`read_ground_truth`] of a file process `pid` must have written.
+fn take_ground_truth(path: &std::path::Path, pid: u32) -> GroundTruth {
+    let (writer, truth) = read_ground_truth(path);
+    assert_eq!(
+        writer,
+        pid,
+        "{} was written by another process",
+        path.display()
+    );
+    truth
+}
+
+/// `of` applied to each process's ground truth, by pid.
+fn per_process<T>(
+    truths: &[(u32, &GroundTruth)],
+    of: impl Fn(&GroundTruth) -> T,
+) -> BTreeMap<u32, T> {
+    truths
+        .iter()
+        .map(|(pid, truth)| (*pid, of(truth)))
+        .collect()
+}
+
+#[test]
+fn tree_stats_and_export_of_a_followed_session_keep_the_processes_apart() {
+    let (run, parent, child, child_truth) = run_forking(&["--follow-forks"], &[]);
+    let truths = [(parent, &run.ground_truth), (child, &child_truth)];
+    let ids = |truth: &GroundTruth| truth.tasks.keys().copied().collect::<BTreeSet<u64>>();
+    assert!(
+        ids(&run.ground_truth)
+            .intersection(&ids(&child_truth))
+            .count()
+            > 0,
+        "the processes share no task id: nothing could be mixed up"
+    );
+    let file = temp_path("forks-session");
+    std::fs::write(&file, &run.stdout).unwrap();
+    let chrome = temp_path("forks-chrome");
+    let (file_arg, chrome_arg) = (file.to_str().unwrap(), chrome.to_str().unwrap());
+    let json = |args: &[&str]| -> Value { serde_json::from_str(&tracer_stdout(args)).unwrap() };
+    let tree = json(&["tree", "--json", file_arg]);
+    let child_tree = json(&["tree", "--json", "--pid", &child.to_string(), file_arg]);
+    let stats = json(&["stats", "--json", file_arg]);
+    tracer_stdout(&["export", file_arg, "--format", "chrome", "-o", chrome_arg]);
+    let trace: Value = serde_json::from_slice(&std::fs::read(&chrome).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&chrome);
+
+    assert_eq!(tree_edges(&tree), per_process(&truths, ground_truth_edges));
+    assert_eq!(
+        tree_edges(&child_tree),
+        per_process(&truths[1..], ground_truth_edges)
+    );
+    assert_eq!(
+        stats_polls(&stats),
+        per_process(&truths, ground_truth_polls)
+    );
+
+    let events = trace["traceEvents"].as_array().unwrap();
+    let pid_of = |event: &Value| u32::try_from(event["pid"].as_u64().unwrap()).unwrap();
+    let processes: BTreeSet<u32> = events
+        .iter()
+        .filter(|event| event["name"] == "process_name")
+        .map(pid_of)
+        .collect();
+    assert_eq!(processes, BTreeSet::from([parent, child]));
+    let mut slices: BTreeMap<u32, u64> = BTreeMap::new();
+    for poll in events.iter().filter(|event| event["ph"] == "X") {
+        *slices.entry(pid_of(poll)).or_default() += 1;
+    }
+    assert_eq!(
+        slices,
+        per_process(&truths, |truth| ground_truth_polls(truth).values().sum())
+    );
+}
+
+#[test]
+fn live_tree_of_a_followed_session_has_each_process_s_own_tree() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("forking", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let gt_path = temp_path("forks-live-tree");
+    let output = Command::new(tracer)
+        .args(["run", "--follow-forks", "--tree", "--json", "--"])
+        .arg(&fixture)
+        .env(GROUND_TRUTH_ENV, &gt_path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "tracer failed:\n{stderr}");
+    let (parent, parent_truth) = read_ground_truth(&gt_path);
+    let (child, child_truth) = read_ground_truth(&child_ground_truth_path(&gt_path));
+    let tree: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no tree JSON on stdout ({e}):\n{}\n{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    assert_eq!(
+        tree_edges(&tree),
+        per_process(
+            &[(parent, &parent_truth), (child, &child_truth)],
+            ground_truth_edges
+        )
+    );
+}
+
 /// A running tracer whose stdout is collected and whose stderr is read line by
 /// line as it comes (both drained at once, so the tracer never blocks on a pipe).
 struct Watched {
@@ -264,13 +388,8 @@ fn children_that_exist_when_trace_attaches_are_followed() {
     assert!(app_status.success(), "forking failed: {app_status}");
     assert!(output.status.success(), "tracer failed:\n{stderr}");
 
-    let read = |path: &std::path::Path| {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
-        let _ = std::fs::remove_file(path);
-        GroundTruth::parse(&text).unwrap_or_else(|e| panic!("{e}"))
-    };
-    let parent_truth = read(&gt_path);
-    let child_truth = read(&child_ground_truth_path(&gt_path));
+    let parent_truth = take_ground_truth(&gt_path, parent);
+    let child_truth = take_ground_truth(&child_ground_truth_path(&gt_path), child);
     let events = TracerOutput::parse(&String::from_utf8_lossy(&output.stdout))
         .unwrap_or_else(|e| panic!("{e}"));
     let mut mismatches = compare(&parent_truth, &events.of_pid(parent));

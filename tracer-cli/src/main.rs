@@ -188,9 +188,9 @@ struct OutputArgs {
     /// until the target and every followed child have exited. Each new child is
     /// announced on stderr. Other processes running the same binary are not
     /// reported but pay the cost of a probe hit (the kernel cannot filter them
-    /// out). Needs the task/task_newtask tracepoint (tracefs mounted). Not with
-    /// --tree or --stats, which tell tasks apart by id alone.
-    #[arg(long, conflicts_with_all = ["tree", "stats"])]
+    /// out). Needs the task/task_newtask tracepoint (tracefs mounted). --tree
+    /// and --stats then report each process's tasks under its pid.
+    #[arg(long)]
     follow_forks: bool,
     /// Benchmark floor: empty programs on the poll sites only, no events.
     #[arg(long, hide = true, conflicts_with = "no_polls")]
@@ -421,19 +421,28 @@ mod recording_cli_tests {
     }
 
     #[test]
-    fn follow_forks_is_on_every_tracing_command_but_not_with_the_reports() {
+    fn follow_forks_is_on_every_tracing_command_and_goes_with_the_reports() {
         for args in [
             &["tracer", "trace", "-p", "1", "--follow-forks"][..],
             &["tracer", "record", "-p", "1", "-o", "f", "--follow-forks"],
             &["tracer", "run", "--follow-forks", "--", "app"],
+            &["tracer", "run", "--follow-forks", "--tree", "--", "app"],
+            &["tracer", "trace", "-p", "1", "--follow-forks", "--stats"],
         ] {
             assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
         }
-        for report in ["--tree", "--stats"] {
-            assert!(
-                Cli::try_parse_from(["tracer", "run", "--follow-forks", report, "--", "app"])
-                    .is_err()
-            );
+    }
+
+    #[test]
+    fn tree_and_stats_take_a_process_id() {
+        let cli = Cli::try_parse_from(["tracer", "tree", "f", "--pid", "42", "--id", "3"]).unwrap();
+        let Command::Tree(args) = cli.command else {
+            panic!("not tree");
+        };
+        assert_eq!((args.pid, args.id), (Some(42), Some(3)));
+        for bad in ["0", "x"] {
+            let error = Cli::try_parse_from(["tracer", "stats", "f", "--pid", bad]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "--pid {bad}");
         }
     }
 }

@@ -65,8 +65,8 @@ pub struct ModelAnomalies {
 /// second comes within a few events of the first.
 const RECENTLY_DESTROYED: usize = 1024;
 
-/// A task as the model knows it: (pid, task id).
-type TaskKey = (u32, u64);
+/// A task across processes: (pid, task id), since task ids are per process.
+pub type TaskKey = (u32, u64);
 
 /// The last [`RECENTLY_DESTROYED`] destroyed tasks (Tokio never reuses an id).
 #[derive(Debug, Default)]

@@ -1,7 +1,12 @@
 //! Chrome trace-event JSON (the format Perfetto UI and chrome://tracing open):
 //! one track per runtime thread with a slice per poll named by its task, each
 //! task's lifetime as an async slice, and a flow arrow from the poll that spawned
-//! a task to the task's first poll.
+//! a task to the task's first poll. Each traced process (`--follow-forks`) is a
+//! process of the trace, under its real pid.
+//!
+//! Viewers match async slices and flows by `id`: a task of the session's own
+//! process keeps its task id there; tasks of other processes, whose ids repeat
+//! the target's, are numbered from [`CHILD_IDS`] up.
 //!
 //! Written as the events stream past: memory holds the open polls, the live
 //! tasks and the spawns whose child was not polled yet, not the whole trace.
@@ -16,8 +21,13 @@ use serde_json::{Value, json};
 use super::Collector;
 use crate::{
     event::{HookEvent, HookKind},
+    model::TaskKey,
     output::SessionInfo,
 };
+
+/// The first trace id given to a task of a process other than the session's:
+/// above any Tokio task id a process reaches, and exact as a JavaScript number.
+pub const CHILD_IDS: u64 = 1 << 52;
 
 /// What an export contains, for the status line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,6 +62,12 @@ impl<W: Write> TraceWriter<W> {
     }
 }
 
+/// A task with a lifetime slice open: its name and its id in the trace.
+struct Lifetime {
+    name: String,
+    id: u64,
+}
+
 /// Where a task was spawned, kept until its first poll draws the arrow.
 struct Spawn {
     ts_ns: u64,
@@ -72,36 +88,50 @@ pub fn write(
     writer
         .out
         .write_all(br#"{"displayTimeUnit":"ns","traceEvents":["#)?;
-    let pid = info.pid;
-    writer.push(json!({"ph": "M", "name": "process_name", "pid": pid,
-        "args": {"name": format!("{} ({})", info.exe.display(), info.runtime)}}))?;
+    let process_name = format!("{} ({})", info.exe.display(), info.runtime);
+    writer.push(json!({"ph": "M", "name": "process_name", "pid": info.pid,
+        "args": {"name": process_name}}))?;
+    let mut processes = BTreeSet::from([info.pid]);
     // Poll pairing lives in the collector; the blocking threshold does not matter here.
     let mut collector = Collector::new(super::DEFAULT_BLOCKING_THRESHOLD);
-    let mut names: HashMap<u64, String> = HashMap::new();
-    let mut spawns: HashMap<u64, Spawn> = HashMap::new();
+    let mut lifetimes: HashMap<TaskKey, Lifetime> = HashMap::new();
+    let mut spawns: HashMap<TaskKey, Spawn> = HashMap::new();
     let mut threads = BTreeSet::new();
     let mut counts = ChromeCounts::default();
+    let mut next_child_id = CHILD_IDS;
     let mut last_ns = info.start_ns;
     for event in events {
         let event = event?;
         last_ns = last_ns.max(event.ts_ns);
-        threads.insert(event.tid);
-        let id = event.async_id;
+        let pid = event.pid;
+        if processes.insert(pid) {
+            writer.push(json!({"ph": "M", "name": "process_name", "pid": pid,
+                "args": {"name": format!("{process_name}, followed process")}}))?;
+        }
+        threads.insert((pid, event.tid));
+        let key = (pid, event.async_id);
+        let async_id = event.async_id;
         match &event.kind {
             HookKind::Init {
                 resource_type,
                 trigger_id,
                 ..
             } => {
-                let name = format!("{} {id}", resource_type.as_str());
+                let name = format!("{} {async_id}", resource_type.as_str());
+                let id = if pid == info.pid {
+                    async_id
+                } else {
+                    next_child_id += 1;
+                    next_child_id - 1
+                };
                 counts.tasks += 1;
                 writer.push(json!({"ph": "b", "cat": "task", "id": id, "name": name,
                     "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid,
-                    "args": {"async_id": id, "trigger_id": trigger_id}}))?;
-                names.insert(id, name);
+                    "args": {"async_id": async_id, "trigger_id": trigger_id}}))?;
+                lifetimes.insert(key, Lifetime { name, id });
                 if trigger_id.is_some_and(|trigger| trigger != 0) {
                     spawns.insert(
-                        id,
+                        key,
                         Spawn {
                             ts_ns: event.ts_ns,
                             tid: event.tid,
@@ -110,8 +140,9 @@ pub fn write(
                 }
             }
             HookKind::Before => {
-                if let Some(spawn) = spawns.remove(&id) {
+                if let (Some(spawn), Some(lifetime)) = (spawns.remove(&key), lifetimes.get(&key)) {
                     counts.flows += 1;
+                    let id = lifetime.id;
                     writer.push(json!({"ph": "s", "cat": "spawn", "name": "spawn", "id": id,
                         "ts": writer.us(spawn.ts_ns), "pid": pid, "tid": spawn.tid}))?;
                     writer.push(
@@ -121,33 +152,32 @@ pub fn write(
                 }
             }
             HookKind::Destroy => {
-                if let Some(name) = names.remove(&id) {
+                if let Some(Lifetime { name, id }) = lifetimes.remove(&key) {
                     writer.push(json!({"ph": "e", "cat": "task", "id": id, "name": name,
                         "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}))?;
                 }
-                spawns.remove(&id);
+                spawns.remove(&key);
             }
             HookKind::After { .. } | HookKind::Resolve => {}
         }
         if let Some(poll) = collector.record(&event) {
             counts.slices += 1;
-            let name = names
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| format!("task {id}"));
+            let name = lifetimes
+                .get(&key)
+                .map_or_else(|| format!("task {async_id}"), |alive| alive.name.clone());
             writer.push(json!({"ph": "X", "cat": "poll", "name": name,
                 "ts": writer.us(poll.start_ns), "dur": poll.duration_ns() as f64 / 1e3,
-                "pid": pid, "tid": poll.tid, "args": {"async_id": id}}))?;
+                "pid": pid, "tid": poll.tid, "args": {"async_id": async_id}}))?;
         }
     }
     // Tasks alive at the end: their lifetime slices end with the session.
-    let mut alive: Vec<(u64, String)> = names.into_iter().collect();
-    alive.sort();
-    for (id, name) in alive {
+    let mut alive: Vec<(TaskKey, Lifetime)> = lifetimes.into_iter().collect();
+    alive.sort_by_key(|(key, _)| *key);
+    for ((pid, _), Lifetime { name, id }) in alive {
         writer.push(json!({"ph": "e", "cat": "task", "id": id, "name": name,
             "ts": writer.us(last_ns), "pid": pid}))?;
     }
-    for tid in threads {
+    for (pid, tid) in threads {
         writer.push(
             json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
             "args": {"name": format!("thread {tid}")}}),
@@ -213,5 +243,60 @@ mod tests {
         assert_eq!(phases(&trace, "e").len(), 5);
         let threads = phases(&trace, "M");
         assert_eq!(threads.len(), 1 + 3);
+    }
+
+    #[test]
+    fn each_process_is_a_process_of_the_trace_with_ids_of_its_own() {
+        let mut out = Vec::new();
+        let counts = write(&mut out, &info(), two_processes().into_iter().map(Ok)).unwrap();
+        let trace: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!((counts.slices, counts.flows, counts.tasks), (12, 4, 10));
+        let names: Vec<(&Value, &Value)> = phases(&trace, "M")
+            .into_iter()
+            .filter(|event| event["name"] == "process_name")
+            .map(|event| (&event["pid"], &event["args"]["name"]))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (&json!(1), &json!("/bin/app (tokio)")),
+                (&json!(2), &json!("/bin/app (tokio), followed process"))
+            ]
+        );
+        let threads: Vec<(u64, u64)> = phases(&trace, "M")
+            .into_iter()
+            .filter(|event| event["name"] == "thread_name")
+            .map(|event| {
+                (
+                    event["pid"].as_u64().unwrap(),
+                    event["tid"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            threads,
+            [(1, 10), (1, 11), (1, 12), (2, 20), (2, 21), (2, 22)]
+        );
+        // Every lifetime opens and closes under one id, and no id serves two tasks.
+        let mut ids = std::collections::BTreeMap::new();
+        for begin in phases(&trace, "b") {
+            let task = (begin["pid"].as_u64().unwrap(), &begin["args"]["async_id"]);
+            assert!(ids.insert(begin["id"].as_u64().unwrap(), task).is_none());
+        }
+        assert_eq!(ids.len(), 10);
+        assert!(ids.contains_key(&2) && ids.contains_key(&CHILD_IDS));
+        for end in phases(&trace, "e") {
+            assert_eq!(
+                ids[&end["id"].as_u64().unwrap()].0,
+                end["pid"].as_u64().unwrap()
+            );
+        }
+        // A flow starts and ends in the process of its task.
+        for flow in phases(&trace, "s").into_iter().chain(phases(&trace, "f")) {
+            assert_eq!(
+                ids[&flow["id"].as_u64().unwrap()].0,
+                flow["pid"].as_u64().unwrap()
+            );
+        }
     }
 }

@@ -39,16 +39,22 @@ pub struct TreeArgs {
     /// Show this many levels (1 = only resources spawned outside any task).
     #[arg(long, value_name = "N")]
     pub depth: Option<usize>,
-    /// Show only the subtree of this async_id.
+    /// Show only the subtree of this async_id (in each process that has one).
     #[arg(long, value_name = "N")]
     pub id: Option<u64>,
+    /// Only the tasks of this process, in a session that followed forks.
+    #[arg(long, value_name = "PID", value_parser = crate::parse_pid)]
+    pub pid: Option<u32>,
 }
 
 impl TreeArgs {
     /// Prints the trigger tree of the file.
     pub fn run(&self) -> anyhow::Result<()> {
         let (info, events) = open_events(&self.file)?;
-        let analysis = Analysis::from_events(&info, events, DEFAULT_BLOCKING_THRESHOLD)?;
+        let mut analysis = Analysis::from_events(&info, events, DEFAULT_BLOCKING_THRESHOLD)?;
+        if let Some(pid) = self.pid {
+            analysis.only_process(pid)?;
+        }
         let options = TreeOptions {
             min_duration: self.min_duration,
             depth: self.depth,
@@ -89,6 +95,9 @@ pub struct StatsArgs {
     /// Print the rows as CSV (warnings go to stderr).
     #[arg(long)]
     pub csv: bool,
+    /// Only the tasks of this process, in a session that followed forks.
+    #[arg(long, value_name = "PID", value_parser = crate::parse_pid)]
+    pub pid: Option<u32>,
     #[command(flatten)]
     pub options: StatsOptions,
 }
@@ -97,7 +106,10 @@ impl StatsArgs {
     /// Prints the per-task table of the file.
     pub fn run(&self) -> anyhow::Result<()> {
         let (info, events) = open_events(&self.file)?;
-        let analysis = Analysis::from_events(&info, events, self.options.blocking_threshold)?;
+        let mut analysis = Analysis::from_events(&info, events, self.options.blocking_threshold)?;
+        if let Some(pid) = self.pid {
+            analysis.only_process(pid)?;
+        }
         let table = stats::Table::new(&analysis, self.options.sort, self.options.many_polls);
         let mut out = anstream::stdout().lock();
         if self.json {

@@ -2,6 +2,9 @@
 //! warnings, and timelines for Perfetto and browsers. Everything here consumes a
 //! stream of [`HookEvent`]s, live (through [`ReportSink`]) or from a file, and
 //! keeps one aggregate per task, never every event.
+//!
+//! Task ids are per process, so a task is known by its (pid, task id)
+//! [`TaskKey`]: a `--follow-forks` session keeps its processes apart.
 
 pub mod chrome;
 pub mod commands;
@@ -10,16 +13,24 @@ pub mod svg;
 pub mod tree;
 pub mod warnings;
 
-use std::{collections::BTreeMap, io, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io,
+    time::Duration,
+};
 
 use crate::{
     event::{HookEvent, HookKind, ResourceType},
+    model::TaskKey,
     output::{SessionEnd, SessionInfo, Sink},
 };
+use anyhow::bail;
 
 /// One finished poll (`before` → `after`) of one task on one thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Poll {
+    /// The process of the task.
+    pub pid: u32,
     /// The task polled.
     pub async_id: u64,
     /// The thread that ran the poll.
@@ -40,11 +51,13 @@ impl Poll {
 /// Everything kept about one task: its identity and running totals.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskRecord {
+    /// Its process.
+    pub pid: u32,
     /// Tokio's task id.
     pub async_id: u64,
     /// `tokio.task`, `tokio.blocking`, …
     pub resource_type: ResourceType,
-    /// The task that spawned it; 0 outside any task; `None` when unknown (it
+    /// The task of the same process that spawned it; 0 outside any task; `None` when unknown (it
     /// existed before the tracer attached, or its `init` was never seen).
     pub trigger_id: Option<u64>,
     /// It existed before the tracer attached.
@@ -91,6 +104,11 @@ impl TaskState {
 }
 
 impl TaskRecord {
+    /// (pid, task id): what tells it apart across processes.
+    pub fn key(&self) -> TaskKey {
+        (self.pid, self.async_id)
+    }
+
     /// When it ended: freed, else finished; `None` while it lives.
     pub fn end_ns(&self) -> Option<u64> {
         self.destroy_ns.or(self.resolve_ns)
@@ -129,7 +147,7 @@ pub const DEFAULT_BLOCKING_THRESHOLD: Duration = Duration::from_millis(10);
 /// read from. Memory grows with the number of tasks, not of events.
 #[derive(Debug)]
 pub struct Collector {
-    tasks: BTreeMap<u64, TaskRecord>,
+    tasks: BTreeMap<TaskKey, TaskRecord>,
     blocking_threshold_ns: u64,
     first_ns: Option<u64>,
     last_ns: u64,
@@ -150,23 +168,27 @@ impl Collector {
     pub fn record(&mut self, event: &HookEvent) -> Option<Poll> {
         self.first_ns.get_or_insert(event.ts_ns);
         self.last_ns = self.last_ns.max(event.ts_ns);
-        let task = self.tasks.entry(event.async_id).or_insert_with(|| {
-            // Not announced by an `init`: the stream started after it.
-            TaskRecord {
-                async_id: event.async_id,
-                resource_type: ResourceType::TOKIO_TASK,
-                trigger_id: None,
-                existing: true,
-                start_ns: event.ts_ns,
-                resolve_ns: None,
-                destroy_ns: None,
-                polls: 0,
-                busy_ns: 0,
-                longest_poll_ns: 0,
-                blocking_polls: 0,
-                open_polls: Vec::new(),
-            }
-        });
+        let task = self
+            .tasks
+            .entry((event.pid, event.async_id))
+            .or_insert_with(|| {
+                // Not announced by an `init`: the stream started after it.
+                TaskRecord {
+                    pid: event.pid,
+                    async_id: event.async_id,
+                    resource_type: ResourceType::TOKIO_TASK,
+                    trigger_id: None,
+                    existing: true,
+                    start_ns: event.ts_ns,
+                    resolve_ns: None,
+                    destroy_ns: None,
+                    polls: 0,
+                    busy_ns: 0,
+                    longest_poll_ns: 0,
+                    blocking_polls: 0,
+                    open_polls: Vec::new(),
+                }
+            });
         match &event.kind {
             HookKind::Init {
                 resource_type,
@@ -190,6 +212,7 @@ impl Collector {
                     .position(|(tid, _)| *tid == event.tid)?;
                 let (_, start_ns) = task.open_polls.swap_remove(index);
                 let poll = Poll {
+                    pid: event.pid,
                     async_id: event.async_id,
                     tid: event.tid,
                     start_ns,
@@ -218,6 +241,7 @@ impl Collector {
     /// Everything collected so far.
     pub fn finish(self, info: &SessionInfo) -> Analysis {
         Analysis {
+            pids: self.tasks.keys().map(|(pid, _)| *pid).collect(),
             start_ns: info.start_ns.min(self.first_ns.unwrap_or(info.start_ns)),
             end_ns: self.last_ns.max(info.start_ns),
             pid: info.pid,
@@ -235,12 +259,14 @@ pub struct Analysis {
     pub start_ns: u64,
     /// The last event's time: tasks still alive are measured up to here.
     pub end_ns: u64,
-    /// The traced process.
+    /// The traced process (or the one [`Analysis::only_process`] kept).
     pub pid: u32,
     /// Its executable, as known.
     pub exe: String,
-    /// Every task seen, by id.
-    pub tasks: BTreeMap<u64, TaskRecord>,
+    /// The processes with tasks: more than one when children were followed.
+    pub pids: BTreeSet<u32>,
+    /// Every task seen, by (pid, task id).
+    pub tasks: BTreeMap<TaskKey, TaskRecord>,
     /// The threshold `blocking_polls` were counted with.
     pub blocking_threshold_ns: u64,
 }
@@ -257,6 +283,36 @@ impl Analysis {
             collector.record(&event?);
         }
         Ok(collector.finish(info))
+    }
+
+    /// Keeps the tasks of process `pid` only (`--pid`).
+    pub fn only_process(&mut self, pid: u32) -> anyhow::Result<()> {
+        if !self.pids.contains(&pid) {
+            let known: Vec<String> = self.pids.iter().map(u32::to_string).collect();
+            bail!(
+                "--pid {pid}: no task of process {pid} in this session; its processes: {}",
+                known.join(", ")
+            );
+        }
+        self.tasks.retain(|(task_pid, _), _| *task_pid == pid);
+        self.pids = BTreeSet::from([pid]);
+        self.pid = pid;
+        Ok(())
+    }
+
+    /// Whether tasks of more than one process are present (`--follow-forks`):
+    /// the text outputs then name each task's process.
+    pub fn several_processes(&self) -> bool {
+        self.pids.len() > 1
+    }
+
+    /// How text names `task`: `#5`, or `pid 42 #5` when several processes are present.
+    pub fn task_label(&self, task: &TaskRecord) -> String {
+        if self.several_processes() {
+            format!("pid {} #{}", task.pid, task.async_id)
+        } else {
+            format!("#{}", task.async_id)
+        }
     }
 
     /// `ns` as seconds since the session started.
@@ -453,6 +509,30 @@ pub(crate) mod test_events {
         events
     }
 
+    /// [`session`] in process 1, then the same task ids in process 2 (a forked
+    /// child: threads 20 to 22, everything 1 ms later), merged by time.
+    pub fn two_processes() -> Vec<HookEvent> {
+        let mut events = session();
+        events.extend(session().into_iter().map(|mut event| {
+            event.pid = 2;
+            event.tid += 10;
+            event.ts_ns += 1_000_000;
+            event
+        }));
+        events.sort_by_key(|event| event.ts_ns);
+        events
+    }
+
+    /// [`two_processes`] folded.
+    pub fn two_process_analysis() -> Analysis {
+        Analysis::from_events(
+            &info(),
+            two_processes().into_iter().map(Ok),
+            DEFAULT_BLOCKING_THRESHOLD,
+        )
+        .unwrap()
+    }
+
     /// [`session`] folded.
     pub fn analysis() -> Analysis {
         Analysis::from_events(
@@ -471,7 +551,7 @@ mod tests {
     #[test]
     fn polls_are_paired_per_thread_and_summed() {
         let analysis = analysis();
-        let two = &analysis.tasks[&2];
+        let two = &analysis.tasks[&(1, 2)];
         assert_eq!(two.polls, 2);
         assert_eq!(two.busy_ns, 17_000_000);
         assert_eq!(two.longest_poll_ns, 16_000_000);
@@ -485,12 +565,12 @@ mod tests {
     #[test]
     fn unfinished_tasks_last_until_the_session_ends() {
         let analysis = analysis();
-        let nine = &analysis.tasks[&9];
+        let nine = &analysis.tasks[&(1, 9)];
         assert!(nine.existing);
         assert_eq!(nine.trigger_id, None);
         assert_eq!(nine.state(), TaskState::Idle);
         assert_eq!(nine.lifetime_ns(analysis.end_ns), 31_000_000);
-        assert_eq!(analysis.tasks[&3].polls, 0);
+        assert_eq!(analysis.tasks[&(1, 3)].polls, 0);
     }
 
     #[test]
@@ -499,10 +579,32 @@ mod tests {
         let [before, _] = poll(5, 1, 2, 3);
         collector.record(&before);
         let analysis = collector.finish(&info());
-        let five = &analysis.tasks[&5];
+        let five = &analysis.tasks[&(1, 5)];
         assert!(five.existing);
         assert_eq!(five.trigger_id, None);
         assert_eq!(five.state(), TaskState::Running);
+    }
+
+    #[test]
+    fn the_same_task_id_in_two_processes_is_two_tasks() {
+        let mut analysis = two_process_analysis();
+        assert_eq!(analysis.tasks.len(), 10);
+        assert_eq!(analysis.pids, BTreeSet::from([1, 2]));
+        assert!(analysis.several_processes());
+        let child_two = &analysis.tasks[&(2, 2)];
+        assert_eq!((child_two.polls, child_two.trigger_id), (2, Some(1)));
+        assert_eq!(
+            child_two.start_ns,
+            analysis.tasks[&(1, 2)].start_ns + 1_000_000
+        );
+        assert_eq!(analysis.task_label(child_two), "pid 2 #2");
+
+        analysis.only_process(2).unwrap();
+        assert_eq!(analysis.tasks.len(), 5);
+        assert_eq!((analysis.pid, analysis.several_processes()), (2, false));
+        assert_eq!(analysis.task_label(&analysis.tasks[&(2, 2)]), "#2");
+        let error = analysis.only_process(3).unwrap_err().to_string();
+        assert!(error.contains("no task of process 3 in this session; its processes: 2"));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum SortBy {
 /// One task's row.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
+    /// Its process (task ids are per process).
+    pub pid: u32,
     /// Tokio's task id.
     pub async_id: u64,
     /// `tokio.task`, `tokio.blocking`, …
@@ -68,6 +70,7 @@ impl Table {
             .tasks
             .values()
             .map(|task| Row {
+                pid: task.pid,
                 async_id: task.async_id,
                 resource_type: task.resource_type.as_str().to_owned(),
                 trigger_id: task.trigger_id,
@@ -112,12 +115,29 @@ pub fn write_csv(out: &mut impl Write, table: &Table) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes aligned columns, then one line per warning with its tasks.
+/// Writes aligned columns (with a PID column first when several processes
+/// are present), then one line per warning with its tasks.
 pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> anyhow::Result<()> {
+    let pid_column = |pid: &dyn std::fmt::Display| {
+        if analysis.several_processes() {
+            format!("{pid:>8}")
+        } else {
+            String::new()
+        }
+    };
     writeln!(
         out,
-        "{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}",
-        "ID", "TYPE", "TRIGGER", "STATE", "POLLS", "BUSY", "IDLE", "LIFETIME", "LONGEST"
+        "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        pid_column(&"PID"),
+        "ID",
+        "TYPE",
+        "TRIGGER",
+        "STATE",
+        "POLLS",
+        "BUSY",
+        "IDLE",
+        "LIFETIME",
+        "LONGEST"
     )?;
     for row in &table.tasks {
         let trigger = row
@@ -125,7 +145,8 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
             .map_or_else(|| "?".to_owned(), |id| id.to_string());
         writeln!(
             out,
-            "{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            pid_column(&row.pid),
             row.async_id,
             row.resource_type,
             trigger,
@@ -137,9 +158,13 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
             human_duration(row.longest_poll_ns),
         )?;
     }
+    let processes = match analysis.pids.len() {
+        0 | 1 => String::new(),
+        n => format!(" in {n} processes"),
+    };
     writeln!(
         out,
-        "{} tasks over {}; TRIGGER ? = existing at attach; scheduled-to-poll delay is not measured (wakes are not probed)",
+        "{} tasks{processes} over {}; TRIGGER ? = existing at attach; scheduled-to-poll delay is not measured (wakes are not probed)",
         table.tasks.len(),
         human_duration(analysis.end_ns.saturating_sub(analysis.start_ns))
     )?;
@@ -155,7 +180,10 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
 
 #[cfg(test)]
 mod tests {
-    use super::{super::test_events::analysis, *};
+    use super::{
+        super::test_events::{analysis, two_process_analysis},
+        *,
+    };
 
     #[test]
     fn rows_sort_largest_first() {
@@ -182,14 +210,33 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls"
+            "pid,async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls"
         );
         assert_eq!(
             lines[1],
-            "2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1"
+            "1,2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1"
         );
         assert_eq!(lines.len(), 1 + analysis.tasks.len());
-        assert!(text.contains("\n9,tokio.task,,idle,"));
+        assert!(text.contains("\n1,9,tokio.task,,idle,"));
+    }
+
+    #[test]
+    fn several_processes_get_a_pid_column_and_a_row_per_task_of_each() {
+        let analysis = two_process_analysis();
+        let table = Table::new(&analysis, SortBy::Busy, 1000);
+        let keys: Vec<(u32, u64)> = table.tasks.iter().map(|r| (r.pid, r.async_id)).collect();
+        assert_eq!(keys.len(), 10);
+        assert_eq!(keys[..2], [(1, 2), (2, 2)]);
+        let mut out = anstream::StripStream::new(Vec::new());
+        write_text(&mut out, &analysis, &table).unwrap();
+        let text = String::from_utf8(out.into_inner()).unwrap();
+        assert!(text.starts_with("     PID      ID  TYPE "), "{text}");
+        assert!(text.contains("\n       2       2  tokio.task "), "{text}");
+        assert!(text.contains("10 tasks in 2 processes over"), "{text}");
+        assert!(
+            text.contains("\n  pid 2 #3: spawned at 0.003000s, never polled"),
+            "{text}"
+        );
     }
 
     #[test]

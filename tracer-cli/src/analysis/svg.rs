@@ -1,6 +1,8 @@
 //! A self-contained SVG timeline: one lane per thread, one bar per poll coloured
 //! by task (hover for its id and times), and an arrow from where a task was
-//! spawned to its first poll. Opens in any browser, no script, no server.
+//! spawned to its first poll. Opens in any browser, no script, no server. With
+//! several processes (`--follow-forks`) the lanes are grouped by process and
+//! named `PID/TID`.
 //!
 //! Every poll is a bar, so the file grows with the polls: fine for a demo or a
 //! few seconds of a server, heavy for minutes of a busy one (use Perfetto then).
@@ -10,6 +12,7 @@ use std::{collections::BTreeMap, fmt::Write as _, io::Write};
 use super::{Collector, Poll, human_duration};
 use crate::{
     event::{HookEvent, HookKind, ResourceType},
+    model::TaskKey,
     output::SessionInfo,
 };
 
@@ -60,8 +63,9 @@ pub fn write(
 ) -> anyhow::Result<SvgCounts> {
     let mut collector = Collector::new(super::DEFAULT_BLOCKING_THRESHOLD);
     let mut polls = Vec::new();
-    let mut arrows: BTreeMap<u64, Arrow> = BTreeMap::new();
-    let mut lanes: Vec<u32> = Vec::new();
+    let mut arrows: BTreeMap<TaskKey, Arrow> = BTreeMap::new();
+    // (pid, tid), in order of first poll.
+    let mut lanes: Vec<(u32, u32)> = Vec::new();
     for event in events {
         let event = event?;
         if let HookKind::Init {
@@ -71,7 +75,7 @@ pub fn write(
             && trigger != 0
         {
             arrows.insert(
-                event.async_id,
+                (event.pid, event.async_id),
                 Arrow {
                     from_ns: event.ts_ns,
                     from_tid: event.tid,
@@ -80,10 +84,10 @@ pub fn write(
             );
         }
         if let Some(poll) = collector.record(&event) {
-            if !lanes.contains(&poll.tid) {
-                lanes.push(poll.tid);
+            if !lanes.contains(&(poll.pid, poll.tid)) {
+                lanes.push((poll.pid, poll.tid));
             }
-            if let Some(arrow) = arrows.get_mut(&poll.async_id)
+            if let Some(arrow) = arrows.get_mut(&(poll.pid, poll.async_id))
                 && arrow.to.is_none()
             {
                 arrow.to = Some(poll);
@@ -92,10 +96,11 @@ pub fn write(
         }
     }
     let analysis = collector.finish(info);
+    lanes.sort_by_key(|(pid, _)| *pid);
     let span_ns = analysis.end_ns.saturating_sub(analysis.start_ns).max(1);
     let scale = (WIDTH - LEFT - RIGHT) / span_ns as f64;
     let x = |ns: u64| LEFT + ns.saturating_sub(analysis.start_ns) as f64 * scale;
-    let lane_of = |tid: u32| lanes.iter().position(|lane| *lane == tid);
+    let lane_of = |pid: u32, tid: u32| lanes.iter().position(|lane| *lane == (pid, tid));
     let lane_y = |index: usize| TOP + index as f64 * LANE;
     let height = TOP + lanes.len() as f64 * LANE + AXIS;
 
@@ -106,21 +111,30 @@ pub fn write(
     )?;
     svg.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#333"/></marker></defs>"##);
     writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#)?;
+    let processes = match analysis.pids.len() {
+        0 | 1 => String::new(),
+        n => format!(" and {} other process(es), lanes PID/TID", n - 1),
+    };
     writeln!(
         svg,
-        r#"<text x="10" y="22" font-size="15" font-weight="bold">{} (pid {}): {} tasks, {} polls over {}</text>"#,
+        r#"<text x="10" y="22" font-size="15" font-weight="bold">{} (pid {}{processes}): {} tasks, {} polls over {}</text>"#,
         escape(&analysis.exe),
         analysis.pid,
         analysis.tasks.len(),
         polls.len(),
         human_duration(span_ns)
     )?;
-    for (index, tid) in lanes.iter().enumerate() {
+    for (index, (pid, tid)) in lanes.iter().enumerate() {
         let y = lane_y(index);
+        let name = if analysis.several_processes() {
+            format!("{pid}/{tid}")
+        } else {
+            format!("thread {tid}")
+        };
         let fill = if index % 2 == 0 { "#f3f3f3" } else { "#fafafa" };
         writeln!(
             svg,
-            r#"<rect x="{LEFT}" y="{y}" width="{}" height="{LANE}" fill="{fill}"/><text x="8" y="{}">thread {tid}</text>"#,
+            r#"<rect x="{LEFT}" y="{y}" width="{}" height="{LANE}" fill="{fill}"/><text x="8" y="{}">{name}</text>"#,
             WIDTH - LEFT - RIGHT,
             y + LANE / 2.0 + 4.0
         )?;
@@ -142,12 +156,12 @@ pub fn write(
     let mut by_length: Vec<&Poll> = polls.iter().collect();
     by_length.sort_by_key(|poll| std::cmp::Reverse(poll.duration_ns()));
     for poll in by_length {
-        let Some(index) = lane_of(poll.tid) else {
+        let Some(index) = lane_of(poll.pid, poll.tid) else {
             continue;
         };
         let resource = analysis
             .tasks
-            .get(&poll.async_id)
+            .get(&(poll.pid, poll.async_id))
             .map_or("task", |task| task.resource_type.as_str());
         let opacity = if resource == ResourceType::TOKIO_BLOCKING.as_str() {
             0.3
@@ -167,11 +181,11 @@ pub fn write(
         )?;
     }
     let mut drawn = 0;
-    for (child, arrow) in &arrows {
-        let (Some(to), Some(from_lane)) = (arrow.to, lane_of(arrow.from_tid)) else {
+    for ((pid, child), arrow) in &arrows {
+        let (Some(to), Some(from_lane)) = (arrow.to, lane_of(*pid, arrow.from_tid)) else {
             continue;
         };
-        let Some(to_lane) = lane_of(to.tid) else {
+        let Some(to_lane) = lane_of(*pid, to.tid) else {
             continue;
         };
         let (y1, y2) = (
@@ -202,10 +216,16 @@ pub fn write(
 mod tests {
     use super::{super::test_events::*, *};
 
+    /// The picture of `events` and its counts.
+    fn draw(events: Vec<HookEvent>) -> (String, SvgCounts) {
+        let mut out = Vec::new();
+        let counts = write(&mut out, &info(), events.into_iter().map(Ok)).unwrap();
+        (String::from_utf8(out).unwrap(), counts)
+    }
+
     #[test]
     fn draws_a_lane_per_thread_a_bar_per_poll_and_an_arrow_per_spawn() {
-        let mut out = Vec::new();
-        let counts = write(&mut out, &info(), session().into_iter().map(Ok)).unwrap();
+        let (svg, counts) = draw(session());
         assert_eq!(
             counts,
             SvgCounts {
@@ -214,11 +234,30 @@ mod tests {
                 arrows: 2
             }
         );
-        let svg = String::from_utf8(out).unwrap();
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<title>tokio.task ").count(), 6);
         assert!(svg.contains(">thread 11</text>"));
+    }
+
+    #[test]
+    fn lanes_are_grouped_by_process() {
+        let (svg, counts) = draw(two_processes());
+        assert_eq!(
+            counts,
+            SvgCounts {
+                lanes: 4,
+                bars: 12,
+                arrows: 4
+            }
+        );
+        assert!(svg.contains("(pid 1 and 1 other process(es), lanes PID/TID): 10 tasks"));
+        let at = |lane: &str| {
+            svg.find(&format!(">{lane}</text>"))
+                .unwrap_or_else(|| panic!("no lane {lane}: {svg}"))
+        };
+        // Thread 21 ran a poll before thread 12 did, but process 1 comes first.
+        assert!(at("1/11") < at("1/12") && at("1/12") < at("2/21") && at("2/21") < at("2/22"));
     }
 
     #[test]

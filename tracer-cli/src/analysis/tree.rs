@@ -10,9 +10,10 @@
 use std::{collections::BTreeMap, io::Write, time::Duration};
 
 use anstyle::{AnsiColor, Style};
+use anyhow::bail;
 use serde::Serialize;
 
-use super::{Analysis, TaskRecord, TaskState, human_duration};
+use super::{Analysis, TaskKey, TaskRecord, TaskState, human_duration};
 
 /// How to trim a large tree.
 #[derive(Clone, Debug, Default)]
@@ -21,12 +22,12 @@ pub struct TreeOptions {
     pub min_duration: Option<Duration>,
     /// Show this many levels below the roots (1 = only the top resources).
     pub depth: Option<usize>,
-    /// Show only the subtree of this resource.
+    /// Show only the subtree of this resource (in every process that has one).
     pub id: Option<u64>,
 }
 
 /// Why a group of resources has no parent resource in the tree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RootKind {
     /// Spawned outside any task (`block_on`, `main`, a runtime thread): trigger 0.
@@ -76,9 +77,11 @@ pub struct Node {
     pub children: Vec<Node>,
 }
 
-/// Resources grouped under one kind of root.
+/// Resources of one process grouped under one kind of root.
 #[derive(Clone, Debug, Serialize)]
 pub struct Root {
+    /// Their process.
+    pub pid: u32,
     /// Why these have no parent in the tree.
     pub root: RootKind,
     /// The top resources.
@@ -88,23 +91,39 @@ pub struct Root {
 /// The whole forest, as `tracer tree --json` prints it.
 #[derive(Clone, Debug, Serialize)]
 pub struct TriggerTree {
-    /// At most one root of each kind, empty ones left out.
+    /// By pid, at most one root of each kind per process, empty ones left out.
     pub roots: Vec<Root>,
 }
 
 impl TriggerTree {
-    /// Arranges `analysis`'s tasks under their triggers, trimmed as `options` say.
+    /// Arranges `analysis`'s tasks under their triggers, trimmed as `options`
+    /// say: the roots of each process, by pid (a trigger id names a task of the
+    /// same process).
     pub fn build(analysis: &Analysis, options: &TreeOptions) -> anyhow::Result<Self> {
-        let mut children: BTreeMap<u64, Vec<&TaskRecord>> = BTreeMap::new();
-        let mut outside = Vec::new();
-        let mut unknown = Vec::new();
+        let mut children: BTreeMap<TaskKey, Vec<&TaskRecord>> = BTreeMap::new();
+        let mut tops: BTreeMap<(u32, RootKind), Vec<&TaskRecord>> = BTreeMap::new();
         for task in analysis.tasks.values() {
-            match task.trigger_id {
-                Some(0) => outside.push(task),
-                Some(parent) if analysis.tasks.contains_key(&parent) => {
-                    children.entry(parent).or_default().push(task)
+            let kind = match task.trigger_id {
+                Some(0) => RootKind::OutsideAnyTask,
+                Some(parent) if analysis.tasks.contains_key(&(task.pid, parent)) => {
+                    children.entry((task.pid, parent)).or_default().push(task);
+                    continue;
                 }
-                _ => unknown.push(task),
+                _ => RootKind::UnknownTrigger,
+            };
+            tops.entry((task.pid, kind)).or_default().push(task);
+        }
+        if let Some(id) = options.id {
+            tops = analysis
+                .tasks
+                .values()
+                .filter(|task| task.async_id == id)
+                .map(|task| ((task.pid, RootKind::Subtree), vec![task]))
+                .collect();
+            if tops.is_empty() {
+                bail!(
+                    "--id {id}: no resource has async_id {id} in this session; `tracer stats` lists them"
+                );
             }
         }
         let builder = Builder {
@@ -112,23 +131,10 @@ impl TriggerTree {
             children,
             options,
         };
-        let groups = match options.id {
-            Some(id) => {
-                let task = analysis.tasks.get(&id).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--id {id}: no resource has async_id {id} in this session; `tracer stats` lists them"
-                    )
-                })?;
-                vec![(RootKind::Subtree, vec![task])]
-            }
-            None => vec![
-                (RootKind::OutsideAnyTask, outside),
-                (RootKind::UnknownTrigger, unknown),
-            ],
-        };
-        let roots = groups
+        let roots = tops
             .into_iter()
-            .map(|(root, tasks)| Root {
+            .map(|((pid, root), tasks)| Root {
+                pid,
                 root,
                 children: builder.nodes(tasks, 1),
             })
@@ -140,7 +146,7 @@ impl TriggerTree {
 
 struct Builder<'a> {
     analysis: &'a Analysis,
-    children: BTreeMap<u64, Vec<&'a TaskRecord>>,
+    children: BTreeMap<TaskKey, Vec<&'a TaskRecord>>,
     options: &'a TreeOptions,
 }
 
@@ -155,11 +161,7 @@ impl Builder<'_> {
         tasks
             .into_iter()
             .filter_map(|task| {
-                let kids = self
-                    .children
-                    .get(&task.async_id)
-                    .cloned()
-                    .unwrap_or_default();
+                let kids = self.children.get(&task.key()).cloned().unwrap_or_default();
                 let children = self.nodes(kids, depth + 1);
                 let lifetime_ns = task.lifetime_ns(self.analysis.end_ns);
                 (lifetime_ns >= min_ns || !children.is_empty()).then(|| {
@@ -196,23 +198,38 @@ const TYPE: Style = AnsiColor::Cyan.on_default();
 const DIM: Style = Style::new().dimmed();
 
 /// Writes the tree with box lines, in colour (an `anstream` writer drops the
-/// colour when the output is not a terminal).
+/// colour when the output is not a terminal). With several processes, each
+/// one's roots come under a `process PID` heading.
 pub fn write_text(
     out: &mut impl Write,
     analysis: &Analysis,
     tree: &TriggerTree,
 ) -> anyhow::Result<()> {
+    let others = match analysis.pids.len() {
+        0 | 1 => String::new(),
+        n => format!(" and {} other process(es)", n - 1),
+    };
     writeln!(
         out,
-        "{ROOT}trigger tree{ROOT:#}: pid {} {}, {} tasks over {}",
+        "{ROOT}trigger tree{ROOT:#}: pid {} {}{others}, {} tasks over {}",
         analysis.pid,
         analysis.exe,
         analysis.tasks.len(),
         human_duration(analysis.end_ns.saturating_sub(analysis.start_ns))
     )?;
+    let indent = if analysis.several_processes() {
+        "  "
+    } else {
+        ""
+    };
+    let mut heading = None;
     for root in &tree.roots {
-        writeln!(out, "{ROOT}{}{ROOT:#}", root.root.label())?;
-        write_nodes(out, &root.children, "")?;
+        if !indent.is_empty() && heading != Some(root.pid) {
+            writeln!(out, "{ROOT}process {}{ROOT:#}", root.pid)?;
+            heading = Some(root.pid);
+        }
+        writeln!(out, "{indent}{ROOT}{}{ROOT:#}", root.root.label())?;
+        write_nodes(out, &root.children, indent)?;
     }
     Ok(())
 }
@@ -246,7 +263,10 @@ fn write_nodes(out: &mut impl Write, nodes: &[Node], prefix: &str) -> anyhow::Re
 
 #[cfg(test)]
 mod tests {
-    use super::{super::test_events::analysis, *};
+    use super::{
+        super::test_events::{analysis, two_process_analysis},
+        *,
+    };
 
     fn ids(nodes: &[Node]) -> Vec<u64> {
         nodes.iter().map(|node| node.async_id).collect()
@@ -296,6 +316,66 @@ mod tests {
         };
         let error = TriggerTree::build(&analysis, &missing).unwrap_err();
         assert!(error.to_string().contains("no resource has async_id 77"));
+    }
+
+    #[test]
+    fn each_process_has_its_own_roots_and_triggers() {
+        let analysis = two_process_analysis();
+        let tree = TriggerTree::build(&analysis, &TreeOptions::default()).unwrap();
+        let roots: Vec<(u32, RootKind)> = tree.roots.iter().map(|r| (r.pid, r.root)).collect();
+        assert_eq!(
+            roots,
+            [
+                (1, RootKind::OutsideAnyTask),
+                (1, RootKind::UnknownTrigger),
+                (2, RootKind::OutsideAnyTask),
+                (2, RootKind::UnknownTrigger)
+            ]
+        );
+        for root in [&tree.roots[0], &tree.roots[2]] {
+            let one = &root.children[0];
+            assert_eq!(ids(&one.children), [2, 3], "pid {}", root.pid);
+            assert_eq!(ids(&one.children[0].children), [4], "pid {}", root.pid);
+        }
+
+        let sub = TreeOptions {
+            id: Some(2),
+            ..TreeOptions::default()
+        };
+        let tree = TriggerTree::build(&analysis, &sub).unwrap();
+        let roots: Vec<(u32, RootKind)> = tree.roots.iter().map(|r| (r.pid, r.root)).collect();
+        assert_eq!(roots, [(1, RootKind::Subtree), (2, RootKind::Subtree)]);
+        assert_eq!(ids(&tree.roots[1].children[0].children), [4]);
+
+        let mut out = anstream::StripStream::new(Vec::new());
+        write_text(&mut out, &analysis, &tree).unwrap();
+        let text = String::from_utf8(out.into_inner()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("trigger tree: pid 1 /bin/app and 1 other process(es), 10 tasks")
+        );
+        assert_eq!(lines[1..3], ["process 1", "  subtree"]);
+        assert!(
+            lines[3].starts_with("  └─ #2 tokio.task  0.002000s"),
+            "{text}"
+        );
+        assert!(lines[4].starts_with("     └─ #4 "), "{text}");
+        assert_eq!(lines[5..7], ["process 2", "  subtree"]);
+        assert!(
+            lines[7].starts_with("  └─ #2 tokio.task  0.003000s"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_names_the_process_of_each_root() {
+        let tree = TriggerTree::build(&analysis(), &TreeOptions::default()).unwrap();
+        let mut out = Vec::new();
+        write_json(&mut out, &tree).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["roots"][0]["pid"], 1);
+        assert_eq!(json["roots"][0]["root"], "outside_any_task");
+        assert_eq!(json["roots"][0]["children"][0]["async_id"], 1);
     }
 
     #[test]

@@ -37,8 +37,8 @@ impl Warn for BlockingPolls {
     }
     fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String {
         format!(
-            "#{}: {} poll(s) over {}, longest {}",
-            task.async_id,
+            "{}: {} poll(s) over {}, longest {}",
+            analysis.task_label(task),
             task.blocking_polls,
             human_duration(analysis.blocking_threshold_ns),
             human_duration(task.longest_poll_ns)
@@ -64,8 +64,8 @@ impl Warn for NeverPolled {
     }
     fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String {
         format!(
-            "#{}: spawned at {:.6}s, never polled",
-            task.async_id,
+            "{}: spawned at {:.6}s, never polled",
+            analysis.task_label(task),
             analysis.relative_s(task.start_ns)
         )
     }
@@ -87,8 +87,8 @@ impl Warn for NeverFinished {
     }
     fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String {
         format!(
-            "#{}: {} after {}",
-            task.async_id,
+            "{}: {} after {}",
+            analysis.task_label(task),
             task.state().as_str(),
             human_duration(task.lifetime_ns(analysis.end_ns))
         )
@@ -113,10 +113,10 @@ impl Warn for ManyPollsUnfinished {
     fn check(&self, task: &TaskRecord, _: &Analysis) -> bool {
         task.polls >= self.min_polls && task.state() != TaskState::Done
     }
-    fn format(&self, task: &TaskRecord, _: &Analysis) -> String {
+    fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String {
         format!(
-            "#{}: {} polls, busy {}, not finished",
-            task.async_id,
+            "{}: {} polls, busy {}, not finished",
+            analysis.task_label(task),
             task.polls,
             human_duration(task.busy_ns)
         )
@@ -141,7 +141,7 @@ pub struct Warning {
     pub summary: String,
     /// How many tasks.
     pub count: usize,
-    /// [`Warn::format`] for each task, by id.
+    /// [`Warn::format`] for each task, by (pid, id).
     pub tasks: Vec<String>,
 }
 
