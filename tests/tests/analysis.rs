@@ -203,3 +203,46 @@ fn svg_export_renders_in_headless_chromium() {
         colours.len()
     );
 }
+
+/// Runs `tracer ARGS` with stdout a pipe whose reader is already closed, as in
+/// `tracer tree FILE | head` once `head` has read its lines.
+fn tracer_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills two fresh descriptors, each owned exactly once below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe(2)");
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    Command::new(tracer_bin().unwrap_or_else(|e| panic!("{e}")))
+        .args(args)
+        .stdout(writer)
+        .output()
+        .expect("tracer runs")
+}
+
+#[test]
+fn reports_into_a_closed_pipe_end_quietly_with_success() {
+    let file = &recorded().file;
+    let file = file.to_str().expect("utf-8 temp path");
+    let recording = temp_path("closed-pipe").with_extension("trace");
+    let recording = recording.to_str().expect("utf-8 temp path");
+    tracer(&["generate-recording", "--events", "1000", "-o", recording]);
+    for args in [
+        &["tree", file][..],
+        &["tree", "--json", file],
+        &["stats", file],
+        &["stats", "--csv", file],
+        &["replay", recording],
+        &["replay", "--json", recording],
+    ] {
+        let out = tracer_into_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "tracer {args:?}: {}\n{stderr}",
+            out.status
+        );
+        assert!(!stderr.contains("error"), "tracer {args:?}:\n{stderr}");
+    }
+    let _ = std::fs::remove_file(recording);
+}

@@ -315,6 +315,18 @@ fn parse_command_line() -> Cli {
     cli
 }
 
+/// The error is a write to a pipe whose reader went away (EPIPE), directly or
+/// inside a JSON writer's error.
+fn is_closed_output(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let kind = cause
+            .downcast_ref::<io::Error>()
+            .map(io::Error::kind)
+            .or_else(|| cause.downcast_ref::<serde_json::Error>()?.io_error_kind());
+        kind == Some(io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = parse_command_line();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -329,6 +341,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(execute(cli.command)) {
         Ok(code) => code,
+        // `tracer tree … | head`: the reader has all it wanted.
+        Err(error) if is_closed_output(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tracer: error: {error:#}");
             ExitCode::FAILURE
