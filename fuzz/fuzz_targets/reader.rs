@@ -7,6 +7,9 @@
 #![no_main]
 
 #[allow(dead_code)]
+#[path = "../../tracer-cli/src/crate_version.rs"]
+mod crate_version;
+#[allow(dead_code)]
 #[path = "../../tracer-cli/src/event.rs"]
 mod event;
 #[allow(dead_code)]

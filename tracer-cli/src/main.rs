@@ -4,6 +4,7 @@
 //! life of every task as `init` / `before` / `after` / `resolve` / `destroy`.
 
 mod analysis;
+mod crate_version;
 mod forks;
 mod launch;
 mod multi_attach;

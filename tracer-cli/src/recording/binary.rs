@@ -6,7 +6,7 @@ use std::path::Path;
 
 use object::Object as _;
 
-use crate::symbols::runtime_version;
+use crate::crate_version::runtime_version;
 
 /// The recorded program's identity, for the file header.
 #[derive(Debug, Default)]
