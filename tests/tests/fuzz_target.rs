@@ -11,7 +11,9 @@ use tracer_tests::workspace_root;
 fn fuzz_target_compiles_against_the_current_reader_modules() {
     let manifest = workspace_root().join("fuzz/Cargo.toml");
     let output = Command::new("rustup")
-        .args(["run", "nightly", "cargo", "check", "--quiet", "--bin", "reader"])
+        .args([
+            "run", "nightly", "cargo", "check", "--quiet", "--bin", "reader",
+        ])
         .arg("--manifest-path")
         .arg(&manifest)
         .env_remove("RUSTFLAGS")
