@@ -171,8 +171,76 @@ fn first_poll_byte(pid: u32) -> u8 {
     byte[0]
 }
 
+/// A kind of BPF object a process can hold a descriptor of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BpfObject {
+    Program,
+    Link,
+}
+
+/// The BPF programs and links process `pid` holds, with their kernel ids, from
+/// `/proc/PID/fd` (`anon_inode:bpf-prog`, `anon_inode:bpf_link`) and the ids in
+/// `/proc/PID/fdinfo`.
+fn bpf_objects_held_by(pid: u32) -> Vec<(BpfObject, u32)> {
+    let mut held = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the tracer's fds") {
+        let entry = entry.expect("an fd entry");
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let (kind, key) = match target.to_str() {
+            Some("anon_inode:bpf-prog") => (BpfObject::Program, "prog_id:"),
+            Some("anon_inode:bpf_link") => (BpfObject::Link, "link_id:"),
+            _ => continue,
+        };
+        let fd = entry.file_name();
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy()))
+            .expect("fdinfo");
+        let id = info
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in fdinfo:\n{info}"));
+        held.push((kind, id));
+    }
+    held
+}
+
+/// Whether the kernel still has the BPF program or link with this id.
+fn bpf_object_exists(kind: BpfObject, id: u32) -> bool {
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+    let command = match kind {
+        BpfObject::Program => BPF_PROG_GET_FD_BY_ID,
+        BpfObject::Link => BPF_LINK_GET_FD_BY_ID,
+    };
+    // `union bpf_attr` for these commands: the id, next_id, open_flags.
+    let attr: [u32; 3] = [id, 0, 0];
+    // SAFETY: bpf(2) reads `attr` (12 bytes, its size given) and returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            command,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr) as libc::c_uint,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a descriptor bpf(2) just opened for us.
+        unsafe { libc::close(fd as libc::c_int) };
+        return true;
+    }
+    let error = std::io::Error::last_os_error();
+    assert_eq!(
+        error.raw_os_error(),
+        Some(libc::ENOENT),
+        "bpf({command}) of id {id}: {error}"
+    );
+    false
+}
+
 #[test]
-fn tracer_killed_with_sigkill_leaves_no_probe_in_the_target() {
+fn tracer_killed_with_sigkill_leaves_no_probe_in_the_target_or_the_kernel() {
     const INT3: u8 = 0xcc;
     let mut target = long_running(&["--seconds", "30"]);
     sleep(Duration::from_millis(300));
@@ -184,12 +252,29 @@ fn tracer_killed_with_sigkill_leaves_no_probe_in_the_target() {
         INT3,
         "the attached tracer's uprobe is not where this test looks"
     );
+    let held = bpf_objects_held_by(tracer.id());
+    assert!(
+        held.iter().any(|(kind, _)| *kind == BpfObject::Link),
+        "the attached tracer holds no BPF link: {held:?}"
+    );
     tracer.kill().expect("SIGKILL the tracer");
     let _ = tracer.wait();
     assert_eq!(
         first_poll_byte(target.id()),
         original,
         "a probe was left behind in the target"
+    );
+    // The kernel frees the links and programs once their last descriptor is gone,
+    // after an RCU grace period: give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut left = held.clone();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        left.retain(|(kind, id)| bpf_object_exists(*kind, *id));
+        sleep(Duration::from_millis(100));
+    }
+    assert!(
+        left.is_empty(),
+        "BPF links or programs of the killed tracer are still in the kernel: {left:?}"
     );
     sleep(Duration::from_millis(300));
     assert!(
