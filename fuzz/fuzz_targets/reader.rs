@@ -13,6 +13,9 @@ mod crate_version;
 #[path = "../../tracer-cli/src/event.rs"]
 mod event;
 #[allow(dead_code)]
+#[path = "../../tracer-cli/src/mapped_file.rs"]
+mod mapped_file;
+#[allow(dead_code)]
 #[path = "../../tracer-cli/src/output.rs"]
 mod output;
 #[allow(dead_code, unused_imports)]

@@ -21,7 +21,7 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::symbols;
+use crate::{mapped_file, symbols};
 
 /// A child stopped just after its exec, waiting for [`Launched::resume`].
 #[derive(Debug)]
@@ -63,7 +63,7 @@ pub fn check_program(program: &str) -> anyhow::Result<()> {
                 .find(|candidate| candidate.is_file())
         })
     };
-    let Some(data) = path.as_ref().and_then(|path| std::fs::read(path).ok()) else {
+    let Some(data) = path.as_ref().and_then(|path| mapped_file::map(path).ok()) else {
         return Ok(());
     };
     match object::File::parse(&*data) {

@@ -7,6 +7,7 @@ mod analysis;
 mod crate_version;
 mod forks;
 mod launch;
+mod mapped_file;
 mod multi_attach;
 mod preflight;
 mod probes;

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 
 use crate::{
-    crate_version,
+    crate_version, mapped_file,
     runtime::{Probe, RuntimeAdapter},
 };
 
@@ -44,7 +44,7 @@ pub struct ObjectSites {
 /// Fails only when the file cannot be read or is not an ELF file for this
 /// machine; finding no site is for the caller to judge (see [`ObjectSites`]).
 pub fn scan(path: &Path, adapter: &dyn RuntimeAdapter) -> anyhow::Result<ObjectSites> {
-    let data = read(path)?;
+    let data = mapped_file::map(path)?;
     let file = parse(path, &data)?;
     let mut sites = sites_in(&file, adapter.symbol_hint(), &|demangled, path| {
         adapter.probe_for(demangled, path)
@@ -79,12 +79,8 @@ pub fn scan_matching(
     hint: &[u8],
     probe_for: &dyn Fn(&str, &str) -> Option<Probe>,
 ) -> anyhow::Result<ObjectSites> {
-    let data = read(path)?;
+    let data = mapped_file::map(path)?;
     Ok(sites_in(&parse(path, &data)?, hint, probe_for))
-}
-
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Parses an x86_64 ELF file.

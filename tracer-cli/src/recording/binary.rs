@@ -6,7 +6,7 @@ use std::path::Path;
 
 use object::Object as _;
 
-use crate::crate_version::runtime_version;
+use crate::{crate_version::runtime_version, mapped_file};
 
 /// The recorded program's identity, for the file header.
 #[derive(Debug, Default)]
@@ -20,7 +20,7 @@ pub struct Identity {
 impl Identity {
     /// Reads `exe`; `runtime` is the crate name to look for ("tokio").
     pub fn read(exe: &Path, runtime: &str) -> Self {
-        let Ok(data) = std::fs::read(exe) else {
+        let Ok(data) = mapped_file::map(exe) else {
             return Self::default();
         };
         let Ok(file) = object::File::parse(&*data) else {
