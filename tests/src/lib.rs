@@ -1201,6 +1201,29 @@ fn collect(
     })
 }
 
+/// Asserts that a traced run succeeded, that ground truth saw tasks, and that the
+/// tracer reported exactly what ground truth recorded ([`compare`]); `what` names
+/// the run in failure messages.
+pub fn assert_matches_ground_truth(run: &TracedRun, what: &str) {
+    assert!(
+        run.status.success(),
+        "{what}: tracer failed\n{}",
+        run.describe()
+    );
+    assert!(
+        !run.ground_truth.tasks.is_empty(),
+        "{what}: empty ground truth; was the fixture built with tokio_unstable?\n{}",
+        run.describe()
+    );
+    let mismatches = compare(&run.ground_truth, &run.tracer);
+    assert!(
+        mismatches.is_empty(),
+        "{}\n{}",
+        report(what, &mismatches),
+        run.describe()
+    );
+}
+
 /// Whose privileges a test process runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Privileges {

@@ -7,8 +7,8 @@
 use std::{process::Stdio, time::Duration};
 
 use tracer_tests::{
-    Privileges, Profile, compare, compare_attached, fixture_bin, report, require_root,
-    run_attached_with, run_traced_with, tracer_bin,
+    Privileges, Profile, assert_matches_ground_truth, compare_attached, fixture_bin, report,
+    require_root, run_attached_with, run_traced_with, tracer_bin,
 };
 
 #[test]
@@ -17,26 +17,7 @@ fn bpf_and_perfmon_alone_trace_a_launched_program_exactly() {
     let fixture = fixture_bin("multi_thread", Profile::Debug).unwrap_or_else(|e| panic!("{e}"));
     let run = run_traced_with(Privileges::NobodyWithBpfAndPerfmon, &[], &fixture, &[])
         .unwrap_or_else(|e| panic!("multi_thread as nobody: {e}"));
-    assert!(
-        run.status.success(),
-        "tracer as nobody with CAP_BPF+CAP_PERFMON failed\n{}",
-        run.describe()
-    );
-    assert!(
-        !run.ground_truth.tasks.is_empty(),
-        "empty ground truth\n{}",
-        run.describe()
-    );
-    let mismatches = compare(&run.ground_truth, &run.tracer);
-    assert!(
-        mismatches.is_empty(),
-        "{}\n{}",
-        report(
-            "multi_thread, tracer with CAP_BPF+CAP_PERFMON only",
-            &mismatches
-        ),
-        run.describe()
-    );
+    assert_matches_ground_truth(&run, "multi_thread, tracer with CAP_BPF+CAP_PERFMON only");
 }
 
 #[test]

@@ -2,29 +2,13 @@
 //! tracer reports exactly what Tokio's own hooks saw. Needs root (BPF) and the
 //! binaries from `cargo xtask build`; without them the tests fail and say why.
 
-use tracer_tests::{Profile, compare, fixture_bin, report, require_root, run_traced};
+use tracer_tests::{Profile, assert_matches_ground_truth, fixture_bin, require_root, run_traced};
 
 fn traced_run_matches_ground_truth(name: &str, profile: Profile) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let fixture = fixture_bin(name, profile).unwrap_or_else(|e| panic!("{e}"));
     let run = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("{name} ({profile:?}): {e}"));
-    assert!(
-        run.status.success(),
-        "{name} ({profile:?}): tracer failed\n{}",
-        run.describe()
-    );
-    assert!(
-        !run.ground_truth.tasks.is_empty(),
-        "{name} ({profile:?}): empty ground truth; was the fixture built with tokio_unstable?\n{}",
-        run.describe()
-    );
-    let mismatches = compare(&run.ground_truth, &run.tracer);
-    assert!(
-        mismatches.is_empty(),
-        "{}\n{}",
-        report(&format!("{name} ({profile:?})"), &mismatches),
-        run.describe()
-    );
+    assert_matches_ground_truth(&run, &format!("{name} ({profile:?})"));
 }
 
 #[test]
