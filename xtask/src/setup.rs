@@ -30,7 +30,7 @@ pub const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 pub const BPF_TOOLCHAIN: &str = "nightly";
 
 /// The `bpf-linker` release series whose `llvm-22` feature matches [`LLVM_BIN`].
-pub const BPF_LINKER_VERSION: &str = "0.13";
+pub const BPF_LINKER_VERSION: &str = "^0.13";
 
 /// Where uprobe attachment may need the kernel's tracing filesystem.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
