@@ -1,5 +1,5 @@
-//! Builds the BPF programs of `tracer-ebpf` (with the nightly toolchain and
-//! bpf-linker, see `cargo xtask setup`) and leaves the object in `OUT_DIR`, where
+//! Builds the BPF programs of `tracer-ebpf` (with the pinned nightly toolchain
+//! `tracer_ebpf::TOOLCHAIN` and bpf-linker, see `cargo xtask setup`) and leaves the object in `OUT_DIR`, where
 //! `src/probes` embeds it.
 use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<()> {
             root_dir,
             ..Default::default()
         }],
-        Toolchain::default(),
+        Toolchain::Custom(tracer_ebpf::TOOLCHAIN),
     )
-    .context("building the BPF programs failed: run `cargo xtask setup` to install bpf-linker and nightly rust-src")
+    .context("building the BPF programs failed: run `cargo xtask setup` to install bpf-linker and the pinned nightly toolchain with rust-src")
 }

@@ -1270,11 +1270,21 @@ pub fn run_traced_with(
     fixture: &Path,
     args: &[&str],
 ) -> Result<TracedRun, String> {
-    let tracer = tracer_bin()?;
+    run_traced_by(&tracer_bin()?, privileges, options, fixture, args)
+}
+
+/// [`run_traced_with`] with a given `tracer` binary (an installed copy, say).
+pub fn run_traced_by(
+    tracer: &Path,
+    privileges: Privileges,
+    options: &[&str],
+    fixture: &Path,
+    args: &[&str],
+) -> Result<TracedRun, String> {
     let gt_path = temp_path("run");
     let r = start(
         privileges
-            .command(&tracer)
+            .command(tracer)
             .args(["run", "--json"])
             .args(options)
             .arg("--")

@@ -1,13 +1,16 @@
 //! Traces the `udp_echo` fixture, whose connections are embedder resources
 //! (`tracer-resource`), and checks that the tracer reports exactly what the app
 //! declared: ids, types, triggers, before/after counts and destroys, while its
-//! Tokio tasks still match Tokio's own hooks. Needs root (BPF) and the binaries
-//! from `cargo xtask build`; without them the tests fail and say why.
+//! Tokio tasks still match Tokio's own hooks. Also traces the crate's own example
+//! (`cargo run -p tracer-resource --example udp_echo`), built as users build it
+//! (a plain release build, no tokio_unstable), against the ledger it writes. Needs
+//! root (BPF) and the binaries from `cargo xtask build`; without them the tests
+//! fail and say why.
 
 use tracer_tests::{
-    Profile, compare, fixture_bin, report, require_root,
+    Profile, TracerOutput, compare, fixture_bin, report, require_root,
     resources::{self, RESOURCE_ID_BIT},
-    run_traced, tracer_bin,
+    run_traced, temp_path, tracer_bin, workspace_root,
 };
 
 fn traced_resources_match_what_the_app_declared(profile: Profile) {
@@ -100,4 +103,48 @@ fn a_program_with_neither_tokio_nor_markers_is_still_refused() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "traced a program without Tokio");
     assert!(stderr.contains("no Tokio runtime found"), "{stderr}");
+}
+
+#[test]
+fn the_crate_example_is_traced_exactly_as_its_ledger_says() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let example = workspace_root().join("target/release/examples/udp_echo");
+    assert!(
+        example.is_file(),
+        "{} is missing: run `cargo xtask build` (it builds the tracer-resource example)",
+        example.display()
+    );
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let ledger_path = temp_path("example-ledger");
+    let run = std::process::Command::new(tracer)
+        .args(["run", "--json", "--"])
+        .arg(&example)
+        .arg("--ledger")
+        .arg(&ledger_path)
+        .output()
+        .expect("start tracer");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let ledger = std::fs::read_to_string(&ledger_path);
+    let _ = std::fs::remove_file(&ledger_path);
+    assert!(
+        run.status.success(),
+        "tracer run failed ({})\n{stderr}",
+        run.status
+    );
+    let ledger = ledger.unwrap_or_else(|e| panic!("the example wrote no ledger: {e}\n{stderr}"));
+    let declared = resources::declared(&ledger).unwrap_or_else(|e| panic!("{e}"));
+    // 3 clients: a connection and a timer each, and the server's 3 connections.
+    assert_eq!(declared.len(), 9, "the example declared {declared:?}");
+    let tracer_output = TracerOutput::parse(&stdout).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    let mismatches = resources::compare(&declared, &resources::traced(&tracer_output));
+    assert!(
+        mismatches.is_empty(),
+        "{}\n{stderr}",
+        report("the tracer-resource example", &mismatches)
+    );
+    assert!(
+        stderr.contains("udp_echo: 3 clients sent 4 messages each"),
+        "the example did not finish\n{stderr}"
+    );
 }

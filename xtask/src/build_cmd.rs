@@ -54,11 +54,30 @@ const OVERRIDING_VARS: [&str; 4] = [
     "CARGO_TARGET_DIR",
 ];
 
-/// Builds `tracer` (release, or debug when `debug`) and every fixture profile.
+/// Builds `tracer` (release, or debug when `debug`), the embedder crate's example
+/// and every fixture profile.
 pub fn build(root: &Path, debug: bool) -> Result<()> {
     build_cli(root, debug)?;
+    build_examples(root)?;
     build_fixtures(root)
 }
+
+/// What `cargo xtask demo` shows and nothing more: `tracer` (release) and the demo
+/// server (release), not the test fixtures' other apps, profiles or Tokio matrix.
+pub fn build_demo(root: &Path) -> Result<()> {
+    build_cli(root, false)?;
+    run(&mut fixtures_cargo(
+        root,
+        &["build", "--release", "--bin", DEMO_SERVER],
+    ))
+}
+
+/// The demo server fixture, which `cargo xtask demo` traces.
+pub const DEMO_SERVER: &str = "demo_server";
+
+/// The embedder crate's example that the tests trace
+/// (`target/release/examples/udp_echo`).
+pub const RESOURCE_EXAMPLE: &str = "udp_echo";
 
 /// A `cargo` command at the workspace root for anything that builds `tracer-cli`:
 /// cargo's bin directory goes on PATH so aya-build finds a `bpf-linker` that `setup`
@@ -83,6 +102,31 @@ fn build_cli(root: &Path, debug: bool) -> Result<()> {
     run(&mut cmd)
 }
 
+/// The embedder crate's examples (release), which the tests trace as users run them.
+fn build_examples(root: &Path) -> Result<()> {
+    let mut cmd = cargo_at_root(root)?;
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "tracer-resource",
+        "--example",
+        RESOURCE_EXAMPLE,
+    ]);
+    run(&mut cmd)
+}
+
+/// A `cargo ARGS` command inside [`FIXTURES_DIR`], without the environment that
+/// would override its `--cfg tokio_unstable` or move its outputs.
+fn fixtures_cargo(root: &Path, args: &[&str]) -> Command {
+    let mut cmd = cargo();
+    cmd.current_dir(root.join(FIXTURES_DIR)).args(args);
+    for var in OVERRIDING_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// The fixture apps in every profile the tests use, from inside [`FIXTURES_DIR`],
 /// then the Tokio version matrix.
 fn build_fixtures(root: &Path) -> Result<()> {
@@ -94,12 +138,7 @@ fn build_fixtures(root: &Path) -> Result<()> {
         }
     }
     for args in FIXTURE_BUILDS {
-        let mut cmd = cargo();
-        cmd.current_dir(root.join(FIXTURES_DIR)).args(args);
-        for var in OVERRIDING_VARS {
-            cmd.env_remove(var);
-        }
-        run(&mut cmd)?;
+        run(&mut fixtures_cargo(root, args))?;
     }
     tokio_matrix::build(root, &OVERRIDING_VARS)
 }

@@ -22,7 +22,10 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::{build_cmd::FIXTURES_DIR, process::describe};
+use crate::{
+    build_cmd::{DEMO_SERVER, FIXTURES_DIR},
+    process::describe,
+};
 
 /// How long the demo may take from starting the tracer until it has exited.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -36,11 +39,14 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs the demo against the already built `target/release/tracer` and fixtures.
 pub fn demo(root: &Path) -> Result<()> {
     let tracer = root.join("target/release/tracer");
-    let server = root.join(FIXTURES_DIR).join("target/release/demo_server");
+    let server = root
+        .join(FIXTURES_DIR)
+        .join("target/release")
+        .join(DEMO_SERVER);
     for binary in [&tracer, &server] {
         if !binary.exists() {
             bail!(
-                "{} not found: `cargo xtask build` should have built it",
+                "{} not found: `cargo xtask demo` should have built it",
                 binary.display()
             );
         }

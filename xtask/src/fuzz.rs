@@ -1,12 +1,15 @@
 //! `cargo xtask fuzz`: runs the recording reader's fuzz target (fuzz/, its own
-//! workspace) with cargo-fuzz on the nightly toolchain, installing cargo-fuzz when
+//! workspace) with cargo-fuzz on the pinned nightly toolchain (the one setup installs), installing cargo-fuzz when
 //! it is missing.
 
 use std::{path::Path, process::Command};
 
 use anyhow::{Result, bail};
 
-use crate::process::{cargo, probe, run};
+use crate::{
+    process::{cargo, probe, run},
+    setup::BPF_TOOLCHAIN,
+};
 
 /// The fuzz target that reads recordings.
 const TARGET: &str = "reader";
@@ -15,7 +18,7 @@ const TARGET: &str = "reader";
 /// is left in fuzz/artifacts/reader/).
 pub fn fuzz(root: &Path, seconds: u64) -> Result<()> {
     let installed =
-        probe(Command::new("rustup").args(["run", "nightly", "cargo", "fuzz", "--version"]))?
+        probe(Command::new("rustup").args(["run", BPF_TOOLCHAIN, "cargo", "fuzz", "--version"]))?
             .is_some_and(|output| output.status.success());
     if installed {
         eprintln!("ok: cargo-fuzz present");
@@ -29,6 +32,6 @@ pub fn fuzz(root: &Path, seconds: u64) -> Result<()> {
     }
     run(Command::new("rustup")
         .current_dir(root)
-        .args(["run", "nightly", "cargo", "fuzz", "run", TARGET, "--"])
+        .args(["run", BPF_TOOLCHAIN, "cargo", "fuzz", "run", TARGET, "--"])
         .arg(format!("-max_total_time={seconds}")))
 }

@@ -7,6 +7,7 @@ mod bench;
 mod build_cmd;
 mod demo;
 mod fuzz;
+mod install;
 mod process;
 mod setup;
 mod test_cmd;
@@ -42,15 +43,27 @@ enum Cmd {
     /// Install the build's requirements that are missing (idempotent).
     #[command(
         long_about = "Install the build's requirements that are missing, and do \
-        nothing for those already present. One status line per item on stderr.\n\n\
+        nothing for those already present. One status line per item on stderr, with \
+        the time each install took; a failed install names the exact command to retry.\n\n\
         1. Debian packages llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev, and \
-        chromium for the SVG rendering test (apt-get; needs root)\n\
-        2. the nightly toolchain's rust-src component (rustup), which builds the BPF \
-        programs for bpfel-unknown-none\n\
-        3. bpf-linker, built against LLVM 22 (cargo install)\n\
-        4. tracefs mounted at /sys/kernel/tracing (needs root)"
+        chromium for the SVG rendering test (apt-get; needs root; not with --build-only)\n\
+        2. the nightly toolchain with its rust-src component (rustup), which builds the \
+        BPF programs for bpfel-unknown-none\n\
+        3. bpf-linker ^0.13, built against LLVM 22 (cargo install, about a minute)\n\
+        4. tracefs mounted at /sys/kernel/tracing (needs root)\n\n\
+        --rehearse runs every one of those install commands for real into throwaway \
+        places (a temporary cargo --root and RUSTUP_HOME, apt-get --simulate, a \
+        temporary mount point), even where everything is present: CI runs it, so a \
+        broken install step fails CI on every machine."
     )]
-    Setup,
+    Setup {
+        /// Only what building tracer needs (no browser for the tests).
+        #[arg(long, conflicts_with = "rehearse")]
+        build_only: bool,
+        /// Run every install command into throwaway places and check what it made.
+        #[arg(long)]
+        rehearse: bool,
+    },
     /// Build the tracer binary and the fixture apps.
     #[command(
         long_about = "Build the tracer binary (target/release/tracer; its build \
@@ -86,14 +99,40 @@ enum Cmd {
         )]
         args: Vec<String>,
     },
-    /// Run setup and build, then trace a demo HTTP server answering 5 requests.
-    #[command(long_about = "Run setup and build, then start\n    \
+    /// Build tracer and a demo HTTP server, and trace it answering 5 requests.
+    #[command(
+        long_about = "Install what building tracer needs (setup --build-only: \
+        no browser), build the tracer and the demo server only (not the test \
+        fixtures), then start\n    \
         target/release/tracer run -- tests/fixtures/target/release/demo_server --port 0 --requests 5\n\
         and make 5 HTTP GET requests to the server. The tracer's live events go to \
-        stdout; the server's output and each response's status line go to stderr. The \
-        server exits after 5 requests and the tracer with it. Gives up after 60 s. \
-        Needs root (the tracer loads BPF programs).")]
+        stdout as they happen; the server's output and each response's status line go \
+        to stderr. The server exits after 5 requests and the tracer with it. Gives up \
+        after 60 s. Needs root (the tracer loads BPF programs). From a fresh clone \
+        with nothing built it takes about 4 minutes on 2 cores, most of it compiling."
+    )]
     Demo,
+    /// Install the tracer binary for use (cargo install), optionally with capabilities.
+    #[command(
+        long_about = "Install what building tracer needs (setup --build-only), \
+        then `cargo install --path tracer-cli --locked` (into ~/.cargo/bin, or --root \
+        DIR/bin). The BPF programs are built by tracer-cli's build script with the \
+        nightly toolchain and bpf-linker, which is why a plain `cargo install` from \
+        crates.io is not enough on a machine without them.\n\n\
+        --setcap then grants the installed binary CAP_BPF, CAP_PERFMON and \
+        CAP_SYS_PTRACE (setcap cap_bpf,cap_perfmon,cap_sys_ptrace+ep), so users can \
+        trace without sudo; drop cap_sys_ptrace to let them trace only their own \
+        processes. Needs root for apt and setcap.\n\n\
+        Example:\n    cargo xtask install --root /usr/local --setcap"
+    )]
+    Install {
+        /// Install into DIR/bin instead of cargo's bin directory.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Grant the installed binary the capabilities tracing needs (setcap).
+        #[arg(long)]
+        setcap: bool,
+    },
     /// Fuzz the recording reader (cargo-fuzz, nightly; installs cargo-fuzz if missing).
     #[command(
         long_about = "Fuzz the recording reader: `cargo fuzz run reader` in fuzz/ \
@@ -144,20 +183,38 @@ fn workspace_root() -> Result<PathBuf> {
         .context("xtask's manifest directory has no parent")
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match execute(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // An expected failure (a missing tool, a failed command): its message and
+        // causes, no backtrace; the messages say what to do.
+        Err(error) => {
+            eprintln!("cargo xtask: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one subcommand.
+fn execute(cli: Cli) -> Result<()> {
     let root = workspace_root()?;
     match cli.command {
-        Cmd::Setup => setup::setup(),
+        Cmd::Setup { rehearse: true, .. } => setup::rehearse(),
+        Cmd::Setup { build_only, .. } => setup::setup(if build_only {
+            setup::Scope::Build
+        } else {
+            setup::Scope::Test
+        }),
         Cmd::Build { debug } => build_cmd::build(&root, debug),
         Cmd::Test { .. } => test_cmd::test(&root, &test_args(std::env::args())),
         Cmd::Fuzz { seconds } => fuzz::fuzz(&root, seconds),
         Cmd::Demo => {
             process::require_root("`cargo xtask demo` (the tracer loads BPF programs)")?;
-            setup::setup()?;
-            build_cmd::build(&root, false)?;
+            setup::setup(setup::Scope::Build)?;
+            build_cmd::build_demo(&root)?;
             demo::demo(&root)
         }
+        Cmd::Install { root: dest, setcap } => install::install(&root, dest.as_deref(), setcap),
         Cmd::Bench { quick } => bench::bench(
             &root,
             if quick {

@@ -32,6 +32,48 @@ pub fn describe(cmd: &Command) -> String {
     line
 }
 
+/// `cmd` as one line to paste into a shell: the environment it sets first (a PATH
+/// that only prepends to ours as `PATH=DIR:$PATH`), then the program and its
+/// arguments, quoted where a shell would split or expand them, e.g.
+/// `PATH=/usr/lib/llvm-22/bin:$PATH cargo install bpf-linker --version '^0.13'`.
+pub fn shell_line(cmd: &Command) -> String {
+    let current_path = env::var("PATH").unwrap_or_default();
+    let mut words = Vec::new();
+    if let Some(dir) = cmd.get_current_dir() {
+        words.push(format!("cd {} &&", shell_quote(&dir.to_string_lossy())));
+    }
+    for (name, value) in cmd.get_envs() {
+        let (name, Some(value)) = (name.to_string_lossy(), value) else {
+            continue;
+        };
+        let value = value.to_string_lossy();
+        let value = match value.strip_suffix(current_path.as_str()) {
+            Some(prefix) if name == "PATH" && !current_path.is_empty() => {
+                format!("{}$PATH", shell_quote(prefix))
+            }
+            _ => shell_quote(&value),
+        };
+        words.push(format!("{name}={value}"));
+    }
+    words.push(shell_quote(&cmd.get_program().to_string_lossy()));
+    words.extend(
+        cmd.get_args()
+            .map(|arg| shell_quote(&arg.to_string_lossy())),
+    );
+    words.join(" ")
+}
+
+/// `word` as a shell reads it back unchanged: as is when it has only safe
+/// characters, else in single quotes.
+fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// Runs `cmd` with inherited stdio and fails, naming it, if it cannot start or exits
 /// non-zero. The command is echoed as `+ cmd` (with its directory when it has one).
 pub fn run(cmd: &mut Command) -> Result<()> {
@@ -121,6 +163,23 @@ mod tests {
         let mut cmd = Command::new("/usr/bin/apt-get");
         cmd.args(["install", "-y", "zlib1g-dev"]);
         assert_eq!(describe(&cmd), "apt-get install -y zlib1g-dev");
+    }
+
+    #[test]
+    fn shell_lines_quote_what_a_shell_would_change() {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["install", "bpf-linker", "--version", "^0.13", "it's"]);
+        assert_eq!(
+            shell_line(&cmd),
+            r"cargo install bpf-linker --version '^0.13' 'it'\''s'"
+        );
+        let mut cmd = Command::new("cargo");
+        cmd.env(
+            "PATH",
+            path_with(&[PathBuf::from("/opt/llvm/bin")]).unwrap(),
+        )
+        .arg("build");
+        assert_eq!(shell_line(&cmd), "PATH=/opt/llvm/bin:$PATH cargo build");
     }
 
     #[test]

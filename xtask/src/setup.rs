@@ -1,48 +1,137 @@
 //! `cargo xtask setup`: install what building and testing tracer needs, and nothing
-//! when it is already there. One status line per item on stderr, for example
+//! when it is already there. One status line per item on stderr, with the time each
+//! install took, for example
 //! `ok: bpf-linker 0.13.0 present (/root/.cargo/bin/bpf-linker)` or
-//! `installing: bpf-linker 0.13 (cargo install, built against LLVM 22)`.
+//! `ok: bpf-linker 0.13.0 installed in 41.2 s (/root/.cargo/bin/bpf-linker)`.
+//!
+//! Every install step builds its command in one function, used both to install and
+//! to rehearse: `setup --rehearse` runs each install command for real into
+//! throwaway places (a temporary `cargo install --root`, a temporary `RUSTUP_HOME`,
+//! apt's simulate mode, a temporary mount point), even on a machine where everything
+//! is present. CI runs it, so a broken install step fails CI on every machine, not
+//! only on bare ones.
 
 use std::{
     env, fs,
     path::{Path, PathBuf},
     process::Command,
+    time::Instant,
 };
 
 use anyhow::{Context, Result, bail};
 
 use crate::process::{self, cargo, cargo_bin_dir, is_root, path_with, probe, run, stdout_of};
 
-/// Debian packages that `bpf-linker` is built and linked against, and `chromium`,
-/// which the SVG export test renders pictures with (headless).
-pub const DEBIAN_PACKAGES: [&str; 5] = [
+/// Debian packages that `bpf-linker` is built and linked against.
+pub const BUILD_PACKAGES: [&str; 4] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
-    "chromium",
 ];
+
+/// Debian packages only the tests use: `chromium` renders the SVG export (headless).
+pub const TEST_PACKAGES: [&str; 1] = ["chromium"];
 
 /// Where Debian's LLVM 22 keeps `llvm-config`; put first on PATH for `cargo install`.
 pub const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
-/// The toolchain that builds the BPF programs (`-Z build-std` needs nightly's `rust-src`).
-pub const BPF_TOOLCHAIN: &str = "nightly";
+/// The toolchain that builds the BPF programs (`-Z build-std` needs nightly's
+/// `rust-src`), pinned so that its LLVM is the one bpf-linker is built against.
+pub const BPF_TOOLCHAIN: &str = tracer_ebpf::TOOLCHAIN;
 
-/// The `bpf-linker` release series whose `llvm-22` feature matches [`LLVM_BIN`].
+/// The `bpf-linker` release series whose `llvm-22` feature matches [`LLVM_BIN`], as a
+/// cargo version requirement (`cargo install --version` takes a requirement, and
+/// rejects a bare `0.13`).
 pub const BPF_LINKER_VERSION: &str = "^0.13";
 
 /// Where uprobe attachment may need the kernel's tracing filesystem.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// Runs every setup step in order; stops at the first that fails.
-pub fn setup() -> Result<()> {
-    debian_packages().context("setup: Debian packages")?;
-    nightly_rust_src().context("setup: nightly rust-src")?;
-    bpf_linker().context("setup: bpf-linker")?;
-    tracefs().context("setup: tracefs")?;
+/// What a setup run is for: the packages differ (the demo and `install` need no
+/// browser), the toolchain steps do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Building tracer: `cargo xtask demo`, `cargo xtask install`, `setup --build-only`.
+    Build,
+    /// Building tracer and running its tests: `cargo xtask test`, plain `setup`.
+    Test,
+}
+
+impl Scope {
+    /// The Debian packages this scope needs.
+    fn packages(self) -> Vec<&'static str> {
+        let mut packages = BUILD_PACKAGES.to_vec();
+        if self == Scope::Test {
+            packages.extend(TEST_PACKAGES);
+        }
+        packages
+    }
+}
+
+/// Runs every setup step of `scope` in order; stops at the first that fails.
+pub fn setup(scope: Scope) -> Result<()> {
+    step("Debian packages", || debian_packages(scope))?;
+    step("nightly toolchain and rust-src", nightly_rust_src)?;
+    step("bpf-linker", bpf_linker)?;
+    step("tracefs", tracefs)?;
     Ok(())
 }
+
+/// Runs every install command of every step for real, into throwaway places, and
+/// checks what it produced: what CI runs to prove that setup works on a bare machine.
+pub fn rehearse() -> Result<()> {
+    let scratch = Scratch::new()?;
+    step("rehearsal: Debian packages", || {
+        rehearse_debian_packages(Scope::Test)
+    })?;
+    step("rehearsal: nightly toolchain", || {
+        rehearse_nightly(&scratch.dir)
+    })?;
+    step("rehearsal: bpf-linker", || {
+        rehearse_bpf_linker(&scratch.dir)
+    })?;
+    step("rehearsal: tracefs", || rehearse_tracefs(&scratch.dir))?;
+    eprintln!("ok: every setup install step ran and produced what setup expects");
+    Ok(())
+}
+
+/// Runs one step, naming it in the error when it fails.
+fn step(what: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+    body().with_context(|| format!("setup step failed: {what}"))
+}
+
+/// Runs an install command, timed: returns the seconds it took. On failure the error
+/// holds the exact command, as one copy-pasteable shell line, and `hint`.
+fn install(cmd: &mut Command, hint: &str) -> Result<f64> {
+    let started = Instant::now();
+    run(cmd).with_context(|| format!("to retry by hand: {}\n{hint}", process::shell_line(cmd)))?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// A temporary directory for rehearsals, removed when dropped.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Result<Self> {
+        let dir = env::temp_dir().join(format!("tracer-setup-rehearsal-{}", std::process::id()));
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self { dir })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+// ---- Debian packages ----
 
 /// The installed version of a Debian package, or `None` when it is not installed.
 fn installed_version(package: &str) -> Result<Option<String>> {
@@ -52,8 +141,8 @@ fn installed_version(package: &str) -> Result<Option<String>> {
         bail!(
             "dpkg-query not found: setup installs Debian packages ({}); on another \
              distribution install LLVM 22 with its dev files and Polly, and the zstd and \
-             zlib dev files, and Chromium, then run setup again",
-            DEBIAN_PACKAGES.join(" ")
+             zlib dev files (and Chromium for the tests), then run setup again",
+            Scope::Test.packages().join(" ")
         );
     };
     // dpkg-query exits non-zero for a package it has never heard of.
@@ -67,10 +156,30 @@ fn installed_version(package: &str) -> Result<Option<String>> {
     })
 }
 
-/// Step 1: LLVM 22 and the libraries `bpf-linker` links to, and Chromium, from Debian.
-fn debian_packages() -> Result<()> {
+/// `apt-get update`: the package lists `apt-get install` resolves names against.
+fn apt_update() -> Command {
+    let mut cmd = Command::new("apt-get");
+    cmd.arg("update");
+    cmd
+}
+
+/// `apt-get install -y PACKAGES`, non-interactive.
+fn apt_install(packages: &[&str]) -> Command {
+    let mut cmd = Command::new("apt-get");
+    cmd.env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y"])
+        .args(packages);
+    cmd
+}
+
+const APT_HINT: &str = "check that the machine reaches Debian's mirrors (apt-get update) and \
+    that the package names exist in Debian 12 (apt-cache policy NAME)";
+
+/// Step 1: LLVM 22 and the libraries `bpf-linker` links to (and Chromium for the
+/// tests), from Debian.
+fn debian_packages(scope: Scope) -> Result<()> {
     let mut missing = Vec::new();
-    for package in DEBIAN_PACKAGES {
+    for package in scope.packages() {
         match installed_version(package)? {
             Some(version) => eprintln!("ok: {package} {version} present"),
             None => missing.push(package),
@@ -86,19 +195,32 @@ fn debian_packages() -> Result<()> {
             "{list} missing, and apt-get needs root to install them: run setup as root, or install them yourself"
         );
     }
-    run(Command::new("apt-get").arg("update"))?;
-    run(Command::new("apt-get")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y"])
-        .args(&missing))?;
+    let seconds =
+        install(&mut apt_update(), APT_HINT)? + install(&mut apt_install(&missing), APT_HINT)?;
     for package in missing {
         match installed_version(package)? {
-            Some(version) => eprintln!("ok: {package} {version} installed"),
+            Some(version) => eprintln!("ok: {package} {version} installed in {seconds:.1} s"),
             None => bail!("apt-get finished but {package} is still not installed"),
         }
     }
     Ok(())
 }
+
+/// The packages step's commands with apt's simulate mode: every name must resolve
+/// and every dependency be satisfiable, whether or not the package is installed.
+fn rehearse_debian_packages(scope: Scope) -> Result<()> {
+    process::require_root("rehearsing `apt-get update`")?;
+    install(&mut apt_update(), APT_HINT)?;
+    let packages = scope.packages();
+    let seconds = install(apt_install(&packages).arg("--simulate"), APT_HINT)?;
+    eprintln!(
+        "ok: apt-get would install {} ({seconds:.1} s, simulated)",
+        packages.join(" ")
+    );
+    Ok(())
+}
+
+// ---- nightly toolchain and rust-src ----
 
 /// The host triple of the default toolchain, e.g. `x86_64-unknown-linux-gnu`.
 fn host_triple() -> Result<String> {
@@ -109,6 +231,85 @@ fn host_triple() -> Result<String> {
         .map(|host| host.trim().to_owned())
         .context("`rustc -vV` printed no `host:` line")
 }
+
+/// `rustup toolchain install nightly --profile minimal --component rust-src`.
+fn nightly_install() -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args([
+        "toolchain",
+        "install",
+        BPF_TOOLCHAIN,
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+    ]);
+    cmd
+}
+
+/// `rustup component add rust-src --toolchain nightly`.
+fn rust_src_add() -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["component", "add", "rust-src", "--toolchain", BPF_TOOLCHAIN]);
+    cmd
+}
+
+/// `rustc --version` of the nightly toolchain (in `rustup_home`, else the user's),
+/// after checking that its LLVM is the one bpf-linker is built against.
+fn nightly_version(rustup_home: Option<&Path>) -> Result<String> {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", BPF_TOOLCHAIN, "rustc", "-vV"]);
+    if let Some(home) = rustup_home {
+        cmd.env("RUSTUP_HOME", home);
+    }
+    let verbose = stdout_of(&mut cmd)?;
+    let llvm =
+        llvm_major(&verbose).context("`rustc -vV` of the BPF toolchain names no LLVM version")?;
+    if llvm != tracer_ebpf::LLVM_MAJOR {
+        bail!(
+            "{BPF_TOOLCHAIN} uses LLVM {llvm}, but bpf-linker is built against LLVM {}: its \
+             bitcode would not link (\"Invalid record\"); pin a nightly with LLVM {0} in \
+             tracer-ebpf/src/lib.rs (TOOLCHAIN)",
+            tracer_ebpf::LLVM_MAJOR
+        );
+    }
+    let version = verbose.lines().next().unwrap_or_default().trim();
+    Ok(format!("{version}, LLVM {llvm}"))
+}
+
+/// The LLVM major version in `rustc -vV` output (`LLVM version: 22.1.4` → 22).
+fn llvm_major(rustc_verbose: &str) -> Option<u32> {
+    rustc_verbose
+        .lines()
+        .find_map(|line| line.strip_prefix("LLVM version: "))?
+        .split('.')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether the nightly toolchain (in `rustup_home`, else the user's) has `rust-src`.
+fn has_rust_src(rustup_home: Option<&Path>) -> Result<bool> {
+    let mut cmd = Command::new("rustup");
+    cmd.args([
+        "component",
+        "list",
+        "--toolchain",
+        BPF_TOOLCHAIN,
+        "--installed",
+    ]);
+    if let Some(home) = rustup_home {
+        cmd.env("RUSTUP_HOME", home);
+    }
+    // The line is `rust-src` (no target suffix: the source is the same for all).
+    Ok(stdout_of(&mut cmd)?
+        .lines()
+        .any(|line| line.trim() == "rust-src"))
+}
+
+const RUSTUP_HINT: &str = "check that the machine reaches static.rust-lang.org, and that \
+    `rustup --version` runs";
 
 /// Step 2: the nightly toolchain with `rust-src`, which aya-build uses to build the
 /// BPF programs for `bpfel-unknown-none`.
@@ -126,43 +327,49 @@ fn nightly_rust_src() -> Result<()> {
         .any(|line| line.split_whitespace().next() == Some(toolchain.as_str()));
     if !has_toolchain {
         eprintln!("installing: {toolchain} toolchain with rust-src (rustup)");
-        run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            BPF_TOOLCHAIN,
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]))?;
-    } else {
-        let components = stdout_of(Command::new("rustup").args([
-            "component",
-            "list",
-            "--toolchain",
-            BPF_TOOLCHAIN,
-            "--installed",
-        ]))?;
-        // The line is `rust-src` (no target suffix: the source is the same for all).
-        if !components.lines().any(|line| line.trim() == "rust-src") {
-            eprintln!("installing: rust-src for {toolchain} (rustup)");
-            run(Command::new("rustup").args([
-                "component",
-                "add",
-                "rust-src",
-                "--toolchain",
-                BPF_TOOLCHAIN,
-            ]))?;
-        }
+        let seconds = install(&mut nightly_install(), RUSTUP_HINT)?;
+        eprintln!("ok: {} installed in {seconds:.1} s", nightly_version(None)?);
+    } else if !has_rust_src(None)? {
+        eprintln!("installing: rust-src for {toolchain} (rustup)");
+        let seconds = install(&mut rust_src_add(), RUSTUP_HINT)?;
+        eprintln!("ok: rust-src for {BPF_TOOLCHAIN} installed in {seconds:.1} s");
     }
-    let version =
-        stdout_of(Command::new("rustup").args(["run", BPF_TOOLCHAIN, "rustc", "--version"]))?;
+    if !has_rust_src(None)? {
+        bail!("rustup finished but the {toolchain} toolchain still lacks rust-src");
+    }
     eprintln!(
         "ok: rust-src for {BPF_TOOLCHAIN} ({}) present",
-        version.trim()
+        nightly_version(None)?
     );
     Ok(())
 }
+
+/// Both rustup commands of step 2, for real: the toolchain install into a fresh
+/// `RUSTUP_HOME` under `scratch` (what a machine without nightly runs), then the
+/// component add against the user's own nightly (a no-op when it is there, but the
+/// same command, so a wrong component or toolchain name fails).
+fn rehearse_nightly(scratch: &Path) -> Result<()> {
+    let home = scratch.join("rustup-home");
+    let seconds = install(nightly_install().env("RUSTUP_HOME", &home), RUSTUP_HINT)?;
+    if !has_rust_src(Some(&home))? {
+        bail!(
+            "a fresh `{}` gave no rust-src",
+            process::shell_line(&nightly_install())
+        );
+    }
+    eprintln!(
+        "ok: a fresh {} with rust-src installs ({seconds:.1} s)",
+        nightly_version(Some(&home))?
+    );
+    let seconds = install(&mut rust_src_add(), RUSTUP_HINT)?;
+    eprintln!(
+        "ok: `{}` runs ({seconds:.1} s)",
+        process::shell_line(&rust_src_add())
+    );
+    Ok(())
+}
+
+// ---- bpf-linker ----
 
 /// `bpf-linker`'s version and path: on PATH first, else in cargo's bin directory.
 fn find_bpf_linker() -> Result<Option<(String, PathBuf)>> {
@@ -173,15 +380,53 @@ fn find_bpf_linker() -> Result<Option<(String, PathBuf)>> {
         .collect();
     candidates.extend(cargo_bin_dir().map(|dir| dir.join("bpf-linker")));
     for candidate in candidates {
-        let Some(output) = probe(Command::new(&candidate).arg("--version"))? else {
-            continue;
-        };
-        if output.status.success() {
-            let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if let Some(version) = bpf_linker_version(&candidate)? {
             return Ok(Some((version, candidate)));
         }
     }
     Ok(None)
+}
+
+/// What `binary --version` prints ("bpf-linker 0.13.0"), or `None` if it does not run.
+fn bpf_linker_version(binary: &Path) -> Result<Option<String>> {
+    let Some(output) = probe(Command::new(binary).arg("--version"))? else {
+        return Ok(None);
+    };
+    Ok(output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned()))
+}
+
+/// `cargo install bpf-linker` at [`BPF_LINKER_VERSION`] against LLVM 22, into
+/// `root` (cargo's default, `~/.cargo`, when `None`).
+fn bpf_linker_install(root: Option<&Path>) -> Result<Command> {
+    let mut cmd = cargo();
+    cmd.env("PATH", path_with(&[PathBuf::from(LLVM_BIN)])?)
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+        .args(["--no-default-features", "--features", "llvm-22"]);
+    if let Some(root) = root {
+        cmd.arg("--root").arg(root);
+    }
+    Ok(cmd)
+}
+
+const BPF_LINKER_HINT: &str = "bpf-linker builds against LLVM 22: check that \
+    /usr/lib/llvm-22/bin/llvm-config exists (the Debian packages step), that crates.io is \
+    reachable, and that the version requirement is one cargo accepts";
+
+/// Fails unless LLVM 22's `llvm-config` is where [`bpf_linker_install`] looks.
+fn require_llvm() -> Result<()> {
+    let llvm_config = Path::new(LLVM_BIN).join("llvm-config");
+    if !llvm_config.exists() {
+        bail!(
+            "{} not found: bpf-linker is built against LLVM 22 from the Debian packages \
+             ({}); install them first",
+            llvm_config.display(),
+            BUILD_PACKAGES.join(" ")
+        );
+    }
+    Ok(())
 }
 
 /// Step 3: `bpf-linker`, built against Debian's LLVM 22, which links the BPF object.
@@ -190,50 +435,143 @@ fn bpf_linker() -> Result<()> {
         eprintln!("ok: {version} present ({})", path.display());
         return Ok(());
     }
-    eprintln!("installing: bpf-linker {BPF_LINKER_VERSION} (cargo install, built against LLVM 22)");
-    let llvm_config = Path::new(LLVM_BIN).join("llvm-config");
-    if !llvm_config.exists() {
-        bail!(
-            "{} not found: bpf-linker is built against LLVM 22 from the Debian packages \
-             ({}); install them first",
-            llvm_config.display(),
-            DEBIAN_PACKAGES.join(" ")
-        );
-    }
-    run(cargo()
-        .env("PATH", path_with(&[PathBuf::from(LLVM_BIN)])?)
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
-        .args(["--no-default-features", "--features", "llvm-22"]))?;
+    eprintln!(
+        "installing: bpf-linker {BPF_LINKER_VERSION} (cargo install, built against LLVM 22, about a minute)"
+    );
+    require_llvm()?;
+    let seconds = install(&mut bpf_linker_install(None)?, BPF_LINKER_HINT)?;
     match find_bpf_linker()? {
         Some((version, path)) => {
-            eprintln!("ok: {version} installed ({})", path.display());
+            eprintln!(
+                "ok: {version} installed in {seconds:.1} s ({})",
+                path.display()
+            );
             Ok(())
         }
         None => bail!("cargo install finished but `bpf-linker --version` still does not run"),
     }
 }
 
-/// True when tracefs is mounted at [`TRACEFS`], according to `/proc/mounts`.
-fn tracefs_mounted() -> Result<bool> {
+/// Step 3's command for real, into a throwaway `--root`: it must build, and the
+/// binary must run and be of the required release series.
+fn rehearse_bpf_linker(scratch: &Path) -> Result<()> {
+    require_llvm()?;
+    let root = scratch.join("cargo-root");
+    let seconds = install(&mut bpf_linker_install(Some(&root))?, BPF_LINKER_HINT)?;
+    let binary = root.join("bin/bpf-linker");
+    let Some(version) = bpf_linker_version(&binary)? else {
+        bail!(
+            "`cargo install` finished but {} does not run",
+            binary.display()
+        );
+    };
+    let series = BPF_LINKER_VERSION.trim_start_matches('^');
+    if !version.starts_with(&format!("bpf-linker {series}.")) {
+        bail!("`cargo install` built {version}, not the {series} series setup asks for");
+    }
+    eprintln!("ok: {version} builds from crates.io against LLVM 22 ({seconds:.1} s)");
+    Ok(())
+}
+
+// ---- tracefs ----
+
+/// True when tracefs is mounted at `dir`, according to `/proc/mounts`.
+fn tracefs_mounted_at(dir: &Path) -> Result<bool> {
     let mounts = fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
     Ok(mounts.lines().any(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.get(1) == Some(&TRACEFS) && fields.get(2) == Some(&"tracefs")
+        fields.get(1).map(Path::new) == Some(dir) && fields.get(2) == Some(&"tracefs")
     }))
 }
 
+/// `mount -t tracefs tracefs DIR`.
+fn tracefs_mount(dir: &Path) -> Command {
+    let mut cmd = Command::new("mount");
+    cmd.args(["-t", "tracefs", "tracefs"]).arg(dir);
+    cmd
+}
+
+const TRACEFS_HINT: &str = "mounting needs root (CAP_SYS_ADMIN) and a kernel with tracefs \
+    (CONFIG_TRACING)";
+
 /// Step 4: the tracing filesystem, mounted where the kernel's uprobe interface lives.
 fn tracefs() -> Result<()> {
-    if tracefs_mounted()? {
+    let dir = Path::new(TRACEFS);
+    if tracefs_mounted_at(dir)? {
         eprintln!("ok: tracefs mounted at {TRACEFS}");
         return Ok(());
     }
     eprintln!("mounting: tracefs at {TRACEFS}");
-    if !Path::new(TRACEFS).is_dir() {
+    if !dir.is_dir() {
         bail!("{TRACEFS} does not exist: is this kernel built with tracefs (CONFIG_TRACING)?");
     }
     process::require_root(&format!("mounting tracefs at {TRACEFS}"))?;
-    run(Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS]))?;
+    install(&mut tracefs_mount(dir), TRACEFS_HINT)?;
     eprintln!("ok: tracefs mounted at {TRACEFS}");
     Ok(())
+}
+
+/// Step 4's command for real, on a scratch mount point, unmounted afterwards.
+fn rehearse_tracefs(scratch: &Path) -> Result<()> {
+    process::require_root("rehearsing the tracefs mount")?;
+    let dir = scratch.join("tracefs");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    install(&mut tracefs_mount(&dir), TRACEFS_HINT)?;
+    let mounted = tracefs_mounted_at(&dir)?;
+    let has_uprobe_events = dir.join("uprobe_events").exists();
+    run(Command::new("umount").arg(&dir))?;
+    if !mounted || !has_uprobe_events {
+        bail!(
+            "`mount -t tracefs` ran but {} holds no tracefs with uprobe_events",
+            dir.display()
+        );
+    }
+    eprintln!("ok: tracefs mounts (uprobe_events present)");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bpf_linker_version_is_a_requirement_cargo_accepts() {
+        // The bug this guards against: `--version 0.13` made every bare machine's
+        // setup fail ("unexpected end of input while parsing minor version number").
+        let requirement = semver::VersionReq::parse(BPF_LINKER_VERSION)
+            .unwrap_or_else(|e| panic!("cargo rejects `--version {BPF_LINKER_VERSION}`: {e}"));
+        assert!(requirement.matches(&semver::Version::new(0, 13, 0)));
+        assert!(!requirement.matches(&semver::Version::new(0, 14, 0)));
+    }
+
+    #[test]
+    fn the_llvm_major_version_is_read_from_rustc() {
+        let verbose =
+            "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\nLLVM version: 22.1.4\n";
+        assert_eq!(llvm_major(verbose), Some(22));
+        assert_eq!(llvm_major("rustc 1.0.0\n"), None);
+    }
+
+    #[test]
+    fn the_demo_installs_no_browser_and_the_tests_do() {
+        assert!(!Scope::Build.packages().contains(&"chromium"));
+        assert!(Scope::Test.packages().contains(&"chromium"));
+        assert!(
+            BUILD_PACKAGES
+                .iter()
+                .all(|p| Scope::Test.packages().contains(p))
+        );
+    }
+
+    #[test]
+    fn the_bpf_linker_rehearsal_installs_into_the_given_root_only() {
+        let cmd = bpf_linker_install(Some(Path::new("/tmp/x"))).unwrap();
+        let line = process::shell_line(&cmd);
+        assert!(
+            line.contains("install bpf-linker --version '^0.13'"),
+            "{line}"
+        );
+        assert!(line.ends_with("--root /tmp/x"), "{line}");
+        assert!(!process::shell_line(&bpf_linker_install(None).unwrap()).contains("--root"));
+    }
 }

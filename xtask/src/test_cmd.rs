@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     build_cmd::{build, cargo_at_root},
     process::{describe, require_root},
-    setup::setup,
+    setup::{Scope, setup},
 };
 
 /// Runs setup, the release build, then `cargo test` with `args` appended; fails if
@@ -23,7 +23,7 @@ use crate::{
 /// test) for the host.
 pub fn test(root: &Path, args: &[String]) -> Result<()> {
     require_root("`cargo xtask test` (the integration tests load BPF programs)")?;
-    setup()?;
+    setup(Scope::Test)?;
     build(root, false)?;
     // `cargo test` builds tracer-cli again (dev profile), so it needs bpf-linker too.
     let mut cmd = cargo_at_root(root)?;
