@@ -14,6 +14,17 @@ use crate::{
 /// The fuzz target that reads recordings.
 const TARGET: &str = "reader";
 
+/// `cargo install cargo-fuzz --locked`, into `root` (cargo's default when `None`);
+/// `setup --rehearse` runs it into a scratch root, so CI proves it works.
+pub fn cargo_fuzz_install(root: Option<&Path>) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["install", "cargo-fuzz", "--locked"]);
+    if let Some(root) = root {
+        cmd.arg("--root").arg(root);
+    }
+    cmd
+}
+
 /// Fuzzes the reader for `seconds`; fails if the fuzzer finds a crash (the input
 /// is left in fuzz/artifacts/reader/).
 pub fn fuzz(root: &Path, seconds: u64) -> Result<()> {
@@ -24,7 +35,7 @@ pub fn fuzz(root: &Path, seconds: u64) -> Result<()> {
         eprintln!("ok: cargo-fuzz present");
     } else {
         eprintln!("installing: cargo-fuzz (cargo install)");
-        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+        run(&mut cargo_fuzz_install(None))?;
     }
     let fuzz_dir = root.join("fuzz");
     if !fuzz_dir.join("Cargo.toml").is_file() {

@@ -51,7 +51,8 @@ enum Cmd {
         BPF programs for bpfel-unknown-none\n\
         3. bpf-linker ^0.13, built against LLVM 22 (cargo install, about a minute)\n\
         4. tracefs mounted at /sys/kernel/tracing (needs root)\n\n\
-        --rehearse runs every one of those install commands for real into throwaway \
+        --rehearse runs every one of those install commands (and `cargo xtask fuzz`'s \
+        cargo install cargo-fuzz) for real into throwaway \
         places (a temporary cargo --root and RUSTUP_HOME, apt-get --simulate, a \
         temporary mount point), even where everything is present: CI runs it, so a \
         broken install step fails CI on every machine."

@@ -7,7 +7,8 @@
 //! Every install step builds its command in one function, used both to install and
 //! to rehearse: `setup --rehearse` runs each install command for real into
 //! throwaway places (a temporary `cargo install --root`, a temporary `RUSTUP_HOME`,
-//! apt's simulate mode, a temporary mount point), even on a machine where everything
+//! apt's simulate mode, a temporary mount point; and `cargo xtask fuzz`'s install of
+//! cargo-fuzz), even on a machine where everything
 //! is present. CI runs it, so a broken install step fails CI on every machine, not
 //! only on bare ones.
 
@@ -92,6 +93,9 @@ pub fn rehearse() -> Result<()> {
         rehearse_bpf_linker(&scratch.dir)
     })?;
     step("rehearsal: tracefs", || rehearse_tracefs(&scratch.dir))?;
+    step("rehearsal: cargo-fuzz (for `cargo xtask fuzz`)", || {
+        rehearse_cargo_fuzz(&scratch.dir)
+    })?;
     eprintln!("ok: every setup install step ran and produced what setup expects");
     Ok(())
 }
@@ -470,6 +474,21 @@ fn rehearse_bpf_linker(scratch: &Path) -> Result<()> {
         bail!("`cargo install` built {version}, not the {series} series setup asks for");
     }
     eprintln!("ok: {version} builds from crates.io against LLVM 22 ({seconds:.1} s)");
+    Ok(())
+}
+
+/// `cargo xtask fuzz`'s install of cargo-fuzz, for real, into a throwaway `--root`.
+fn rehearse_cargo_fuzz(scratch: &Path) -> Result<()> {
+    let root = scratch.join("cargo-fuzz-root");
+    let seconds = install(
+        &mut crate::fuzz::cargo_fuzz_install(Some(&root)),
+        "check that crates.io is reachable",
+    )?;
+    let version = stdout_of(Command::new(root.join("bin/cargo-fuzz")).arg("--version"))?;
+    eprintln!(
+        "ok: {} builds from crates.io ({seconds:.1} s)",
+        version.trim()
+    );
     Ok(())
 }
 
