@@ -21,6 +21,7 @@ mod source;
 mod summary;
 mod symbols;
 mod target;
+mod top;
 
 use std::{io, path::PathBuf, process::ExitCode};
 
