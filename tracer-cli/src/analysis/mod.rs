@@ -145,7 +145,7 @@ pub const DEFAULT_BLOCKING_THRESHOLD: Duration = Duration::from_millis(10);
 
 /// Folds hook events into one [`TaskRecord`] per task: the state tree and stats
 /// read from. Memory grows with the number of tasks, not of events.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Collector {
     tasks: BTreeMap<TaskKey, TaskRecord>,
     blocking_threshold_ns: u64,

@@ -55,11 +55,6 @@ impl Histogram {
         self.total
     }
 
-    /// The longest duration counted.
-    pub fn max_ns(&self) -> u64 {
-        self.max_ns
-    }
-
     /// The duration below which `percent` % of the counted ones fall, as the
     /// upper bound of its bucket (never above the longest seen); `None` when
     /// nothing was counted.
@@ -108,7 +103,6 @@ mod tests {
         assert_eq!(histogram.total(), 4);
         assert_eq!(histogram.percentile(50.0), Some(128));
         assert_eq!(histogram.percentile(99.0), Some(1_000_000));
-        assert_eq!(histogram.max_ns(), 1_000_000);
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub struct NameRow {
 }
 
 /// Everything `tracer top` shows, for one session.
+#[derive(Clone)]
 pub struct TopState {
     info: SessionInfo,
     options: StateOptions,
@@ -211,11 +212,13 @@ impl TopState {
     }
 
     /// Hook events taken.
+    #[cfg(test)]
     pub fn events(&self) -> u64 {
         self.events
     }
 
     /// Polls finished.
+    #[cfg(test)]
     pub fn polls(&self) -> u64 {
         self.polls
     }
