@@ -411,3 +411,52 @@ fn top_refuses_an_output_that_is_not_a_terminal_and_points_at_trace_and_stats() 
         "{stderr}"
     );
 }
+
+#[test]
+fn top_on_a_command_keeps_every_task_and_filters_them_by_name_as_ground_truth_types_them() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("multi_thread", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let gt_path = temp_path("top-command");
+    let top = Tmux::start(
+        "command",
+        &format!(
+            "env {GROUND_TRUTH_ENV}={} {} top --retain 1h -- {}",
+            gt_path.display(),
+            tracer.display(),
+            fixture.display()
+        ),
+    );
+    // The command runs to its end under the view, which then says so and keeps
+    // its last state on screen.
+    let ended = top.wait_for("the command's end", |s| {
+        s.contains("ended: the command exited with code 0")
+    });
+    let truth = GroundTruth::read(&gt_path).unwrap();
+    assert_eq!(truth.end, Some(true));
+    assert_eq!(
+        alive_total(&ended),
+        (0, truth.tasks.len() as u64),
+        "{ended}"
+    );
+
+    top.keys(&["/", "blocking", "Enter"]);
+    let blocking = top.wait_for("the filter applied", |s| s.contains("match /blocking"));
+    let shown: BTreeSet<u64> = table(&blocking).iter().map(|row| row.id).collect();
+    let expected: BTreeSet<u64> = truth
+        .tasks
+        .iter()
+        .filter(|(_, task)| task.kind.tracer_type() == "tokio.blocking")
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(shown, expected, "{blocking}");
+
+    top.keys(&["q"]);
+    assert_eq!(
+        top.wait_exit(),
+        0,
+        "tracer top exits with the command's code"
+    );
+    let _ = std::fs::remove_file(&gt_path);
+}
