@@ -36,8 +36,10 @@ use crate::{
 };
 use state::StateOptions;
 
-/// `tracer top`.
+/// `tracer top`: what to watch (exactly one of a pid, a recording, a command)
+/// and how.
 #[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["pid", "file", "command"]))]
 pub struct TopArgs {
     /// Process id of the Tokio program to watch.
     #[arg(short, long, value_name = "PID", value_parser = crate::parse_pid, conflicts_with_all = ["file", "command"])]
@@ -164,5 +166,49 @@ impl TopArgs {
         };
         joined?.map_err(|_| anyhow::anyhow!("the view's thread panicked"))??;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::{Cli, Command};
+
+    #[test]
+    fn top_watches_exactly_one_of_a_pid_a_recording_or_a_command() {
+        for args in [
+            &["tracer", "top", "-p", "42"][..],
+            &["tracer", "top", "session.trace", "--step", "500ms"],
+            &[
+                "tracer", "top", "--retain", "1m", "--", "./app", "--port", "1",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(matches!(cli.command, Command::Top(_)), "{args:?}");
+        }
+        for args in [
+            &["tracer", "top"][..],
+            &["tracer", "top", "-p", "42", "session.trace"],
+            &["tracer", "top", "-p", "42", "--", "./app"],
+            &["tracer", "top", "session.trace", "--", "./app"],
+            &["tracer", "top", "-p", "0"],
+            &["tracer", "top", "-p", "42", "--retain", "soon"],
+        ] {
+            let error = Cli::try_parse_from(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_command_keeps_its_own_flags() {
+        let cli = Cli::try_parse_from(["tracer", "top", "--", "./app", "-p", "7"]).unwrap();
+        let Command::Top(args) = cli.command else {
+            panic!("not top");
+        };
+        assert_eq!(args.command, ["./app", "-p", "7"]);
+        assert_eq!(args.pid, None);
     }
 }
