@@ -81,6 +81,9 @@ impl Sink for TopSink {
     }
 }
 
+/// Longest the view spends taking events in one turn of its loop.
+const PUMP_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The view's side of the channel.
 struct LiveFeed {
     updates: Receiver<Update>,
@@ -89,7 +92,10 @@ struct LiveFeed {
 
 impl Feed for LiveFeed {
     fn pump(&mut self, state: &mut TopState) -> anyhow::Result<()> {
-        loop {
+        // Bounded, so keys and refreshes are served even while events pour in;
+        // what is left waits in the channel for the next turn.
+        let started = std::time::Instant::now();
+        while started.elapsed() < PUMP_BUDGET {
             match self.updates.try_recv() {
                 Ok(Update::Events(events)) => events.iter().for_each(|event| state.apply(event)),
                 Ok(Update::Status(status)) => state.set_status(status),
@@ -112,6 +118,7 @@ impl Feed for LiveFeed {
                 }
             }
         }
+        Ok(())
     }
 
     fn now_ns(&self, _: &TopState) -> u64 {

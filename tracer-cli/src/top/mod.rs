@@ -52,6 +52,10 @@ pub struct TopArgs {
     /// stays bounded however long top runs).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub retain: Duration,
+    /// At most this many done tasks stay in the table (the oldest go first):
+    /// with many short-lived tasks, memory and drawing stay bounded.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub retain_max: usize,
     /// How far ←/→ move on a recording's timeline.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub step: Duration,
@@ -77,6 +81,7 @@ impl TopArgs {
             blocking_threshold: self.blocking_threshold,
             many_polls: self.many_polls,
             retain: self.retain,
+            retain_max: self.retain_max,
         }
     }
 

@@ -11,7 +11,7 @@
 pub mod histogram;
 pub mod tasks;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::{
@@ -32,6 +32,10 @@ pub struct StateOptions {
     pub many_polls: u64,
     /// How long a done task stays in the table.
     pub retain: Duration,
+    /// At most this many done tasks are kept (the oldest go first), so a
+    /// program that spawns a million short tasks a second costs bounded memory
+    /// and drawing time.
+    pub retain_max: usize,
 }
 
 /// Events and polls per second, measured between two ticks.
@@ -74,6 +78,9 @@ pub struct TopState {
     /// Done (resolved) tasks forgotten before their `destroy`: its arrival must
     /// not bring them back as tasks first seen then.
     tombstones: BTreeSet<TaskKey>,
+    /// Done tasks in the order they became done, with when: the oldest are
+    /// forgotten first, without a scan of every task.
+    done: VecDeque<(u64, TaskKey)>,
     events: u64,
     polls: u64,
     tasks_seen: u64,
@@ -99,6 +106,7 @@ impl TopState {
             collector: Collector::new(options.blocking_threshold),
             extras: HashMap::new(),
             tombstones: BTreeSet::new(),
+            done: VecDeque::new(),
             events: 0,
             polls: 0,
             tasks_seen: 0,
@@ -120,10 +128,17 @@ impl TopState {
             }
             return;
         }
-        if !self.collector.tasks().contains_key(&key) {
-            self.tasks_seen += 1;
-        }
+        let was_done = match self.collector.tasks().get(&key) {
+            Some(task) => task.end_ns().is_some(),
+            None => {
+                self.tasks_seen += 1;
+                false
+            }
+        };
         let poll = self.collector.record(event);
+        if !was_done && matches!(event.kind, HookKind::Resolve | HookKind::Destroy) {
+            self.done.push_back((event.ts_ns, key));
+        }
         let extras = self.extras.entry(key).or_default();
         if let Some(poll) = poll {
             self.polls += 1;
@@ -177,21 +192,17 @@ impl TopState {
             };
         }
         let retain_ns = self.options.retain.as_nanos() as u64;
-        let expired: Vec<(TaskKey, bool)> = self
-            .collector
-            .tasks()
-            .values()
-            .filter(|task| {
-                task.end_ns()
-                    .is_some_and(|end| self.now_ns.saturating_sub(end) > retain_ns)
-            })
-            .map(|task| (task.key(), task.destroy_ns.is_none()))
-            .collect();
-        for (key, awaiting_destroy) in expired {
-            self.collector.forget(&key);
-            self.extras.remove(&key);
-            if awaiting_destroy {
-                self.tombstones.insert(key);
+        while let Some(&(done_ns, key)) = self.done.front() {
+            let expired = self.now_ns.saturating_sub(done_ns) > retain_ns;
+            if !expired && self.done.len() <= self.options.retain_max {
+                break;
+            }
+            self.done.pop_front();
+            if let Some(task) = self.collector.forget(&key) {
+                self.extras.remove(&key);
+                if task.destroy_ns.is_none() {
+                    self.tombstones.insert(key);
+                }
             }
         }
     }

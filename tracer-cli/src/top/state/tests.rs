@@ -11,6 +11,7 @@ fn options(retain: Duration) -> StateOptions {
         blocking_threshold: DEFAULT_BLOCKING_THRESHOLD,
         many_polls: 1000,
         retain,
+        retain_max: 1000,
     }
 }
 
@@ -165,4 +166,23 @@ fn per_task_warnings_use_the_stats_rules() {
         never.iter().any(|w| w.contains("never polled")),
         "{never:?}"
     );
+}
+
+#[test]
+fn at_most_retain_max_done_tasks_are_kept_the_oldest_going_first() {
+    let mut state = TopState::new(
+        info(),
+        StateOptions {
+            retain_max: 2,
+            ..options(Duration::from_secs(60))
+        },
+    );
+    for event in session() {
+        state.apply(&event);
+    }
+    state.tick(info().start_ns + 40 * MS);
+    // Done in order: 4 (22 ms), 2 (24 ms), 1 (31 ms); 3 and 9 are alive.
+    let ids: Vec<u64> = state.rows().iter().map(|row| row.key.1).collect();
+    assert_eq!(ids, [1, 2, 3, 9]);
+    assert_eq!(state.tasks_seen(), 5);
 }

@@ -26,6 +26,7 @@ fn state() -> TopState {
             blocking_threshold: DEFAULT_BLOCKING_THRESHOLD,
             many_polls: 1000,
             retain: Duration::from_secs(10),
+            retain_max: 1000,
         },
     );
     let blocking = HookEvent {
