@@ -460,3 +460,56 @@ fn top_on_a_command_keeps_every_task_and_filters_them_by_name_as_ground_truth_ty
     );
     let _ = std::fs::remove_file(&gt_path);
 }
+
+#[test]
+fn sigterm_restores_the_terminal_detaches_and_leaves_the_target_running() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("long_running", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let gt_path = temp_path("top-sigterm");
+    let mut target = Command::new(&fixture)
+        .args(["--seconds", "8"])
+        .env(GROUND_TRUTH_ENV, &gt_path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = target.id();
+    let pid_file = temp_path("top-sigterm-pid");
+    let tty_file = temp_path("top-sigterm-stty");
+    let top = Tmux::start(
+        "sigterm",
+        &format!(
+            "sh -c 'echo $$ > {}; exec {} top -p {pid} 2> {}.stderr'; stty -a > {}",
+            pid_file.display(),
+            tracer.display(),
+            tty_file.display(),
+            tty_file.display()
+        ),
+    );
+    top.wait_for("the view", |s| {
+        s.contains("tracer top") && !table(s).is_empty()
+    });
+    let tracer_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: sends a signal to the tracer this test started.
+    assert_eq!(unsafe { libc::kill(tracer_pid, libc::SIGTERM) }, 0);
+    assert_eq!(top.wait_exit(), 0, "tracer top exit code after SIGTERM");
+    let stty = std::fs::read_to_string(&tty_file).unwrap();
+    for mode in ["icanon", "echo", "isig"] {
+        assert!(
+            stty.split_whitespace().any(|word| word == mode),
+            "{mode} not restored:\n{stty}"
+        );
+    }
+    let stderr_path = format!("{}.stderr", tty_file.display());
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(stderr.contains("session ended: interrupted"), "{stderr}");
+    assert!(is_alive(pid), "the target must run on after SIGTERM to top");
+    assert!(target.wait().unwrap().success());
+    for path in [gt_path, pid_file, tty_file, PathBuf::from(stderr_path)] {
+        let _ = std::fs::remove_file(path);
+    }
+}
