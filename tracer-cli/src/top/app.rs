@@ -25,8 +25,9 @@ const KEY_WAIT: Duration = Duration::from_millis(50);
 
 /// Where the state's events come from.
 pub trait Feed {
-    /// Brings `state` up to date with what has arrived.
-    fn pump(&mut self, state: &mut TopState) -> anyhow::Result<()>;
+    /// Brings `state` up to date with what has arrived; `true` when more is
+    /// waiting (the turn's time ran out), so the loop comes back at once.
+    fn pump(&mut self, state: &mut TopState) -> anyhow::Result<bool>;
     /// The clock to measure alive tasks against at a refresh.
     fn now_ns(&self, state: &TopState) -> u64;
     /// The timeline, for a recording.
@@ -50,7 +51,7 @@ pub fn run(
     let mut last_refresh: Option<Instant> = None;
     let mut dirty = true;
     while !terminate.load(Ordering::Relaxed) {
-        feed.pump(&mut state)?;
+        let backlog = feed.pump(&mut state)?;
         let due = last_refresh.is_none_or(|at| at.elapsed() >= REFRESH);
         if due {
             state.tick(feed.now_ns(&state));
@@ -67,7 +68,8 @@ pub fn run(
                 .draw(|frame| view.draw(frame, shown, timeline.as_ref(), styles))?;
             dirty = false;
         }
-        if !event::poll(KEY_WAIT)? {
+        let wait = if backlog { Duration::ZERO } else { KEY_WAIT };
+        if !event::poll(wait)? {
             continue;
         }
         match event::read()? {

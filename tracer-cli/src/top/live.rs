@@ -91,7 +91,7 @@ struct LiveFeed {
 }
 
 impl Feed for LiveFeed {
-    fn pump(&mut self, state: &mut TopState) -> anyhow::Result<()> {
+    fn pump(&mut self, state: &mut TopState) -> anyhow::Result<bool> {
         // Bounded, so keys and refreshes are served even while events pour in;
         // what is left waits in the channel for the next turn.
         let started = std::time::Instant::now();
@@ -104,7 +104,7 @@ impl Feed for LiveFeed {
                     state.set_end(Some(end));
                 }
                 Ok(Update::Begin(_)) => {}
-                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Empty) => return Ok(false),
                 Err(TryRecvError::Disconnected) => {
                     if state.end().is_none() {
                         self.ended_ns = Some(session::monotonic_ns());
@@ -114,11 +114,11 @@ impl Feed for LiveFeed {
                             ..SessionEnd::default()
                         }));
                     }
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn now_ns(&self, _: &TopState) -> u64 {

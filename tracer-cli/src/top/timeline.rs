@@ -140,7 +140,7 @@ impl Recording {
 }
 
 impl Feed for Recording {
-    fn pump(&mut self, state: &mut TopState) -> anyhow::Result<()> {
+    fn pump(&mut self, state: &mut TopState) -> anyhow::Result<bool> {
         if self.timeline.playing {
             let elapsed = self.played_at.elapsed();
             if elapsed >= std::time::Duration::from_millis(100) {
@@ -149,7 +149,7 @@ impl Feed for Recording {
                 self.seek(state, position)?;
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     fn now_ns(&self, _: &TopState) -> u64 {
