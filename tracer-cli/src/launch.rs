@@ -75,9 +75,30 @@ pub fn check_program(program: &str) -> anyhow::Result<()> {
 impl Launched {
     /// Starts `argv` stopped after its exec.
     pub fn spawn(argv: &[String]) -> anyhow::Result<Self> {
+        Self::spawn_with(argv, |_| Ok(()))
+    }
+
+    /// Starts `argv` stopped after its exec, with its stdout and stderr going to
+    /// `log` and no stdin: `tracer top` owns the terminal, and a command writing
+    /// to it (or reading keys from it) would break the view.
+    pub fn spawn_with_output(argv: &[String], log: &std::fs::File) -> anyhow::Result<Self> {
+        Self::spawn_with(argv, |command| {
+            command
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log.try_clone()?);
+            Ok(())
+        })
+    }
+
+    fn spawn_with(
+        argv: &[String],
+        configure: impl FnOnce(&mut Command) -> std::io::Result<()>,
+    ) -> anyhow::Result<Self> {
         let (program, args) = argv.split_first().context("no command given to run")?;
         let mut command = Command::new(program);
         command.args(args);
+        configure(&mut command).context("cannot set up the command's output")?;
         // SAFETY: between fork and exec the closure only makes one syscall.
         unsafe {
             command.pre_exec(|| ptrace::traceme().map_err(std::io::Error::from));

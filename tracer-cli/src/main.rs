@@ -21,6 +21,7 @@ mod source;
 mod summary;
 mod symbols;
 mod target;
+mod top;
 
 use std::{io, path::PathBuf, process::ExitCode};
 
@@ -153,6 +154,25 @@ enum Command {
         after_help = "Examples:\n  tracer stats session.trace\n  tracer stats session.trace --sort longest --blocking-threshold 2ms\n  tracer stats session.trace --csv > tasks.csv"
     )]
     Stats(analysis::commands::StatsArgs),
+    /// Watch a process's tasks live in the terminal, or look through a recording.
+    ///
+    /// A full-screen table of every task (state, polls, busy and idle time,
+    /// trigger), refreshed once a second, with details, the trigger tree, the
+    /// `stats` warnings and an aggregate by name a key away; the keys are listed
+    /// at the bottom of every screen. Tracing runs on while the view is paused
+    /// or drawing. Quitting (q) detaches and leaves the process running. On a
+    /// recording, ←/→ step along its timeline and space plays it.
+    #[command(after_help = "Examples:
+  tracer top -p 4242                          # attach to a running process
+  tracer top -p \"$(pgrep -n my-server)\" --retain 30s
+  tracer top -- ./target/release/my-server    # start it, traced from its first instruction
+  tracer run -o session.trace -- ./my-server && tracer top session.trace
+
+Keys: ↑↓ select, Enter details, Esc back, < > sort column, i invert, / filter by name,
+t trigger tree, w warnings, n by name, p pause the view, q or Ctrl-C quit;
+on a recording: ← → step, space play/pause.
+Needs a terminal: for scripts use `tracer trace --json` or `tracer stats FILE`.")]
+    Top(top::TopArgs),
     /// Draw a recorded session: Chrome trace JSON for Perfetto, or an SVG timeline.
     #[command(
         after_help = "Examples:\n  tracer export session.trace --format chrome -o trace.json   # open in https://ui.perfetto.dev\n  tracer export session.trace --format svg -o timeline.svg"
@@ -407,6 +427,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Tree(args) => args.run().map(|()| ExitCode::SUCCESS),
         Command::Stats(args) => args.run().map(|()| ExitCode::SUCCESS),
         Command::Export(args) => args.run().map(|()| ExitCode::SUCCESS),
+        Command::Top(args) => args.run().await,
     }
 }
 

@@ -42,6 +42,21 @@ pub struct SessionEnd {
     pub problems: Vec<(u64, String)>,
 }
 
+/// What a live session knows besides its events, reported to the sinks about four
+/// times a second: a live view (`tracer top`) shows it in its header, where
+/// drops must be seen as they happen, not only in the summary at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveStatus {
+    /// Probe sites attached.
+    pub probe_sites: usize,
+    /// The runtime's version, as found in the binary (`1.54.1`), when known.
+    pub runtime_version: Option<String>,
+    /// Raw events read from the ring buffer so far.
+    pub delivered: u64,
+    /// Raw events dropped so far because the ring buffer was full.
+    pub dropped: u64,
+}
+
 /// Something that consumes the stream of hook events.
 pub trait Sink {
     /// Called once, before the first event.
@@ -56,6 +71,16 @@ pub trait Sink {
     /// Called once after the last event and flush, with the session's final counts.
     fn end(&mut self, _end: &SessionEnd) -> io::Result<()> {
         Ok(())
+    }
+    /// Takes the live session's status (drops so far, probe sites), about four
+    /// times a second; most sinks have no use for it.
+    fn status(&mut self, _status: &LiveStatus) -> io::Result<()> {
+        Ok(())
+    }
+    /// The sink's reader is done (the user quit `tracer top`): the session stops
+    /// at its next housekeeping tick, as on Ctrl-C.
+    fn stop_requested(&self) -> bool {
+        false
     }
 }
 
@@ -82,6 +107,15 @@ impl<A: Sink, B: Sink> Sink for Tee<A, B> {
         self.0.end(end)?;
         self.1.end(end)
     }
+
+    fn status(&mut self, status: &LiveStatus) -> io::Result<()> {
+        self.0.status(status)?;
+        self.1.status(status)
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.0.stop_requested() || self.1.stop_requested()
+    }
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
@@ -99,6 +133,14 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
 
     fn end(&mut self, end: &SessionEnd) -> io::Result<()> {
         (**self).end(end)
+    }
+
+    fn status(&mut self, status: &LiveStatus) -> io::Result<()> {
+        (**self).status(status)
+    }
+
+    fn stop_requested(&self) -> bool {
+        (**self).stop_requested()
     }
 }
 

@@ -364,6 +364,17 @@ impl Probes {
         Ok(RingBuf::try_from(map)?)
     }
 
+    /// The health counters now, summed over CPUs, while the probes run: a live
+    /// view reports drops as they happen (they are final only after [`Probes::detach`]).
+    pub fn counters(&self) -> anyhow::Result<Counters> {
+        let mut sums = Counters::default();
+        for counter in Counter::ALL {
+            let per_cpu = self.counters.get(&(counter as u32), 0)?;
+            sums.0[counter as usize] = per_cpu.iter().sum();
+        }
+        Ok(sums)
+    }
+
     /// Removes every probe from the target, unloads the programs, and returns the
     /// final health counters. Each link costs the kernel a grace-period wait, which
     /// is why sites share links; once they are gone no program runs any more, so

@@ -16,13 +16,13 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracer_common::{RawEvent, RawResourceEvent};
+use tracer_common::{Counter, RawEvent, RawResourceEvent};
 
 use crate::{
     forks::{self, Children, NewTaskFields},
     launch::{ChildExit, Launched},
     model::{TaskModel, decode},
-    output::{SessionInfo, Sink},
+    output::{LiveStatus, SessionInfo, Sink},
     preflight,
     probes::{AttachReport, ProbeSet, Probes},
     resources::ResourceModel,
@@ -66,6 +66,8 @@ enum Stop {
     Interrupted,
     /// Whoever reads our output went away (e.g. `| head`).
     OutputClosed,
+    /// The sink asked to stop (the user quit `tracer top`).
+    SinkDone,
 }
 
 /// How the session ended, for the exit code.
@@ -174,6 +176,9 @@ pub async fn trace(
     let mut events = watch_readable(probes.take_events()?)?;
     let exited = pidfd(pid)?;
     probes.arm()?;
+    let runtime_version = objects
+        .iter()
+        .find_map(|object| object.sites.runtime_version.clone());
     let info = SessionInfo {
         pid,
         exe: target.exe.clone(),
@@ -257,6 +262,18 @@ pub async fn trace(
                 if sink.flush().is_err() {
                     break Stop::OutputClosed;
                 }
+                let status = LiveStatus {
+                    probe_sites: attach.total(),
+                    runtime_version: runtime_version.clone(),
+                    delivered: stats.delivered,
+                    dropped: probes.counters().map_or(0, |counters| counters.get(Counter::RingFull)),
+                };
+                if sink.status(&status).is_err() {
+                    break Stop::OutputClosed;
+                }
+                if sink.stop_requested() {
+                    break Stop::SinkDone;
+                }
                 if target_end.is_none() && ProgramIdentity::of(pid) != program && !is_gone(pid) {
                     target_end = Some(Stop::TargetExeced);
                     if !children.is_empty() {
@@ -331,6 +348,7 @@ pub async fn trace(
         ),
         (Stop::Interrupted, _) => "interrupted".to_owned(),
         (Stop::OutputClosed, _) => "output closed".to_owned(),
+        (Stop::SinkDone, _) => "quit from the view".to_owned(),
     };
     let end = stats.session_end(&counters, model.anomalies(), &ending, monotonic_ns());
     if sink.end(&end).is_err() && stop != Stop::OutputClosed {

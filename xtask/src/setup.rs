@@ -31,8 +31,9 @@ pub const BUILD_PACKAGES: [&str; 4] = [
     "zlib1g-dev",
 ];
 
-/// Debian packages only the tests use: `chromium` renders the SVG export (headless).
-pub const TEST_PACKAGES: [&str; 1] = ["chromium"];
+/// Debian packages only the tests use: `chromium` renders the SVG export (headless);
+/// `tmux` is the terminal `tracer top` is driven in.
+pub const TEST_PACKAGES: [&str; 2] = ["chromium", "tmux"];
 
 /// Where Debian's LLVM 22 keeps `llvm-config`; put first on PATH for `cargo install`.
 pub const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";

@@ -20,7 +20,8 @@ use super::{
 };
 use crate::source::open_events;
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration from the command line (`10ms`, `1.5s`), with a message that shows the form.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|error| format!("{text:?} is not a duration like 10ms or 1.5s: {error}"))
 }

@@ -145,7 +145,7 @@ pub const DEFAULT_BLOCKING_THRESHOLD: Duration = Duration::from_millis(10);
 
 /// Folds hook events into one [`TaskRecord`] per task: the state tree and stats
 /// read from. Memory grows with the number of tasks, not of events.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Collector {
     tasks: BTreeMap<TaskKey, TaskRecord>,
     blocking_threshold_ns: u64,
@@ -235,6 +235,32 @@ impl Collector {
                 task.destroy_ns = Some(event.ts_ns);
                 None
             }
+        }
+    }
+
+    /// The tasks collected so far, for a live view that reads them as they grow.
+    pub fn tasks(&self) -> &BTreeMap<TaskKey, TaskRecord> {
+        &self.tasks
+    }
+
+    /// Forgets a task: a live view drops tasks some time after they are done, so
+    /// its memory stays bounded however long it runs.
+    pub fn forget(&mut self, key: &TaskKey) -> Option<TaskRecord> {
+        self.tasks.remove(key)
+    }
+
+    /// What has been collected so far, with tasks that are still alive measured up
+    /// to `now_ns`, leaving the collector to go on: `tracer top` asks for one
+    /// every refresh, for the warnings and the trigger tree.
+    pub fn snapshot(&self, info: &SessionInfo, now_ns: u64) -> Analysis {
+        Analysis {
+            pids: self.tasks.keys().map(|(pid, _)| *pid).collect(),
+            start_ns: info.start_ns.min(self.first_ns.unwrap_or(info.start_ns)),
+            end_ns: self.last_ns.max(info.start_ns).max(now_ns),
+            pid: info.pid,
+            exe: info.exe.display().to_string(),
+            tasks: self.tasks.clone(),
+            blocking_threshold_ns: self.blocking_threshold_ns,
         }
     }
 

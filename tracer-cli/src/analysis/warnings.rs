@@ -145,17 +145,32 @@ pub struct Warning {
     pub tasks: Vec<String>,
 }
 
+/// Every warning rule, in the order reports list them: `stats` and `top` both
+/// check these, so the two never disagree.
+fn rules(many_polls: u64) -> [Box<dyn Warn>; 4] {
+    [
+        Box::new(BlockingPolls),
+        Box::new(NeverPolled),
+        Box::new(NeverFinished),
+        Box::new(ManyPollsUnfinished {
+            min_polls: many_polls,
+        }),
+    ]
+}
+
+/// What each rule says about one task (`#5: 3 poll(s) over 10.00ms, …`): the
+/// warnings of `tracer top`'s task details.
+pub fn for_task(task: &TaskRecord, analysis: &Analysis, many_polls: u64) -> Vec<String> {
+    rules(many_polls)
+        .iter()
+        .filter(|warn| warn.check(task, analysis))
+        .map(|warn| warn.format(task, analysis))
+        .collect()
+}
+
 /// Every warning that applies to at least one task of `analysis`.
 pub fn check_all(analysis: &Analysis, many_polls: u64) -> Vec<Warning> {
-    let checks: [&dyn Warn; 4] = [
-        &BlockingPolls,
-        &NeverPolled,
-        &NeverFinished,
-        &ManyPollsUnfinished {
-            min_polls: many_polls,
-        },
-    ];
-    checks
+    rules(many_polls)
         .into_iter()
         .filter_map(|warn| {
             let tasks: Vec<String> = analysis
