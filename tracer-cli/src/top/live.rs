@@ -205,13 +205,16 @@ pub async fn run(
     };
     let mut sigterm = signal(SignalKind::terminate())?;
     let outcome = tokio::select! {
-        outcome = session::trace(pid, launched, session_options, &mut sink) => outcome,
-        // The session stops on SIGTERM by itself; the view is told here.
+        // The session stops on SIGTERM by itself; the view is told here. Both see
+        // the same signal in the same turn, and this branch is polled first, so
+        // the flag is set before the session's end can drop it.
+        biased;
         () = async {
             sigterm.recv().await;
             terminate.store(true, Ordering::Relaxed);
             std::future::pending::<()>().await
         } => unreachable!("pending never completes"),
+        outcome = session::trace(pid, launched, session_options, &mut sink) => outcome,
     };
     drop(sink);
     let viewed = view
