@@ -180,9 +180,24 @@ fn detail(kind: &HookKind) -> String {
             existing: false,
         } => format!("{} (trigger unknown)", resource_type.as_str()),
         HookKind::After { completed: true } => "completed".to_owned(),
-        HookKind::Before | HookKind::After { .. } | HookKind::Resolve | HookKind::Destroy => {
-            String::new()
+        HookKind::Before {
+            sched_ns: Some(sched_ns),
+        } => format!("sched={:.3}ms", *sched_ns as f64 / 1e6),
+        HookKind::Wake {
+            waker_id,
+            self_wake,
+        } => {
+            let waker = waker_id.map_or("?".to_owned(), |id| id.to_string());
+            if *self_wake {
+                format!("by {waker} (self)")
+            } else {
+                format!("by {waker}")
+            }
         }
+        HookKind::Before { sched_ns: None }
+        | HookKind::After { .. }
+        | HookKind::Resolve
+        | HookKind::Destroy => String::new(),
     }
 }
 

@@ -139,7 +139,7 @@ pub fn write(
                     );
                 }
             }
-            HookKind::Before => {
+            HookKind::Before { .. } => {
                 if let (Some(spawn), Some(lifetime)) = (spawns.remove(&key), lifetimes.get(&key)) {
                     counts.flows += 1;
                     let id = lifetime.id;
@@ -158,7 +158,7 @@ pub fn write(
                 }
                 spawns.remove(&key);
             }
-            HookKind::After { .. } | HookKind::Resolve => {}
+            HookKind::After { .. } | HookKind::Resolve | HookKind::Wake { .. } => {}
         }
         if let Some(poll) = collector.record(&event) {
             counts.slices += 1;

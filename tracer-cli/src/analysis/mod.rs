@@ -201,7 +201,7 @@ impl Collector {
                 task.start_ns = event.ts_ns;
                 None
             }
-            HookKind::Before => {
+            HookKind::Before { .. } => {
                 task.open_polls.push((event.tid, event.ts_ns));
                 None
             }
@@ -235,6 +235,7 @@ impl Collector {
                 task.destroy_ns = Some(event.ts_ns);
                 None
             }
+            HookKind::Wake { .. } => None,
         }
     }
 
@@ -476,7 +477,7 @@ pub(crate) mod test_events {
     /// `before` and `after` of one poll from `from` to `to` ms on `tid`.
     pub fn poll(async_id: u64, from: u64, to: u64, tid: u32) -> [HookEvent; 2] {
         [
-            event(HookKind::Before, async_id, from, tid),
+            event(HookKind::Before { sched_ns: None }, async_id, from, tid),
             event(HookKind::After { completed: false }, async_id, to, tid),
         ]
     }

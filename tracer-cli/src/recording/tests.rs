@@ -60,7 +60,13 @@ fn workload(tasks: u64) -> Vec<HookEvent> {
                 trigger_id: Some(id / 2),
                 existing: false,
             },
-            HookKind::Before,
+            HookKind::Before {
+                sched_ns: Some(id * 1000),
+            },
+            HookKind::Wake {
+                waker_id: Some(id / 2),
+                self_wake: id % 3 == 0,
+            },
             HookKind::After { completed: true },
             HookKind::Resolve,
             HookKind::Destroy,
@@ -130,7 +136,11 @@ fn any_event() -> impl Strategy<Value = HookEvent> {
                 trigger_id,
                 existing
             }),
-        Just(HookKind::Before),
+        any::<Option<u64>>().prop_map(|sched_ns| HookKind::Before { sched_ns }),
+        (any::<Option<u64>>(), any::<bool>()).prop_map(|(waker_id, self_wake)| HookKind::Wake {
+            waker_id,
+            self_wake
+        }),
         any::<bool>().prop_map(|completed| HookKind::After { completed }),
         Just(HookKind::Resolve),
         Just(HookKind::Destroy),
