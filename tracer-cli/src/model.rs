@@ -175,8 +175,9 @@ impl TaskModel {
                         return;
                     }
                 };
-                if self.tasks.contains_key(&key) {
+                if let Some(task) = self.tasks.get_mut(&key) {
                     // A second spawn site on the same path (`bind` around `bind_inner`).
+                    task.wait.spawn_seen_again(raw.ts_ns);
                     return;
                 }
                 self.tasks.insert(

@@ -34,6 +34,15 @@ impl Wait {
         }
     }
 
+    /// A second spawn site of the same spawn reported it at `ts_ns` (the return
+    /// of `OwnedTasks::bind` after `bind_inner`): the later one is nearer to
+    /// when Tokio queues the task, just after binding it.
+    pub fn spawn_seen_again(&mut self, ts_ns: u64) {
+        if let Some(queued_at) = &mut self.queued_at {
+            *queued_at = ts_ns.max(*queued_at);
+        }
+    }
+
     /// A wake at `ts_ns` of a task whose state bits were `bits` just before; the
     /// waker was the task itself (`by_itself`). Returns whether the wake is a
     /// self-wake: by itself, or the one it deferred.
@@ -97,6 +106,17 @@ mod tests {
         let mut wait = Wait::spawned(100);
         assert_eq!(wait.polled(130), Some(30));
         assert_eq!(wait.polled(140), None, "one wait, one poll");
+    }
+
+    #[test]
+    fn a_spawn_seen_at_two_sites_waits_from_the_later() {
+        let mut wait = Wait::spawned(100);
+        wait.spawn_seen_again(110);
+        wait.spawn_seen_again(105);
+        assert_eq!(wait.polled(130), Some(20));
+        let mut polled = Wait::default();
+        polled.spawn_seen_again(110);
+        assert_eq!(polled.polled(130), None, "not queued: nothing to move");
     }
 
     #[test]
