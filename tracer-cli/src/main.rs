@@ -311,7 +311,12 @@ fn parse_command_line() -> Cli {
         && ["trace", "record", "run"].contains(&name)
         && !sub.get_flag("stats")
     {
-        for id in ["sort", "blocking_threshold", "many_polls"] {
+        for id in [
+            "sort",
+            "blocking_threshold",
+            "many_polls",
+            "sched_threshold",
+        ] {
             if sub.value_source(id) == Some(ValueSource::CommandLine) {
                 let flag = format!("--{}", id.replace('_', "-"));
                 Cli::command()
