@@ -11,8 +11,8 @@
 //! stamps a woken task after the probe returns; so the debug runs need 85 %.
 
 use tracer_tests::{
-    Profile, assert_matches_ground_truth, fixture_bin, require_root, run_traced,
-    wakes::assert_wakes_match,
+    Privileges, Profile, assert_matches_ground_truth, fixture_bin, require_root, run_traced,
+    run_traced_with, wakes::assert_wakes_match,
 };
 
 /// One traced fixture at a time: the waits are timings, and parallel runs on a
@@ -51,4 +51,59 @@ fn current_thread_debug_wakes_match_ground_truth() {
 #[test]
 fn current_thread_release_wakes_match_ground_truth() {
     traced_wakes_match("current_thread", Profile::Release);
+}
+
+/// The woken task of every `wake` line, and whether any had a waker.
+fn woken(stdout: &str) -> (std::collections::BTreeMap<u64, usize>, bool) {
+    let mut woken = std::collections::BTreeMap::new();
+    let mut any_waker = false;
+    for line in stdout.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        if value["event"] == "wake" {
+            *woken
+                .entry(value["async_id"].as_u64().unwrap())
+                .or_default() += 1;
+            any_waker |= !value["waker_id"].is_null();
+        }
+    }
+    (woken, any_waker)
+}
+
+#[test]
+fn no_polls_adds_no_wake_probe_unless_wakes_is_given() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fixture = fixture_bin("current_thread", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let plain = run_traced_with(Privileges::Root, &["--no-polls"], &fixture, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(plain.status.success(), "{}", plain.describe());
+    assert!(
+        woken(&plain.stdout).0.is_empty() && !plain.stderr.contains(" wake,"),
+        "--no-polls traced wakes\n{}",
+        plain.describe()
+    );
+    let with_wakes = run_traced_with(Privileges::Root, &["--no-polls", "--wakes"], &fixture, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(with_wakes.status.success(), "{}", with_wakes.describe());
+    let (woken, any_waker) = woken(&with_wakes.stdout);
+    assert!(!any_waker, "--no-polls --wakes cannot know the waker");
+    let truth = tracer_tests::wakes::WakeTruth::parse(
+        &with_wakes.ground_truth_text,
+        &with_wakes.ground_truth,
+    )
+    .unwrap();
+    assert!(!truth.logged.is_empty());
+    for id in &truth.logged {
+        let logged: usize = truth
+            .edges
+            .iter()
+            .filter(|((woken, _), _)| woken == id)
+            .map(|(_, count)| count)
+            .sum();
+        assert_eq!(
+            woken.get(id).copied().unwrap_or(0),
+            logged,
+            "wakes of task {id}"
+        );
+    }
 }

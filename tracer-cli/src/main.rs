@@ -185,8 +185,9 @@ struct OutputArgs {
     /// It adds no wake probes either (no wake events) unless --wakes is given.
     #[arg(long)]
     no_polls: bool,
-    /// With --no-polls: add the waker probes (wake events, waker_id null, as the
-    /// waking task comes from the poll probes). Each wake then costs a probe hit.
+    /// With --no-polls: add the waker probes (wake events with waker_id null and
+    /// self false: the waking task comes from the poll probes). Each wake then
+    /// costs a probe hit.
     #[arg(long, requires = "no_polls")]
     wakes: bool,
     /// Benchmark: every event but wakes (no wake probes; sched_ns null).

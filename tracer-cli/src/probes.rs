@@ -461,3 +461,40 @@ pub fn check_ring_bytes(bytes: u32) -> anyhow::Result<u32> {
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAKE_PROBES: [Probe; 4] = [Probe::Wake, Probe::Abort, Probe::WorkerRun, Probe::Defer];
+
+    fn programs(set: ProbeSet, probes: &[Probe]) -> Vec<&'static str> {
+        probes
+            .iter()
+            .flat_map(|probe| programs_for(*probe, set))
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    #[test]
+    fn every_event_set_attaches_the_wake_probes() {
+        assert_eq!(
+            programs(ProbeSet::All, &WAKE_PROBES),
+            ["task_wake", "task_abort", "worker_run", "task_defer"]
+        );
+    }
+
+    #[test]
+    fn lifecycle_only_adds_no_wake_probe_unless_asked_and_then_only_the_waker_ones() {
+        assert!(programs(ProbeSet::Lifecycle { wakes: false }, &WAKE_PROBES).is_empty());
+        assert_eq!(
+            programs(ProbeSet::Lifecycle { wakes: true }, &WAKE_PROBES),
+            ["task_wake"]
+        );
+        assert!(programs(ProbeSet::NoWakes, &WAKE_PROBES).is_empty());
+        assert_eq!(
+            programs(ProbeSet::NoWakes, &[Probe::Poll]),
+            ["poll_enter", "poll_return"]
+        );
+    }
+}
