@@ -247,11 +247,6 @@ impl TaskModel {
                     task.wait.aborted(raw.ts_ns, raw.detail);
                 }
             }
-            RawKind::Defer => {
-                if let Some(task) = self.tasks.get_mut(&key) {
-                    task.wait.deferred();
-                }
-            }
             RawKind::Free => {
                 // The second probed site of a free already reported.
                 if self.recently_destroyed.contains(key) {

@@ -11,7 +11,7 @@
 
 use tracer_common::state;
 
-/// One task's wait, and whether its next wake is the one it deferred.
+/// One task's wait.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Wait {
     /// When it was last queued and not yet polled; `None` when not queued, or
@@ -20,9 +20,6 @@ pub struct Wait {
     /// A wake found it running (and not yet notified) at this time: it is queued
     /// when that poll ends.
     woken_running_at: Option<u64>,
-    /// It deferred a wake of itself (`yield_now`): the next wake after its poll
-    /// is that one.
-    deferred: bool,
 }
 
 impl Wait {
@@ -43,28 +40,18 @@ impl Wait {
         }
     }
 
-    /// A wake at `ts_ns` of a task whose state bits were `bits` just before; the
+    /// A wake at `ts_ns` of a task whose state bits were `bits` just before
+    /// (with [`state::DEFERRED`] when it is the wake the task deferred); the
     /// waker was the task itself (`by_itself`). Returns whether the wake is a
     /// self-wake: by itself, or the one it deferred.
     pub fn woken(&mut self, ts_ns: u64, bits: u32, by_itself: bool) -> bool {
-        let running = bits & state::RUNNING != 0;
-        let deferred = self.deferred && !running;
-        // Outside a scheduler, `context::defer` wakes the task at once, in its poll.
-        if deferred || (running && by_itself) {
-            self.deferred = false;
-        }
         self.notified(ts_ns, bits);
-        by_itself || deferred
+        by_itself || bits & state::DEFERRED != 0
     }
 
     /// An abort at `ts_ns`: it queues the task as a wake would.
     pub fn aborted(&mut self, ts_ns: u64, bits: u32) {
         self.notified(ts_ns, bits);
-    }
-
-    /// The task deferred a wake of itself to after its poll.
-    pub fn deferred(&mut self) {
-        self.deferred = true;
     }
 
     fn notified(&mut self, ts_ns: u64, bits: u32) {
@@ -145,12 +132,11 @@ mod tests {
     }
 
     #[test]
-    fn the_wake_a_task_deferred_is_its_own_and_only_that_one() {
+    fn the_wake_a_task_deferred_is_its_own_and_queues_it() {
         let mut wait = Wait::default();
-        wait.deferred();
-        assert!(!wait.woken(5, state::RUNNING, false), "not in its own poll");
-        assert!(wait.woken(10, IDLE, false));
+        assert!(wait.woken(10, state::DEFERRED, false));
         assert!(!wait.woken(12, state::NOTIFIED, false));
+        assert_eq!(wait.polled(15), Some(5));
     }
 
     #[test]

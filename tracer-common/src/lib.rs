@@ -27,9 +27,6 @@ pub enum RawKind {
     /// The task was aborted (`RawTask::remote_abort`), which queues it if it was
     /// idle; `detail` holds its [`state`] bits just before.
     Abort = 7,
-    /// `task_id` deferred a wake to after its poll (`yield_now`, an exhausted
-    /// coop budget: `context::defer`).
-    Defer = 8,
 }
 
 impl TryFrom<u32> for RawKind {
@@ -44,7 +41,6 @@ impl TryFrom<u32> for RawKind {
             5 => Self::Free,
             6 => Self::Wake,
             7 => Self::Abort,
-            8 => Self::Defer,
             other => return Err(other),
         })
     }
@@ -90,7 +86,8 @@ pub struct RawEvent {
     pub trigger_id: u64,
     /// A [`RawKind`].
     pub kind: u32,
-    /// Spawn: a [`SpawnKind`]. Wake, abort: the task's [`state`] bits.
+    /// Spawn: a [`SpawnKind`]. Wake, abort: the task's [`state`] bits, and for a
+    /// wake [`state::DEFERRED`].
     pub detail: u32,
 }
 
@@ -267,6 +264,9 @@ pub mod state {
     pub const COMPLETE: u32 = 0x2;
     /// The task is queued (or will be, after the running poll).
     pub const NOTIFIED: u32 = 0x4;
+    /// Not Tokio's: set by the wake probe on a wake that is the one the task
+    /// deferred to after its poll (`yield_now`, an exhausted coop budget).
+    pub const DEFERRED: u32 = 0x100;
 }
 
 /// [`PollFrame::flags`].

@@ -76,6 +76,20 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT,
 #[map]
 static POLL_STACKS: LruHashMap<u64, PollStack> = LruHashMap::with_max_entries(16384, 0);
 
+/// A task of a process: the key of [`DEFERRED`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TaskKey {
+    tgid: u64,
+    task_id: u64,
+}
+
+/// Tasks that deferred a wake of themselves (`context::defer`) not yet run: the
+/// next wake of one, after its poll, is that wake. Kept here so a deferral costs
+/// no ring record; LRU, so deferrals never run (a runtime shut down) age out.
+#[map]
+static DEFERRED: LruHashMap<TaskKey, u8> = LruHashMap::with_max_entries(16384, 0);
+
 /// `--follow-forks`: descendants of the target being traced, by tgid, each with
 /// the tgid of the process that forked it. [`process_fork`] adds them before they
 /// run; userspace removes them when they exit or run another program.
@@ -535,25 +549,47 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
         header = read_u64(header)?;
     }
     let task_id = read_task_id(header, None)?;
-    let state = read_u64(header)? & STATE_BITS;
-    let waker = if kind as u32 == RawKind::Wake as u32 {
-        running_task(pid_tgid, regs(ctx).rsp)
-    } else {
-        0
-    };
-    emit(pid_tgid, kind, task_id, waker, state as u32);
+    let state = (read_u64(header)? & STATE_BITS) as u32;
+    if kind as u32 != RawKind::Wake as u32 {
+        emit(pid_tgid, kind, task_id, 0, state);
+        return Ok(());
+    }
+    let waker = running_task(pid_tgid, regs(ctx).rsp);
+    let running = state & tracer_common::state::RUNNING != 0;
+    let mut detail = state;
+    // The deferred wake comes after the poll; outside a scheduler
+    // `context::defer` wakes the task at once, in its own poll.
+    if !running || waker == task_id {
+        let key = TaskKey {
+            tgid: pid_tgid >> 32,
+            task_id,
+        };
+        // SAFETY: the value is not read.
+        if unsafe { DEFERRED.get(&key) }.is_some() {
+            let _ = DEFERRED.remove(&key);
+            if !running {
+                detail |= tracer_common::state::DEFERRED;
+            }
+        }
+    }
+    emit(pid_tgid, kind, task_id, waker, detail);
     Ok(())
 }
 
 /// `context::defer`: the running task deferred a wake of itself until
-/// after its poll (`yield_now`).
+/// after its poll (`yield_now`): marked in [`DEFERRED`], no event.
 #[uprobe]
 pub fn task_defer(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if is_target(pid_tgid) {
         let task_id = running_task(pid_tgid, regs(&ctx).rsp);
         if task_id != 0 {
-            emit(pid_tgid, RawKind::Defer, task_id, 0, 0);
+            let key = TaskKey {
+                tgid: pid_tgid >> 32,
+                task_id,
+            };
+            // A full map evicts the oldest deferral: its wake is then not `self`.
+            let _ = DEFERRED.insert(&key, &1, 0);
         }
     }
     0
