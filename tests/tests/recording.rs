@@ -137,6 +137,36 @@ fn ctrl_c_closes_the_recording_with_every_event_the_live_output_showed() {
         "{}",
         info.stdout
     );
+    // `info` counts every kind as the live output had it, wakes included.
+    let live = TracerOutput::parse(&stopped.stdout).unwrap();
+    let count = |kind: &str| {
+        stopped
+            .stdout
+            .lines()
+            .filter(|line| line.starts_with(&format!("{{\"event\":\"{kind}\"")))
+            .count()
+    };
+    let inits = live
+        .events
+        .iter()
+        .filter(|e| e.event == tracer_tests::HookKind::Init)
+        .count();
+    assert!(
+        count("wake") > 0,
+        "the long-running fixture's tasks are woken"
+    );
+    assert!(
+        info.stdout.contains(&format!(
+            "(init {inits}, before {}, after {}, resolve {}, destroy {}, wake {})",
+            count("before"),
+            count("after"),
+            count("resolve"),
+            count("destroy"),
+            count("wake")
+        )),
+        "{}",
+        info.stdout
+    );
     let _ = std::fs::remove_file(&file);
 }
 

@@ -45,6 +45,10 @@ pub struct TreeArgs {
     /// Only the tasks of this process, in a session that followed forks.
     #[arg(long, value_name = "PID", value_parser = crate::parse_pid)]
     pub pid: Option<u32>,
+    /// After each task, who woke it and how often ("woken by #6 ×20, no task ×3";
+    /// no task = the I/O driver, the timer, the scheduler, plain threads).
+    #[arg(long)]
+    pub woken_by: bool,
 }
 
 impl TreeArgs {
@@ -59,6 +63,7 @@ impl TreeArgs {
             min_duration: self.min_duration,
             depth: self.depth,
             id: self.id,
+            woken_by: self.woken_by,
         };
         let tree = TriggerTree::build(&analysis, &options)?;
         let mut out = anstream::stdout().lock();

@@ -85,6 +85,8 @@ pub struct TaskRecord {
     pub sched: latency::Latencies,
     /// Waits longer than the scheduling threshold the records were collected with.
     pub long_waits: u64,
+    /// Its wakes by waking task (0: no task), where the waker is known.
+    pub wakers: BTreeMap<u64, u64>,
     /// Polls running now, by thread, with their start.
     open_polls: Vec<(u32, u64)>,
 }
@@ -213,6 +215,7 @@ impl Collector {
                     self_wakes: 0,
                     sched: latency::Latencies::default(),
                     long_waits: 0,
+                    wakers: BTreeMap::new(),
                     open_polls: Vec::new(),
                 }
             });
@@ -266,9 +269,15 @@ impl Collector {
                 task.destroy_ns = Some(event.ts_ns);
                 None
             }
-            HookKind::Wake { self_wake, .. } => {
+            HookKind::Wake {
+                self_wake,
+                waker_id,
+            } => {
                 task.wakes += 1;
                 task.self_wakes += u64::from(*self_wake);
+                if let Some(waker) = waker_id {
+                    *task.wakers.entry(*waker).or_default() += 1;
+                }
                 None
             }
         }
