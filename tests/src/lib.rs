@@ -1361,3 +1361,6 @@ pub mod resources;
 mod unit;
 
 pub mod recording;
+
+/// Wakes and waits against the fixtures' logged wakes and Tokio's schedule latency.
+pub mod wakes;

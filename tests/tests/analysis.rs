@@ -106,7 +106,7 @@ fn stats_poll_counts_are_the_ground_truth_polls() {
 }
 
 #[test]
-fn chrome_export_has_a_slice_per_poll_and_a_flow_per_triggered_task() {
+fn chrome_export_has_a_slice_per_poll_and_a_flow_per_triggered_task_and_wake_by_a_task() {
     let out = temp_path("chrome");
     tracer(&[
         "export",
@@ -120,6 +120,12 @@ fn chrome_export_has_a_slice_per_poll_and_a_flow_per_triggered_task() {
     let _ = std::fs::remove_file(&out);
     let events = trace["traceEvents"].as_array().unwrap();
     let count = |ph: &str| events.iter().filter(|e| e["ph"] == ph).count();
+    let flows = |ph: &str, cat: &str| {
+        events
+            .iter()
+            .filter(|e| e["ph"] == ph && e["cat"] == cat)
+            .collect::<Vec<_>>()
+    };
     let truth = &recorded().ground_truth;
     let polls: usize = truth.tasks.values().map(|t| t.poll_start_tids.len()).sum();
     assert_eq!(count("X"), polls, "one slice per poll");
@@ -130,8 +136,44 @@ fn chrome_export_has_a_slice_per_poll_and_a_flow_per_triggered_task() {
         .filter(|t| t.parent.is_some() && !t.poll_start_tids.is_empty())
         .count();
     assert!(triggered > 0, "the fixture spawns tasks from tasks");
-    assert_eq!(count("s"), triggered, "one flow start per triggered task");
-    assert_eq!(count("f"), triggered, "one flow end per triggered task");
+    assert_eq!(
+        flows("s", "spawn").len(),
+        triggered,
+        "one flow start per triggered task"
+    );
+    assert_eq!(
+        flows("f", "spawn").len(),
+        triggered,
+        "one flow end per triggered task"
+    );
+    // A wake arrow per wake by a task whose woken task was polled after it.
+    let lines: Vec<Value> = std::fs::read_to_string(file_arg())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let woken_by_tasks = lines
+        .iter()
+        .enumerate()
+        .filter(|(n, e)| {
+            e["event"] == "wake"
+                && e["waker_id"].as_u64().is_some_and(|waker| waker != 0)
+                && lines[n + 1..]
+                    .iter()
+                    .any(|later| later["event"] == "before" && later["async_id"] == e["async_id"])
+        })
+        .count();
+    assert!(woken_by_tasks > 0, "the fixture's tasks wake each other");
+    let (starts, ends) = (flows("s", "wake"), flows("f", "wake"));
+    assert_eq!(
+        starts.len(),
+        woken_by_tasks,
+        "one wake arrow per wake by a task"
+    );
+    for (start, end) in starts.iter().zip(&ends) {
+        assert_eq!(start["id"], end["id"]);
+        assert!(start["ts"].as_f64() <= end["ts"].as_f64(), "{start} {end}");
+    }
     assert_eq!(count("b"), truth.tasks.len(), "one lifetime per task");
     assert_eq!(count("e"), truth.tasks.len(), "every lifetime ends");
 }

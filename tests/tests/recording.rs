@@ -78,7 +78,9 @@ fn a_recorder_killed_mid_session_leaves_a_prefix_that_matches_ground_truth() {
     let file_arg = file.to_string_lossy().into_owned();
     let replay = tracer(&["replay", "--json", &file_arg]).unwrap();
     assert!(replay.status.success(), "{}", replay.stderr);
-    let events = TracerOutput::parse(&replay.stdout).unwrap().events.len();
+    // Every line is an event: the hook events and the wakes.
+    let parsed = TracerOutput::parse(&replay.stdout).unwrap();
+    let events = parsed.events.len() + parsed.other.len();
     assert!(
         replay
             .stderr
@@ -132,6 +134,36 @@ fn ctrl_c_closes_the_recording_with_every_event_the_live_output_showed() {
     );
     assert!(
         info.stdout.contains("drops:       0 raw events dropped"),
+        "{}",
+        info.stdout
+    );
+    // `info` counts every kind as the live output had it, wakes included.
+    let live = TracerOutput::parse(&stopped.stdout).unwrap();
+    let count = |kind: &str| {
+        stopped
+            .stdout
+            .lines()
+            .filter(|line| line.starts_with(&format!("{{\"event\":\"{kind}\"")))
+            .count()
+    };
+    let inits = live
+        .events
+        .iter()
+        .filter(|e| e.event == tracer_tests::HookKind::Init)
+        .count();
+    assert!(
+        count("wake") > 0,
+        "the long-running fixture's tasks are woken"
+    );
+    assert!(
+        info.stdout.contains(&format!(
+            "(init {inits}, before {}, after {}, resolve {}, destroy {}, wake {})",
+            count("before"),
+            count("after"),
+            count("resolve"),
+            count("destroy"),
+            count("wake")
+        )),
         "{}",
         info.stdout
     );
@@ -216,8 +248,8 @@ fn newer_versions_and_foreign_files_are_refused_with_a_reason() {
     let refused = tracer(&["replay", &file_arg]).unwrap();
     assert!(!refused.status.success());
     assert!(
-        refused.stderr.contains("format version 9.1")
-            && refused.stderr.contains("reads format version 1.1"),
+        refused.stderr.contains("format version 9.3")
+            && refused.stderr.contains("reads format version 1.3"),
         "{}",
         refused.stderr
     );

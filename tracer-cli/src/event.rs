@@ -48,7 +48,15 @@ pub enum HookKind {
         existing: bool,
     },
     /// Its callback (a Tokio poll) is about to run.
-    Before,
+    Before {
+        /// How long the task waited to be polled, as Tokio's
+        /// `TaskMeta::schedule_latency()` measures it: from its most recent
+        /// transition to scheduled (spawn, or the first wake since its previous
+        /// poll) to this poll. `None` when that start was not seen (before attach,
+        /// lost in a drop), or the session has no wake probes; always `None` for
+        /// embedder resources.
+        sched_ns: Option<u64>,
+    },
     /// Its callback returned.
     After {
         /// The future completed (or was cancelled) during this poll.
@@ -58,17 +66,29 @@ pub enum HookKind {
     Resolve,
     /// Its memory was freed.
     Destroy,
+    /// Its waker was woken (a Tokio task's): `async_id` is the woken task.
+    Wake {
+        /// The user task whose code woke it (polled on the waking thread),
+        /// 0 when none (I/O driver, timer, scheduler, plain threads), `None` when
+        /// unknown (`--no-polls --wakes`).
+        waker_id: Option<u64>,
+        /// The task woke itself: during its own poll, or a wake it deferred to
+        /// after its poll (`yield_now`).
+        #[serde(rename = "self")]
+        self_wake: bool,
+    },
 }
 
 impl HookKind {
-    /// The event's name: `init`, `before`, `after`, `resolve` or `destroy`.
+    /// The event's name: `init`, `before`, `after`, `resolve`, `destroy` or `wake`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Init { .. } => "init",
-            Self::Before => "before",
+            Self::Before { .. } => "before",
             Self::After { .. } => "after",
             Self::Resolve => "resolve",
             Self::Destroy => "destroy",
+            Self::Wake { .. } => "wake",
         }
     }
 }
@@ -121,6 +141,35 @@ mod tests {
         assert_eq!(json["tid"], 4);
         let back: HookEvent = serde_json::from_value(json).unwrap();
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn wake_and_before_lines_use_the_contract_field_names() {
+        let wake = HookEvent {
+            kind: HookKind::Wake {
+                waker_id: Some(38),
+                self_wake: false,
+            },
+            async_id: 37,
+            ts_ns: 5,
+            pid: 1,
+            tid: 2,
+        };
+        let line = serde_json::to_string(&wake).unwrap();
+        assert_eq!(
+            line,
+            r#"{"event":"wake","waker_id":38,"self":false,"async_id":37,"ts_ns":5,"pid":1,"tid":2}"#
+        );
+        assert_eq!(serde_json::from_str::<HookEvent>(&line).unwrap(), wake);
+        let before = HookEvent {
+            kind: HookKind::Before { sched_ns: None },
+            ..wake
+        };
+        let line = serde_json::to_string(&before).unwrap();
+        assert!(
+            line.starts_with(r#"{"event":"before","sched_ns":null,"async_id":37"#),
+            "{line}"
+        );
     }
 
     #[test]

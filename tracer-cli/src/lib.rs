@@ -6,3 +6,4 @@
 pub mod event;
 pub mod model;
 pub mod output;
+pub mod sched;

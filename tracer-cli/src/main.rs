@@ -183,7 +183,8 @@ Needs a terminal: for scripts use `tracer trace --json` or `tracer stats FILE`."
 #[derive(Args, Debug)]
 struct OutputArgs {
     /// One JSON object per line (fields: event, async_id, type, trigger_id,
-    /// existing, completed, ts_ns, pid, tid) instead of aligned text.
+    /// existing, completed, sched_ns, waker_id, self, ts_ns, pid, tid) instead of
+    /// aligned text.
     #[arg(long)]
     json: bool,
     /// Size of the kernel ring buffer, in bytes (a power of two). Raise it if the
@@ -201,8 +202,17 @@ struct OutputArgs {
     /// Lifecycle only: init, resolve and destroy without the per-poll probes (no
     /// before/after). Its cost grows with tasks, not polls: for production. The
     /// trigger comes from the poll probes, so trigger_id is null in this mode.
+    /// It adds no wake probes either (no wake events) unless --wakes is given.
     #[arg(long)]
     no_polls: bool,
+    /// With --no-polls: add the waker probes (wake events with waker_id null and
+    /// self false: the waking task comes from the poll probes). Each wake then
+    /// costs a probe hit.
+    #[arg(long, requires = "no_polls")]
+    wakes: bool,
+    /// Benchmark: every event but wakes (no wake probes; sched_ns null).
+    #[arg(long, hide = true, conflicts_with_all = ["no_polls", "floor"])]
+    no_wakes: bool,
     /// Also trace the processes the target creates, and theirs, from their first
     /// instruction: each event's pid says which process it is from (task ids are
     /// per process). A child that runs another program (exec) is not traced; one
@@ -297,7 +307,9 @@ impl OutputArgs {
         let probes = if self.floor {
             probes::ProbeSet::Floor
         } else if self.no_polls {
-            probes::ProbeSet::Lifecycle
+            probes::ProbeSet::Lifecycle { wakes: self.wakes }
+        } else if self.no_wakes {
+            probes::ProbeSet::NoWakes
         } else {
             probes::ProbeSet::All
         };
@@ -320,7 +332,12 @@ fn parse_command_line() -> Cli {
         && ["trace", "record", "run"].contains(&name)
         && !sub.get_flag("stats")
     {
-        for id in ["sort", "blocking_threshold", "many_polls"] {
+        for id in [
+            "sort",
+            "blocking_threshold",
+            "many_polls",
+            "sched_threshold",
+        ] {
             if sub.value_source(id) == Some(ValueSource::CommandLine) {
                 let flag = format!("--{}", id.replace('_', "-"));
                 Cli::command()

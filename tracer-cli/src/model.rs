@@ -16,13 +16,20 @@
 //! - a task is forgotten at `destroy`, so memory follows live tasks, not history
 //!   (plus a fixed window of recently destroyed ids, to fold a second free).
 //! - tasks are told apart by process and id: with `--follow-forks` several
-//!   processes report, and each has its own task ids.
+//!   processes report, and each has its own task ids;
+//! - a wake is reported as it comes, `self` when the task woke itself in its
+//!   poll or its wake is the one it deferred (`yield_now`); its state bits say
+//!   whether it queued the task, which is when the task's wait starts
+//!   (`before`'s `sched_ns`, see [`crate::sched`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use tracer_common::{RawEvent, RawKind, SpawnKind};
 
-use crate::event::{HookEvent, HookKind, ResourceType};
+use crate::{
+    event::{HookEvent, HookKind, ResourceType},
+    sched::Wait,
+};
 
 /// A ring-buffer record as a `T` (a plain-old-data event such as [`RawEvent`]), if
 /// it has `T`'s size.
@@ -46,6 +53,8 @@ struct TaskState {
     /// completes drops its last reference at the end of its own poll): `destroy`
     /// is reported when that poll returns, so it is always the last event.
     freed_in_poll: bool,
+    /// Since when it has been waiting to be polled, as far as known.
+    wait: Wait,
 }
 
 /// Events the model could not place, reported in the summary.
@@ -166,11 +175,18 @@ impl TaskModel {
                         return;
                     }
                 };
-                if self.tasks.contains_key(&key) {
+                if let Some(task) = self.tasks.get_mut(&key) {
                     // A second spawn site on the same path (`bind` around `bind_inner`).
+                    task.wait.spawn_seen_again(raw.ts_ns);
                     return;
                 }
-                self.tasks.insert(key, TaskState::default());
+                self.tasks.insert(
+                    key,
+                    TaskState {
+                        wait: Wait::spawned(raw.ts_ns),
+                        ..TaskState::default()
+                    },
+                );
                 out(event(HookKind::Init {
                     resource_type,
                     trigger_id: (!self.lifecycle_only).then_some(raw.trigger_id),
@@ -184,8 +200,9 @@ impl TaskModel {
                 if !lost {
                     task.polling_on.push(tid);
                 }
+                let sched_ns = task.wait.polled(raw.ts_ns);
                 self.anomalies.lost_returns += u64::from(lost);
-                out(event(HookKind::Before));
+                out(event(HookKind::Before { sched_ns }));
             }
             RawKind::PollEnd => {
                 let Some((task, index)) = self.tasks.get_mut(&key).and_then(|task| {
@@ -196,6 +213,7 @@ impl TaskModel {
                     return;
                 };
                 task.polling_on.swap_remove(index);
+                task.wait.poll_ended(raw.ts_ns);
                 let completed = task.completed_on == Some(tid);
                 if completed {
                     task.completed_on = None;
@@ -213,6 +231,21 @@ impl TaskModel {
                     task.completed_on = Some(tid);
                 }
                 out(event(HookKind::Resolve));
+            }
+            RawKind::Wake => {
+                let lifecycle_only = self.lifecycle_only;
+                let task = self.known(key, &mut out, &event);
+                let self_wake = task.wait.woken(raw.ts_ns, raw.detail, raw.trigger_id == id);
+                out(event(HookKind::Wake {
+                    waker_id: (!lifecycle_only).then_some(raw.trigger_id),
+                    self_wake,
+                }));
+            }
+            RawKind::Abort => {
+                // An abort is no wake (no waker is woken), but it queues an idle task.
+                if let Some(task) = self.tasks.get_mut(&key) {
+                    task.wait.aborted(raw.ts_ns, raw.detail);
+                }
             }
             RawKind::Free => {
                 // The second probed site of a free already reported.

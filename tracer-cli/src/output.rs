@@ -172,8 +172,9 @@ impl<W: Write> Sink for JsonLines<W> {
 /// ```text
 ///       TIME(s)      TID  EVENT     ASYNC_ID  DETAIL
 ///      0.000412   812311  init             7  tokio.task trigger=1
-///      0.000420   812312  before           7
-///      0.000431   812312  after            7  completed
+///      0.000420   812312  before           7  sched=8.2µs
+///      0.000431   812312  wake             9  by 7
+///      0.000433   812312  after            7  completed
 /// ```
 pub struct HumanLines<W: Write> {
     out: W,
@@ -222,9 +223,24 @@ fn detail(kind: &HookKind) -> String {
             existing: false,
         } => format!("{} (trigger unknown)", resource_type.as_str()),
         HookKind::After { completed: true } => "completed".to_owned(),
-        HookKind::Before | HookKind::After { .. } | HookKind::Resolve | HookKind::Destroy => {
-            String::new()
+        HookKind::Before {
+            sched_ns: Some(sched_ns),
+        } => format!("sched={:.1}µs", *sched_ns as f64 / 1e3),
+        HookKind::Wake {
+            waker_id,
+            self_wake,
+        } => {
+            let waker = waker_id.map_or("?".to_owned(), |id| id.to_string());
+            if *self_wake {
+                format!("by {waker} (self)")
+            } else {
+                format!("by {waker}")
+            }
         }
+        HookKind::Before { sched_ns: None }
+        | HookKind::After { .. }
+        | HookKind::Resolve
+        | HookKind::Destroy => String::new(),
     }
 }
 
@@ -313,6 +329,36 @@ mod tests {
             "      0.500000   812311  init             7  tokio.task trigger=1"
         );
         assert!(lines[2].ends_with("tokio.task existing (trigger unknown)"));
+    }
+
+    #[test]
+    fn a_wake_reads_woken_by_waker_and_a_before_its_wait() {
+        let wake = |waker_id, self_wake| HookKind::Wake {
+            waker_id,
+            self_wake,
+        };
+        assert_eq!(detail(&wake(Some(38), false)), "by 38");
+        assert_eq!(detail(&wake(Some(0), true)), "by 0 (self)");
+        assert_eq!(detail(&wake(None, false)), "by ?");
+        let before = HookKind::Before {
+            sched_ns: Some(8_240),
+        };
+        assert_eq!(detail(&before), "sched=8.2µs");
+        assert_eq!(detail(&HookKind::Before { sched_ns: None }), "");
+        let mut out = Vec::new();
+        let mut sink = HumanLines::new(&mut out);
+        let mut event = init(None);
+        event.kind = wake(Some(38), false);
+        event.async_id = 37;
+        sink.event(&event).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("wake            37  by 38"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::{
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
 
 /// Program names in the BPF object, in the order they are loaded.
-const PROGRAMS: [&str; 9] = [
+const PROGRAMS: [&str; 13] = [
     "poll_enter",
     "poll_return",
     "task_spawn",
@@ -39,6 +39,10 @@ const PROGRAMS: [&str; 9] = [
     "resource_marker",
     "floor_enter",
     "floor_return",
+    "task_wake",
+    "task_abort",
+    "worker_run",
+    "task_defer",
 ];
 
 /// The programs that run at function return (uretprobes).
@@ -47,14 +51,21 @@ const RETURN_PROGRAMS: [&str; 3] = ["poll_return", "task_spawn_return", "floor_r
 /// Which probes a session attaches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProbeSet {
-    /// Every event: init, before, after, resolve, destroy.
+    /// Every event: init, before, after, resolve, destroy, wake.
     #[default]
     All,
+    /// Every event but wakes (hidden `--no-wakes`): what the wake probes cost is
+    /// measured against it.
+    NoWakes,
     /// `--no-polls`: init, resolve and destroy only. A uprobe trap costs far more
     /// than a Tokio poll, so this mode's cost follows tasks, not polls. Triggers
     /// come from the per-thread poll stack the poll probes keep, so they are
     /// unknown here.
-    Lifecycle,
+    Lifecycle {
+        /// `--wakes`: the waker probes too (wake events, without the waking
+        /// task, which comes from the poll stack).
+        wakes: bool,
+    },
     /// Benchmark floor (hidden `--floor`): empty programs on the `raw::poll` sites
     /// only, i.e. what the kernel charges just to trap; no events.
     Floor,
@@ -69,8 +80,16 @@ pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 fn programs_for(probe: Probe, set: ProbeSet) -> Vec<(&'static str, u64)> {
     match (set, probe) {
         (ProbeSet::Floor, Probe::Poll) => return vec![("floor_enter", 0), ("floor_return", 0)],
-        (ProbeSet::Floor, _) | (ProbeSet::Lifecycle, Probe::Poll) => return Vec::new(),
-        (ProbeSet::All | ProbeSet::Lifecycle, _) => {}
+        (ProbeSet::Floor, _)
+        | (
+            ProbeSet::Lifecycle { .. },
+            Probe::Poll | Probe::Abort | Probe::WorkerRun | Probe::Defer,
+        )
+        | (
+            ProbeSet::Lifecycle { wakes: false } | ProbeSet::NoWakes,
+            Probe::Wake | Probe::Abort | Probe::WorkerRun | Probe::Defer,
+        ) => return Vec::new(),
+        (ProbeSet::All | ProbeSet::NoWakes | ProbeSet::Lifecycle { .. }, _) => {}
     }
     match probe {
         Probe::Poll => vec![("poll_enter", 0), ("poll_return", 0)],
@@ -89,6 +108,10 @@ fn programs_for(probe: Probe, set: ProbeSet) -> Vec<(&'static str, u64)> {
         Probe::Complete => vec![("task_complete", 0)],
         Probe::Free { stack_slot } => vec![("task_free", cookie::new(0, 0, stack_slot))],
         Probe::Marker(kind) => vec![("resource_marker", kind as u64)],
+        Probe::Wake => vec![("task_wake", 0)],
+        Probe::Abort => vec![("task_abort", 0)],
+        Probe::WorkerRun => vec![("worker_run", 0)],
+        Probe::Defer => vec![("task_defer", 0)],
     }
 }
 
@@ -448,4 +471,41 @@ pub fn check_ring_bytes(bytes: u32) -> anyhow::Result<u32> {
         bail!("--ring-size must be a power of two of at least 4096 bytes, got {bytes}");
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAKE_PROBES: [Probe; 4] = [Probe::Wake, Probe::Abort, Probe::WorkerRun, Probe::Defer];
+
+    fn programs(set: ProbeSet, probes: &[Probe]) -> Vec<&'static str> {
+        probes
+            .iter()
+            .flat_map(|probe| programs_for(*probe, set))
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    #[test]
+    fn every_event_set_attaches_the_wake_probes() {
+        assert_eq!(
+            programs(ProbeSet::All, &WAKE_PROBES),
+            ["task_wake", "task_abort", "worker_run", "task_defer"]
+        );
+    }
+
+    #[test]
+    fn lifecycle_only_adds_no_wake_probe_unless_asked_and_then_only_the_waker_ones() {
+        assert!(programs(ProbeSet::Lifecycle { wakes: false }, &WAKE_PROBES).is_empty());
+        assert_eq!(
+            programs(ProbeSet::Lifecycle { wakes: true }, &WAKE_PROBES),
+            ["task_wake"]
+        );
+        assert!(programs(ProbeSet::NoWakes, &WAKE_PROBES).is_empty());
+        assert_eq!(
+            programs(ProbeSet::NoWakes, &[Probe::Poll]),
+            ["poll_enter", "poll_return"]
+        );
+    }
 }

@@ -66,7 +66,7 @@ impl ResourceModel {
         }
         match kind {
             ResourceKind::Init => {}
-            ResourceKind::Before => out(event(HookKind::Before)),
+            ResourceKind::Before => out(event(HookKind::Before { sched_ns: None })),
             ResourceKind::After => out(event(HookKind::After { completed: false })),
             ResourceKind::Destroy => {
                 self.live.remove(&key);

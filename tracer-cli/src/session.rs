@@ -197,10 +197,16 @@ pub async fn trace(
     );
     let mut model = match options.probes {
         ProbeSet::All => TaskModel::new(),
-        ProbeSet::Lifecycle => {
+        ProbeSet::NoWakes => {
+            eprintln!("tracer: no wake probes (--no-wakes): no wake events, sched_ns is null");
+            TaskModel::new()
+        }
+        ProbeSet::Lifecycle { wakes } => {
             eprintln!(
-                "tracer: lifecycle only (--no-polls): init, resolve and destroy, no before/after; \
-                 trigger_id is null, as triggers come from the poll probes"
+                "tracer: lifecycle only (--no-polls): init, resolve and destroy, no before/after{}; \
+                 trigger_id{} null, as triggers come from the poll probes",
+                if wakes { ", wake" } else { "" },
+                if wakes { " and waker_id are" } else { " is" },
             );
             TaskModel::lifecycle_only()
         }

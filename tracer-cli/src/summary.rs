@@ -13,12 +13,12 @@ use crate::{
 };
 
 /// Event names in the order the summary lists them.
-const KINDS: [&str; 5] = ["init", "before", "after", "resolve", "destroy"];
+const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
 
 /// Counts kept while events flow.
 #[derive(Debug, Default, Clone)]
 pub struct SessionStats {
-    by_kind: [u64; 5],
+    by_kind: [u64; 6],
     existing: u64,
     /// Raw events read from the ring buffer.
     pub delivered: u64,
@@ -33,10 +33,11 @@ impl SessionStats {
                 self.existing += u64::from(existing);
                 0
             }
-            HookKind::Before => 1,
+            HookKind::Before { .. } => 1,
             HookKind::After { .. } => 2,
             HookKind::Resolve => 3,
             HookKind::Destroy => 4,
+            HookKind::Wake { .. } => 5,
         };
         self.by_kind[index] += 1;
     }

@@ -20,6 +20,13 @@ pub enum RawKind {
     Complete = 4,
     /// The task's memory is being freed.
     Free = 5,
+    /// The task's waker was woken (`waker::wake_by_val`/`wake_by_ref`):
+    /// `trigger_id` holds the waking task (see [`PollFrame::flags`]), 0 if none;
+    /// `detail` the task's [`state`] bits just before.
+    Wake = 6,
+    /// The task was aborted (`RawTask::remote_abort`), which queues it if it was
+    /// idle; `detail` holds its [`state`] bits just before.
+    Abort = 7,
 }
 
 impl TryFrom<u32> for RawKind {
@@ -32,6 +39,8 @@ impl TryFrom<u32> for RawKind {
             3 => Self::PollEnd,
             4 => Self::Complete,
             5 => Self::Free,
+            6 => Self::Wake,
+            7 => Self::Abort,
             other => return Err(other),
         })
     }
@@ -72,11 +81,13 @@ pub struct RawEvent {
     pub pid_tgid: u64,
     /// Tokio's task id (`tokio::task::Id`), read from the task header.
     pub task_id: u64,
-    /// Spawn only: the innermost task being polled on this thread, 0 if none.
+    /// Spawn: the innermost task being polled on this thread, 0 if none. Wake:
+    /// the task whose code is running on this thread, 0 if none.
     pub trigger_id: u64,
     /// A [`RawKind`].
     pub kind: u32,
-    /// Spawn: a [`SpawnKind`]. Poll end: 1 if the matching poll start was seen.
+    /// Spawn: a [`SpawnKind`]. Wake, abort: the task's [`state`] bits, and for a
+    /// wake [`state::DEFERRED`].
     pub detail: u32,
 }
 
@@ -240,6 +251,33 @@ pub struct PollFrame {
     pub sp: u64,
     /// The task being polled.
     pub task_id: u64,
+    /// [`frame::RUNTIME`], [`frame::COMPLETING`]: whose code a wake inside this
+    /// poll is run by (what `tokio::task::try_id()` would say).
+    pub flags: u64,
+}
+
+/// Bits of a Tokio task's state word (`Header::state`, +0x00; Tokio 1.x).
+pub mod state {
+    /// A poll of the task is running.
+    pub const RUNNING: u32 = 0x1;
+    /// The future finished or was cancelled.
+    pub const COMPLETE: u32 = 0x2;
+    /// The task is queued (or will be, after the running poll).
+    pub const NOTIFIED: u32 = 0x4;
+    /// Not Tokio's: set by the wake probe on a wake that is the one the task
+    /// deferred to after its poll (`yield_now`, an exhausted coop budget).
+    pub const DEFERRED: u32 = 0x100;
+}
+
+/// [`PollFrame::flags`].
+pub mod frame {
+    /// The task is a runtime worker's launcher (its poll runs
+    /// `multi_thread::worker::run`): not a user task, so wakes from the worker's
+    /// own code have no waker task.
+    pub const RUNTIME: u64 = 1;
+    /// The task's `Harness::complete` has begun: Tokio runs it outside the task's
+    /// id scope, so a wake from there (the JoinHandle's) is the outer frame's.
+    pub const COMPLETING: u64 = 2;
 }
 
 /// The tasks being polled on one thread, innermost last.

@@ -31,7 +31,7 @@ use aya_ebpf::{
 use tracer_common::{
     COUNTER_COUNT, Counter, MAX_FOLLOWED, MAX_POLL_DEPTH, PollFrame, PollStack,
     RESOURCE_TYPE_CAPACITY, RESOURCE_TYPE_UNREADABLE, RawEvent, RawKind, RawResourceEvent,
-    ResourceKind, cookie,
+    ResourceKind, cookie, frame,
 };
 
 /// The process being traced (tgid); events of any other process are ignored.
@@ -75,6 +75,20 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT,
 /// that exit never fill the map.
 #[map]
 static POLL_STACKS: LruHashMap<u64, PollStack> = LruHashMap::with_max_entries(16384, 0);
+
+/// A task of a process: the key of [`DEFERRED`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TaskKey {
+    tgid: u64,
+    task_id: u64,
+}
+
+/// Tasks that deferred a wake of themselves (`context::defer`) not yet run: the
+/// next wake of one, after its poll, is that wake. Kept here so a deferral costs
+/// no ring record; LRU, so deferrals never run (a runtime shut down) age out.
+#[map]
+static DEFERRED: LruHashMap<TaskKey, u8> = LruHashMap::with_max_entries(16384, 0);
 
 /// `--follow-forks`: descendants of the target being traced, by tgid, each with
 /// the tgid of the process that forked it. [`process_fork`] adds them before they
@@ -292,7 +306,11 @@ fn prune(stack: &mut PollStack, sp: u64) {
 /// An empty poll stack, inserted the first time a thread polls.
 static EMPTY_STACK: PollStack = PollStack {
     depth: 0,
-    frames: [PollFrame { sp: 0, task_id: 0 }; MAX_POLL_DEPTH],
+    frames: [PollFrame {
+        sp: 0,
+        task_id: 0,
+        flags: 0,
+    }; MAX_POLL_DEPTH],
 };
 
 /// `raw::poll` entry: `before`. Pushes the task on the thread's poll stack.
@@ -324,7 +342,11 @@ fn try_poll_enter(ctx: &ProbeContext) -> Result<(), Counter> {
         prune(stack, sp + 1);
         match top_index(stack.depth + 1) {
             Some(free) => {
-                stack.frames[free] = PollFrame { sp, task_id };
+                stack.frames[free] = PollFrame {
+                    sp,
+                    task_id,
+                    flags: 0,
+                };
                 stack.depth += 1;
             }
             None => bump(Counter::StackOverflow),
@@ -418,11 +440,157 @@ fn report_spawn(
     Ok(())
 }
 
-/// `Harness::complete`: the future finished or was cancelled (`resolve`).
+/// `Harness::complete`: the future finished or was cancelled (`resolve`). The
+/// task's poll frame is marked [`frame::COMPLETING`]: Tokio wakes the JoinHandle
+/// from here outside the task's id scope.
 #[uprobe]
 pub fn task_complete(ctx: ProbeContext) -> u32 {
-    if let Err(counter) = try_task_event(&ctx, RawKind::Complete) {
+    match try_task_event(&ctx, RawKind::Complete) {
+        Ok(0) => {}
+        Ok(task_id) => mark_innermost(
+            bpf_get_current_pid_tgid(),
+            regs(&ctx).rsp,
+            task_id,
+            frame::COMPLETING,
+        ),
+        Err(counter) => bump(counter),
+    }
+    0
+}
+
+/// Sets `flag` on the innermost live poll frame of this thread, if it is a poll
+/// of `task_id` (any task when `task_id` is 0).
+#[inline(always)]
+fn mark_innermost(pid_tgid: u64, sp: u64, task_id: u64, flag: u64) {
+    let Some(stack) = POLL_STACKS.get_ptr_mut(pid_tgid) else {
+        return;
+    };
+    // SAFETY: the map value is ours for this thread; no other thread uses the key.
+    let stack = unsafe { &mut *stack };
+    prune(stack, sp);
+    if let Some(top) = top_index(stack.depth) {
+        let frame = &mut stack.frames[top];
+        if task_id == 0 || frame.task_id == task_id {
+            frame.flags |= flag;
+        }
+    }
+}
+
+/// `multi_thread::worker::run` entry: the task being polled is the worker's
+/// launcher, whose code is the runtime's, not a user's ([`frame::RUNTIME`]).
+#[uprobe]
+pub fn worker_run(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_target(pid_tgid) {
+        mark_innermost(pid_tgid, regs(&ctx).rsp, 0, frame::RUNTIME);
+    }
+    0
+}
+
+/// The task whose code runs on this thread, as `tokio::task::try_id()` would
+/// name it, 0 for none or the runtime's own: the innermost live poll frame,
+/// skipping those whose `Harness::complete` has begun.
+#[inline(always)]
+fn running_task(pid_tgid: u64, sp: u64) -> u64 {
+    // SAFETY: the map value is only read.
+    let Some(stack) = (unsafe { POLL_STACKS.get(pid_tgid) }) else {
+        return 0;
+    };
+    let mut depth = stack.depth;
+    for _ in 0..MAX_POLL_DEPTH {
+        let Some(top) = top_index(depth) else { break };
+        let frame = &stack.frames[top];
+        depth -= 1;
+        if frame.sp <= sp || frame.flags & frame::COMPLETING != 0 {
+            continue;
+        }
+        return if frame.flags & frame::RUNTIME != 0 {
+            0
+        } else {
+            frame.task_id
+        };
+    }
+    0
+}
+
+/// `waker::wake_by_val` / `wake_by_ref` (arg 0: the woken task's header): a wake,
+/// with the task whose code woke it and the task's state bits before the wake.
+#[uprobe]
+pub fn task_wake(ctx: ProbeContext) -> u32 {
+    if let Err(counter) = try_task_notify(&ctx, RawKind::Wake, false) {
         bump(counter);
+    }
+    0
+}
+
+/// `RawTask::remote_abort(&self)` (arg 0: where the header pointer is): an
+/// abort, which queues the task if it was idle, with its state bits before.
+#[uprobe]
+pub fn task_abort(ctx: ProbeContext) -> u32 {
+    if let Err(counter) = try_task_notify(&ctx, RawKind::Abort, true) {
+        bump(counter);
+    }
+    0
+}
+
+/// Mask of the state bits reported with a wake or abort (RUNNING, COMPLETE,
+/// NOTIFIED, JOIN_INTEREST, JOIN_WAKER, CANCELLED): whether it queues the task.
+const STATE_BITS: u64 = 0x3f;
+
+/// Emits a wake or abort of the task whose header is arg 0 (`indirect`: whose
+/// header pointer arg 0 points at).
+fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<(), Counter> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return Ok(());
+    }
+    let mut header: u64 = ctx.arg(0).ok_or(Counter::ReadFailed)?;
+    if indirect {
+        header = read_u64(header)?;
+    }
+    let task_id = read_task_id(header, None)?;
+    let state = (read_u64(header)? & STATE_BITS) as u32;
+    if kind as u32 != RawKind::Wake as u32 {
+        emit(pid_tgid, kind, task_id, 0, state);
+        return Ok(());
+    }
+    let waker = running_task(pid_tgid, regs(ctx).rsp);
+    let running = state & tracer_common::state::RUNNING != 0;
+    let mut detail = state;
+    // The deferred wake comes after the poll; outside a scheduler
+    // `context::defer` wakes the task at once, in its own poll.
+    if !running || waker == task_id {
+        let key = TaskKey {
+            tgid: pid_tgid >> 32,
+            task_id,
+        };
+        // SAFETY: the value is not read.
+        if unsafe { DEFERRED.get(&key) }.is_some() {
+            let _ = DEFERRED.remove(&key);
+            if !running {
+                detail |= tracer_common::state::DEFERRED;
+            }
+        }
+    }
+    emit(pid_tgid, kind, task_id, waker, detail);
+    Ok(())
+}
+
+/// `context::defer`: the running task deferred a wake of itself until
+/// after its poll (`yield_now`): marked in [`DEFERRED`], no event.
+#[uprobe]
+pub fn task_defer(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_target(pid_tgid) {
+        let task_id = running_task(pid_tgid, regs(&ctx).rsp);
+        if task_id != 0 {
+            let key = TaskKey {
+                tgid: pid_tgid >> 32,
+                task_id,
+            };
+            // A full map evicts the oldest deferral: its wake is then not `self`.
+            let _ = DEFERRED.insert(&key, &1, 0);
+        }
     }
     0
 }
@@ -436,16 +604,18 @@ pub fn task_free(ctx: ProbeContext) -> u32 {
     0
 }
 
-fn try_task_event(ctx: &ProbeContext, kind: RawKind) -> Result<(), Counter> {
+/// Emits `kind` for the task whose header the site's cookie locates; returns its
+/// id, or 0 when the event is not the target's.
+fn try_task_event(ctx: &ProbeContext, kind: RawKind) -> Result<u64, Counter> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_target(pid_tgid) {
-        return Ok(());
+        return Ok(0);
     }
     // SAFETY: helper reading the attach cookie of this probe.
     let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let task_id = read_task_id(site_header(ctx, site)?, None)?;
     emit(pid_tgid, kind, task_id, 0, 0);
-    Ok(())
+    Ok(task_id)
 }
 
 /// An embedder marker function (`tracer_resource_v1_*`); the attach cookie is its

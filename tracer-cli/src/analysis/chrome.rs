@@ -1,12 +1,15 @@
 //! Chrome trace-event JSON (the format Perfetto UI and chrome://tracing open):
 //! one track per runtime thread with a slice per poll named by its task, each
-//! task's lifetime as an async slice, and a flow arrow from the poll that spawned
-//! a task to the task's first poll. Each traced process (`--follow-forks`) is a
-//! process of the trace, under its real pid.
+//! task's lifetime as an async slice, a flow arrow from the poll that spawned
+//! a task to the task's first poll, and one from the poll that woke a task to
+//! the task's next poll (wakes by no task, as the I/O driver's, have no arrow).
+//! Each traced process (`--follow-forks`) is a process of the trace, under its
+//! real pid.
 //!
 //! Viewers match async slices and flows by `id`: a task of the session's own
 //! process keeps its task id there; tasks of other processes, whose ids repeat
-//! the target's, are numbered from [`CHILD_IDS`] up.
+//! the target's, are numbered from [`CHILD_IDS`] up; wake arrows from
+//! [`WAKE_IDS`] up.
 //!
 //! Written as the events stream past: memory holds the open polls, the live
 //! tasks and the spawns whose child was not polled yet, not the whole trace.
@@ -29,6 +32,9 @@ use crate::{
 /// above any Tokio task id a process reaches, and exact as a JavaScript number.
 pub const CHILD_IDS: u64 = 1 << 52;
 
+/// The first flow id of a wake arrow: above any task id, below [`CHILD_IDS`].
+pub const WAKE_IDS: u64 = 1 << 51;
+
 /// What an export contains, for the status line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChromeCounts {
@@ -36,6 +42,8 @@ pub struct ChromeCounts {
     pub slices: u64,
     /// Trigger → child flow arrows.
     pub flows: u64,
+    /// Waker → woken flow arrows.
+    pub wake_flows: u64,
     /// Task lifetime (async) slices.
     pub tasks: u64,
 }
@@ -74,6 +82,13 @@ struct Spawn {
     tid: u32,
 }
 
+/// A wake by a task, kept until the woken task's next poll draws the arrow.
+struct Wake {
+    ts_ns: u64,
+    tid: u32,
+    id: u64,
+}
+
 /// Converts `events` into Chrome trace JSON on `out`.
 pub fn write(
     out: impl Write,
@@ -96,6 +111,8 @@ pub fn write(
     let mut collector = Collector::new(super::DEFAULT_BLOCKING_THRESHOLD);
     let mut lifetimes: HashMap<TaskKey, Lifetime> = HashMap::new();
     let mut spawns: HashMap<TaskKey, Spawn> = HashMap::new();
+    let mut wakes: HashMap<TaskKey, Vec<Wake>> = HashMap::new();
+    let mut next_wake_id = WAKE_IDS;
     let mut threads = BTreeSet::new();
     let mut counts = ChromeCounts::default();
     let mut next_child_id = CHILD_IDS;
@@ -139,7 +156,7 @@ pub fn write(
                     );
                 }
             }
-            HookKind::Before => {
+            HookKind::Before { .. } => {
                 if let (Some(spawn), Some(lifetime)) = (spawns.remove(&key), lifetimes.get(&key)) {
                     counts.flows += 1;
                     let id = lifetime.id;
@@ -150,6 +167,28 @@ pub fn write(
                         "id": id, "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}),
                     )?;
                 }
+                for wake in wakes.remove(&key).unwrap_or_default() {
+                    counts.wake_flows += 1;
+                    writer.push(
+                        json!({"ph": "s", "cat": "wake", "name": "wake", "id": wake.id,
+                        "ts": writer.us(wake.ts_ns), "pid": pid, "tid": wake.tid}),
+                    )?;
+                    writer.push(
+                        json!({"ph": "f", "bp": "e", "cat": "wake", "name": "wake",
+                        "id": wake.id, "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}),
+                    )?;
+                }
+            }
+            HookKind::Wake {
+                waker_id: Some(waker),
+                ..
+            } if *waker != 0 => {
+                wakes.entry(key).or_default().push(Wake {
+                    ts_ns: event.ts_ns,
+                    tid: event.tid,
+                    id: next_wake_id,
+                });
+                next_wake_id += 1;
             }
             HookKind::Destroy => {
                 if let Some(Lifetime { name, id }) = lifetimes.remove(&key) {
@@ -157,8 +196,9 @@ pub fn write(
                         "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}))?;
                 }
                 spawns.remove(&key);
+                wakes.remove(&key);
             }
-            HookKind::After { .. } | HookKind::Resolve => {}
+            HookKind::After { .. } | HookKind::Resolve | HookKind::Wake { .. } => {}
         }
         if let Some(poll) = collector.record(&event) {
             counts.slices += 1;
@@ -233,6 +273,34 @@ mod tests {
         assert_eq!(starts[0]["ts"], 2000.0);
         assert_eq!(ends[0]["ts"], 4000.0);
         assert_eq!(ends[0]["tid"], 12);
+    }
+
+    #[test]
+    fn wake_arrows_go_from_the_waking_poll_to_the_next_poll_of_the_woken() {
+        let mut out = Vec::new();
+        let counts = write(&mut out, &info(), wake_session().into_iter().map(Ok)).unwrap();
+        let trace: Value = serde_json::from_slice(&out).unwrap();
+        let wake_flows = |ph| -> Vec<&Value> {
+            phases(&trace, ph)
+                .into_iter()
+                .filter(|flow| flow["cat"] == "wake")
+                .collect()
+        };
+        // Only task 6's wake of 5 is by a task; the self-wakes here are deferred
+        // yields, run by the scheduler (waker 0).
+        assert_eq!(counts.wake_flows, 1);
+        let (starts, ends) = (wake_flows("s"), wake_flows("f"));
+        assert_eq!((starts.len(), ends.len()), (1, 1));
+        assert_eq!(starts[0]["id"], WAKE_IDS);
+        assert_eq!(ends[0]["id"], WAKE_IDS);
+        assert_eq!(
+            (&starts[0]["ts"], &starts[0]["tid"]),
+            (&json!(2000.0), &json!(11))
+        );
+        assert_eq!(
+            (&ends[0]["ts"], &ends[0]["tid"]),
+            (&json!(14000.0), &json!(12))
+        );
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct TreeArgs {
     /// Only the tasks of this process, in a session that followed forks.
     #[arg(long, value_name = "PID", value_parser = crate::parse_pid)]
     pub pid: Option<u32>,
+    /// After each task, who woke it and how often ("woken by #6 ×20, no task ×3";
+    /// no task = the I/O driver, the timer, the scheduler, plain threads).
+    #[arg(long)]
+    pub woken_by: bool,
 }
 
 impl TreeArgs {
@@ -60,6 +64,7 @@ impl TreeArgs {
             min_duration: self.min_duration,
             depth: self.depth,
             id: self.id,
+            woken_by: self.woken_by,
         };
         let tree = TriggerTree::build(&analysis, &options)?;
         let mut out = anstream::stdout().lock();
@@ -80,9 +85,20 @@ pub struct StatsOptions {
     /// Warn about tasks polled at least this many times without finishing.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MANY_POLLS)]
     pub many_polls: u64,
+    /// A task that waited longer than this for a worker (from its wake or spawn
+    /// to its poll) gets a warning.
+    #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = parse_duration)]
+    pub sched_threshold: Duration,
     /// Order of the rows, largest first.
     #[arg(long, value_enum, default_value = "busy")]
     pub sort: SortBy,
+}
+
+impl StatsOptions {
+    /// A collector counting with these thresholds.
+    pub fn collector(&self) -> super::Collector {
+        super::Collector::new(self.blocking_threshold).with_sched_threshold(self.sched_threshold)
+    }
 }
 
 /// `tracer stats FILE`.
@@ -107,7 +123,11 @@ impl StatsArgs {
     /// Prints the per-task table of the file.
     pub fn run(&self) -> anyhow::Result<()> {
         let (info, events) = open_events(&self.file)?;
-        let mut analysis = Analysis::from_events(&info, events, self.options.blocking_threshold)?;
+        let mut collector = self.options.collector();
+        for event in events {
+            collector.record(&event?);
+        }
+        let mut analysis = collector.finish(&info);
         if let Some(pid) = self.pid {
             analysis.only_process(pid)?;
         }
@@ -167,8 +187,8 @@ impl ExportArgs {
             ExportFormat::Chrome => {
                 let counts = chrome::write(out, &info, events)?;
                 eprintln!(
-                    "tracer: wrote {shown}: {} poll slices, {} task lifetimes, {} spawn arrows; open it in https://ui.perfetto.dev or chrome://tracing",
-                    counts.slices, counts.tasks, counts.flows
+                    "tracer: wrote {shown}: {} poll slices, {} task lifetimes, {} spawn arrows, {} wake arrows; open it in https://ui.perfetto.dev or chrome://tracing",
+                    counts.slices, counts.tasks, counts.flows, counts.wake_flows
                 );
             }
             ExportFormat::Svg => {

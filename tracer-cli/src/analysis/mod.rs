@@ -8,6 +8,7 @@
 
 pub mod chrome;
 pub mod commands;
+pub mod latency;
 pub mod stats;
 pub mod svg;
 pub mod tree;
@@ -76,6 +77,16 @@ pub struct TaskRecord {
     pub longest_poll_ns: u64,
     /// Polls longer than the blocking threshold the records were collected with.
     pub blocking_polls: u64,
+    /// Times its waker was woken.
+    pub wakes: u64,
+    /// Of those, by itself (in its poll, or deferred by `yield_now`).
+    pub self_wakes: u64,
+    /// How long it waited for a worker before each poll whose wait is known.
+    pub sched: latency::Latencies,
+    /// Waits longer than the scheduling threshold the records were collected with.
+    pub long_waits: u64,
+    /// Its wakes by waking task (0: no task), where the waker is known.
+    pub wakers: BTreeMap<u64, u64>,
     /// Polls running now, by thread, with their start.
     open_polls: Vec<(u32, u64)>,
 }
@@ -143,12 +154,16 @@ impl TaskRecord {
 /// tokio-console's default.
 pub const DEFAULT_BLOCKING_THRESHOLD: Duration = Duration::from_millis(10);
 
+/// The longest a task may wait for a worker before the wait gets a warning.
+pub const DEFAULT_SCHED_THRESHOLD: Duration = Duration::from_millis(10);
+
 /// Folds hook events into one [`TaskRecord`] per task: the state tree and stats
 /// read from. Memory grows with the number of tasks, not of events.
 #[derive(Clone, Debug)]
 pub struct Collector {
     tasks: BTreeMap<TaskKey, TaskRecord>,
     blocking_threshold_ns: u64,
+    sched_threshold_ns: u64,
     first_ns: Option<u64>,
     last_ns: u64,
 }
@@ -159,8 +174,18 @@ impl Collector {
         Self {
             tasks: BTreeMap::new(),
             blocking_threshold_ns: blocking_threshold.as_nanos() as u64,
+            sched_threshold_ns: DEFAULT_SCHED_THRESHOLD.as_nanos() as u64,
             first_ns: None,
             last_ns: 0,
+        }
+    }
+
+    /// Counts waits for a worker longer than `threshold` (default
+    /// [`DEFAULT_SCHED_THRESHOLD`]).
+    pub fn with_sched_threshold(self, threshold: Duration) -> Self {
+        Self {
+            sched_threshold_ns: threshold.as_nanos() as u64,
+            ..self
         }
     }
 
@@ -186,6 +211,11 @@ impl Collector {
                     busy_ns: 0,
                     longest_poll_ns: 0,
                     blocking_polls: 0,
+                    wakes: 0,
+                    self_wakes: 0,
+                    sched: latency::Latencies::default(),
+                    long_waits: 0,
+                    wakers: BTreeMap::new(),
                     open_polls: Vec::new(),
                 }
             });
@@ -201,8 +231,12 @@ impl Collector {
                 task.start_ns = event.ts_ns;
                 None
             }
-            HookKind::Before => {
+            HookKind::Before { sched_ns } => {
                 task.open_polls.push((event.tid, event.ts_ns));
+                if let Some(sched_ns) = *sched_ns {
+                    task.sched.record(sched_ns);
+                    task.long_waits += u64::from(sched_ns > self.sched_threshold_ns);
+                }
                 None
             }
             HookKind::After { .. } => {
@@ -235,6 +269,17 @@ impl Collector {
                 task.destroy_ns = Some(event.ts_ns);
                 None
             }
+            HookKind::Wake {
+                self_wake,
+                waker_id,
+            } => {
+                task.wakes += 1;
+                task.self_wakes += u64::from(*self_wake);
+                if let Some(waker) = waker_id {
+                    *task.wakers.entry(*waker).or_default() += 1;
+                }
+                None
+            }
         }
     }
 
@@ -261,6 +306,7 @@ impl Collector {
             exe: info.exe.display().to_string(),
             tasks: self.tasks.clone(),
             blocking_threshold_ns: self.blocking_threshold_ns,
+            sched_threshold_ns: self.sched_threshold_ns,
         }
     }
 
@@ -274,6 +320,7 @@ impl Collector {
             exe: info.exe.display().to_string(),
             tasks: self.tasks,
             blocking_threshold_ns: self.blocking_threshold_ns,
+            sched_threshold_ns: self.sched_threshold_ns,
         }
     }
 }
@@ -295,6 +342,8 @@ pub struct Analysis {
     pub tasks: BTreeMap<TaskKey, TaskRecord>,
     /// The threshold `blocking_polls` were counted with.
     pub blocking_threshold_ns: u64,
+    /// The threshold `long_waits` were counted with.
+    pub sched_threshold_ns: u64,
 }
 
 impl Analysis {
@@ -381,7 +430,7 @@ pub struct ReportSink {
 impl ReportSink {
     /// A sink that will report as `options` say.
     pub fn new(options: ReportOptions) -> Self {
-        let collector = Collector::new(options.stats_options.blocking_threshold);
+        let collector = options.stats_options.collector();
         Self {
             options,
             info: None,
@@ -394,10 +443,8 @@ impl ReportSink {
         let Some(info) = &self.info else {
             return Ok(());
         };
-        let collector = std::mem::replace(
-            &mut self.collector,
-            Collector::new(self.options.stats_options.blocking_threshold),
-        );
+        let collector =
+            std::mem::replace(&mut self.collector, self.options.stats_options.collector());
         let mut analysis = collector.finish(info);
         analysis.end_ns = analysis.end_ns.max(end_ns);
         let mut out = anstream::stdout().lock();
@@ -502,9 +549,46 @@ pub(crate) mod test_events {
     /// `before` and `after` of one poll from `from` to `to` ms on `tid`.
     pub fn poll(async_id: u64, from: u64, to: u64, tid: u32) -> [HookEvent; 2] {
         [
-            event(HookKind::Before, async_id, from, tid),
+            event(HookKind::Before { sched_ns: None }, async_id, from, tid),
             event(HookKind::After { completed: false }, async_id, to, tid),
         ]
+    }
+
+    /// A wake of `woken` by `waker` at `ms` on `tid`.
+    pub fn wake(woken: u64, waker: u64, self_wake: bool, ms: u64, tid: u32) -> HookEvent {
+        event(
+            HookKind::Wake {
+                waker_id: Some(waker),
+                self_wake,
+            },
+            woken,
+            ms,
+            tid,
+        )
+    }
+
+    /// A poll from `from` to `to` ms on `tid` after a wait of `waited` ms.
+    pub fn waited_poll(async_id: u64, waited: u64, from: u64, to: u64, tid: u32) -> [HookEvent; 2] {
+        let [mut before, after] = poll(async_id, from, to, tid);
+        before.kind = HookKind::Before {
+            sched_ns: Some(waited * 1_000_000),
+        };
+        [before, after]
+    }
+
+    /// Task 5 is woken by task 6 and waits 12 ms, then yields three times (1 ms
+    /// waits); task 6 is woken once by the driver.
+    pub fn wake_session() -> Vec<HookEvent> {
+        let mut events = vec![init(5, 0, 0, 10), init(6, 0, 0, 10)];
+        events.extend(waited_poll(6, 1, 1, 2, 11));
+        events.push(wake(5, 6, false, 2, 11));
+        events.extend(waited_poll(5, 12, 14, 15, 12));
+        for n in 0..3 {
+            events.push(wake(5, 0, true, 15 + 2 * n, 12));
+            events.extend(waited_poll(5, 1, 16 + 2 * n, 17 + 2 * n, 12));
+        }
+        events.push(wake(6, 0, false, 30, 11));
+        events
     }
 
     /// `resolve` then `destroy` at `ms`.

@@ -1,8 +1,7 @@
 //! Per-task statistics, one row per task like tokio-console's task list, then the
-//! warnings.
-//!
-//! Scheduled-to-poll delay is not shown: it needs the moment a task was woken,
-//! and tracer probes polls, spawns and frees, not wakes.
+//! warnings. With wakes probed, each row also has the task's wakes, how many it
+//! gave itself, and how long it waited for a worker (`sched_ns` of its polls:
+//! median, 99th percentile, longest).
 
 use std::io::Write;
 
@@ -24,6 +23,10 @@ pub enum SortBy {
     Lifetime,
     /// Longest single poll.
     Longest,
+    /// Times woken.
+    Wakes,
+    /// Longest wait for a worker.
+    Sched,
 }
 
 /// One task's row.
@@ -52,6 +55,16 @@ pub struct Row {
     pub longest_poll_ns: u64,
     /// Polls longer than the blocking threshold.
     pub blocking_polls: u64,
+    /// Times its waker was woken.
+    pub wakes: u64,
+    /// Of those, by itself.
+    pub self_wakes: u64,
+    /// Median wait for a worker before a poll (empty/`null` when none is known).
+    pub sched_p50_ns: Option<u64>,
+    /// 99th percentile of those waits.
+    pub sched_p99_ns: Option<u64>,
+    /// The longest of those waits.
+    pub sched_max_ns: Option<u64>,
 }
 
 /// The rows in order, with the warnings.
@@ -81,6 +94,11 @@ impl Table {
                 lifetime_ns: task.lifetime_ns(analysis.end_ns),
                 longest_poll_ns: task.longest_poll_ns,
                 blocking_polls: task.blocking_polls,
+                wakes: task.wakes,
+                self_wakes: task.self_wakes,
+                sched_p50_ns: task.sched.quantile(0.5),
+                sched_p99_ns: task.sched.quantile(0.99),
+                sched_max_ns: task.sched.max(),
             })
             .collect();
         tasks.sort_by_key(|row| {
@@ -89,6 +107,8 @@ impl Table {
                 SortBy::Polls => row.polls,
                 SortBy::Lifetime => row.lifetime_ns,
                 SortBy::Longest => row.longest_poll_ns,
+                SortBy::Wakes => row.wakes,
+                SortBy::Sched => row.sched_max_ns.unwrap_or(0),
             })
         });
         Self {
@@ -127,7 +147,7 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
     };
     writeln!(
         out,
-        "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>9} {:>9} {:>9}",
         pid_column(&"PID"),
         "ID",
         "TYPE",
@@ -137,15 +157,21 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
         "BUSY",
         "IDLE",
         "LIFETIME",
-        "LONGEST"
+        "LONGEST",
+        "WAKES",
+        "SELF",
+        "SCHED50",
+        "SCHED99",
+        "SCHEDMAX"
     )?;
+    let sched = |ns: Option<u64>| ns.map_or_else(|| "-".to_owned(), human_duration);
     for row in &table.tasks {
         let trigger = row
             .trigger_id
             .map_or_else(|| "?".to_owned(), |id| id.to_string());
         writeln!(
             out,
-            "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>9} {:>9} {:>9}",
             pid_column(&row.pid),
             row.async_id,
             row.resource_type,
@@ -156,6 +182,11 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
             human_duration(row.idle_ns),
             human_duration(row.lifetime_ns),
             human_duration(row.longest_poll_ns),
+            row.wakes,
+            row.self_wakes,
+            sched(row.sched_p50_ns),
+            sched(row.sched_p99_ns),
+            sched(row.sched_max_ns),
         )?;
     }
     let processes = match analysis.pids.len() {
@@ -164,7 +195,7 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
     };
     writeln!(
         out,
-        "{} tasks{processes} over {}; TRIGGER ? = existing at attach; scheduled-to-poll delay is not measured (wakes are not probed)",
+        "{} tasks{processes} over {}; TRIGGER ? = existing at attach; SCHED = wait for a worker before a poll (- = none known)",
         table.tasks.len(),
         human_duration(analysis.end_ns.saturating_sub(analysis.start_ns))
     )?;
@@ -210,11 +241,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "pid,async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls"
+            "pid,async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls,wakes,self_wakes,sched_p50_ns,sched_p99_ns,sched_max_ns"
         );
         assert_eq!(
             lines[1],
-            "1,2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1"
+            "1,2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1,0,0,,,"
         );
         assert_eq!(lines.len(), 1 + analysis.tasks.len());
         assert!(text.contains("\n1,9,tokio.task,,idle,"));

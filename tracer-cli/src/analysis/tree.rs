@@ -24,6 +24,17 @@ pub struct TreeOptions {
     pub depth: Option<usize>,
     /// Show only the subtree of this resource (in every process that has one).
     pub id: Option<u64>,
+    /// Show who woke each task, and how often.
+    pub woken_by: bool,
+}
+
+/// One waker of a task, in [`Node::woken_by`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct WokenBy {
+    /// The waking task, 0 for none (the I/O driver, the timer, the scheduler).
+    pub waker_id: u64,
+    /// How many of the task's wakes it made.
+    pub wakes: u64,
 }
 
 /// Why a group of resources has no parent resource in the tree.
@@ -73,6 +84,9 @@ pub struct Node {
     pub busy_ns: u64,
     /// State at the session's end.
     pub state: TaskState,
+    /// With [`TreeOptions::woken_by`]: its wakers, most wakes first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub woken_by: Vec<WokenBy>,
     /// Resources it triggered, by start time.
     pub children: Vec<Node>,
 }
@@ -177,6 +191,11 @@ impl Builder<'_> {
                         polls: task.polls,
                         busy_ns: task.busy_ns,
                         state: task.state(),
+                        woken_by: if self.options.woken_by {
+                            woken_by(task)
+                        } else {
+                            Vec::new()
+                        },
                         children,
                     }
                 })
@@ -234,6 +253,32 @@ pub fn write_text(
     Ok(())
 }
 
+/// A task's wakers, most wakes first (then by id).
+fn woken_by(task: &TaskRecord) -> Vec<WokenBy> {
+    let mut wakers: Vec<WokenBy> = task
+        .wakers
+        .iter()
+        .map(|(&waker_id, &wakes)| WokenBy { waker_id, wakes })
+        .collect();
+    wakers.sort_by_key(|waker| (std::cmp::Reverse(waker.wakes), waker.waker_id));
+    wakers
+}
+
+/// `  woken by #6 ×20, no task ×3`, or nothing.
+fn woken_by_text(wakers: &[WokenBy]) -> String {
+    if wakers.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = wakers
+        .iter()
+        .map(|waker| match waker.waker_id {
+            0 => format!("no task ×{}", waker.wakes),
+            id => format!("#{id} ×{}", waker.wakes),
+        })
+        .collect();
+    format!("  woken by {}", list.join(", "))
+}
+
 fn write_nodes(out: &mut impl Write, nodes: &[Node], prefix: &str) -> anyhow::Result<()> {
     for (index, node) in nodes.iter().enumerate() {
         let last = index + 1 == nodes.len();
@@ -247,7 +292,7 @@ fn write_nodes(out: &mut impl Write, nodes: &[Node], prefix: &str) -> anyhow::Re
             .map_or_else(|| "…".to_owned(), |ns| format!("{:.6}s", ns as f64 / 1e9));
         writeln!(
             out,
-            "{DIM}{prefix}{branch}{DIM:#}{ID}#{}{ID:#} {TYPE}{}{TYPE:#}  {:.6}s → {end}  lifetime {}  polls {}  busy {}  {DIM}{}{DIM:#}",
+            "{DIM}{prefix}{branch}{DIM:#}{ID}#{}{ID:#} {TYPE}{}{TYPE:#}  {:.6}s → {end}  lifetime {}  polls {}  busy {}  {DIM}{}{DIM:#}{}",
             node.async_id,
             node.resource_type,
             node.start_ns as f64 / 1e9,
@@ -255,6 +300,7 @@ fn write_nodes(out: &mut impl Write, nodes: &[Node], prefix: &str) -> anyhow::Re
             node.polls,
             human_duration(node.busy_ns),
             node.state.as_str(),
+            woken_by_text(&node.woken_by),
         )?;
         write_nodes(out, &node.children, &format!("{prefix}{indent}"))?;
     }
@@ -316,6 +362,49 @@ mod tests {
         };
         let error = TriggerTree::build(&analysis, &missing).unwrap_err();
         assert!(error.to_string().contains("no resource has async_id 77"));
+    }
+
+    #[test]
+    fn woken_by_lists_each_tasks_wakers_on_request_only() {
+        let mut collector = super::super::Collector::new(super::super::DEFAULT_BLOCKING_THRESHOLD);
+        for event in super::super::test_events::wake_session() {
+            collector.record(&event);
+        }
+        let analysis = collector.finish(&super::super::test_events::info());
+        let plain = TriggerTree::build(&analysis, &TreeOptions::default()).unwrap();
+        assert!(
+            plain.roots[0]
+                .children
+                .iter()
+                .all(|n| n.woken_by.is_empty())
+        );
+        let options = TreeOptions {
+            woken_by: true,
+            ..TreeOptions::default()
+        };
+        let tree = TriggerTree::build(&analysis, &options).unwrap();
+        let five = tree.roots[0]
+            .children
+            .iter()
+            .find(|node| node.async_id == 5)
+            .unwrap();
+        assert_eq!(
+            five.woken_by,
+            [
+                WokenBy {
+                    waker_id: 0,
+                    wakes: 3
+                },
+                WokenBy {
+                    waker_id: 6,
+                    wakes: 1
+                }
+            ]
+        );
+        assert_eq!(
+            woken_by_text(&five.woken_by),
+            "  woken by no task ×3, #6 ×1"
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Warnings about tasks, as tokio-console gives them: one small struct per
 //! warning behind the [`Warn`] trait, so adding a warning touches this file only.
 //!
-//! tokio-console's lost-waker and self-wake warnings need wake events, which
-//! tracer does not probe; "polled many times without finishing" stands in for
-//! "polled without progress", the closest a poll count can tell.
+//! tokio-console's self-wake warning is [`MostlySelfWoken`] (counting `yield_now`
+//! too, which tokio-console misses since Tokio 1.23); its lost-waker warning needs
+//! the waker clone/drop probes, which tracer does not have yet. "Polled many
+//! times without finishing" stands in for "polled without progress", the closest
+//! a poll count can tell.
 
 use serde::Serialize;
 
@@ -129,6 +131,58 @@ impl Warn for ManyPollsUnfinished {
     }
 }
 
+/// A task waited longer than the scheduling threshold between being queued
+/// (woken or spawned) and its poll: the workers were busy, or too few.
+pub struct LongWaits;
+
+impl Warn for LongWaits {
+    fn name(&self) -> &'static str {
+        "long_waits"
+    }
+    fn check(&self, task: &TaskRecord, _: &Analysis) -> bool {
+        task.long_waits > 0
+    }
+    fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String {
+        format!(
+            "{}: {} wait(s) for a worker over {}, longest {}",
+            analysis.task_label(task),
+            task.long_waits,
+            human_duration(analysis.sched_threshold_ns),
+            human_duration(task.sched.max().unwrap_or(0))
+        )
+    }
+    fn summary(&self, count: usize, analysis: &Analysis) -> String {
+        format!(
+            "{count} task(s) waited longer than {} for a worker after being woken or spawned",
+            human_duration(analysis.sched_threshold_ns)
+        )
+    }
+}
+
+/// More than half of a task's wakes were its own (in its poll, or `yield_now`):
+/// it spins through the scheduler instead of waiting for something.
+pub struct MostlySelfWoken;
+
+impl Warn for MostlySelfWoken {
+    fn name(&self) -> &'static str {
+        "mostly_self_woken"
+    }
+    fn check(&self, task: &TaskRecord, _: &Analysis) -> bool {
+        task.self_wakes * 2 > task.wakes
+    }
+    fn format(&self, task: &TaskRecord, analysis: &Analysis) -> String {
+        format!(
+            "{}: {} of its {} wakes by itself",
+            analysis.task_label(task),
+            task.self_wakes,
+            task.wakes
+        )
+    }
+    fn summary(&self, count: usize, _: &Analysis) -> String {
+        format!("{count} task(s) were woken by themselves more than half of the time")
+    }
+}
+
 /// The default `min_polls` of [`ManyPollsUnfinished`].
 pub const DEFAULT_MANY_POLLS: u64 = 1000;
 
@@ -147,7 +201,7 @@ pub struct Warning {
 
 /// Every warning rule, in the order reports list them: `stats` and `top` both
 /// check these, so the two never disagree.
-fn rules(many_polls: u64) -> [Box<dyn Warn>; 4] {
+fn rules(many_polls: u64) -> [Box<dyn Warn>; 6] {
     [
         Box::new(BlockingPolls),
         Box::new(NeverPolled),
@@ -155,6 +209,8 @@ fn rules(many_polls: u64) -> [Box<dyn Warn>; 4] {
         Box::new(ManyPollsUnfinished {
             min_polls: many_polls,
         }),
+        Box::new(LongWaits),
+        Box::new(MostlySelfWoken),
     ]
 }
 
@@ -192,6 +248,34 @@ pub fn check_all(analysis: &Analysis, many_polls: u64) -> Vec<Warning> {
 #[cfg(test)]
 mod tests {
     use super::{super::test_events::analysis, *};
+
+    #[test]
+    fn long_waits_and_self_wakes_are_warned_with_their_figures() {
+        let mut collector = super::super::Collector::new(super::super::DEFAULT_BLOCKING_THRESHOLD);
+        for event in super::super::test_events::wake_session() {
+            collector.record(&event);
+        }
+        let analysis = collector.finish(&super::super::test_events::info());
+        let five = &analysis.tasks[&(1, 5)];
+        assert_eq!((five.wakes, five.self_wakes, five.long_waits), (4, 3, 1));
+        assert_eq!(five.sched.max(), Some(12_000_000));
+        let warnings = check_all(&analysis, 1000);
+        let tasks = |name: &str| {
+            warnings
+                .iter()
+                .find(|w| w.warning == name)
+                .map(|w| w.tasks.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            tasks("long_waits"),
+            ["#5: 1 wait(s) for a worker over 10.00ms, longest 12.00ms"]
+        );
+        assert_eq!(
+            tasks("mostly_self_woken"),
+            ["#5: 3 of its 4 wakes by itself"]
+        );
+    }
 
     #[test]
     fn each_warning_names_its_tasks() {

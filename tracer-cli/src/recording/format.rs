@@ -15,8 +15,9 @@ pub const MAGIC: [u8; 8] = *b"TRACERec";
 /// Format major version: a reader refuses files with a higher one.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version: additions older readers can skip. 1.1 appends
-/// `emitted` to the end chunk.
-pub const FORMAT_MINOR: u16 = 1;
+/// `emitted` to the end chunk; 1.3 adds wake events and `before`'s `sched_ns`
+/// (1.2 is task names).
+pub const FORMAT_MINOR: u16 = 3;
 /// Marks the start of every chunk frame, so a reader can find the next chunk
 /// after a corrupt one.
 pub const SYNC: [u8; 4] = *b"TRCK";
@@ -253,10 +254,15 @@ const KIND_AFTER: u8 = 2;
 const KIND_AFTER_COMPLETED: u8 = 3;
 const KIND_RESOLVE: u8 = 4;
 const KIND_DESTROY: u8 = 5;
+/// Since 1.3.
+const KIND_WAKE: u8 = 6;
 const KIND_MASK: u8 = 0b111;
 const SAME_TID: u8 = 1 << 3;
 const OTHER_PID: u8 = 1 << 4;
+/// Init: `existing`. Wake (1.3): `self`.
 const EXISTING: u8 = 1 << 5;
+/// Init: a trigger id follows. Before (1.3): a `sched_ns` follows. Wake (1.3): a
+/// waker id follows.
 const HAS_TRIGGER: u8 = 1 << 6;
 const TAG_KNOWN: u8 = KIND_MASK | SAME_TID | OTHER_PID | EXISTING | HAS_TRIGGER;
 
@@ -287,11 +293,21 @@ pub fn encode_event(out: &mut Vec<u8>, state: &mut DeltaState, pid: u32, event: 
                 | if *existing { EXISTING } else { 0 }
                 | if trigger_id.is_some() { HAS_TRIGGER } else { 0 }
         }
-        HookKind::Before => KIND_BEFORE,
+        HookKind::Before { sched_ns } => {
+            KIND_BEFORE | if sched_ns.is_some() { HAS_TRIGGER } else { 0 }
+        }
         HookKind::After { completed: false } => KIND_AFTER,
         HookKind::After { completed: true } => KIND_AFTER_COMPLETED,
         HookKind::Resolve => KIND_RESOLVE,
         HookKind::Destroy => KIND_DESTROY,
+        HookKind::Wake {
+            waker_id,
+            self_wake,
+        } => {
+            KIND_WAKE
+                | if *self_wake { EXISTING } else { 0 }
+                | if waker_id.is_some() { HAS_TRIGGER } else { 0 }
+        }
     };
     if event.tid == state.tid {
         tag |= SAME_TID;
@@ -307,6 +323,16 @@ pub fn encode_event(out: &mut Vec<u8>, state: &mut DeltaState, pid: u32, event: 
     }
     if event.pid != pid {
         put_varint(out, event.pid.into());
+    }
+    match &event.kind {
+        HookKind::Before {
+            sched_ns: Some(value),
+        }
+        | HookKind::Wake {
+            waker_id: Some(value),
+            ..
+        } => put_varint(out, *value),
+        _ => {}
     }
     if let HookKind::Init {
         resource_type,
@@ -378,10 +404,16 @@ pub fn decode_event(
                 existing: tag & EXISTING != 0,
             }
         }
+        KIND_BEFORE if tag & EXISTING == 0 => HookKind::Before {
+            sched_ns: optional(cursor, tag)?,
+        },
+        KIND_WAKE => HookKind::Wake {
+            waker_id: optional(cursor, tag)?,
+            self_wake: tag & EXISTING != 0,
+        },
         _ if tag & (EXISTING | HAS_TRIGGER) != 0 => {
             return Err(Malformed("init flags on a non-init event"));
         }
-        KIND_BEFORE => HookKind::Before,
         KIND_AFTER => HookKind::After { completed: false },
         KIND_AFTER_COMPLETED => HookKind::After { completed: true },
         KIND_RESOLVE => HookKind::Resolve,
@@ -399,6 +431,15 @@ pub fn decode_event(
         ts_ns,
         pid,
         tid,
+    })
+}
+
+/// The varint that follows an event whose tag has [`HAS_TRIGGER`], if it has.
+fn optional(cursor: &mut Cursor<'_>, tag: u8) -> Result<Option<u64>, Malformed> {
+    Ok(if tag & HAS_TRIGGER != 0 {
+        Some(cursor.varint()?)
+    } else {
+        None
     })
 }
 

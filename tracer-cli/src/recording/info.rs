@@ -6,7 +6,7 @@ use super::reader::Reader;
 use crate::event::HookKind;
 
 /// Event names in the order `info` lists them.
-const KINDS: [&str; 5] = ["init", "before", "after", "resolve", "destroy"];
+const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
 
 /// Prints the header, events by kind, tasks, time span, losses and bytes per
 /// event of the recording at `path`.
@@ -15,15 +15,20 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
         .map_err(|error| anyhow::anyhow!("cannot open {}: {error}", path.display()))?
         .len();
     let mut reader = Reader::open(path)?;
-    let mut by_kind = [0u64; 5];
+    let mut by_kind = [0u64; KINDS.len()];
     let mut existing = 0u64;
     let mut span: Option<(u64, u64)> = None;
     let mut problems = Vec::new();
     while let Some(event) = reader.next_event()? {
-        let index = KINDS
-            .iter()
-            .position(|name| *name == event.kind.name())
-            .unwrap_or_default();
+        // Indexes follow `KINDS`; a new kind must be added to both.
+        let index = match event.kind {
+            HookKind::Init { .. } => 0,
+            HookKind::Before { .. } => 1,
+            HookKind::After { .. } => 2,
+            HookKind::Resolve => 3,
+            HookKind::Destroy => 4,
+            HookKind::Wake { .. } => 5,
+        };
         by_kind[index] += 1;
         if let HookKind::Init { existing: true, .. } = event.kind {
             existing += 1;

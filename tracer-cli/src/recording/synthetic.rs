@@ -43,7 +43,7 @@ pub fn generate(path: &std::path::Path, events: u64, force: bool) -> anyhow::Res
             existing: false,
         }];
         for poll in 0..polls {
-            kinds.push(HookKind::Before);
+            kinds.push(HookKind::Before { sched_ns: None });
             kinds.push(HookKind::After {
                 completed: poll + 1 == polls,
             });

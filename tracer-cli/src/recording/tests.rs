@@ -60,7 +60,13 @@ fn workload(tasks: u64) -> Vec<HookEvent> {
                 trigger_id: Some(id / 2),
                 existing: false,
             },
-            HookKind::Before,
+            HookKind::Before {
+                sched_ns: Some(id * 1000),
+            },
+            HookKind::Wake {
+                waker_id: Some(id / 2),
+                self_wake: id % 3 == 0,
+            },
             HookKind::After { completed: true },
             HookKind::Resolve,
             HookKind::Destroy,
@@ -130,7 +136,11 @@ fn any_event() -> impl Strategy<Value = HookEvent> {
                 trigger_id,
                 existing
             }),
-        Just(HookKind::Before),
+        any::<Option<u64>>().prop_map(|sched_ns| HookKind::Before { sched_ns }),
+        (any::<Option<u64>>(), any::<bool>()).prop_map(|(waker_id, self_wake)| HookKind::Wake {
+            waker_id,
+            self_wake
+        }),
         any::<bool>().prop_map(|completed| HookKind::After { completed }),
         Just(HookKind::Resolve),
         Just(HookKind::Destroy),
@@ -347,4 +357,64 @@ fn recordings_are_private_and_never_overwritten_without_force() {
     assert_eq!(metadata.len(), 0);
     assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
     std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn events_of_a_1_1_file_read_as_before_and_1_3_wakes_and_waits_round_trip() {
+    // A 1.1 `before` (tag 1: no flags), then a 1.1 `after` on the same thread.
+    let old = [1u8, 10, 14, 6, 2 | (1 << 3), 4, 0];
+    let mut cursor = format::Cursor::new(&old);
+    let mut state = format::DeltaState::default();
+    let before = format::decode_event(&mut cursor, &mut state, 9).unwrap();
+    assert_eq!(before.kind, HookKind::Before { sched_ns: None });
+    assert_eq!((before.ts_ns, before.async_id, before.tid), (5, 7, 3));
+    let after = format::decode_event(&mut cursor, &mut state, 9).unwrap();
+    assert_eq!(after.kind, HookKind::After { completed: false });
+    assert_eq!(cursor.len(), 0);
+
+    let new = [
+        HookKind::Before {
+            sched_ns: Some(12_345),
+        },
+        HookKind::Wake {
+            waker_id: Some(0),
+            self_wake: true,
+        },
+        HookKind::Wake {
+            waker_id: None,
+            self_wake: false,
+        },
+    ];
+    let mut bytes = Vec::new();
+    let mut state = format::DeltaState::default();
+    for kind in &new {
+        let event = HookEvent {
+            kind: kind.clone(),
+            async_id: 4,
+            ts_ns: 100,
+            pid: 9,
+            tid: 2,
+        };
+        format::encode_event(&mut bytes, &mut state, 9, &event);
+    }
+    let mut cursor = format::Cursor::new(&bytes);
+    let mut state = format::DeltaState::default();
+    for kind in &new {
+        let event = format::decode_event(&mut cursor, &mut state, 9).unwrap();
+        assert_eq!(&event.kind, kind);
+    }
+}
+
+#[test]
+fn init_flags_on_other_kinds_are_still_refused() {
+    // `after` (2) with bit 6; `before` (1) with bit 5.
+    for tag in [2u8 | (1 << 6), 1 | (1 << 5)] {
+        let bytes = [tag, 0, 0, 0, 0];
+        let mut cursor = format::Cursor::new(&bytes);
+        let mut state = format::DeltaState::default();
+        assert!(
+            format::decode_event(&mut cursor, &mut state, 9).is_err(),
+            "{tag:#x}"
+        );
+    }
 }

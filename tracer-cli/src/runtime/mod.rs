@@ -34,6 +34,16 @@ pub enum Probe {
     },
     /// An embedder marker function of the `tracer-resource` crate.
     Marker(ResourceKind),
+    /// A task's waker is woken; the header is arg 0.
+    Wake,
+    /// A task is aborted, which queues it if idle; arg 0 points at the header
+    /// pointer (`&RawTask`).
+    Abort,
+    /// A runtime worker starts its loop inside its launcher task's poll: that
+    /// task is the runtime's, not a user's.
+    WorkerRun,
+    /// The running task defers a wake until after its poll (`yield_now`).
+    Defer,
 }
 
 /// [`SpawnKind`] with the traits a map key needs.
@@ -70,6 +80,10 @@ impl Probe {
             Probe::Complete => "complete",
             Probe::Free { .. } => "free",
             Probe::Marker(_) => "resource marker",
+            Probe::Wake => "wake",
+            Probe::Abort => "abort",
+            Probe::WorkerRun => "worker",
+            Probe::Defer => "defer",
         }
     }
 }

@@ -11,6 +11,10 @@
 //! | spawn_blocking | `blocking::pool::Spawner::spawn_task` | arg 1 |
 //! | resolve | `task::harness::Harness<T,S>::complete` | arg 0 |
 //! | destroy | `task::raw::dealloc`, `drop_in_place::<Box<task::core::Cell<T,S>>>` | arg 0 |
+//! | wake | `task::waker::wake_by_val`, `wake_by_ref` (the waker vtable's, one copy each) | arg 0 |
+//! | abort (queues an idle task) | `task::harness::<impl RawTask>::remote_abort` | arg 0 |
+//! | the poll is a worker's launcher | `scheduler::multi_thread::worker::run` | - |
+//! | deferred self-wake (`yield_now`, coop budget) | `runtime::context::defer` | - |
 
 use std::ops::RangeInclusive;
 
@@ -56,6 +60,13 @@ impl RuntimeAdapter for Tokio {
             },
             "tokio::runtime::task::harness::Harness::complete" => Probe::Complete,
             "tokio::runtime::task::raw::dealloc" => Probe::Free { stack_slot: false },
+            "tokio::runtime::task::waker::wake_by_val"
+            | "tokio::runtime::task::waker::wake_by_ref" => Probe::Wake,
+            // `impl RawTask { fn remote_abort }` in harness.rs: one copy.
+            "tokio::runtime::task::harness::remote_abort" => Probe::Abort,
+            "tokio::runtime::scheduler::multi_thread::worker::run" => Probe::WorkerRun,
+            // Every deferral (`yield_now`, an exhausted coop budget) goes through it.
+            "tokio::runtime::context::defer" => Probe::Defer,
             _ if demangled.replace("::<", "<").starts_with(BOXED_CELL_DROP) => {
                 Probe::Free { stack_slot: true }
             }

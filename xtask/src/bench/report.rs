@@ -90,6 +90,9 @@ pub fn with_figures(mut results: Value, configs: &[Config]) -> Value {
                 "tracer_over_floor_goal": FLOOR_RATIO_GOAL,
                 "tracer_over_console": tracer_console,
                 "no_polls_over_console": ratio(above("tracer --no-polls"), above("console-subscriber")),
+                // Every poll of this workload yields: one deferral, one wake.
+                "wake_ns_per_poll": above("tracer trace").zip(above("tracer --no-wakes")).map(|(all, no_wakes)| all - no_wakes),
+                "no_wakes_over_floor": ratio(above("tracer --no-wakes"), above("floor")),
             }),
         );
     }
@@ -184,12 +187,14 @@ pub fn markdown(results: &Value, configs: &[Config]) -> String {
         let ratio = f["tracer_over_floor"].as_f64();
         let _ = writeln!(
             out,
-            "- {flavor}: tracer/floor = {} (goal ≤ {FLOOR_RATIO_GOAL}: {}); tracer/console-subscriber = {} (goal < 1: {}); --no-polls/console-subscriber = {}",
+            "- {flavor}: tracer/floor = {} (goal ≤ {FLOOR_RATIO_GOAL}: {}); tracer/console-subscriber = {} (goal < 1: {}); --no-polls/console-subscriber = {}; wakes (a yield: defer + wake probe) = {} ns a poll, --no-wakes/floor = {}",
             num(&f["tracer_over_floor"], 2),
             goal(ratio.map(|r| r <= FLOOR_RATIO_GOAL)),
             num(&f["tracer_over_console"], 2),
             goal(f["tracer_over_console"].as_f64().map(|r| r < 1.0)),
             num(&f["no_polls_over_console"], 2),
+            num(&f["wake_ns_per_poll"], 0),
+            num(&f["no_wakes_over_floor"], 2),
         );
     }
 

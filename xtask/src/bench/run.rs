@@ -26,6 +26,9 @@ pub enum Config {
     Floor,
     /// `tracer trace --json` to /dev/null: every event.
     Trace,
+    /// `tracer trace --no-wakes --json`: every event but wakes (no waker, defer,
+    /// abort or worker probes), to measure what wakes cost.
+    NoWakes,
     /// `tracer trace --no-polls --json` to /dev/null: lifecycle events only.
     NoPolls,
     /// `tracer record` to a file (overwritten each run).
@@ -36,10 +39,11 @@ pub enum Config {
 
 impl Config {
     /// Every configuration, in table order.
-    pub const ALL: [Config; 6] = [
+    pub const ALL: [Config; 7] = [
         Config::Untraced,
         Config::Floor,
         Config::Trace,
+        Config::NoWakes,
         Config::NoPolls,
         Config::Record,
         Config::Console,
@@ -51,6 +55,7 @@ impl Config {
             Config::Untraced => "untraced",
             Config::Floor => "floor",
             Config::Trace => "tracer trace",
+            Config::NoWakes => "tracer --no-wakes",
             Config::NoPolls => "tracer --no-polls",
             Config::Record => "tracer record",
             Config::Console => "console-subscriber",
@@ -63,6 +68,7 @@ impl Config {
             Config::Untraced | Config::Console => return None,
             Config::Floor => &["trace", "--floor"],
             Config::Trace => &["trace", "--json"],
+            Config::NoWakes => &["trace", "--no-wakes", "--json"],
             Config::NoPolls => &["trace", "--no-polls", "--json"],
             Config::Record => {
                 let file = scratch.join("bench.rec");

@@ -44,8 +44,10 @@ struct Rates {
     at_ns: u64,
     events: u64,
     polls: u64,
+    wakes: u64,
     events_per_s: f64,
     polls_per_s: f64,
+    wakes_per_s: f64,
 }
 
 /// Shortest stretch of time rates are measured over.
@@ -83,6 +85,9 @@ pub struct TopState {
     done: VecDeque<(u64, TaskKey)>,
     events: u64,
     polls: u64,
+    /// Wake events seen; `None` until the first, so a session without wake probes
+    /// (`--no-polls`) shows `-`, not 0.
+    wakes: Option<u64>,
     tasks_seen: u64,
     now_ns: u64,
     rates: Rates,
@@ -109,6 +114,7 @@ impl TopState {
             done: VecDeque::new(),
             events: 0,
             polls: 0,
+            wakes: None,
             tasks_seen: 0,
             status: None,
             runtime_version: None,
@@ -145,13 +151,20 @@ impl TopState {
             extras.poll_times.record(poll.duration_ns());
         }
         match &event.kind {
-            // The names branch adds the task's name and spawn location to `init`;
-            // they go into `extras.name` / `extras.location` here.
             HookKind::Init { .. } => {}
-            // A poll starts: whatever woke the task has been served. The wakes
-            // branch adds `sched_ns` here (into `extras.sched_times`) and a
-            // `wake` event that counts `wakes`/`self_wakes` and sets `scheduled`.
-            HookKind::Before => extras.scheduled = false,
+            // A poll starts: whatever woke the task has been served.
+            HookKind::Before { sched_ns } => {
+                extras.scheduled = false;
+                if let Some(sched_ns) = sched_ns {
+                    extras.sched_times.get_or_insert_default().record(*sched_ns);
+                }
+            }
+            HookKind::Wake { self_wake, .. } => {
+                *self.wakes.get_or_insert(0) += 1;
+                *extras.wakes.get_or_insert(0) += 1;
+                *extras.self_wakes.get_or_insert(0) += u64::from(*self_wake);
+                extras.scheduled = true;
+            }
             HookKind::After { .. } | HookKind::Resolve | HookKind::Destroy => {}
         }
     }
@@ -187,8 +200,10 @@ impl TopState {
                 at_ns: self.now_ns,
                 events: self.events,
                 polls: self.polls,
+                wakes: self.wakes.unwrap_or(0),
                 events_per_s: (self.events - self.rates.events) as f64 / seconds,
                 polls_per_s: (self.polls - self.rates.polls) as f64 / seconds,
+                wakes_per_s: (self.wakes.unwrap_or(0) - self.rates.wakes) as f64 / seconds,
             };
         }
         let retain_ns = self.options.retain.as_nanos() as u64;
@@ -212,11 +227,6 @@ impl TopState {
         &self.info
     }
 
-    /// The clock: the last tick or event, CLOCK_MONOTONIC ns.
-    pub fn now_ns(&self) -> u64 {
-        self.now_ns
-    }
-
     /// From the session's start to now.
     pub fn uptime_ns(&self) -> u64 {
         self.now_ns.saturating_sub(self.info.start_ns)
@@ -237,6 +247,16 @@ impl TopState {
     /// (events/s, polls/s) over the last measured stretch.
     pub fn rates(&self) -> (f64, f64) {
         (self.rates.events_per_s, self.rates.polls_per_s)
+    }
+
+    /// Wakes a second, `None` while no wake has been seen (no wake probes).
+    pub fn wakes_per_s(&self) -> Option<f64> {
+        self.wakes.map(|_| self.rates.wakes_per_s)
+    }
+
+    /// Whether wakes are being reported: a task never woken then has 0 wakes, not `-`.
+    pub fn wakes_reported(&self) -> bool {
+        self.wakes.is_some()
     }
 
     /// Tasks not done.
@@ -305,8 +325,19 @@ impl TopState {
         self.collector
             .tasks()
             .values()
-            .map(|task| TaskRow::new(task, self.extras.get(&task.key()), self.now_ns))
+            .map(|task| self.row(task))
             .collect()
+    }
+
+    /// The table row of `task` now: once wakes are reported, a task never woken
+    /// shows 0 wakes, not `-`.
+    pub fn row(&self, task: &TaskRecord) -> TaskRow {
+        let mut row = TaskRow::new(task, self.extras.get(&task.key()), self.now_ns);
+        if self.wakes_reported() {
+            row.wakes = row.wakes.or(Some(0));
+            row.self_wakes = row.self_wakes.or(Some(0));
+        }
+        row
     }
 
     /// One task, with top's extras.

@@ -186,3 +186,29 @@ fn at_most_retain_max_done_tasks_are_kept_the_oldest_going_first() {
     assert_eq!(ids, [1, 2, 3, 9]);
     assert_eq!(state.tasks_seen(), 5);
 }
+
+#[test]
+fn wakes_and_scheduling_delays_fill_their_columns_as_stats_counts_them() {
+    use crate::analysis::test_events::wake_session;
+    let events = wake_session();
+    let state = state_of(&events, Duration::from_secs(10));
+    let analysis = Analysis::from_events(
+        &info(),
+        events.iter().cloned().map(Ok),
+        DEFAULT_BLOCKING_THRESHOLD,
+    )
+    .unwrap();
+    for id in [5, 6] {
+        let task = &analysis.tasks[&(1, id)];
+        let row = row(&state, id);
+        assert_eq!(
+            (row.wakes, row.self_wakes),
+            (Some(task.wakes), Some(task.self_wakes)),
+            "task {id}"
+        );
+        assert!(row.sched_p99_ns.is_some(), "task {id} has waits");
+    }
+    // Task 6's last wake has no poll after it: it waits for a worker.
+    assert_eq!(row(&state, 6).state, RowState::Scheduled);
+    assert!(state.wakes_per_s().is_some());
+}

@@ -71,7 +71,10 @@ pub fn lines(
         Span::raw(" total  polls/s "),
         Span::styled(rate(polls_per_s), styles.value()),
         Span::raw("  wakes/s "),
-        Span::styled("-", styles.dim()),
+        match state.wakes_per_s() {
+            Some(wakes_per_s) => Span::styled(rate(wakes_per_s), styles.value()),
+            None => Span::styled("-", styles.dim()),
+        },
         Span::raw("  events/s "),
         Span::styled(rate(events_per_s), styles.value()),
         Span::raw("  drops "),

@@ -8,7 +8,7 @@ use super::Styles;
 use crate::{
     analysis::human_duration,
     model::TaskKey,
-    top::state::{TopState, histogram::Histogram, tasks::TaskRow},
+    top::state::{TopState, histogram::Histogram},
 };
 
 /// Widest histogram bar, in cells.
@@ -30,7 +30,7 @@ pub fn lines(state: &TopState, key: TaskKey, styles: Styles) -> Vec<Line<'static
             key.1
         ))];
     };
-    let row = TaskRow::new(record, extras, state.now_ns());
+    let row = state.row(record);
     let field = |name: &str, value: String| {
         Line::from(vec![
             Span::styled(
