@@ -60,14 +60,19 @@ impl Tmux {
         }
     }
 
-    /// Waits until the screen satisfies `ready`; panics with the screen if it
-    /// never does.
+    /// Waits until the screen satisfies `ready` and is whole: the same in two
+    /// captures 50 ms apart, since a capture taken while the view redraws can mix
+    /// rows of two frames. Panics with the screen if that never happens.
     fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let screen = self.screen();
             if ready(&screen) {
-                return screen;
+                std::thread::sleep(Duration::from_millis(50));
+                if self.screen() == screen {
+                    return screen;
+                }
+                continue;
             }
             if Instant::now() > deadline {
                 panic!("timed out waiting for {what}; the screen:\n{screen}");

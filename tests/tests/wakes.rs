@@ -4,15 +4,17 @@
 //! release; every `yield_now` a self-wake; and a `sched_ns` on every poll, within
 //! max(20 µs, 10 %) of Tokio's own `schedule_latency` for most.
 //!
-//! Most means 95 % in release builds. In debug builds the probes' own cost shows:
-//! a uprobe whose first instruction the kernel cannot emulate (`sub $n,%rsp` in
+//! Most means 95 %, in every build. In debug builds the probes' own cost shows: a
+//! uprobe whose first instruction the kernel cannot emulate (`sub $n,%rsp` in
 //! unoptimised code) returns through a single-step trap, which on the test VM
 //! (Linux 6.18, Firecracker) takes 10 to 20 µs, and Tokio stamps a woken task
-//! after the probe returns; so debug runs need 85 %.
+//! after the probe returns; so debug runs allow 50 µs where release runs allow
+//! 20 µs (see `tracer_tests::wakes::DEBUG_FLOOR_NS`).
 
 use tracer_tests::{
     Privileges, Profile, assert_matches_ground_truth, fixture_bin, require_root, run_traced,
-    run_traced_with, wakes::assert_wakes_match,
+    run_traced_with,
+    wakes::{DEBUG_FLOOR_NS, RELEASE_FLOOR_NS, assert_wakes_match},
 };
 
 /// One traced fixture at a time: the waits are timings, and parallel runs on a
@@ -24,9 +26,9 @@ fn traced_wakes_match(name: &str, profile: Profile) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = fixture_bin(name, profile).unwrap_or_else(|e| panic!("{e}"));
     let what = format!("{name} ({profile:?})");
-    let min_within = match profile {
-        Profile::Debug => 0.85,
-        _ => 0.95,
+    let (floor_ns, min_within) = match profile {
+        Profile::Debug => (DEBUG_FLOOR_NS, 0.95),
+        _ => (RELEASE_FLOOR_NS, 0.95),
     };
     // The exact checks hold in every run; the share within tolerance is a timing,
     // so a run disturbed by the machine's other work gets up to two more tries.
@@ -34,7 +36,7 @@ fn traced_wakes_match(name: &str, profile: Profile) {
     for _ in 0..RUNS {
         let run = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("{name} ({profile:?}): {e}"));
         assert_matches_ground_truth(&run, &what);
-        let comparison = assert_wakes_match(&run, &what, 0.0);
+        let comparison = assert_wakes_match(&run, &what, floor_ns, 0.0);
         shares.push(format!(
             "{}/{} ({:.1} %)",
             comparison.within,
@@ -46,7 +48,8 @@ fn traced_wakes_match(name: &str, profile: Profile) {
         }
     }
     panic!(
-        "{what}: sched_ns within max(20 µs, 10 %) of Tokio's for too few polls in each of {RUNS} runs (need {:.0} %): {}",
+        "{what}: sched_ns within max({} µs, 10 %) of Tokio's for too few polls in each of {RUNS} runs (need {:.0} %): {}",
+        floor_ns / 1000,
         100.0 * min_within,
         shares.join(", ")
     );
