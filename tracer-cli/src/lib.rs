@@ -5,4 +5,5 @@
 
 pub mod event;
 pub mod model;
+pub mod names;
 pub mod output;

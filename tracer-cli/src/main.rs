@@ -9,6 +9,7 @@ mod forks;
 mod launch;
 mod mapped_file;
 mod multi_attach;
+mod naming;
 mod preflight;
 mod probes;
 mod recording;

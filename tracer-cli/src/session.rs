@@ -16,12 +16,13 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracer_common::{RawEvent, RawResourceEvent};
+use tracer_common::{RawEvent, RawResourceEvent, RawSpawnEvent};
 
 use crate::{
     forks::{self, Children, NewTaskFields},
     launch::{ChildExit, Launched},
     model::{TaskModel, decode},
+    naming::table::SessionNames,
     output::{SessionInfo, Sink},
     preflight,
     probes::{AttachReport, ProbeSet, Probes},
@@ -153,6 +154,8 @@ pub async fn trace(
     let layout = runtime_layout(&adapter, &target, &objects)?;
     objects.extend(marker_objects);
 
+    let names = SessionNames::build(pid, &objects);
+
     let fork_fields = if options.follow_forks {
         Some(NewTaskFields::read()?)
     } else {
@@ -163,6 +166,7 @@ pub async fn trace(
         layout.unwrap_or_default(),
         options.ring_bytes,
         fork_fields,
+        names.locations,
     )?;
     if options.follow_forks {
         // The tracepoint catches every process created from now on; these exist.
@@ -170,7 +174,7 @@ pub async fn trace(
             probes.follow(child, parent)?;
         }
     }
-    let attach = attach_all(&mut probes, &objects, pid, options)?;
+    let attach = attach_all(&mut probes, &objects, pid, options, &names)?;
     let mut events = watch_readable(probes.take_events()?)?;
     let exited = pidfd(pid)?;
     probes.arm()?;
@@ -190,7 +194,17 @@ pub async fn trace(
         attach.seconds,
         attach.describe(),
     );
-    let mut model = match options.probes {
+    if names.sites > 0 {
+        eprintln!("tracer: {}", names.describe());
+    }
+    if let Some(warning) = names.warning() {
+        eprintln!("tracer: warning: {warning}");
+    }
+    if let Some(problem) = &names.location_problem {
+        eprintln!("tracer: warning: spawn locations or names unavailable: {problem}");
+    }
+    let SessionNames { table, .. } = names;
+    let model = match options.probes {
         ProbeSet::All => TaskModel::new(),
         ProbeSet::Lifecycle => {
             eprintln!(
@@ -204,6 +218,7 @@ pub async fn trace(
             TaskModel::new()
         }
     };
+    let mut model = model.with_names(table);
     if options.follow_forks {
         eprintln!(
             "tracer: following forks: processes that pid {pid} creates are traced too, until they exit or run another program"
@@ -341,6 +356,9 @@ pub async fn trace(
         Duration::from_nanos(monotonic_ns() - start_ns).as_secs_f64()
     );
     eprint!("{}", stats.render(&attach, &counters, model.anomalies()));
+    for line in model.names().summary() {
+        eprintln!("tracer: {line}");
+    }
     if options.follow_forks {
         eprintln!("tracer: child processes followed: {}", children.followed);
     }
@@ -369,6 +387,7 @@ fn attach_all(
     objects: &[TargetObject],
     pid: u32,
     options: SessionOptions,
+    names: &SessionNames,
 ) -> anyhow::Result<AttachReport> {
     // Followed children are not known yet: the kernel must run the programs for
     // every process of the file, and the programs choose.
@@ -378,12 +397,20 @@ fn attach_all(
         Some(NonZeroU32::new(pid).context("pid 0 cannot be traced")?)
     };
     let mut attach = AttachReport::default();
-    for object in objects {
+    for (index, object) in objects.iter().enumerate() {
+        let slot = |site: &crate::symbols::Site| {
+            names
+                .slots
+                .get(&(index, site.address))
+                .copied()
+                .unwrap_or(0)
+        };
         let report = probes.attach(
             &object.attach_path,
             &object.sites.sites,
             only_pid,
             options.probes,
+            &slot,
         )?;
         for (label, count) in report.attached {
             *attach.attached.entry(label).or_default() += count;
@@ -429,8 +456,8 @@ fn is_gone(pid: u32) -> bool {
 
 /// Reads the events in the ring buffer now, at most `limit`, through the models,
 /// into the sink; says whether it stopped at `limit` (more may be waiting). A
-/// record is a Tokio [`RawEvent`] or an embedder [`RawResourceEvent`], told apart
-/// by size.
+/// record is a Tokio [`RawEvent`], a Tokio [`RawSpawnEvent`] or an embedder
+/// [`RawResourceEvent`], told apart by size.
 fn drain(
     ring: &mut RingBuf<MapData>,
     model: &mut TaskModel,
@@ -454,6 +481,8 @@ fn drain(
         };
         if let Some(raw) = decode::<RawEvent>(&item) {
             model.apply(&raw, deliver);
+        } else if let Some(raw) = decode::<RawSpawnEvent>(&item) {
+            model.apply_spawn(&raw, deliver);
         } else if let Some(raw) = decode::<RawResourceEvent>(&item) {
             if resources.apply(&raw, &mut deliver).is_err() {
                 model.count_undecodable();

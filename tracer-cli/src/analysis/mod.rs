@@ -57,6 +57,10 @@ pub struct TaskRecord {
     pub async_id: u64,
     /// `tokio.task`, `tokio.blocking`, …
     pub resource_type: ResourceType,
+    /// What it runs (`my_app::handle`), when known.
+    pub name: Option<String>,
+    /// Where it was spawned (`src/main.rs:85:9`), when known.
+    pub location: Option<String>,
     /// The task of the same process that spawned it; 0 outside any task; `None` when unknown (it
     /// existed before the tracer attached, or its `init` was never seen).
     pub trigger_id: Option<u64>,
@@ -177,6 +181,8 @@ impl Collector {
                     pid: event.pid,
                     async_id: event.async_id,
                     resource_type: ResourceType::TOKIO_TASK,
+                    name: None,
+                    location: None,
                     trigger_id: None,
                     existing: true,
                     start_ns: event.ts_ns,
@@ -194,8 +200,12 @@ impl Collector {
                 resource_type,
                 trigger_id,
                 existing,
+                name,
+                location,
             } => {
                 task.resource_type = resource_type.clone();
+                task.name = name.clone();
+                task.location = location.clone();
                 task.trigger_id = *trigger_id;
                 task.existing = *existing;
                 task.start_ns = event.ts_ns;
@@ -450,8 +460,12 @@ pub(crate) mod test_events {
         event(
             HookKind::Init {
                 resource_type: ResourceType::TOKIO_TASK,
+                name: None,
+                location: None,
                 trigger_id: Some(trigger),
                 existing: false,
+                name: None,
+                location: None,
             },
             async_id,
             ms,
@@ -464,8 +478,12 @@ pub(crate) mod test_events {
         event(
             HookKind::Init {
                 resource_type: ResourceType::TOKIO_TASK,
+                name: None,
+                location: None,
                 trigger_id: None,
                 existing: true,
+                name: None,
+                location: None,
             },
             async_id,
             ms,

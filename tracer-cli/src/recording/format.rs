@@ -376,6 +376,8 @@ pub fn decode_event(
                 resource_type,
                 trigger_id,
                 existing: tag & EXISTING != 0,
+                name: None,
+                location: None,
             }
         }
         _ if tag & (EXISTING | HAS_TRIGGER) != 0 => {

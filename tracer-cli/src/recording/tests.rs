@@ -59,6 +59,8 @@ fn workload(tasks: u64) -> Vec<HookEvent> {
                 resource_type: ResourceType::TOKIO_TASK,
                 trigger_id: Some(id / 2),
                 existing: false,
+                name: None,
+                location: None,
             },
             HookKind::Before,
             HookKind::After { completed: true },

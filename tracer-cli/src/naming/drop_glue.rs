@@ -1,0 +1,247 @@
+//! The vtable → drop-glue route to a task's future type, for builds whose
+//! symbols do not carry it (legacy mangling keeps no generics in
+//! `raw::poll::<T, S>`'s own name, but the drop glue's name spells its type out).
+//!
+//! From one `raw::poll` copy: its task vtable is the word that holds its address
+//! (a relocation's target in a PIE); the vtable's other functions but `schedule`
+//! are specific to the same `T`; their direct calls, up to [`MAX_DEPTH`] deep
+//! (decoded with `iced-x86`), reach the drop glue of the task cell,
+//! `core::ptr::drop_in_place<…task::core::Cell<T, S>…>` (or of `Stage<T>`,
+//! `CoreStage<T>`, `Core<T, S>`), whose name holds `T`.
+
+use std::collections::{HashMap, HashSet};
+
+use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
+
+use super::image::Image;
+
+/// How deep calls are followed from the vtable's functions.
+pub const MAX_DEPTH: usize = 3;
+
+/// Function words of Tokio's task `Vtable`, in declaration order: poll, schedule,
+/// dealloc, try_read_output, drop_join_handle_slow, drop_abort_handle, shutdown.
+const VTABLE_FUNCTIONS: u64 = 7;
+/// Index of `schedule`: it is specific to the scheduler `S`, not to `T`.
+const SCHEDULE_SLOT: u64 = 1;
+
+/// Bytes decoded of a function whose symbol has no size.
+const UNSIZED_FUNCTION_BYTES: u64 = 4096;
+
+/// Most functions decoded for one site: enough for three levels of the small
+/// functions a task vtable reaches, a bound for pathological code.
+const MAX_DECODED: usize = 256;
+
+/// Task types whose drop glue names the future (`Cell<T, S>` and `Core<T, S>`
+/// also name the scheduler).
+const TASK_TYPES: [&str; 4] = [
+    "tokio::runtime::task::core::Cell<",
+    "tokio::runtime::task::core::CoreStage<",
+    "tokio::runtime::task::core::Stage<",
+    "tokio::runtime::task::core::Core<",
+];
+
+/// What the drop glue said: the future type, and the scheduler type when the
+/// glue names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlueType {
+    /// `T`, as the symbol spells it.
+    pub future: String,
+    /// `S`, when the glue is `Cell<T, S>` or `Core<T, S>`.
+    pub scheduler: Option<String>,
+}
+
+/// Why the route found no type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Miss {
+    /// No word in the file holds the `raw::poll` address: no vtable found.
+    NoVtable,
+    /// The vtables' functions reach no drop glue of a task type.
+    NoDropGlue,
+}
+
+/// The task vtables of each `raw::poll` address in `polls` (file virtual
+/// addresses), each with its `T` or why none was found. Several vtables share a
+/// `raw::poll` where the linker folded identical copies.
+pub fn future_types(
+    image: &Image<'_>,
+    polls: &[u64],
+) -> HashMap<u64, Result<Vec<(u64, Result<GlueType, Miss>)>, Miss>> {
+    let targets: HashSet<u64> = polls.iter().copied().collect();
+    let vtables = image.words_holding(&targets);
+    let mut demangled = HashMap::new();
+    polls
+        .iter()
+        .map(|poll| {
+            let found = match vtables.get(poll) {
+                None => Err(Miss::NoVtable),
+                Some(vtables) => Ok(vtables
+                    .iter()
+                    .map(|vtable| {
+                        let glue =
+                            from_vtable(image, *vtable, &mut demangled).ok_or(Miss::NoDropGlue);
+                        (*vtable, glue)
+                    })
+                    .collect()),
+            };
+            (*poll, found)
+        })
+        .collect()
+}
+
+/// The drop glue reached from the vtable at `vtable`, breadth first.
+fn from_vtable(
+    image: &Image<'_>,
+    vtable: u64,
+    demangled: &mut HashMap<u64, Option<String>>,
+) -> Option<GlueType> {
+    let mut level: Vec<u64> = (0..VTABLE_FUNCTIONS)
+        .filter(|slot| *slot != SCHEDULE_SLOT)
+        .filter_map(|slot| image.word(vtable + 8 * slot))
+        .filter(|address| image.function(*address).is_some())
+        .collect();
+    let mut seen: HashSet<u64> = level.iter().copied().collect();
+    for _ in 0..=MAX_DEPTH {
+        for address in &level {
+            if let Some(found) = glue_type(image, *address, demangled) {
+                return Some(found);
+            }
+        }
+        let mut next = Vec::new();
+        for address in &level {
+            if seen.len() > MAX_DECODED {
+                break;
+            }
+            for target in direct_calls(image, *address) {
+                if seen.insert(target) {
+                    next.push(target);
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    None
+}
+
+/// The targets of the direct calls and tail jumps of the function at `address`
+/// that start another function.
+fn direct_calls(image: &Image<'_>, address: u64) -> Vec<u64> {
+    let Some(code) = image.code(address, UNSIZED_FUNCTION_BYTES) else {
+        return Vec::new();
+    };
+    let end = address + code.len() as u64;
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut targets = Vec::new();
+    for instruction in &mut decoder {
+        let branch = matches!(instruction.mnemonic(), Mnemonic::Call | Mnemonic::Jmp);
+        if !branch || instruction.op0_kind() != OpKind::NearBranch64 {
+            continue;
+        }
+        let target = instruction.near_branch_target();
+        let inside = (address..end).contains(&target);
+        if !inside && image.function(target).is_some() && !targets.contains(&target) {
+            targets.push(target);
+        }
+    }
+    targets
+}
+
+/// The task type of the function at `address`, if it is a task type's drop glue.
+fn glue_type(
+    image: &Image<'_>,
+    address: u64,
+    demangled: &mut HashMap<u64, Option<String>>,
+) -> Option<GlueType> {
+    let name = demangled
+        .entry(address)
+        .or_insert_with(|| {
+            let function = image.function(address)?;
+            let name = format!("{:#}", rustc_demangle::demangle(function.mangled));
+            name.contains("drop_in_place").then_some(name)
+        })
+        .as_deref()?;
+    parse_glue(name)
+}
+
+/// `T` (and `S`) from a drop-glue name such as
+/// `core::ptr::drop_in_place<alloc::boxed::Box<tokio::runtime::task::core::Cell<T,S>>>`.
+pub fn parse_glue(name: &str) -> Option<GlueType> {
+    let canonical = name.replace("::<", "<");
+    let rest = canonical.strip_prefix("core::ptr::drop_in_place<")?;
+    let (marker, at) = TASK_TYPES
+        .iter()
+        .filter_map(|marker| Some((*marker, rest.find(marker)?)))
+        .min_by_key(|(_, at)| *at)?;
+    let args = generic_args(&rest[at + marker.len()..])?;
+    let future = args.first()?.trim().to_owned();
+    let names_scheduler = marker.ends_with("::Cell<") || marker.ends_with("::Core<");
+    let scheduler = args
+        .get(1)
+        .filter(|_| names_scheduler)
+        .map(|s| s.trim().to_owned());
+    Some(GlueType { future, scheduler })
+}
+
+/// The comma-separated arguments before the `>` that closes a group opened just
+/// before `text`.
+pub fn generic_args(text: &str) -> Option<Vec<&str>> {
+    let mut depth = 1usize;
+    let mut args = Vec::new();
+    let mut start = 0;
+    for (index, c) in text.char_indices() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    args.push(&text[start..index]);
+                    return Some(args);
+                }
+            }
+            ',' if depth == 1 => {
+                args.push(&text[start..index]);
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_future_and_scheduler_come_from_the_cell_glue() {
+        let glue = parse_glue(
+            "core::ptr::drop_in_place<alloc::boxed::Box<tokio::runtime::task::core::Cell<app::f<(),u8>::{{closure}},alloc::sync::Arc<tokio::runtime::scheduler::current_thread::Handle>>>>",
+        )
+        .unwrap();
+        assert_eq!(glue.future, "app::f<(),u8>::{{closure}}");
+        assert_eq!(
+            glue.scheduler.as_deref(),
+            Some("alloc::sync::Arc<tokio::runtime::scheduler::current_thread::Handle>")
+        );
+    }
+
+    #[test]
+    fn stage_glue_names_the_future_only_and_other_glue_nothing() {
+        let glue = parse_glue(
+            "core::ptr::drop_in_place::<tokio::runtime::task::core::Stage<core::future::pending::Pending<()>>>",
+        )
+        .unwrap();
+        assert_eq!(glue.future, "core::future::pending::Pending<()>");
+        assert_eq!(glue.scheduler, None);
+        assert_eq!(
+            parse_glue("core::ptr::drop_in_place<alloc::vec::Vec<u8>>"),
+            None
+        );
+        assert_eq!(
+            parse_glue("tokio::runtime::task::core::Cell<T,S>::new"),
+            None
+        );
+    }
+}
