@@ -460,8 +460,6 @@ pub(crate) mod test_events {
         event(
             HookKind::Init {
                 resource_type: ResourceType::TOKIO_TASK,
-                name: None,
-                location: None,
                 trigger_id: Some(trigger),
                 existing: false,
                 name: None,
@@ -478,8 +476,6 @@ pub(crate) mod test_events {
         event(
             HookKind::Init {
                 resource_type: ResourceType::TOKIO_TASK,
-                name: None,
-                location: None,
                 trigger_id: None,
                 existing: true,
                 name: None,

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
 
 use super::image::Image;
+use crate::symbols::path_without_generics;
 
 /// How deep calls are followed from the vtable's functions.
 pub const MAX_DEPTH: usize = 3;
@@ -57,6 +58,9 @@ pub enum Miss {
     NoVtable,
     /// The vtables' functions reach no drop glue of a task type.
     NoDropGlue,
+    /// They reach drop glue of several task types (folded by the linker), and
+    /// nothing tells which is this vtable's.
+    Ambiguous,
 }
 
 /// The task vtables of each `raw::poll` address in `polls` (file virtual
@@ -77,8 +81,7 @@ pub fn future_types(
                 Some(vtables) => Ok(vtables
                     .iter()
                     .map(|vtable| {
-                        let glue =
-                            from_vtable(image, *vtable, &mut demangled).ok_or(Miss::NoDropGlue);
+                        let glue = from_vtable(image, *vtable, &mut demangled);
                         (*vtable, glue)
                     })
                     .collect()),
@@ -88,23 +91,36 @@ pub fn future_types(
         .collect()
 }
 
-/// The drop glue reached from the vtable at `vtable`, breadth first.
+/// The task type whose drop glue the vtable at `vtable` reaches.
+///
+/// Every drop glue of a task type within [`MAX_DEPTH`] calls is collected: the
+/// linker folds identical functions of different types (one address, several
+/// names, or one name for code several vtables share), so one glue may name
+/// another type. One type found is the answer; of several, the one whose own
+/// code (the state machine's `poll`, the closure's body: a function whose path
+/// is the type's) is among the functions reached, when exactly one is; else none.
 fn from_vtable(
     image: &Image<'_>,
     vtable: u64,
-    demangled: &mut HashMap<u64, Option<String>>,
-) -> Option<GlueType> {
+    demangled: &mut HashMap<u64, Vec<String>>,
+) -> Result<GlueType, Miss> {
     let mut level: Vec<u64> = (0..VTABLE_FUNCTIONS)
         .filter(|slot| *slot != SCHEDULE_SLOT)
         .filter_map(|slot| image.word(vtable + 8 * slot))
         .filter(|address| image.function(*address).is_some())
         .collect();
     let mut seen: HashSet<u64> = level.iter().copied().collect();
-    for _ in 0..=MAX_DEPTH {
+    let mut candidates: Vec<GlueType> = Vec::new();
+    for depth in 0..=MAX_DEPTH {
         for address in &level {
-            if let Some(found) = glue_type(image, *address, demangled) {
-                return Some(found);
+            for glue in glue_types(image, *address, demangled) {
+                if !candidates.iter().any(|known| known.future == glue.future) {
+                    candidates.push(glue);
+                }
             }
+        }
+        if depth == MAX_DEPTH {
+            break;
         }
         let mut next = Vec::new();
         for address in &level {
@@ -122,11 +138,35 @@ fn from_vtable(
         }
         level = next;
     }
-    None
+    if candidates.len() <= 1 {
+        return candidates.pop().ok_or(Miss::NoDropGlue);
+    }
+    let reached: HashSet<String> = seen
+        .iter()
+        .flat_map(|address| image.names(*address))
+        .map(|name| path_without_generics(&format!("{:#}", rustc_demangle::demangle(name))))
+        .collect();
+    let mut owned = candidates.into_iter().filter(|glue| {
+        let own = path_without_generics(own_code(&glue.future));
+        reached.contains(&own) || reached.contains(&format!("{own}::poll"))
+    });
+    match (owned.next(), owned.next()) {
+        (Some(one), None) => Ok(one),
+        _ => Err(Miss::Ambiguous),
+    }
+}
+
+/// The type whose code runs the future: the closure inside Tokio's
+/// `BlockingTask<F>`, the future itself otherwise.
+fn own_code(future: &str) -> &str {
+    future
+        .strip_prefix("tokio::runtime::blocking::task::BlockingTask<")
+        .and_then(|inner| inner.strip_suffix('>'))
+        .unwrap_or(future)
 }
 
 /// The targets of the direct calls and tail jumps of the function at `address`
-/// that start another function.
+/// (straight, or through a GOT slot of the binary) that start another function.
 fn direct_calls(image: &Image<'_>, address: u64) -> Vec<u64> {
     let Some(code) = image.code(address, UNSIZED_FUNCTION_BYTES) else {
         return Vec::new();
@@ -135,11 +175,20 @@ fn direct_calls(image: &Image<'_>, address: u64) -> Vec<u64> {
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut targets = Vec::new();
     for instruction in &mut decoder {
-        let branch = matches!(instruction.mnemonic(), Mnemonic::Call | Mnemonic::Jmp);
-        if !branch || instruction.op0_kind() != OpKind::NearBranch64 {
+        if !matches!(instruction.mnemonic(), Mnemonic::Call | Mnemonic::Jmp) {
             continue;
         }
-        let target = instruction.near_branch_target();
+        // `call f`, or through the GOT (`call [rip + slot]`, as debug builds do).
+        let target = match instruction.op0_kind() {
+            OpKind::NearBranch64 => instruction.near_branch_target(),
+            OpKind::Memory if instruction.is_ip_rel_memory_operand() => {
+                match image.word(instruction.ip_rel_memory_address()) {
+                    Some(target) => target,
+                    None => continue,
+                }
+            }
+            _ => continue,
+        };
         let inside = (address..end).contains(&target);
         if !inside && image.function(target).is_some() && !targets.contains(&target) {
             targets.push(target);
@@ -148,21 +197,28 @@ fn direct_calls(image: &Image<'_>, address: u64) -> Vec<u64> {
     targets
 }
 
-/// The task type of the function at `address`, if it is a task type's drop glue.
-fn glue_type(
+/// The task types of the function at `address`, if it is a task type's drop
+/// glue: one, or several where the linker folded glue of several types.
+fn glue_types(
     image: &Image<'_>,
     address: u64,
-    demangled: &mut HashMap<u64, Option<String>>,
-) -> Option<GlueType> {
-    let name = demangled
-        .entry(address)
-        .or_insert_with(|| {
-            let function = image.function(address)?;
-            let name = format!("{:#}", rustc_demangle::demangle(function.mangled));
-            name.contains("drop_in_place").then_some(name)
-        })
-        .as_deref()?;
-    parse_glue(name)
+    demangled: &mut HashMap<u64, Vec<String>>,
+) -> Vec<GlueType> {
+    let names = demangled.entry(address).or_insert_with(|| {
+        image
+            .names(address)
+            .into_iter()
+            .filter(|name| name.contains("drop_in_place"))
+            .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
+            .collect()
+    });
+    let mut types: Vec<GlueType> = Vec::new();
+    for glue in names.iter().filter_map(|name| parse_glue(name)) {
+        if !types.iter().any(|known| known.future == glue.future) {
+            types.push(glue);
+        }
+    }
+    types
 }
 
 /// `T` (and `S`) from a drop-glue name such as

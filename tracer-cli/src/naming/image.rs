@@ -27,6 +27,9 @@ pub struct Image<'data> {
     relative: HashMap<u64, u64>,
     /// Functions by start address (the first symbol seen at each).
     functions: HashMap<u64, Function<'data>>,
+    /// Every further symbol at a function's address: the linker folds identical
+    /// functions, so one address may have several names.
+    aliases: HashMap<u64, Vec<&'data str>>,
     /// `.data.rel.ro` and `.rodata`, where `&'static` constants live: (address,
     /// size); a non-PIE's vtables are found by reading their words.
     constant_sections: Vec<(u64, u64)>,
@@ -64,6 +67,7 @@ impl<'data> Image<'data> {
             }
         }
         let mut functions = HashMap::new();
+        let mut aliases: HashMap<u64, Vec<&'data str>> = HashMap::new();
         let symbols: Box<dyn Iterator<Item = object::Symbol<'data, '_>>> =
             if file.section_by_name(".symtab").is_some() {
                 Box::new(file.symbols())
@@ -75,15 +79,23 @@ impl<'data> Image<'data> {
                 continue;
             }
             let Ok(mangled) = symbol.name() else { continue };
-            functions.entry(symbol.address()).or_insert(Function {
-                size: symbol.size(),
-                mangled,
-            });
+            match functions.entry(symbol.address()) {
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(Function {
+                        size: symbol.size(),
+                        mangled,
+                    });
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    aliases.entry(symbol.address()).or_default().push(mangled);
+                }
+            }
         }
         Self {
             sections,
             relative,
             functions,
+            aliases,
             constant_sections,
             position_independent: file.kind() == object::ObjectKind::Dynamic,
         }
@@ -143,6 +155,15 @@ impl<'data> Image<'data> {
     /// The function that starts at `address`.
     pub fn function(&self, address: u64) -> Option<Function<'data>> {
         self.functions.get(&address).copied()
+    }
+
+    /// Every symbol name (mangled) of the function at `address`.
+    pub fn names(&self, address: u64) -> Vec<&'data str> {
+        let first = self.function(address).map(|f| f.mangled);
+        first
+            .into_iter()
+            .chain(self.aliases.get(&address).into_iter().flatten().copied())
+            .collect()
     }
 
     /// The machine code of the function at `address`: its symbol's size, or, for

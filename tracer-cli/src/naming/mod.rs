@@ -53,6 +53,9 @@ const NO_VTABLE: &str = "no task vtable holds its raw::poll (symbols missing or 
 const NO_DROP_GLUE: &str =
     "its task vtable reaches no drop glue of a task cell (inlined, or symbols stripped)";
 /// See [`NO_VTABLE`].
+const AMBIGUOUS: &str =
+    "the linker folded its drop glue with other future types' and nothing tells them apart";
+/// See [`NO_VTABLE`].
 const FOLDED: &str = "the linker folded raw::poll copies of different future types into one";
 
 /// The names of one object's poll sites and of their task vtables (file
@@ -112,11 +115,13 @@ pub fn name_sites(path: &Path, sites: &[Site]) -> anyhow::Result<ObjectNames> {
             }
             (_, Err(Miss::NoVtable)) => SiteName::Unnamed(NO_VTABLE),
             (_, Err(Miss::NoDropGlue)) => SiteName::Unnamed(NO_DROP_GLUE),
+            (_, Err(Miss::Ambiguous)) => SiteName::Unnamed(AMBIGUOUS),
             (_, Ok(list)) => {
                 let mut found = Vec::new();
                 for (vtable, glue) in list {
                     let name = match glue {
                         Ok(glue) => site_name(&glue.future, glue.scheduler.as_deref()),
+                        Err(Miss::Ambiguous) => SiteName::Unnamed(AMBIGUOUS),
                         Err(_) => SiteName::Unnamed(NO_DROP_GLUE),
                     };
                     if matches!(name, SiteName::Named { .. }) && !found.contains(&name) {
@@ -124,7 +129,9 @@ pub fn name_sites(path: &Path, sites: &[Site]) -> anyhow::Result<ObjectNames> {
                     }
                     names.vtables.insert(*vtable, name);
                 }
+                let ambiguous = list.iter().any(|(_, glue)| *glue == Err(Miss::Ambiguous));
                 match found.as_slice() {
+                    [] if ambiguous => SiteName::Unnamed(AMBIGUOUS),
                     [] => SiteName::Unnamed(NO_DROP_GLUE),
                     [one] => {
                         *names.methods.entry(Method::DropGlue).or_default() += 1;

@@ -130,7 +130,9 @@ fn any_event() -> impl Strategy<Value = HookEvent> {
             .prop_map(|(resource_type, trigger_id, existing)| HookKind::Init {
                 resource_type,
                 trigger_id,
-                existing
+                existing,
+                name: None,
+                location: None,
             }),
         Just(HookKind::Before),
         any::<bool>().prop_map(|completed| HookKind::After { completed }),
