@@ -63,13 +63,16 @@ pub enum Miss {
     Ambiguous,
 }
 
+/// One task vtable's address and its future type (or why it has none).
+pub type VtableType = (u64, Result<GlueType, Miss>);
+
 /// The task vtables of each `raw::poll` address in `polls` (file virtual
 /// addresses), each with its `T` or why none was found. Several vtables share a
 /// `raw::poll` where the linker folded identical copies.
 pub fn future_types(
     image: &Image<'_>,
     polls: &[u64],
-) -> HashMap<u64, Result<Vec<(u64, Result<GlueType, Miss>)>, Miss>> {
+) -> HashMap<u64, Result<Vec<VtableType>, Miss>> {
     let targets: HashSet<u64> = polls.iter().copied().collect();
     let vtables = image.words_holding(&targets);
     let mut demangled = HashMap::new();

@@ -104,7 +104,7 @@ impl BinaryLocations {
 
     /// `file:line:col` of the `Location` at file address `address`.
     fn read(&self, address: u64) -> Result<String, &'static str> {
-        if address % 8 != 0 || self.bytes(address, LOCATION_BYTES).is_none() {
+        if !address.is_multiple_of(8) || self.bytes(address, LOCATION_BYTES).is_none() {
             return Err(NOT_CONSTANT);
         }
         let (Some(file), Some(len), Some(line), Some(col)) = (

@@ -80,7 +80,7 @@ mod tests {
             .expect("the marker function's symbol");
         assert_eq!(
             marker.address().wrapping_add(bias),
-            bias_marker_function as usize as u64
+            bias_marker_function as *const () as u64
         );
     }
 
