@@ -403,6 +403,12 @@ pub struct TracerEvent {
     /// `init` only: the task existed before the tracer attached.
     #[serde(default)]
     pub existing: Option<bool>,
+    /// `init` only: the task's name (its future type), null when unknown.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `init` only: where it was spawned (`file:line:col`), null when unknown.
+    #[serde(default)]
+    pub location: Option<String>,
     /// `after` only: whether the future completed in this poll.
     #[serde(default)]
     pub completed: Option<bool>,
