@@ -1,7 +1,12 @@
 //! Spawn locations and names against ground truth: each fixture's
 //! `on_task_spawn` records Tokio's `spawned_at()`, which the tracer's `location`
 //! on that task's `init` must equal exactly; a location the tracer cannot know
-//! must be `null`, never another one. Needs root (BPF) and the fixture builds.
+//! must be `null`, never another one. Likewise each future the fixtures spawn
+//! through `spawn_typed` has its `type_name` recorded, and the tracer's `name` on
+//! that task must be it, written the way users read it (rules below, written
+//! here independently of the tracer's); a task the tracer cannot name must be
+//! `null`, for the one reason it may have (the linker folded its drop glue).
+//! Needs root (BPF) and the fixture builds.
 
 use std::collections::BTreeMap;
 
@@ -74,4 +79,191 @@ fn release_builds_never_give_a_wrong_location() {
         assert!(wrong.is_empty(), "{name}: {wrong:#?}");
         assert!(matched > 0, "{name}: no spawn located");
     }
+}
+
+/// The name users read for a `std::any::type_name` of a future, written from
+/// the rules the tracer documents, applied to the type and to each of its
+/// generic arguments: `Pin<Box<X>>` and `Box<X>` are `X`, the default allocator
+/// argument is not shown, a path ending in `::{{closure}}` (an async fn's or
+/// block's state machine) is named by the function that holds it, and any other
+/// `{{closure}}` is written `{closure}`.
+fn expected_name(type_name: &str) -> String {
+    let ty = type_name.trim();
+    let Some(open) = ty.find('<') else {
+        return closure_rule(ty);
+    };
+    let (mut depth, mut start, mut args, mut close) = (0, open + 1, Vec::new(), ty.len());
+    for (at, c) in ty.char_indices().skip(open) {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    args.push(&ty[start..at]);
+                    close = at;
+                    break;
+                }
+            }
+            ',' if depth == 1 => {
+                args.push(&ty[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    let head = &ty[..open];
+    let suffix = &ty[(close + 1).min(ty.len())..];
+    let args: Vec<String> = args
+        .into_iter()
+        .filter(|arg| arg.trim() != "alloc::alloc::Global")
+        .map(expected_name)
+        .collect();
+    let wrapper = ["core::pin::Pin", "alloc::boxed::Box"].contains(&head);
+    if wrapper && suffix.is_empty() && args.len() == 1 {
+        return args[0].clone();
+    }
+    closure_rule(&format!("{head}<{}>{suffix}", args.join(", ")))
+}
+
+/// `…::{{closure}}` at the end names its holder; other closures read `{closure}`.
+fn closure_rule(path: &str) -> String {
+    let path = match path.strip_suffix("::{{closure}}") {
+        Some(holder) if !holder.is_empty() => holder,
+        _ => path,
+    };
+    path.replace("{{closure}}", "{closure}")
+}
+
+/// Why the tracer may leave a task unnamed in these tests: the linker folded
+/// identical drop glue of different futures (release builds).
+const FOLDED: &str = "folded";
+
+/// Per fixture and profile: tasks whose future type the fixture recorded, how
+/// many of them the tracer named (all rightly), how many it left unnamed, and
+/// the wrong ones described.
+struct NameReport {
+    truth: usize,
+    named: usize,
+    unnamed: usize,
+    wrong: Vec<String>,
+}
+
+fn compare_names(fixture_name: &str, profile: Profile) -> NameReport {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin(fixture_name, profile).unwrap_or_else(|e| panic!("{e}"));
+    let label = format!("{fixture_name} ({profile:?})");
+    let run = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("{label}: {e}"));
+    assert!(run.status.success(), "{}", run.describe());
+    let truth: BTreeMap<u64, String> = run
+        .ground_truth_text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|record| record["event"] == "future_type")
+        .filter_map(|record| Some((record["id"].as_u64()?, record["type"].as_str()?.to_owned())))
+        .collect();
+    assert!(
+        !truth.is_empty(),
+        "{label}: no future_type in the ground truth"
+    );
+    let inits: Vec<_> = run
+        .tracer
+        .events
+        .iter()
+        .filter(|event| event.event == tracer_tests::HookKind::Init)
+        .collect();
+    let traced: BTreeMap<u64, Option<String>> = inits
+        .iter()
+        .map(|event| (event.async_id, event.name.clone()))
+        .collect();
+    let mut report = NameReport {
+        truth: truth.len(),
+        named: 0,
+        unnamed: 0,
+        wrong: Vec::new(),
+    };
+    for (id, type_name) in &truth {
+        let expected = expected_name(type_name);
+        match traced.get(id) {
+            Some(Some(name)) if *name == expected => report.named += 1,
+            Some(None) => report.unnamed += 1,
+            other => report.wrong.push(format!(
+                "task {id} ({type_name}): expected {expected}, traced {other:?}"
+            )),
+        }
+    }
+    // Every unnamed task is counted in the summary, and only for the folding reason.
+    let unnamed_inits = inits.iter().filter(|event| event.name.is_none()).count();
+    let reasons: Vec<(usize, &str)> = run
+        .stderr
+        .lines()
+        .filter_map(|line| {
+            let (count, reason) = line
+                .trim_start_matches("tracer:")
+                .trim()
+                .split_once(" unnamed: ")?;
+            Some((count.parse().ok()?, reason))
+        })
+        .collect();
+    let counted: usize = reasons.iter().map(|(count, _)| count).sum();
+    assert_eq!(
+        counted, unnamed_inits,
+        "{label}: the summary counts {counted} unnamed tasks, the output has {unnamed_inits}:\n{}",
+        run.stderr
+    );
+    for (count, reason) in &reasons {
+        assert!(
+            reason.contains(FOLDED),
+            "{label}: {count} tasks unnamed for a reason other than folding: {reason}"
+        );
+    }
+    eprintln!(
+        "{label}: names matched {}/{} typed tasks, {} unnamed (linker folding), {} wrong; \
+         {} of {} tasks named in all",
+        report.named,
+        report.truth,
+        report.unnamed,
+        report.wrong.len(),
+        inits.len() - unnamed_inits,
+        inits.len()
+    );
+    report
+}
+
+#[test]
+fn debug_builds_name_every_task_exactly() {
+    for name in ["multi_thread", "current_thread"] {
+        let report = compare_names(name, Profile::Debug);
+        assert!(report.wrong.is_empty(), "{name}: {:#?}", report.wrong);
+        assert_eq!(report.unnamed, 0, "{name}: tasks left unnamed");
+        assert_eq!(report.named, report.truth);
+    }
+}
+
+#[test]
+fn release_builds_never_give_a_wrong_name() {
+    for name in ["multi_thread", "current_thread"] {
+        let report = compare_names(name, Profile::Release);
+        assert!(report.wrong.is_empty(), "{name}: {:#?}", report.wrong);
+        assert!(report.named > 0, "{name}: no task named");
+        assert_eq!(report.named + report.unnamed, report.truth);
+    }
+}
+
+#[test]
+fn the_expected_names_follow_the_documented_rules() {
+    assert_eq!(expected_name("app::handle::{{closure}}"), "app::handle");
+    assert_eq!(
+        expected_name("app::main::{{closure}}::{{closure}}"),
+        "app::main::{closure}"
+    );
+    assert_eq!(
+        expected_name(
+            "core::pin::Pin<alloc::boxed::Box<app::big::{{closure}}, alloc::alloc::Global>>"
+        ),
+        "app::big"
+    );
+    assert_eq!(
+        expected_name("core::future::pending::Pending<()>"),
+        "core::future::pending::Pending<()>"
+    );
 }
