@@ -872,6 +872,9 @@ pub enum Profile {
     Debug,
     /// `tests/fixtures/target/release`.
     Release,
+    /// `tests/fixtures/target/release-no-debuginfo`: release with symbols but
+    /// no debug info (Cargo's default release).
+    ReleaseNoDebuginfo,
     /// `tests/fixtures/target/stripped`: release without a symbol table.
     Stripped,
     /// `tests/fixtures/target/release-lto`: release with `lto = "fat"` and
@@ -886,6 +889,7 @@ impl Profile {
         match self {
             Profile::Debug => "debug",
             Profile::Release => "release",
+            Profile::ReleaseNoDebuginfo => "release-no-debuginfo",
             Profile::Stripped => "stripped",
             Profile::ReleaseLto => "release-lto",
             Profile::ReleaseThinLto => "release-thin-lto",

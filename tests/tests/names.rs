@@ -216,9 +216,14 @@ fn compare_names(fixture_name: &str, profile: Profile) -> NameReport {
             "{label}: {count} tasks unnamed for a reason other than folding: {reason}"
         );
     }
+    let methods = run
+        .stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("tracer: names: "))
+        .unwrap_or("(no naming line)");
     eprintln!(
         "{label}: names matched {}/{} typed tasks, {} unnamed (linker folding), {} wrong; \
-         {} of {} tasks named in all",
+         {} of {} tasks named in all; {methods}",
         report.named,
         report.truth,
         report.unnamed,
@@ -240,9 +245,22 @@ fn debug_builds_name_every_task_exactly() {
 }
 
 #[test]
-fn release_builds_never_give_a_wrong_name() {
+fn release_builds_with_line_tables_name_every_task_exactly() {
+    // `debug = "line-tables-only"` keeps DWARF's names of every `poll<T, S>`.
     for name in ["multi_thread", "current_thread"] {
         let report = compare_names(name, Profile::Release);
+        assert!(report.wrong.is_empty(), "{name}: {:#?}", report.wrong);
+        assert_eq!(report.unnamed, 0, "{name}: tasks left unnamed");
+        assert_eq!(report.named, report.truth);
+    }
+}
+
+#[test]
+fn release_builds_without_debug_info_never_give_a_wrong_name() {
+    // Symbols only: the drop glue names the tasks, except where the linker
+    // folded it for several future types and nothing tells them apart.
+    for name in ["multi_thread", "current_thread"] {
+        let report = compare_names(name, Profile::ReleaseNoDebuginfo);
         assert!(report.wrong.is_empty(), "{name}: {:#?}", report.wrong);
         assert!(report.named > 0, "{name}: no task named");
         assert_eq!(report.named + report.unnamed, report.truth);

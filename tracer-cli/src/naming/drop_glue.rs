@@ -141,6 +141,17 @@ fn from_vtable(
         }
         level = next;
     }
+    // Folded glue of a blocking closure and of a future (all zero-sized, say)
+    // is told apart by the scheduler: only the blocking pool's tasks are
+    // `BlockingTask`s, and its tasks are nothing else.
+    if candidates.len() > 1
+        && let Some(blocking) = blocking_scheduler(image, vtable)
+    {
+        candidates.retain(|glue| is_blocking_task(&glue.future) == blocking);
+        if candidates.is_empty() {
+            return Err(Miss::Ambiguous);
+        }
+    }
     if candidates.len() <= 1 {
         return candidates.pop().ok_or(Miss::NoDropGlue);
     }
@@ -159,6 +170,27 @@ fn from_vtable(
     }
 }
 
+/// Tokio's blocking pool scheduler's `schedule`, as its legacy symbol demangles
+/// without generics.
+const BLOCKING_SCHEDULE: &str = "tokio::runtime::blocking::schedule::BlockingSchedule::schedule";
+
+/// Whether the task vtable's `schedule` is the blocking pool's (it, or the
+/// function it calls straight), `None` when the vtable has no `schedule` word.
+fn blocking_scheduler(image: &Image<'_>, vtable: u64) -> Option<bool> {
+    let schedule = image.word(vtable + 8 * SCHEDULE_SLOT)?;
+    image.function(schedule)?;
+    let mut functions = vec![schedule];
+    functions.extend(direct_calls(image, schedule));
+    Some(functions.iter().flat_map(|f| image.names(*f)).any(|name| {
+        path_without_generics(&format!("{:#}", rustc_demangle::demangle(name))) == BLOCKING_SCHEDULE
+    }))
+}
+
+/// Whether a future type is Tokio's wrapper of a `spawn_blocking` closure.
+fn is_blocking_task(future: &str) -> bool {
+    future.starts_with("tokio::runtime::blocking::task::BlockingTask<")
+}
+
 /// The type whose code runs the future: the closure inside Tokio's
 /// `BlockingTask<F>`, the future itself otherwise.
 fn own_code(future: &str) -> &str {
@@ -170,7 +202,7 @@ fn own_code(future: &str) -> &str {
 
 /// The targets of the direct calls and tail jumps of the function at `address`
 /// (straight, or through a GOT slot of the binary) that start another function.
-fn direct_calls(image: &Image<'_>, address: u64) -> Vec<u64> {
+pub fn direct_calls(image: &Image<'_>, address: u64) -> Vec<u64> {
     let Some(code) = image.code(address, UNSIZED_FUNCTION_BYTES) else {
         return Vec::new();
     };

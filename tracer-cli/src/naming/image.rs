@@ -166,6 +166,14 @@ impl<'data> Image<'data> {
             .collect()
     }
 
+    /// Every symbol name (mangled) of every function, aliases included.
+    pub fn all_names(&self) -> impl Iterator<Item = &'data str> + '_ {
+        self.functions
+            .values()
+            .map(|function| function.mangled)
+            .chain(self.aliases.values().flatten().copied())
+    }
+
     /// The machine code of the function at `address`: its symbol's size, or, for
     /// a symbol without one, up to `fallback` bytes.
     pub fn code(&self, address: u64, fallback: u64) -> Option<&'data [u8]> {

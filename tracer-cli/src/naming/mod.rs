@@ -5,6 +5,9 @@
 //! Sources, most trusted first:
 //! - the `raw::poll` symbol itself, when it carries its generic arguments (v0
 //!   mangling, `-C symbol-mangling-version=v0`);
+//! - DWARF ([`dwarf`]): the `DW_AT_name` of the `raw::poll<T, S>` subprogram at
+//!   the site, when the binary has debug info (`debug = "line-tables-only"` is
+//!   enough);
 //! - the task vtable's drop glue ([`drop_glue`]), for legacy-mangled builds (the
 //!   stable default), whose symbols keep no generics but whose drop glue spells
 //!   out its type.
@@ -12,6 +15,7 @@
 //! A site neither names gets a reason, counted per task in the summary.
 
 pub mod drop_glue;
+pub mod dwarf;
 pub mod image;
 pub mod location;
 pub mod process_map;
@@ -33,6 +37,8 @@ use render::FutureKind;
 pub enum Method {
     /// From the v0-mangled `raw::poll::<T, S>` symbol.
     Symbol,
+    /// From the DWARF name of the `raw::poll<T, S>` subprogram.
+    Dwarf,
     /// From the drop glue that the task vtable reaches.
     DropGlue,
 }
@@ -42,6 +48,7 @@ impl Method {
     pub fn label(self) -> &'static str {
         match self {
             Self::Symbol => "v0 symbol",
+            Self::Dwarf => "DWARF",
             Self::DropGlue => "vtable drop glue",
         }
     }
@@ -92,9 +99,20 @@ pub fn name_sites(path: &Path, sites: &[Site]) -> anyhow::Result<ObjectNames> {
     let polls: Vec<&Site> = sites.iter().filter(|s| s.probe == Probe::Poll).collect();
     let addresses: Vec<u64> = polls.iter().map(|s| s.address).collect();
     let glue = drop_glue::future_types(&image, &addresses);
+    let needs_dwarf = polls
+        .iter()
+        .any(|site| symbol_future_type(&site.symbol).is_none());
+    let dwarf = if needs_dwarf {
+        dwarf::poll_types(&file, &image, &addresses)
+    } else {
+        Default::default()
+    };
     let mut names = ObjectNames::default();
     for site in polls {
-        let symbol_type = symbol_future_type(&site.symbol);
+        let (symbol_type, method) = match symbol_future_type(&site.symbol) {
+            Some(ty) => (Some(ty), Method::Symbol),
+            None => (dwarf.get(&site.address).cloned(), Method::Dwarf),
+        };
         let vtables = glue
             .get(&site.address)
             .cloned()
@@ -106,11 +124,11 @@ pub fn name_sites(path: &Path, sites: &[Site]) -> anyhow::Result<ObjectNames> {
                         .vtables
                         .insert(*vtable, site_name(future, scheduler.as_deref()));
                 }
-                *names.methods.entry(Method::Symbol).or_default() += 1;
+                *names.methods.entry(method).or_default() += 1;
                 site_name(future, scheduler.as_deref())
             }
             (Some((future, scheduler)), Err(_)) => {
-                *names.methods.entry(Method::Symbol).or_default() += 1;
+                *names.methods.entry(method).or_default() += 1;
                 site_name(future, scheduler.as_deref())
             }
             (_, Err(Miss::NoVtable)) => SiteName::Unnamed(NO_VTABLE),

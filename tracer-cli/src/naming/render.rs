@@ -44,15 +44,56 @@ pub fn user_name(future: &str) -> (String, FutureKind) {
 }
 
 /// A type string with manglings' differences removed: no `::<` turbofish, one
-/// space after each comma, v0's numbered closures as legacy `{{closure}}`.
+/// space after each comma, v0's numbered closures as legacy `{{closure}}`, and
+/// v0's inherent-impl paths (`<app::Server>::serve`) as legacy ones
+/// (`app::Server::serve`).
 pub fn canonical(ty: &str) -> String {
     let mut out = ty.replace("::<", "<").replace(", ", ",").replace(',', ", ");
+    out = without_inherent_brackets(&out);
     for env in ["{async_fn_env#", "{async_block_env#", "{closure#"] {
         while let Some(start) = out.find(env) {
             let Some(len) = out[start..].find('}') else {
                 break;
             };
             out.replace_range(start..start + len + 1, "{{closure}}");
+        }
+    }
+    out
+}
+
+/// `<X>::` where a path starts, `X` not a trait cast (`<X as T>::`), written `X::`.
+fn without_inherent_brackets(text: &str) -> String {
+    let mut out = text.to_owned();
+    let mut from = 0;
+    while let Some(open) = out[from..].find('<').map(|at| at + from) {
+        let starts_path = open == 0 || out[..open].ends_with(['<', ' ', '(', '[', '&', '*']);
+        let close = starts_path
+            .then(|| {
+                let mut depth = 0usize;
+                for (at, c) in out[open..].char_indices() {
+                    match c {
+                        '<' => depth += 1,
+                        '>' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Some(open + at);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                None
+            })
+            .flatten();
+        match close {
+            Some(close)
+                if out[close + 1..].starts_with("::") && !out[open..close].contains(" as ") =>
+            {
+                out.replace_range(close..=close, "");
+                out.replace_range(open..=open, "");
+                from = open;
+            }
+            _ => from = open + 1,
         }
     }
     out
@@ -205,6 +246,22 @@ mod tests {
         assert_eq!(
             name("core::pin::Pin::<alloc::boxed::Box::<app::main::{async_block_env#0}>>"),
             "app::main"
+        );
+    }
+
+    #[test]
+    fn v0_inherent_methods_read_as_legacy_ones() {
+        assert_eq!(
+            name("<app::Server>::serve::{async_fn_env#0}"),
+            name("app::Server::serve::{{closure}}")
+        );
+        assert_eq!(
+            name("app::Wrap<<app::Server>::serve::{closure#0}>"),
+            "app::Wrap<app::Server::serve>"
+        );
+        assert_eq!(
+            name("<app::Server as app::Serve>::serve::{closure#0}"),
+            "<app::Server as app::Serve>::serve"
         );
     }
 
