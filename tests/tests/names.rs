@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tracer_tests::{Profile, fixture_bin, require_root, run_traced};
+use tracer_tests::{
+    Profile, expected_task_name, fixture_bin, ground_truth_future_types, require_root, run_traced,
+};
 
 /// (matched, missing, wrong) locations, and the wrong ones described.
 fn compare_locations(name: &str, profile: Profile) -> (usize, usize, Vec<String>) {
@@ -81,59 +83,6 @@ fn release_builds_never_give_a_wrong_location() {
     }
 }
 
-/// The name users read for a `std::any::type_name` of a future, written from
-/// the rules the tracer documents, applied to the type and to each of its
-/// generic arguments: `Pin<Box<X>>` and `Box<X>` are `X`, the default allocator
-/// argument is not shown, a path ending in `::{{closure}}` (an async fn's or
-/// block's state machine) is named by the function that holds it, and any other
-/// `{{closure}}` is written `{closure}`.
-fn expected_name(type_name: &str) -> String {
-    let ty = type_name.trim();
-    let Some(open) = ty.find('<') else {
-        return closure_rule(ty);
-    };
-    let (mut depth, mut start, mut args, mut close) = (0, open + 1, Vec::new(), ty.len());
-    for (at, c) in ty.char_indices().skip(open) {
-        match c {
-            '<' | '(' | '[' => depth += 1,
-            '>' | ')' | ']' => {
-                depth -= 1;
-                if depth == 0 {
-                    args.push(&ty[start..at]);
-                    close = at;
-                    break;
-                }
-            }
-            ',' if depth == 1 => {
-                args.push(&ty[start..at]);
-                start = at + 1;
-            }
-            _ => {}
-        }
-    }
-    let head = &ty[..open];
-    let suffix = &ty[(close + 1).min(ty.len())..];
-    let args: Vec<String> = args
-        .into_iter()
-        .filter(|arg| arg.trim() != "alloc::alloc::Global")
-        .map(expected_name)
-        .collect();
-    let wrapper = ["core::pin::Pin", "alloc::boxed::Box"].contains(&head);
-    if wrapper && suffix.is_empty() && args.len() == 1 {
-        return args[0].clone();
-    }
-    closure_rule(&format!("{head}<{}>{suffix}", args.join(", ")))
-}
-
-/// `…::{{closure}}` at the end names its holder; other closures read `{closure}`.
-fn closure_rule(path: &str) -> String {
-    let path = match path.strip_suffix("::{{closure}}") {
-        Some(holder) if !holder.is_empty() => holder,
-        _ => path,
-    };
-    path.replace("{{closure}}", "{closure}")
-}
-
 /// Why the tracer may leave a task unnamed in these tests: the linker folded
 /// identical drop glue of different futures (release builds).
 const FOLDED: &str = "folded";
@@ -154,13 +103,7 @@ fn compare_names(fixture_name: &str, profile: Profile) -> NameReport {
     let label = format!("{fixture_name} ({profile:?})");
     let run = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("{label}: {e}"));
     assert!(run.status.success(), "{}", run.describe());
-    let truth: BTreeMap<u64, String> = run
-        .ground_truth_text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|record| record["event"] == "future_type")
-        .filter_map(|record| Some((record["id"].as_u64()?, record["type"].as_str()?.to_owned())))
-        .collect();
+    let truth = ground_truth_future_types(&run.ground_truth_text);
     assert!(
         !truth.is_empty(),
         "{label}: no future_type in the ground truth"
@@ -182,7 +125,7 @@ fn compare_names(fixture_name: &str, profile: Profile) -> NameReport {
         wrong: Vec::new(),
     };
     for (id, type_name) in &truth {
-        let expected = expected_name(type_name);
+        let expected = expected_task_name(type_name);
         match traced.get(id) {
             Some(Some(name)) if *name == expected => report.named += 1,
             Some(None) => report.unnamed += 1,
@@ -265,23 +208,4 @@ fn release_builds_without_debug_info_never_give_a_wrong_name() {
         assert!(report.named > 0, "{name}: no task named");
         assert_eq!(report.named + report.unnamed, report.truth);
     }
-}
-
-#[test]
-fn the_expected_names_follow_the_documented_rules() {
-    assert_eq!(expected_name("app::handle::{{closure}}"), "app::handle");
-    assert_eq!(
-        expected_name("app::main::{{closure}}::{{closure}}"),
-        "app::main::{closure}"
-    );
-    assert_eq!(
-        expected_name(
-            "core::pin::Pin<alloc::boxed::Box<app::big::{{closure}}, alloc::alloc::Global>>"
-        ),
-        "app::big"
-    );
-    assert_eq!(
-        expected_name("core::future::pending::Pending<()>"),
-        "core::future::pending::Pending<()>"
-    );
 }

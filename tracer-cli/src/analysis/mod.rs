@@ -6,8 +6,10 @@
 //! Task ids are per process, so a task is known by its (pid, task id)
 //! [`TaskKey`]: a `--follow-forks` session keeps its processes apart.
 
+pub mod by_name;
 pub mod chrome;
 pub mod commands;
+pub mod histogram;
 pub mod stats;
 pub mod svg;
 pub mod tree;
@@ -82,7 +84,13 @@ pub struct TaskRecord {
     pub blocking_polls: u64,
     /// Polls running now, by thread, with their start.
     open_polls: Vec<(u32, u64)>,
+    /// Index of the poll-time histogram of its group (see [`PollGroup`]), once polled.
+    group: Option<usize>,
 }
+
+/// Tasks whose poll times are summed together: one process's tasks of one
+/// name (unnamed ones by type).
+pub type PollGroup = (u32, Option<String>, ResourceType);
 
 /// A task's state when the session ended, as tokio-console names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -131,6 +139,11 @@ impl TaskRecord {
             .saturating_sub(self.busy_ns)
     }
 
+    /// How exports title it: `app::handle #5`, `tokio.task 5` without a name.
+    pub fn title(&self) -> String {
+        task_title(self.name.as_deref(), &self.resource_type, self.async_id)
+    }
+
     /// Its state at the end of the session.
     pub fn state(&self) -> TaskState {
         if self.resolve_ns.is_some() || self.destroy_ns.is_some() {
@@ -152,6 +165,10 @@ pub const DEFAULT_BLOCKING_THRESHOLD: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub struct Collector {
     tasks: BTreeMap<TaskKey, TaskRecord>,
+    /// Index of each group's histogram in `poll_times`.
+    groups: std::collections::HashMap<PollGroup, usize>,
+    /// Poll durations of each group.
+    poll_times: Vec<histogram::Histogram>,
     blocking_threshold_ns: u64,
     first_ns: Option<u64>,
     last_ns: u64,
@@ -162,6 +179,8 @@ impl Collector {
     pub fn new(blocking_threshold: Duration) -> Self {
         Self {
             tasks: BTreeMap::new(),
+            groups: std::collections::HashMap::new(),
+            poll_times: Vec::new(),
             blocking_threshold_ns: blocking_threshold.as_nanos() as u64,
             first_ns: None,
             last_ns: 0,
@@ -193,6 +212,7 @@ impl Collector {
                     longest_poll_ns: 0,
                     blocking_polls: 0,
                     open_polls: Vec::new(),
+                    group: None,
                 }
             });
         match &event.kind {
@@ -235,6 +255,20 @@ impl Collector {
                 if took > self.blocking_threshold_ns {
                     task.blocking_polls += 1;
                 }
+                let group = match task.group {
+                    Some(group) => group,
+                    None => {
+                        let key = (task.pid, task.name.clone(), task.resource_type.clone());
+                        let next = self.poll_times.len();
+                        let group = *self.groups.entry(key).or_insert(next);
+                        task.group = Some(group);
+                        group
+                    }
+                };
+                if group == self.poll_times.len() {
+                    self.poll_times.push(histogram::Histogram::default());
+                }
+                self.poll_times[group].record(took);
                 Some(poll)
             }
             HookKind::Resolve => {
@@ -257,6 +291,11 @@ impl Collector {
             pid: info.pid,
             exe: info.exe.display().to_string(),
             tasks: self.tasks,
+            poll_times: self
+                .groups
+                .into_iter()
+                .map(|(group, index)| (group, self.poll_times[index].clone()))
+                .collect(),
             blocking_threshold_ns: self.blocking_threshold_ns,
         }
     }
@@ -277,6 +316,8 @@ pub struct Analysis {
     pub pids: BTreeSet<u32>,
     /// Every task seen, by (pid, task id).
     pub tasks: BTreeMap<TaskKey, TaskRecord>,
+    /// The durations of the polls of each group of tasks (`stats --by name`).
+    pub poll_times: BTreeMap<PollGroup, histogram::Histogram>,
     /// The threshold `blocking_polls` were counted with.
     pub blocking_threshold_ns: u64,
 }
@@ -305,6 +346,8 @@ impl Analysis {
             );
         }
         self.tasks.retain(|(task_pid, _), _| *task_pid == pid);
+        self.poll_times
+            .retain(|(group_pid, _, _), _| *group_pid == pid);
         self.pids = BTreeSet::from([pid]);
         self.pid = pid;
         Ok(())
@@ -328,6 +371,15 @@ impl Analysis {
     /// `ns` as seconds since the session started.
     pub fn relative_s(&self, ns: u64) -> f64 {
         ns.saturating_sub(self.start_ns) as f64 / 1e9
+    }
+}
+
+/// How exports title a task: its name and id (`app::handle #5`), or, without
+/// a name, its type and id (`tokio.task 5`).
+pub fn task_title(name: Option<&str>, resource_type: &ResourceType, async_id: u64) -> String {
+    match name {
+        Some(name) => format!("{name} #{async_id}"),
+        None => format!("{} {async_id}", resource_type.as_str()),
     }
 }
 
@@ -393,7 +445,14 @@ impl ReportSink {
                 tree::write_text(&mut out, &analysis, &tree)?;
             }
         }
-        if self.options.stats {
+        if self.options.stats && self.options.stats_options.by == stats::GroupBy::Name {
+            let table = by_name::NameTable::new(&analysis, self.options.stats_options.sort);
+            if self.options.json {
+                by_name::write_json(&mut out, &table)?;
+            } else {
+                by_name::write_text(&mut out, &analysis, &table)?;
+            }
+        } else if self.options.stats {
             let stats = &self.options.stats_options;
             let table = stats::Table::new(&analysis, stats.sort, stats.many_polls);
             if self.options.json {

@@ -52,6 +52,21 @@ pub struct Row {
     pub longest_poll_ns: u64,
     /// Polls longer than the blocking threshold.
     pub blocking_polls: u64,
+    /// What it runs (its future type), empty/`null` when unknown.
+    pub name: Option<String>,
+    /// Where it was spawned (`file:line:col`), empty/`null` when unknown.
+    pub location: Option<String>,
+}
+
+/// How `stats` groups its rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupBy {
+    /// One row per task.
+    #[default]
+    Task,
+    /// One row per name (future type): tasks, polls, busy, p50/p99/max poll
+    /// time, lifetime.
+    Name,
 }
 
 /// The rows in order, with the warnings.
@@ -81,6 +96,8 @@ impl Table {
                 lifetime_ns: task.lifetime_ns(analysis.end_ns),
                 longest_poll_ns: task.longest_poll_ns,
                 blocking_polls: task.blocking_polls,
+                name: task.name.clone(),
+                location: task.location.clone(),
             })
             .collect();
         tasks.sort_by_key(|row| {
@@ -127,7 +144,7 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
     };
     writeln!(
         out,
-        "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}  NAME",
         pid_column(&"PID"),
         "ID",
         "TYPE",
@@ -145,7 +162,7 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
             .map_or_else(|| "?".to_owned(), |id| id.to_string());
         writeln!(
             out,
-            "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9}  {}",
             pid_column(&row.pid),
             row.async_id,
             row.resource_type,
@@ -156,6 +173,7 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
             human_duration(row.idle_ns),
             human_duration(row.lifetime_ns),
             human_duration(row.longest_poll_ns),
+            row.name.as_deref().unwrap_or("?"),
         )?;
     }
     let processes = match analysis.pids.len() {
@@ -210,11 +228,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "pid,async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls"
+            "pid,async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls,name,location"
         );
         assert_eq!(
             lines[1],
-            "1,2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1"
+            "1,2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1,,"
         );
         assert_eq!(lines.len(), 1 + analysis.tasks.len());
         assert!(text.contains("\n1,9,tokio.task,,idle,"));
