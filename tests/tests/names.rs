@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use tracer_tests::{
-    Profile, expected_task_name, fixture_bin, ground_truth_future_types, require_root, run_traced,
+    Privileges, Profile, expected_task_name, fixture_bin, ground_truth_future_types,
+    ground_truth_polls, require_root, run_traced, run_traced_with,
 };
 
 /// (matched, missing, wrong) locations, and the wrong ones described.
@@ -208,4 +209,89 @@ fn release_builds_without_debug_info_never_give_a_wrong_name() {
         assert!(report.named > 0, "{name}: no task named");
         assert_eq!(report.named + report.unnamed, report.truth);
     }
+}
+
+/// `--task GLOB` with a glob made from the fixture's most common future type:
+/// only the tasks whose name matches are reported, each with all its polls
+/// (as Tokio's hooks counted them) and its trigger when the trigger is reported
+/// too, and only their poll sites are probed.
+#[test]
+fn task_glob_reports_only_matching_tasks_with_their_ground_truth_events() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("multi_thread", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    // Which name to ask for: the one most tasks have in an unfiltered run.
+    let all = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for type_name in ground_truth_future_types(&all.ground_truth_text).values() {
+        *counts.entry(expected_task_name(type_name)).or_default() += 1;
+    }
+    let (name, _) = counts
+        .iter()
+        .max_by_key(|(_, count)| **count)
+        .expect("typed tasks");
+    let glob = format!("{}*", name);
+    let run = run_traced_with(Privileges::Root, &["--task", &glob], &fixture, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(run.status.success(), "{}", run.describe());
+    let types = ground_truth_future_types(&run.ground_truth_text);
+    let expected: BTreeMap<u64, u64> = ground_truth_polls(&run.ground_truth)
+        .into_iter()
+        .filter(|(id, _)| {
+            types
+                .get(id)
+                .is_some_and(|ty| expected_task_name(ty).starts_with(name.as_str()))
+        })
+        .collect();
+    assert!(expected.len() > 1, "{glob}: too few tasks to test");
+    let per_task = run.tracer.per_task();
+    let reported: Vec<u64> = per_task.keys().copied().collect();
+    assert_eq!(
+        reported,
+        expected.keys().copied().collect::<Vec<_>>(),
+        "{glob}: the tasks reported"
+    );
+    for (id, polls) in &expected {
+        let events = &per_task[id];
+        let befores = events
+            .iter()
+            .filter(|e| e.event == tracer_tests::HookKind::Before)
+            .count() as u64;
+        assert_eq!(befores, *polls, "task {id}: polls");
+        let init = events
+            .iter()
+            .find(|e| e.event == tracer_tests::HookKind::Init)
+            .unwrap();
+        let parent = run.ground_truth.tasks[id].parent;
+        let expected_trigger = parent.filter(|parent| expected.contains_key(parent));
+        assert_eq!(init.trigger_id, expected_trigger, "task {id}: trigger");
+        assert!(
+            init.name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(name.as_str())),
+            "{init:?}"
+        );
+    }
+    let probed = |stderr: &str| -> usize {
+        let line = stderr
+            .lines()
+            .find(|line| line.contains("probe sites attached in"))
+            .expect("the attach line");
+        let at = line.find(" poll,").expect("a poll count");
+        line[..at].rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (filtered, unfiltered) = (probed(&run.stderr), probed(&all.stderr));
+    assert!(
+        filtered > 0 && filtered < unfiltered,
+        "--task probes {filtered} poll sites of {unfiltered}"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("{} tasks reported", expected.len())),
+        "{}",
+        run.stderr
+    );
+    eprintln!(
+        "--task '{glob}': {} tasks reported, as ground truth says; {filtered} of {unfiltered} poll sites probed",
+        expected.len()
+    );
 }

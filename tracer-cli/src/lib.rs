@@ -7,3 +7,4 @@ pub mod event;
 pub mod model;
 pub mod names;
 pub mod output;
+pub mod task_filter;

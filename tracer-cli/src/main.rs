@@ -195,6 +195,14 @@ struct OutputArgs {
     /// and --stats then report each process's tasks under its pid.
     #[arg(long)]
     follow_forks: bool,
+    /// Report only the tasks whose name (their future type, as `init` shows it)
+    /// matches GLOB: `*` is any run of characters, `?` one character, matched
+    /// against the whole name (e.g. 'my_app::handle*'). Repeat for several. Only
+    /// the poll sites of matching future types are probed, so other tasks cost
+    /// nothing per poll; tasks without a name match no GLOB. A matching task
+    /// spawned outside the matching tasks has trigger_id null (unknown).
+    #[arg(long = "task", value_name = "GLOB", conflicts_with = "floor")]
+    tasks: Vec<String>,
     /// Benchmark floor: empty programs on the poll sites only, no events.
     #[arg(long, hide = true, conflicts_with = "no_polls")]
     floor: bool,
@@ -286,6 +294,7 @@ impl OutputArgs {
             ring_bytes: self.ring_size,
             probes,
             follow_forks: self.follow_forks,
+            tasks: tracer_cli::task_filter::TaskGlobs::new(self.tasks.clone()),
         }
     }
 }

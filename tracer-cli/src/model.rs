@@ -25,6 +25,7 @@ use tracer_common::{RawEvent, RawKind, RawSpawnEvent, SpawnKind};
 use crate::{
     event::{HookEvent, HookKind, ResourceType},
     names::{Identity, NameTable},
+    task_filter::{TaskFilter, TaskGlobs},
 };
 
 /// A ring-buffer record as a `T` (a plain-old-data event such as [`RawEvent`]), if
@@ -106,6 +107,8 @@ pub struct TaskModel {
     lifecycle_only: bool,
     /// Names and locations for `init`s (empty: none are looked up).
     names: NameTable,
+    /// `--task`: only tasks whose name matches are reported.
+    filter: Option<TaskFilter>,
 }
 
 impl TaskModel {
@@ -126,6 +129,17 @@ impl TaskModel {
     /// The model names tasks from `names`.
     pub fn with_names(self, names: NameTable) -> Self {
         Self { names, ..self }
+    }
+
+    /// The model reports only the tasks whose name `globs` match (none: all).
+    pub fn with_task_filter(self, globs: TaskGlobs) -> Self {
+        let filter = (!globs.is_empty()).then(|| TaskFilter::new(globs));
+        Self { filter, ..self }
+    }
+
+    /// The `--task` filter's counts, when there is one.
+    pub fn task_filter(&self) -> Option<&TaskFilter> {
+        self.filter.as_ref()
     }
 
     /// The names the model gives, with its counts of unnamed tasks.
@@ -166,8 +180,29 @@ impl TaskModel {
         self.apply_with(raw, None, out);
     }
 
-    /// [`TaskModel::apply`], with a spawn's (vtable, location candidate).
+    /// [`TaskModel::apply`], with a spawn's (vtable, location candidate),
+    /// through the `--task` filter if there is one.
     fn apply_with(
+        &mut self,
+        raw: &RawEvent,
+        spawn: Option<(u64, u64)>,
+        mut out: impl FnMut(HookEvent),
+    ) {
+        match self.filter.take() {
+            None => self.apply_unfiltered(raw, spawn, out),
+            Some(mut filter) => {
+                self.apply_unfiltered(raw, spawn, |event| {
+                    if let Some(event) = filter.pass(event) {
+                        out(event);
+                    }
+                });
+                self.filter = Some(filter);
+            }
+        }
+    }
+
+    /// [`TaskModel::apply_with`] for every task.
+    fn apply_unfiltered(
         &mut self,
         raw: &RawEvent,
         spawn: Option<(u64, u64)>,

@@ -99,7 +99,7 @@ impl NameTable {
     }
 
     /// The site of a slot (a poll cookie), if known.
-    fn site(&self, slot: u32) -> Option<&SiteName> {
+    pub fn site(&self, slot: u32) -> Option<&SiteName> {
         self.sites.get(usize::try_from(slot).ok()?.checked_sub(1)?)
     }
 

@@ -18,6 +18,8 @@ use tokio::{
 };
 use tracer_common::{RawEvent, RawResourceEvent, RawSpawnEvent};
 
+use tracer_cli::task_filter::TaskGlobs;
+
 use crate::{
     forks::{self, Children, NewTaskFields},
     launch::{ChildExit, Launched},
@@ -27,13 +29,13 @@ use crate::{
     preflight,
     probes::{AttachReport, ProbeSet, Probes},
     resources::ResourceModel,
-    runtime::{HeaderLayout, RuntimeAdapter, tokio::Tokio},
+    runtime::{HeaderLayout, Probe, RuntimeAdapter, tokio::Tokio},
     summary::SessionStats,
     target::{Target, TargetObject},
 };
 
 /// Settings shared by `trace` and `run`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SessionOptions {
     /// Size of the BPF ring buffer in bytes.
     pub ring_bytes: u32,
@@ -41,6 +43,8 @@ pub struct SessionOptions {
     pub probes: ProbeSet,
     /// Trace the processes the target creates too (`--follow-forks`).
     pub follow_forks: bool,
+    /// `--task`: only tasks whose name matches, and only their poll sites probed.
+    pub tasks: TaskGlobs,
 }
 
 /// How often sinks are flushed while the target is quiet, and its program checked.
@@ -174,7 +178,7 @@ pub async fn trace(
             probes.follow(child, parent)?;
         }
     }
-    let attach = attach_all(&mut probes, &objects, pid, options, &names)?;
+    let attach = attach_all(&mut probes, &objects, pid, &options, &names)?;
     let mut events = watch_readable(probes.take_events()?)?;
     let exited = pidfd(pid)?;
     probes.arm()?;
@@ -218,7 +222,9 @@ pub async fn trace(
             TaskModel::new()
         }
     };
-    let mut model = model.with_names(table);
+    let mut model = model
+        .with_names(table)
+        .with_task_filter(options.tasks.clone());
     if options.follow_forks {
         eprintln!(
             "tracer: following forks: processes that pid {pid} creates are traced too, until they exit or run another program"
@@ -359,6 +365,9 @@ pub async fn trace(
     for line in model.names().summary() {
         eprintln!("tracer: {line}");
     }
+    if let Some(filter) = model.task_filter() {
+        eprintln!("tracer: {}", filter.summary());
+    }
     if options.follow_forks {
         eprintln!("tracer: child processes followed: {}", children.followed);
     }
@@ -386,7 +395,7 @@ fn attach_all(
     probes: &mut Probes,
     objects: &[TargetObject],
     pid: u32,
-    options: SessionOptions,
+    options: &SessionOptions,
     names: &SessionNames,
 ) -> anyhow::Result<AttachReport> {
     // Followed children are not known yet: the kernel must run the programs for
@@ -405,13 +414,19 @@ fn attach_all(
                 .copied()
                 .unwrap_or(0)
         };
-        let report = probes.attach(
-            &object.attach_path,
-            &object.sites.sites,
-            only_pid,
-            options.probes,
-            &slot,
-        )?;
+        // With --task, only the poll sites whose future type matches are probed.
+        let sites: Vec<crate::symbols::Site> = object
+            .sites
+            .sites
+            .iter()
+            .filter(|site| {
+                site.probe != Probe::Poll
+                    || options.tasks.is_empty()
+                    || names.site_matches(index, site.address, &options.tasks)
+            })
+            .cloned()
+            .collect();
+        let report = probes.attach(&object.attach_path, &sites, only_pid, options.probes, &slot)?;
         for (label, count) in report.attached {
             *attach.attached.entry(label).or_default() += count;
         }

@@ -5,7 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tracer_cli::names::{LocationSource, NameTable, SiteName};
+use tracer_cli::{
+    names::{LocationSource, NameTable, SiteName},
+    task_filter::TaskGlobs,
+};
 
 use super::{Method, location::BinaryLocations, name_sites, process_map::load_bias};
 use crate::{probes::LocationRange, runtime::Probe, target::TargetObject};
@@ -114,6 +117,18 @@ impl SessionNames {
             sites: count,
             location_problem,
         }
+    }
+
+    /// Whether the poll site at `address` of object `index` runs a future whose
+    /// name `globs` match (`--task`); an unnamed site matches none.
+    pub fn site_matches(&self, index: usize, address: u64, globs: &TaskGlobs) -> bool {
+        let Some(slot) = self.slots.get(&(index, address)) else {
+            return false;
+        };
+        matches!(
+            self.table.site(u32::try_from(*slot).unwrap_or(0)),
+            Some(SiteName::Named { name, .. }) if globs.matches(name)
+        )
     }
 
     /// The status line: "names: 20 of 20 poll sites (20 by vtable drop glue)".
