@@ -58,7 +58,7 @@ enum Command {
     /// that were already running when tracer attached appear at first sight with
     /// an init marked existing and no trigger.
     #[command(
-        after_help = "Examples:\n  tracer trace -p 4242\n  tracer trace -p \"$(pgrep -n my-server)\" --json > events.jsonl\n  tracer trace -p 4242 --follow-forks --json   # and the workers it forks from now on"
+        after_help = "Examples:\n  tracer trace -p 4242\n  tracer trace -p \"$(pgrep -n my-server)\" --json > events.jsonl\n  tracer trace -p 4242 --follow-forks --json   # and the workers it forks from now on\n  tracer trace -p 4242 --task 'my_app::handle*'   # only those tasks, only their polls probed"
     )]
     Trace {
         /// Process id of the Tokio program to trace.
@@ -147,11 +147,12 @@ enum Command {
     )]
     Tree(analysis::commands::TreeArgs),
     /// Print one row per task of a recorded session (polls, busy, idle, lifetime,
-    /// longest poll, state at the end), then warnings: polls that block the
+    /// longest poll, state at the end, name), then warnings: polls that block the
     /// runtime, tasks never polled, never finished, polled many times without
-    /// finishing.
+    /// finishing. With --by name, one row per future type instead: tasks, polls,
+    /// busy, p50/p99/max poll time and mean lifetime.
     #[command(
-        after_help = "Examples:\n  tracer stats session.trace\n  tracer stats session.trace --sort longest --blocking-threshold 2ms\n  tracer stats session.trace --csv > tasks.csv"
+        after_help = "Examples:\n  tracer stats session.trace\n  tracer stats session.trace --by name\n  tracer stats session.trace --sort longest --blocking-threshold 2ms\n  tracer stats session.trace --csv > tasks.csv"
     )]
     Stats(analysis::commands::StatsArgs),
     /// Draw a recorded session: Chrome trace JSON for Perfetto, or an SVG timeline.
@@ -164,7 +165,7 @@ enum Command {
 #[derive(Args, Debug)]
 struct OutputArgs {
     /// One JSON object per line (fields: event, async_id, type, trigger_id,
-    /// existing, completed, ts_ns, pid, tid) instead of aligned text.
+    /// existing, name, location, completed, ts_ns, pid, tid) instead of aligned text.
     #[arg(long)]
     json: bool,
     /// Size of the kernel ring buffer, in bytes (a power of two). Raise it if the
@@ -310,7 +311,7 @@ fn parse_command_line() -> Cli {
         && ["trace", "record", "run"].contains(&name)
         && !sub.get_flag("stats")
     {
-        for id in ["sort", "blocking_threshold", "many_polls"] {
+        for id in ["sort", "blocking_threshold", "many_polls", "by"] {
             if sub.value_source(id) == Some(ValueSource::CommandLine) {
                 let flag = format!("--{}", id.replace('_', "-"));
                 Cli::command()

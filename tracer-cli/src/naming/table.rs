@@ -155,10 +155,18 @@ impl SessionNames {
             .map(|(reason, count)| format!("{count}: {reason}"))
             .collect::<Vec<_>>()
             .join("; ");
+        // Advice for what the build lacks: v0 symbols name every site; DWARF
+        // all but those whose type it cannot spell (trait impls' closures).
+        let advice = if self.methods.contains_key(&Method::Symbol) {
+            ""
+        } else if self.methods.contains_key(&Method::Dwarf) {
+            ". v0 mangling (RUSTFLAGS=\"-C symbol-mangling-version=v0\") names them"
+        } else {
+            ". To keep names, build with symbols (no `strip`), e.g. `debug = \"line-tables-only\"` \
+             in the profile, or with v0 mangling (RUSTFLAGS=\"-C symbol-mangling-version=v0\")"
+        };
         Some(format!(
-            "{} of {} poll sites have no name ({reasons}); their tasks are traced unnamed. \
-             To keep names, build with symbols (no `strip`), e.g. `debug = \"line-tables-only\"` \
-             in the profile, or with v0 mangling (RUSTFLAGS=\"-C symbol-mangling-version=v0\")",
+            "{} of {} poll sites have no name ({reasons}); their tasks are traced unnamed{advice}",
             self.unnamed.values().sum::<usize>(),
             self.sites
         ))
