@@ -65,6 +65,8 @@ fuzz_target!(|data: &[u8]| {
             let mut state = DeltaState::default();
             while format::decode_event(&mut cursor, &mut state, 1).is_ok() {}
             let _ = format::decode_end(rest);
+            let count = rest.first().copied().unwrap_or_default().into();
+            let _ = format::decode_names(rest, count);
         }
     }
 });

@@ -403,6 +403,12 @@ pub struct TracerEvent {
     /// `init` only: the task existed before the tracer attached.
     #[serde(default)]
     pub existing: Option<bool>,
+    /// `init` only: the task's name (its future type), null when unknown.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `init` only: where it was spawned (`file:line:col`), null when unknown.
+    #[serde(default)]
+    pub location: Option<String>,
     /// `after` only: whether the future completed in this poll.
     #[serde(default)]
     pub completed: Option<bool>,
@@ -866,6 +872,9 @@ pub enum Profile {
     Debug,
     /// `tests/fixtures/target/release`.
     Release,
+    /// `tests/fixtures/target/release-no-debuginfo`: release with symbols but
+    /// no debug info (Cargo's default release).
+    ReleaseNoDebuginfo,
     /// `tests/fixtures/target/stripped`: release without a symbol table.
     Stripped,
     /// `tests/fixtures/target/release-lto`: release with `lto = "fat"` and
@@ -880,6 +889,7 @@ impl Profile {
         match self {
             Profile::Debug => "debug",
             Profile::Release => "release",
+            Profile::ReleaseNoDebuginfo => "release-no-debuginfo",
             Profile::Stripped => "stripped",
             Profile::ReleaseLto => "release-lto",
             Profile::ReleaseThinLto => "release-thin-lto",
@@ -1107,6 +1117,69 @@ pub fn ground_truth_polls(truth: &GroundTruth) -> BTreeMap<u64, u64> {
         .tasks
         .iter()
         .map(|(id, task)| (*id, task.poll_start_tids.len() as u64))
+        .collect()
+}
+
+/// The name users read for a `std::any::type_name` of a future, written from
+/// the rules the tracer documents, applied to the type and to each of its
+/// generic arguments: `Pin<Box<X>>` and `Box<X>` are `X`, the default allocator
+/// argument is not shown, a path ending in `::{{closure}}` (an async fn's or
+/// block's state machine) is named by the function that holds it, and any other
+/// `{{closure}}` is written `{closure}`.
+pub fn expected_task_name(type_name: &str) -> String {
+    let ty = type_name.trim();
+    let Some(open) = ty.find('<') else {
+        return closure_rule(ty);
+    };
+    let (mut depth, mut start, mut args, mut close) = (0, open + 1, Vec::new(), ty.len());
+    for (at, c) in ty.char_indices().skip(open) {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    args.push(&ty[start..at]);
+                    close = at;
+                    break;
+                }
+            }
+            ',' if depth == 1 => {
+                args.push(&ty[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    let head = &ty[..open];
+    let suffix = &ty[(close + 1).min(ty.len())..];
+    let args: Vec<String> = args
+        .into_iter()
+        .filter(|arg| arg.trim() != "alloc::alloc::Global")
+        .map(expected_task_name)
+        .collect();
+    let wrapper = ["core::pin::Pin", "alloc::boxed::Box"].contains(&head);
+    if wrapper && suffix.is_empty() && args.len() == 1 {
+        return args[0].clone();
+    }
+    closure_rule(&format!("{head}<{}>{suffix}", args.join(", ")))
+}
+
+/// `…::{{closure}}` at the end names its holder; other closures read `{closure}`.
+fn closure_rule(path: &str) -> String {
+    let path = match path.strip_suffix("::{{closure}}") {
+        Some(holder) if !holder.is_empty() => holder,
+        _ => path,
+    };
+    path.replace("{{closure}}", "{closure}")
+}
+
+/// The `future_type` records of a ground-truth file: each task's future type
+/// (`std::any::type_name`), by task id.
+pub fn ground_truth_future_types(text: &str) -> BTreeMap<u64, String> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["event"] == "future_type")
+        .filter_map(|record| Some((record["id"].as_u64()?, record["type"].as_str()?.to_owned())))
         .collect()
 }
 

@@ -522,3 +522,29 @@ fn block_in_place_launcher_gets_the_calling_task_as_parent() {
     assert_eq!(gt.tasks[&1].parent, None);
     assert_eq!(gt.tasks[&5].parent, None);
 }
+
+#[test]
+fn expected_task_names_follow_the_documented_rules() {
+    assert_eq!(
+        expected_task_name("app::handle::{{closure}}"),
+        "app::handle"
+    );
+    assert_eq!(
+        expected_task_name("app::main::{{closure}}::{{closure}}"),
+        "app::main::{closure}"
+    );
+    assert_eq!(
+        expected_task_name(
+            "core::pin::Pin<alloc::boxed::Box<app::big::{{closure}}, alloc::alloc::Global>>"
+        ),
+        "app::big"
+    );
+    assert_eq!(
+        expected_task_name("core::future::pending::Pending<()>"),
+        "core::future::pending::Pending<()>"
+    );
+    assert_eq!(
+        expected_task_name("app::Wrap<app::main::{{closure}}::{{closure}}, u8>::{{closure}}"),
+        "app::Wrap<app::main::{closure}, u8>"
+    );
+}

@@ -13,9 +13,9 @@ use std::{
 
 use serde_json::Value;
 use tracer_tests::{
-    GROUND_TRUTH_ENV, GroundTruth, Profile, fixture_bin, ground_truth_edges, ground_truth_pid,
-    ground_truth_polls, require_root, run_traced, stats_polls, temp_path, tracer_bin,
-    tracer_stdout as tracer, tree_edges,
+    GROUND_TRUTH_ENV, GroundTruth, Profile, expected_task_name, fixture_bin, ground_truth_edges,
+    ground_truth_future_types, ground_truth_pid, ground_truth_polls, require_root, run_traced,
+    stats_polls, temp_path, tracer_bin, tracer_stdout as tracer, tree_edges,
 };
 
 /// The recorded session and what Tokio's hooks saw during it.
@@ -23,6 +23,8 @@ struct Recorded {
     file: PathBuf,
     pid: u32,
     ground_truth: GroundTruth,
+    /// Each task's future type (`type_name`), by task id, where the fixture recorded it.
+    future_types: BTreeMap<u64, String>,
 }
 
 fn recorded() -> &'static Recorded {
@@ -44,6 +46,7 @@ fn recorded() -> &'static Recorded {
             file,
             pid: ground_truth_pid(&run.ground_truth_text).unwrap_or_else(|e| panic!("{e}")),
             ground_truth: run.ground_truth,
+            future_types: ground_truth_future_types(&run.ground_truth_text),
         }
     })
 }
@@ -92,6 +95,53 @@ fn live_tree_flag_prints_the_ground_truth_parent_links_at_the_end() {
     assert_eq!(
         tree_edges(&tree),
         of_the_process(pid, ground_truth_edges(&truth))
+    );
+}
+
+#[test]
+fn stats_by_name_sums_the_ground_truth_tasks_and_polls_of_each_future_type() {
+    let recorded = recorded();
+    let stats: Value =
+        serde_json::from_str(&tracer(&["stats", "--by", "name", "--json", file_arg()])).unwrap();
+    let polls = ground_truth_polls(&recorded.ground_truth);
+    // (tasks, polls) per name, from Tokio's hooks and the fixture's type_name records.
+    let mut expected: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (id, type_name) in &recorded.future_types {
+        let sums = expected.entry(expected_task_name(type_name)).or_default();
+        sums.0 += 1;
+        sums.1 += polls.get(id).copied().unwrap_or_default();
+    }
+    assert!(!expected.is_empty(), "no future types in the ground truth");
+    let rows = stats["names"].as_array().expect("a names array");
+    let traced: BTreeMap<String, (u64, u64)> = rows
+        .iter()
+        .filter_map(|row| {
+            Some((
+                row["name"].as_str()?.to_owned(),
+                (row["tasks"].as_u64()?, row["polls"].as_u64()?),
+            ))
+        })
+        .collect();
+    for (name, sums) in &expected {
+        assert_eq!(
+            traced.get(name),
+            Some(sums),
+            "{name}: (tasks, polls) traced vs ground truth"
+        );
+    }
+    for row in rows {
+        let (p50, p99, max) = (
+            row["p50_poll_ns"].as_u64().unwrap(),
+            row["p99_poll_ns"].as_u64().unwrap(),
+            row["max_poll_ns"].as_u64().unwrap(),
+        );
+        assert!(p50 <= p99 && p99 <= max, "{row}");
+        assert!(max <= row["busy_ns"].as_u64().unwrap(), "{row}");
+    }
+    eprintln!(
+        "stats --by name: {} names from ground truth matched (tasks and polls), {} rows",
+        expected.len(),
+        rows.len()
     );
 }
 
@@ -176,6 +226,53 @@ fn chrome_export_has_a_slice_per_poll_and_a_flow_per_triggered_task_and_wake_by_
     }
     assert_eq!(count("b"), truth.tasks.len(), "one lifetime per task");
     assert_eq!(count("e"), truth.tasks.len(), "every lifetime ends");
+    // Each typed task's lifetime track is named `NAME #ID`, and its polls `NAME`.
+    let future_types = &recorded().future_types;
+    for event in events.iter().filter(|e| e["ph"] == "b") {
+        let id = event["args"]["async_id"].as_u64().unwrap();
+        if let Some(type_name) = future_types.get(&id) {
+            let name = expected_task_name(type_name);
+            assert_eq!(event["name"], format!("{name} #{id}"), "{event}");
+            assert_eq!(event["args"]["name"], name.as_str(), "{event}");
+        }
+    }
+    for event in events.iter().filter(|e| e["ph"] == "X") {
+        let id = event["args"]["async_id"].as_u64().unwrap();
+        if let Some(type_name) = future_types.get(&id) {
+            assert_eq!(
+                event["name"],
+                expected_task_name(type_name).as_str(),
+                "{event}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tree_nodes_carry_each_tasks_ground_truth_name() {
+    let tree: Value = serde_json::from_str(&tracer(&["tree", "--json", file_arg()])).unwrap();
+    let future_types = &recorded().future_types;
+    let mut stack: Vec<&Value> = tree["roots"].as_array().unwrap().iter().collect();
+    let mut checked = 0;
+    while let Some(node) = stack.pop() {
+        stack.extend(node["children"].as_array().into_iter().flatten());
+        let Some(id) = node["async_id"].as_u64() else {
+            continue;
+        };
+        if let Some(type_name) = future_types.get(&id) {
+            assert_eq!(
+                node["name"],
+                expected_task_name(type_name).as_str(),
+                "{node}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        future_types.len(),
+        "every typed task is in the tree"
+    );
 }
 
 /// Screenshots `svg` with headless Chromium into a PNG and returns its pixels (RGBA or RGB).

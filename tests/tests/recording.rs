@@ -54,6 +54,18 @@ fn replay_json_is_byte_identical_to_the_live_json_and_matches_ground_truth() {
     let (live, replay, ground_truth, _) = run_live_and_replay(&["--json"], &["--json"]);
     assert!(!live.is_empty());
     assert!(live == replay, "replay differs from the live output");
+    // Names and locations are in the file (format 1.2), not only in the live output.
+    let output = TracerOutput::parse(&replay).unwrap();
+    let named = output.events.iter().filter(|e| e.name.is_some()).count();
+    let located = output
+        .events
+        .iter()
+        .filter(|e| e.location.is_some())
+        .count();
+    assert!(
+        named > 0 && located > 0,
+        "the replay lost names ({named}) or locations ({located})"
+    );
     let mismatches = compare(&ground_truth, &TracerOutput::parse(&replay).unwrap());
     assert!(
         mismatches.is_empty(),

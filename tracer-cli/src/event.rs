@@ -46,6 +46,16 @@ pub enum HookKind {
         trigger_id: Option<u64>,
         /// The resource existed before the tracer attached.
         existing: bool,
+        /// What the task runs: its future's type as users read it
+        /// (`my_app::handle`), `None` when it cannot be known (the summary counts
+        /// why). Read once per `raw::poll` copy from the binary.
+        #[serde(default)]
+        name: Option<String>,
+        /// Where it was spawned, `file:line:col` as Tokio's
+        /// `TaskMeta::spawned_at()` says it; `None` when unknown (a task that
+        /// existed before attach, a spawn whose entry point was inlined).
+        #[serde(default)]
+        location: Option<String>,
     },
     /// Its callback (a Tokio poll) is about to run.
     Before {
@@ -124,6 +134,8 @@ mod tests {
                 resource_type: ResourceType::TOKIO_BLOCKING,
                 trigger_id: None,
                 existing: true,
+                name: None,
+                location: None,
             },
             async_id: 7,
             ts_ns: 11,

@@ -5,5 +5,7 @@
 
 pub mod event;
 pub mod model;
+pub mod names;
 pub mod output;
 pub mod sched;
+pub mod task_filter;

@@ -9,6 +9,7 @@ mod forks;
 mod launch;
 mod mapped_file;
 mod multi_attach;
+mod naming;
 mod preflight;
 mod probes;
 mod recording;
@@ -58,7 +59,7 @@ enum Command {
     /// that were already running when tracer attached appear at first sight with
     /// an init marked existing and no trigger.
     #[command(
-        after_help = "Examples:\n  tracer trace -p 4242\n  tracer trace -p \"$(pgrep -n my-server)\" --json > events.jsonl\n  tracer trace -p 4242 --follow-forks --json   # and the workers it forks from now on"
+        after_help = "Examples:\n  tracer trace -p 4242\n  tracer trace -p \"$(pgrep -n my-server)\" --json > events.jsonl\n  tracer trace -p 4242 --follow-forks --json   # and the workers it forks from now on\n  tracer trace -p 4242 --task 'my_app::handle*'   # only those tasks, only their polls probed"
     )]
     Trace {
         /// Process id of the Tokio program to trace.
@@ -147,11 +148,12 @@ enum Command {
     )]
     Tree(analysis::commands::TreeArgs),
     /// Print one row per task of a recorded session (polls, busy, idle, lifetime,
-    /// longest poll, state at the end), then warnings: polls that block the
+    /// longest poll, state at the end, name), then warnings: polls that block the
     /// runtime, tasks never polled, never finished, polled many times without
-    /// finishing.
+    /// finishing. With --by name, one row per future type instead: tasks, polls,
+    /// busy, p50/p99/max poll time and mean lifetime.
     #[command(
-        after_help = "Examples:\n  tracer stats session.trace\n  tracer stats session.trace --sort longest --blocking-threshold 2ms\n  tracer stats session.trace --csv > tasks.csv"
+        after_help = "Examples:\n  tracer stats session.trace\n  tracer stats session.trace --by name\n  tracer stats session.trace --sort longest --blocking-threshold 2ms\n  tracer stats session.trace --csv > tasks.csv"
     )]
     Stats(analysis::commands::StatsArgs),
     /// Watch a process's tasks live in the terminal, or look through a recording.
@@ -183,8 +185,8 @@ Needs a terminal: for scripts use `tracer trace --json` or `tracer stats FILE`."
 #[derive(Args, Debug)]
 struct OutputArgs {
     /// One JSON object per line (fields: event, async_id, type, trigger_id,
-    /// existing, completed, sched_ns, waker_id, self, ts_ns, pid, tid) instead of
-    /// aligned text.
+    /// existing, name, location, completed, sched_ns, waker_id, self, ts_ns, pid,
+    /// tid) instead of aligned text.
     #[arg(long)]
     json: bool,
     /// Size of the kernel ring buffer, in bytes (a power of two). Raise it if the
@@ -224,6 +226,14 @@ struct OutputArgs {
     /// and --stats then report each process's tasks under its pid.
     #[arg(long)]
     follow_forks: bool,
+    /// Report only the tasks whose name (their future type, as `init` shows it)
+    /// matches GLOB: `*` is any run of characters, `?` one character, matched
+    /// against the whole name (e.g. 'my_app::handle*'). Repeat for several. Only
+    /// the poll sites of matching future types are probed, so other tasks cost
+    /// nothing per poll; tasks without a name match no GLOB. A matching task
+    /// spawned outside the matching tasks has trigger_id null (unknown).
+    #[arg(long = "task", value_name = "GLOB", conflicts_with = "floor")]
+    tasks: Vec<String>,
     /// Benchmark floor: empty programs on the poll sites only, no events.
     #[arg(long, hide = true, conflicts_with = "no_polls")]
     floor: bool,
@@ -317,6 +327,7 @@ impl OutputArgs {
             ring_bytes: self.ring_size,
             probes,
             follow_forks: self.follow_forks,
+            tasks: tracer_cli::task_filter::TaskGlobs::new(self.tasks.clone()),
         }
     }
 }
@@ -337,6 +348,7 @@ fn parse_command_line() -> Cli {
             "blocking_threshold",
             "many_polls",
             "sched_threshold",
+            "by",
         ] {
             if sub.value_source(id) == Some(ValueSource::CommandLine) {
                 let flag = format!("--{}", id.replace('_', "-"));

@@ -24,11 +24,13 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use tracer_common::{RawEvent, RawKind, SpawnKind};
+use tracer_common::{RawEvent, RawKind, RawSpawnEvent, SpawnKind};
 
 use crate::{
     event::{HookEvent, HookKind, ResourceType},
+    names::{Identity, NameTable},
     sched::Wait,
+    task_filter::{TaskFilter, TaskGlobs},
 };
 
 /// A ring-buffer record as a `T` (a plain-old-data event such as [`RawEvent`]), if
@@ -110,6 +112,10 @@ pub struct TaskModel {
     /// No poll probes feed the BPF poll stack (`--no-polls`), so spawn triggers
     /// are unknown and reported as `None`, never as a guess.
     lifecycle_only: bool,
+    /// Names and locations for `init`s (empty: none are looked up).
+    names: NameTable,
+    /// `--task`: only tasks whose name matches are reported.
+    filter: Option<TaskFilter>,
 }
 
 impl TaskModel {
@@ -125,6 +131,33 @@ impl TaskModel {
             lifecycle_only: true,
             ..Self::default()
         }
+    }
+
+    /// The model names tasks from `names`.
+    pub fn with_names(self, names: NameTable) -> Self {
+        Self { names, ..self }
+    }
+
+    /// The model reports only the tasks whose name `globs` match (none: all).
+    pub fn with_task_filter(self, globs: TaskGlobs) -> Self {
+        let filter = (!globs.is_empty()).then(|| TaskFilter::new(globs));
+        Self { filter, ..self }
+    }
+
+    /// The `--task` filter's counts, when there is one.
+    pub fn task_filter(&self) -> Option<&TaskFilter> {
+        self.filter.as_ref()
+    }
+
+    /// The names the model gives, with its counts of unnamed tasks.
+    pub fn names(&self) -> &NameTable {
+        &self.names
+    }
+
+    /// Applies a spawn record: an `init` named by the task's vtable and located
+    /// by the spawn entry's `Location`.
+    pub fn apply_spawn(&mut self, raw: &RawSpawnEvent, out: impl FnMut(HookEvent)) {
+        self.apply_with(&raw.event, Some((raw.vtable, raw.location)), out);
     }
 
     /// Events the model had to set aside so far.
@@ -150,7 +183,38 @@ impl TaskModel {
     }
 
     /// Applies one raw event, handing the resulting hook events (zero to two) to `out`.
-    pub fn apply(&mut self, raw: &RawEvent, mut out: impl FnMut(HookEvent)) {
+    pub fn apply(&mut self, raw: &RawEvent, out: impl FnMut(HookEvent)) {
+        self.apply_with(raw, None, out);
+    }
+
+    /// [`TaskModel::apply`], with a spawn's (vtable, location candidate),
+    /// through the `--task` filter if there is one.
+    fn apply_with(
+        &mut self,
+        raw: &RawEvent,
+        spawn: Option<(u64, u64)>,
+        mut out: impl FnMut(HookEvent),
+    ) {
+        match self.filter.take() {
+            None => self.apply_unfiltered(raw, spawn, out),
+            Some(mut filter) => {
+                self.apply_unfiltered(raw, spawn, |event| {
+                    if let Some(event) = filter.pass(event) {
+                        out(event);
+                    }
+                });
+                self.filter = Some(filter);
+            }
+        }
+    }
+
+    /// [`TaskModel::apply_with`] for every task.
+    fn apply_unfiltered(
+        &mut self,
+        raw: &RawEvent,
+        spawn: Option<(u64, u64)>,
+        mut out: impl FnMut(HookEvent),
+    ) {
         let Ok(kind) = RawKind::try_from(raw.kind) else {
             self.anomalies.undecodable += 1;
             return;
@@ -187,14 +251,18 @@ impl TaskModel {
                         ..TaskState::default()
                     },
                 );
+                let (vtable, location) = spawn.unwrap_or((0, 0));
+                let Identity { name, location, .. } = self.names.spawned(vtable, location);
                 out(event(HookKind::Init {
                     resource_type,
                     trigger_id: (!self.lifecycle_only).then_some(raw.trigger_id),
                     existing: false,
+                    name,
+                    location,
                 }));
             }
             RawKind::PollStart => {
-                let task = self.known(key, &mut out, &event);
+                let task = self.known(key, raw.detail, &mut out, &event);
                 // Already polling on this thread: that poll's return was lost.
                 let lost = task.polling_on.contains(&tid);
                 if !lost {
@@ -226,7 +294,7 @@ impl TaskModel {
                 }
             }
             RawKind::Complete => {
-                let task = self.known(key, &mut out, &event);
+                let task = self.known(key, 0, &mut out, &event);
                 if task.polling_on.contains(&tid) {
                     task.completed_on = Some(tid);
                 }
@@ -234,7 +302,7 @@ impl TaskModel {
             }
             RawKind::Wake => {
                 let lifecycle_only = self.lifecycle_only;
-                let task = self.known(key, &mut out, &event);
+                let task = self.known(key, 0, &mut out, &event);
                 let self_wake = task.wait.woken(raw.ts_ns, raw.detail, raw.trigger_id == id);
                 out(event(HookKind::Wake {
                     waker_id: (!lifecycle_only).then_some(raw.trigger_id),
@@ -252,7 +320,7 @@ impl TaskModel {
                 if self.recently_destroyed.contains(key) {
                     return;
                 }
-                let task = self.known(key, &mut out, &event);
+                let task = self.known(key, 0, &mut out, &event);
                 if !task.polling_on.is_empty() {
                     task.freed_in_poll = true;
                     return;
@@ -269,18 +337,24 @@ impl TaskModel {
         self.recently_destroyed.insert(key);
     }
 
-    /// The task's state, announcing it first with an `existing` init if unseen.
+    /// The task's state, announcing it first with an `existing` init if unseen,
+    /// named by the poll site `slot` it was seen at (0: not at a poll).
     fn known(
         &mut self,
         key: TaskKey,
+        slot: u32,
         out: &mut impl FnMut(HookEvent),
         event: &impl Fn(HookKind) -> HookEvent,
     ) -> &mut TaskState {
+        let names = &mut self.names;
         self.tasks.entry(key).or_insert_with(|| {
+            let identity = names.existing(slot);
             out(event(HookKind::Init {
-                resource_type: ResourceType::TOKIO_TASK,
+                resource_type: identity.resource_type.unwrap_or(ResourceType::TOKIO_TASK),
                 trigger_id: None,
                 existing: true,
+                name: identity.name,
+                location: identity.location,
             }));
             TaskState::default()
         })
@@ -325,7 +399,9 @@ mod tests {
             HookKind::Init {
                 resource_type: ResourceType::TOKIO_BLOCKING,
                 trigger_id: Some(2),
-                existing: false
+                existing: false,
+                name: None,
+                location: None
             }
         );
         assert_eq!((out[0].async_id, out[0].pid, out[0].tid), (5, 100, 1));
@@ -350,7 +426,9 @@ mod tests {
             HookKind::Init {
                 resource_type: ResourceType::TOKIO_TASK,
                 trigger_id: None,
-                existing: false
+                existing: false,
+                name: None,
+                location: None
             }
         );
     }
@@ -364,7 +442,9 @@ mod tests {
             HookKind::Init {
                 resource_type: ResourceType::TOKIO_TASK,
                 trigger_id: None,
-                existing: true
+                existing: true,
+                name: None,
+                location: None
             }
         );
     }

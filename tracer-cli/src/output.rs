@@ -204,24 +204,34 @@ impl<W: Write> HumanLines<W> {
     }
 }
 
-/// The detail column of a human line.
+/// The detail column of a human line: for an `init`, the task's name and spawn
+/// location when known, its type and its trigger
+/// (`my_app::handle (src/main.rs:85:9) tokio.task trigger=3`).
 fn detail(kind: &HookKind) -> String {
     match kind {
         HookKind::Init {
             resource_type,
-            trigger_id: Some(trigger),
-            ..
-        } => format!("{} trigger={trigger}", resource_type.as_str()),
-        HookKind::Init {
-            resource_type,
-            trigger_id: None,
-            existing: true,
-        } => format!("{} existing (trigger unknown)", resource_type.as_str()),
-        HookKind::Init {
-            resource_type,
-            trigger_id: None,
-            existing: false,
-        } => format!("{} (trigger unknown)", resource_type.as_str()),
+            trigger_id,
+            existing,
+            name,
+            location,
+        } => {
+            let mut text = String::new();
+            if let Some(name) = name {
+                text.push_str(name);
+                text.push(' ');
+            }
+            if let Some(location) = location {
+                text.push_str(&format!("({location}) "));
+            }
+            text.push_str(resource_type.as_str());
+            match (trigger_id, existing) {
+                (Some(trigger), _) => text.push_str(&format!(" trigger={trigger}")),
+                (None, true) => text.push_str(" existing (trigger unknown)"),
+                (None, false) => text.push_str(" (trigger unknown)"),
+            }
+            text
+        }
         HookKind::After { completed: true } => "completed".to_owned(),
         HookKind::Before {
             sched_ns: Some(sched_ns),
@@ -296,6 +306,8 @@ mod tests {
                 resource_type: ResourceType::TOKIO_TASK,
                 trigger_id,
                 existing: trigger_id.is_none(),
+                name: None,
+                location: None,
             },
             async_id: 7,
             ts_ns: 1_500_000_000,
@@ -358,6 +370,19 @@ mod tests {
                 .unwrap()
                 .ends_with("wake            37  by 38"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn an_init_shows_the_name_and_location_before_type_and_trigger() {
+        let mut event = init(Some(3));
+        if let HookKind::Init { name, location, .. } = &mut event.kind {
+            *name = Some("my_app::handle".to_owned());
+            *location = Some("src/main.rs:85:9".to_owned());
+        }
+        assert_eq!(
+            detail(&event.kind),
+            "my_app::handle (src/main.rs:85:9) tokio.task trigger=3"
         );
     }
 

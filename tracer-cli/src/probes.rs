@@ -29,7 +29,7 @@ use crate::{
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
 
 /// Program names in the BPF object, in the order they are loaded.
-const PROGRAMS: [&str; 13] = [
+const PROGRAMS: [&str; 14] = [
     "poll_enter",
     "poll_return",
     "task_spawn",
@@ -37,6 +37,7 @@ const PROGRAMS: [&str; 13] = [
     "task_complete",
     "task_free",
     "resource_marker",
+    "spawn_entry",
     "floor_enter",
     "floor_return",
     "task_wake",
@@ -76,8 +77,9 @@ pub enum ProbeSet {
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 
 /// The programs and attachments that a probe site needs in a probe set:
-/// (program, cookie); none when the set leaves the site alone.
-fn programs_for(probe: Probe, set: ProbeSet) -> Vec<(&'static str, u64)> {
+/// (program, cookie); none when the set leaves the site alone. `poll_slot` is a
+/// poll site's slot in the session's table of poll-site names, its cookie.
+fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static str, u64)> {
     match (set, probe) {
         (ProbeSet::Floor, Probe::Poll) => return vec![("floor_enter", 0), ("floor_return", 0)],
         (ProbeSet::Floor, _)
@@ -92,7 +94,8 @@ fn programs_for(probe: Probe, set: ProbeSet) -> Vec<(&'static str, u64)> {
         (ProbeSet::All | ProbeSet::NoWakes | ProbeSet::Lifecycle { .. }, _) => {}
     }
     match probe {
-        Probe::Poll => vec![("poll_enter", 0), ("poll_return", 0)],
+        Probe::Poll => vec![("poll_enter", poll_slot), ("poll_return", 0)],
+        Probe::SpawnEntry => vec![("spawn_entry", 0)],
         Probe::Spawn { kind, arg } => vec![(
             "task_spawn",
             cookie::new(
@@ -113,6 +116,17 @@ fn programs_for(probe: Probe, set: ProbeSet) -> Vec<(&'static str, u64)> {
         Probe::WorkerRun => vec![("worker_run", 0)],
         Probe::Defer => vec![("task_defer", 0)],
     }
+}
+
+/// Where, in the target process, the binary's `Location` constants are: the
+/// spawn entry probe keeps an argument in this range as the spawn's location.
+/// Empty (the default) when unknown: no location is taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocationRange {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
 }
 
 /// What attaching did, for the status line and the summary.
@@ -176,6 +190,7 @@ impl Probes {
         layout: HeaderLayout,
         ring_bytes: u32,
         follow_forks: Option<NewTaskFields>,
+        locations: LocationRange,
     ) -> anyhow::Result<Self> {
         // Records wake the reader only once a quarter of the ring is unread; the
         // reader also drains on a timer (`session::DRAIN_INTERVAL`).
@@ -193,6 +208,8 @@ impl Probes {
             .override_global(layout::VTABLE_FIELD, &layout.vtable_field, true)
             .override_global(layout::ID_OFFSET_SLOT, &layout.id_offset_slot, true)
             .override_global(layout::RING_WAKEUP_BYTES, &wakeup_bytes, true)
+            .override_global(layout::LOCATION_START, &locations.start, true)
+            .override_global(layout::LOCATION_END, &locations.end, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(BPF_OBJECT)
             .context("the kernel refused tracer's BPF object")?;
@@ -232,18 +249,21 @@ impl Probes {
     ///
     /// Each program gets one uprobe_multi link for all its sites in the file; where
     /// the kernel refuses that, one perf-event link per site (slow to detach).
+    /// `poll_slot` gives each poll site its cookie (see [`programs_for`]); sites
+    /// for which `wanted` is false are left alone (`--task`).
     pub fn attach(
         &mut self,
         object: &Path,
         sites: &[Site],
         only_pid: Option<NonZeroU32>,
         set: ProbeSet,
+        poll_slot: &dyn Fn(&Site) -> u64,
     ) -> anyhow::Result<AttachReport> {
         let started = Instant::now();
         let mut report = AttachReport::default();
         let mut by_program: BTreeMap<&'static str, Vec<(u64, u64)>> = BTreeMap::new();
         for site in sites {
-            for (name, cookie) in programs_for(site.probe, set) {
+            for (name, cookie) in programs_for(site.probe, poll_slot(site), set) {
                 by_program
                     .entry(name)
                     .or_default()
@@ -273,7 +293,7 @@ impl Probes {
             }
         }
         for site in sites {
-            let programs = programs_for(site.probe, set);
+            let programs = programs_for(site.probe, poll_slot(site), set);
             if programs.is_empty() {
                 continue;
             }
@@ -482,7 +502,7 @@ mod tests {
     fn programs(set: ProbeSet, probes: &[Probe]) -> Vec<&'static str> {
         probes
             .iter()
-            .flat_map(|probe| programs_for(*probe, set))
+            .flat_map(|probe| programs_for(*probe, 0, set))
             .map(|(name, _)| name)
             .collect()
     }

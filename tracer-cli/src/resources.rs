@@ -54,6 +54,8 @@ impl ResourceModel {
                 resource_type: ResourceType::named(type_name(raw)),
                 trigger_id: Some(raw.trigger_id),
                 existing: false,
+                name: None,
+                location: None,
             }));
             return Ok(());
         }
@@ -62,6 +64,8 @@ impl ResourceModel {
                 resource_type: ResourceType::named(EXISTING_TYPE.to_owned()),
                 trigger_id: None,
                 existing: true,
+                name: None,
+                location: None,
             }));
         }
         match kind {

@@ -26,7 +26,14 @@ fn markers_called_by_this_process_arrive_as_hook_events() {
         !objects.is_empty(),
         "no tracer_resource_v1_* marker in this test binary"
     );
-    let mut probes = Probes::load(pid, HeaderLayout::default(), DEFAULT_RING_BYTES, None).unwrap();
+    let mut probes = Probes::load(
+        pid,
+        HeaderLayout::default(),
+        DEFAULT_RING_BYTES,
+        None,
+        Default::default(),
+    )
+    .unwrap();
     for object in &objects {
         let report = probes
             .attach(
@@ -34,6 +41,7 @@ fn markers_called_by_this_process_arrive_as_hook_events() {
                 &object.sites.sites,
                 std::num::NonZeroU32::new(pid),
                 ProbeSet::All,
+                &|_| 0,
             )
             .unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);

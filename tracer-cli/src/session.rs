@@ -16,23 +16,26 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracer_common::{Counter, RawEvent, RawResourceEvent};
+use tracer_common::{Counter, RawEvent, RawResourceEvent, RawSpawnEvent};
+
+use tracer_cli::task_filter::TaskGlobs;
 
 use crate::{
     forks::{self, Children, NewTaskFields},
     launch::{ChildExit, Launched},
     model::{TaskModel, decode},
+    naming::table::SessionNames,
     output::{LiveStatus, SessionInfo, Sink},
     preflight,
     probes::{AttachReport, ProbeSet, Probes},
     resources::ResourceModel,
-    runtime::{HeaderLayout, RuntimeAdapter, tokio::Tokio},
+    runtime::{HeaderLayout, Probe, RuntimeAdapter, tokio::Tokio},
     summary::SessionStats,
     target::{Target, TargetObject},
 };
 
 /// Settings shared by `trace` and `run`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SessionOptions {
     /// Size of the BPF ring buffer in bytes.
     pub ring_bytes: u32,
@@ -40,6 +43,8 @@ pub struct SessionOptions {
     pub probes: ProbeSet,
     /// Trace the processes the target creates too (`--follow-forks`).
     pub follow_forks: bool,
+    /// `--task`: only tasks whose name matches, and only their poll sites probed.
+    pub tasks: TaskGlobs,
 }
 
 /// How often sinks are flushed while the target is quiet, and its program checked.
@@ -155,6 +160,8 @@ pub async fn trace(
     let layout = runtime_layout(&adapter, &target, &objects)?;
     objects.extend(marker_objects);
 
+    let names = SessionNames::build(pid, &objects);
+
     let fork_fields = if options.follow_forks {
         Some(NewTaskFields::read()?)
     } else {
@@ -165,6 +172,7 @@ pub async fn trace(
         layout.unwrap_or_default(),
         options.ring_bytes,
         fork_fields,
+        names.locations,
     )?;
     if options.follow_forks {
         // The tracepoint catches every process created from now on; these exist.
@@ -172,7 +180,7 @@ pub async fn trace(
             probes.follow(child, parent)?;
         }
     }
-    let attach = attach_all(&mut probes, &objects, pid, options)?;
+    let attach = attach_all(&mut probes, &objects, pid, &options, &names)?;
     let mut events = watch_readable(probes.take_events()?)?;
     let exited = pidfd(pid)?;
     probes.arm()?;
@@ -195,7 +203,17 @@ pub async fn trace(
         attach.seconds,
         attach.describe(),
     );
-    let mut model = match options.probes {
+    if names.sites > 0 {
+        eprintln!("tracer: {}", names.describe());
+    }
+    if let Some(warning) = names.warning() {
+        eprintln!("tracer: warning: {warning}");
+    }
+    if let Some(problem) = &names.location_problem {
+        eprintln!("tracer: warning: spawn locations or names unavailable: {problem}");
+    }
+    let SessionNames { table, .. } = names;
+    let model = match options.probes {
         ProbeSet::All => TaskModel::new(),
         ProbeSet::NoWakes => {
             eprintln!("tracer: no wake probes (--no-wakes): no wake events, sched_ns is null");
@@ -215,6 +233,9 @@ pub async fn trace(
             TaskModel::new()
         }
     };
+    let mut model = model
+        .with_names(table)
+        .with_task_filter(options.tasks.clone());
     if options.follow_forks {
         eprintln!(
             "tracer: following forks: processes that pid {pid} creates are traced too, until they exit or run another program"
@@ -365,6 +386,12 @@ pub async fn trace(
         Duration::from_nanos(monotonic_ns() - start_ns).as_secs_f64()
     );
     eprint!("{}", stats.render(&attach, &counters, model.anomalies()));
+    for line in model.names().summary() {
+        eprintln!("tracer: {line}");
+    }
+    if let Some(filter) = model.task_filter() {
+        eprintln!("tracer: {}", filter.summary());
+    }
     if options.follow_forks {
         eprintln!("tracer: child processes followed: {}", children.followed);
     }
@@ -392,7 +419,8 @@ fn attach_all(
     probes: &mut Probes,
     objects: &[TargetObject],
     pid: u32,
-    options: SessionOptions,
+    options: &SessionOptions,
+    names: &SessionNames,
 ) -> anyhow::Result<AttachReport> {
     // Followed children are not known yet: the kernel must run the programs for
     // every process of the file, and the programs choose.
@@ -402,13 +430,27 @@ fn attach_all(
         Some(NonZeroU32::new(pid).context("pid 0 cannot be traced")?)
     };
     let mut attach = AttachReport::default();
-    for object in objects {
-        let report = probes.attach(
-            &object.attach_path,
-            &object.sites.sites,
-            only_pid,
-            options.probes,
-        )?;
+    for (index, object) in objects.iter().enumerate() {
+        let slot = |site: &crate::symbols::Site| {
+            names
+                .slots
+                .get(&(index, site.address))
+                .copied()
+                .unwrap_or(0)
+        };
+        // With --task, only the poll sites whose future type matches are probed.
+        let sites: Vec<crate::symbols::Site> = object
+            .sites
+            .sites
+            .iter()
+            .filter(|site| {
+                site.probe != Probe::Poll
+                    || options.tasks.is_empty()
+                    || names.site_matches(index, site.address, &options.tasks)
+            })
+            .cloned()
+            .collect();
+        let report = probes.attach(&object.attach_path, &sites, only_pid, options.probes, &slot)?;
         for (label, count) in report.attached {
             *attach.attached.entry(label).or_default() += count;
         }
@@ -453,8 +495,8 @@ fn is_gone(pid: u32) -> bool {
 
 /// Reads the events in the ring buffer now, at most `limit`, through the models,
 /// into the sink; says whether it stopped at `limit` (more may be waiting). A
-/// record is a Tokio [`RawEvent`] or an embedder [`RawResourceEvent`], told apart
-/// by size.
+/// record is a Tokio [`RawEvent`], a Tokio [`RawSpawnEvent`] or an embedder
+/// [`RawResourceEvent`], told apart by size.
 fn drain(
     ring: &mut RingBuf<MapData>,
     model: &mut TaskModel,
@@ -478,6 +520,8 @@ fn drain(
         };
         if let Some(raw) = decode::<RawEvent>(&item) {
             model.apply(&raw, deliver);
+        } else if let Some(raw) = decode::<RawSpawnEvent>(&item) {
+            model.apply_spawn(&raw, deliver);
         } else if let Some(raw) = decode::<RawResourceEvent>(&item) {
             if resources.apply(&raw, &mut deliver).is_err() {
                 model.count_undecodable();

@@ -86,9 +86,44 @@ pub struct RawEvent {
     pub trigger_id: u64,
     /// A [`RawKind`].
     pub kind: u32,
-    /// Spawn: a [`SpawnKind`]. Wake, abort: the task's [`state`] bits, and for a
-    /// wake [`state::DEFERRED`].
+    /// Spawn: a [`SpawnKind`]. Poll start: the `raw::poll` site's slot in
+    /// userspace's table of poll sites (its attach cookie), 0 when unknown. Wake,
+    /// abort: the task's [`state`] bits, and for a wake [`state::DEFERRED`].
     pub detail: u32,
+}
+
+/// A spawn, as written into the ring buffer: the [`RawEvent`] and what names the
+/// task. Only spawns carry these two words, so polls keep their small record; a
+/// record of this size is a spawn.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawSpawnEvent {
+    /// The spawn itself, `kind` [`RawKind::Spawn`].
+    pub event: RawEvent,
+    /// The address (in the process) of the task's vtable, one per future type.
+    pub vtable: u64,
+    /// The `&'static Location` the spawn entry point (`tokio::spawn`, …) was given
+    /// on this thread just before, as a candidate pointer: userspace checks it
+    /// against the binary before trusting it. 0 when none was seen.
+    pub location: u64,
+}
+
+/// Userspace tells records apart by size: the three must differ.
+const _: () = assert!(
+    size_of::<RawEvent>() != size_of::<RawSpawnEvent>()
+        && size_of::<RawSpawnEvent>() != size_of::<RawResourceEvent>()
+        && size_of::<RawEvent>() != size_of::<RawResourceEvent>()
+);
+
+/// What a spawn entry point saw, per thread, until the spawn it leads to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpawnCall {
+    /// The candidate `&'static Location` pointer, 0 if no argument register held
+    /// one.
+    pub location: u64,
+    /// Stack pointer at the entry: the spawn that follows runs deeper (lower).
+    pub sp: u64,
 }
 
 impl RawEvent {
@@ -300,6 +335,12 @@ pub mod layout {
     pub const VTABLE_FIELD: &str = "LAYOUT_VTABLE_FIELD";
     /// Global: offset of `id_offset` inside the `Vtable`.
     pub const ID_OFFSET_SLOT: &str = "LAYOUT_ID_OFFSET_SLOT";
+    /// Global: start (in the process) of the read-only data where the binary's
+    /// `Location` constants are: a spawn entry's argument in
+    /// `LOCATION_START..LOCATION_END` is the location candidate.
+    pub const LOCATION_START: &str = "LOCATION_START";
+    /// Global: end of that range (see [`LOCATION_START`]); 0 disables locations.
+    pub const LOCATION_END: &str = "LOCATION_END";
     /// Global: the process whose events are kept (tgid).
     pub const TARGET_TGID: &str = "TARGET_TGID";
     /// Global: unread ring-buffer bytes above which a record wakes the reader.
@@ -318,4 +359,6 @@ mod user {
     unsafe impl aya::Pod for super::RawEvent {}
     // SAFETY: plain old data, every bit pattern is valid.
     unsafe impl aya::Pod for super::RawResourceEvent {}
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::RawSpawnEvent {}
 }

@@ -31,7 +31,7 @@ use aya_ebpf::{
 use tracer_common::{
     COUNTER_COUNT, Counter, MAX_FOLLOWED, MAX_POLL_DEPTH, PollFrame, PollStack,
     RESOURCE_TYPE_CAPACITY, RESOURCE_TYPE_UNREADABLE, RawEvent, RawKind, RawResourceEvent,
-    ResourceKind, cookie, frame,
+    RawSpawnEvent, ResourceKind, SpawnCall, cookie, frame,
 };
 
 /// The process being traced (tgid); events of any other process are ignored.
@@ -56,6 +56,14 @@ static LAYOUT_VTABLE_FIELD: Global<u64> = Global::new(0x10);
 /// Offset of `id_offset` inside Tokio's task `Vtable`.
 #[unsafe(no_mangle)]
 static LAYOUT_ID_OFFSET_SLOT: Global<u64> = Global::new(0x48);
+
+/// Start of the read-only data holding the binary's `Location` constants, in the
+/// process (see [`spawn_entry`]).
+#[unsafe(no_mangle)]
+static LOCATION_START: Global<u64> = Global::new(0);
+/// End of that range; 0 (the default) disables spawn locations.
+#[unsafe(no_mangle)]
+static LOCATION_END: Global<u64> = Global::new(0);
 
 /// Every event goes through this one ring buffer; userspace sizes it at load time.
 #[map]
@@ -89,6 +97,12 @@ struct TaskKey {
 /// no ring record; LRU, so deferrals never run (a runtime shut down) age out.
 #[map]
 static DEFERRED: LruHashMap<TaskKey, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Per thread (`pid_tgid`): the spawn entry point (`tokio::spawn`, …) being run,
+/// and the `Location` it was given, for the spawn that follows. LRU, like
+/// [`POLL_STACKS`].
+#[map]
+static SPAWN_CALLS: LruHashMap<u64, SpawnCall> = LruHashMap::with_max_entries(16384, 0);
 
 /// `--follow-forks`: descendants of the target being traced, by tgid, each with
 /// the tgid of the process that forked it. [`process_fork`] adds them before they
@@ -209,6 +223,12 @@ fn read_u64(addr: u64) -> Result<u64, Counter> {
 /// that very function, which proves the header and vtable offsets are right.
 #[inline(always)]
 fn read_task_id(header: u64, poll_fn: Option<u64>) -> Result<u64, Counter> {
+    read_task(header, poll_fn).map(|(id, _)| id)
+}
+
+/// [`read_task_id`], and the address of the task's vtable.
+#[inline(always)]
+fn read_task(header: u64, poll_fn: Option<u64>) -> Result<(u64, u64), Counter> {
     let vtable = read_u64(header + LAYOUT_VTABLE_FIELD.load())?;
     if let Some(poll_fn) = poll_fn
         && read_u64(vtable)? != poll_fn
@@ -221,7 +241,7 @@ fn read_task_id(header: u64, poll_fn: Option<u64>) -> Result<u64, Counter> {
     }
     match read_u64(header + id_offset)? {
         0 => Err(Counter::LayoutMismatch),
-        id => Ok(id),
+        id => Ok((id, vtable)),
     }
 }
 
@@ -352,7 +372,11 @@ fn try_poll_enter(ctx: &ProbeContext) -> Result<(), Counter> {
             None => bump(Counter::StackOverflow),
         }
     }
-    emit(pid_tgid, RawKind::PollStart, task_id, 0, 0);
+    // The cookie is the site's slot in userspace's table of poll sites: it names
+    // the future type of a task first seen here.
+    // SAFETY: helper reading the attach cookie of this probe.
+    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    emit(pid_tgid, RawKind::PollStart, task_id, 0, site as u32);
     Ok(())
 }
 
@@ -420,7 +444,8 @@ pub fn task_spawn_return(ctx: RetProbeContext) -> u32 {
 }
 
 /// Emits the spawn of the task at `header`, triggered by the innermost task being
-/// polled on this thread.
+/// polled on this thread, with its vtable address (which names its future type)
+/// and the `Location` its spawn entry point was given.
 #[inline(always)]
 fn report_spawn(
     ctx: &impl EbpfContext,
@@ -428,16 +453,74 @@ fn report_spawn(
     header: u64,
     site: u64,
 ) -> Result<(), Counter> {
-    let task_id = read_task_id(header, None)?;
-    let trigger_id = current_task(pid_tgid, regs(ctx).rsp);
-    emit(
-        pid_tgid,
-        RawKind::Spawn,
-        task_id,
-        trigger_id,
-        cookie::spawn_kind(site),
-    );
+    let (task_id, vtable) = read_task(header, None)?;
+    let sp = regs(ctx).rsp;
+    let trigger_id = current_task(pid_tgid, sp);
+    let location = spawn_location(pid_tgid, sp);
+    if let Some(mut entry) = reserve::<RawSpawnEvent>() {
+        entry.write(RawSpawnEvent {
+            event: RawEvent {
+                // SAFETY: helper without preconditions.
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+                pid_tgid,
+                task_id,
+                trigger_id,
+                kind: RawKind::Spawn as u32,
+                detail: cookie::spawn_kind(site),
+            },
+            vtable,
+            location,
+        });
+        entry.submit(submit_flags());
+    }
     Ok(())
+}
+
+/// The `Location` the spawn entry point running on this thread was given, taken
+/// once: 0 when none runs (the spawn's entry was inlined, or not a probed one).
+/// An entry whose stack frame is not above `sp` has returned without spawning.
+#[inline(always)]
+fn spawn_location(pid_tgid: u64, sp: u64) -> u64 {
+    // SAFETY: the map value is only read, and copied.
+    let Some(call) = (unsafe { SPAWN_CALLS.get(pid_tgid) }).copied() else {
+        return 0;
+    };
+    let _ = SPAWN_CALLS.remove(pid_tgid);
+    if call.sp > sp { call.location } else { 0 }
+}
+
+/// A spawn entry point (`tokio::spawn`, `Handle::spawn`, `JoinSet::spawn`,
+/// `spawn_local`, `spawn_blocking`, …): `#[track_caller]` functions, whose last
+/// argument is the caller's `&'static Location`. Where it is depends on how the
+/// other arguments are passed, so the first argument register that points into
+/// the binary's read-only data is kept; userspace checks it is a `Location`.
+#[uprobe]
+pub fn spawn_entry(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return 0;
+    }
+    let regs = regs(&ctx);
+    let (start, end) = (LOCATION_START.load(), LOCATION_END.load());
+    let candidate = |value: u64| value >= start && value < end && value % 8 == 0;
+    let location = if candidate(regs.rdi) {
+        regs.rdi
+    } else if candidate(regs.rsi) {
+        regs.rsi
+    } else if candidate(regs.rdx) {
+        regs.rdx
+    } else if candidate(regs.rcx) {
+        regs.rcx
+    } else {
+        0
+    };
+    let call = SpawnCall {
+        location,
+        sp: regs.rsp,
+    };
+    // A full map evicts the oldest thread's entry (LRU).
+    let _ = SPAWN_CALLS.insert(pid_tgid, &call, 0);
+    0
 }
 
 /// `Harness::complete`: the future finished or was cancelled (`resolve`). The

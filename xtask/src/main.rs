@@ -70,7 +70,7 @@ enum Cmd {
         long_about = "Build the tracer binary (target/release/tracer; its build \
         script builds and embeds the BPF object) and the fixture apps in \
         tests/fixtures, a separate workspace built with --cfg tokio_unstable, in the \
-        debug, release and stripped profiles the tests use, and the Tokio version \
+        debug, release, release-no-debuginfo and stripped profiles the tests use, and the Tokio version \
         matrix: the fixture sources against Tokio 1.43.4 and 1.47.5 in debug, release, \
         release-lto (fat LTO, one codegen unit) and release-thin-lto, plus the \
         fixtures' own Tokio in the two LTO profiles, all under target/tokio-matrix and \

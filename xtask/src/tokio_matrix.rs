@@ -79,6 +79,19 @@ pub fn build(root: &Path, clear_env: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Whether Tokio `version` ("1.47.5") has `TaskMeta::spawned_at()` (1.46.1 on).
+fn has_spawned_at(version: &str) -> bool {
+    let mut parts = version
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let (major, minor, patch) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    (major, minor, patch) >= (1, 46, 1)
+}
+
 /// The fixtures' manifest for Tokio `version`: its own package name, Tokio pinned
 /// to `version`, the poll hooks feature on only where Tokio has them, the
 /// schedule-latency feature off (no matrix version has it), path
@@ -98,16 +111,19 @@ fn manifest(template: &str, root: &Path, version: &str, poll_hooks: bool) -> Res
         "tokio = { version = \"=1.54.1\"",
         &format!("tokio = {{ version = \"={version}\""),
     )?;
-    // Tokio's `schedule-latency` feature is newer than every matrix version.
-    let default = if poll_hooks {
-        "default = [\"task_poll_hooks\"]"
-    } else {
-        "default = []"
-    };
+    // Tokio's `schedule-latency` feature is newer than every matrix version;
+    // `TaskMeta::spawned_at()` appeared in 1.46.1.
+    let mut features = Vec::new();
+    if poll_hooks {
+        features.push("\"task_poll_hooks\"");
+    }
+    if has_spawned_at(version) {
+        features.push("\"spawned_at\"");
+    }
     text = replace_once(
         &text,
-        "default = [\"task_poll_hooks\", \"schedule_latency\"]",
-        default,
+        "default = [\"task_poll_hooks\", \"schedule_latency\", \"spawned_at\"]",
+        &format!("default = [{}]", features.join(", ")),
     )?;
     text = replace_once(
         &text,
@@ -179,7 +195,7 @@ mod tests {
         );
         assert!(text.contains("path = \"/r/tracer-resource\""), "{text}");
         let with_hooks = manifest(&template(), Path::new("/r"), "1.47.5", true).unwrap();
-        assert!(with_hooks.contains("default = [\"task_poll_hooks\"]"));
+        assert!(with_hooks.contains("default = [\"task_poll_hooks\", \"spawned_at\"]"));
         assert!(
             !with_hooks.contains("tokio/schedule-latency"),
             "{with_hooks}"

@@ -70,9 +70,11 @@ impl<W: Write> TraceWriter<W> {
     }
 }
 
-/// A task with a lifetime slice open: its name and its id in the trace.
+/// A task with a lifetime slice open: its title, the name of its polls and its
+/// id in the trace.
 struct Lifetime {
     name: String,
+    poll_name: String,
     id: u64,
 }
 
@@ -132,9 +134,13 @@ pub fn write(
             HookKind::Init {
                 resource_type,
                 trigger_id,
+                name: future,
+                location,
                 ..
             } => {
-                let name = format!("{} {async_id}", resource_type.as_str());
+                let name = super::task_title(future.as_deref(), resource_type, async_id);
+                // Polls are named by what runs, so Perfetto sums them per future type.
+                let poll_name = future.clone().unwrap_or_else(|| name.clone());
                 let id = if pid == info.pid {
                     async_id
                 } else {
@@ -144,8 +150,16 @@ pub fn write(
                 counts.tasks += 1;
                 writer.push(json!({"ph": "b", "cat": "task", "id": id, "name": name,
                     "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid,
-                    "args": {"async_id": async_id, "trigger_id": trigger_id}}))?;
-                lifetimes.insert(key, Lifetime { name, id });
+                    "args": {"async_id": async_id, "trigger_id": trigger_id,
+                        "type": resource_type.as_str(), "name": future, "location": location}}))?;
+                lifetimes.insert(
+                    key,
+                    Lifetime {
+                        name,
+                        poll_name,
+                        id,
+                    },
+                );
                 if trigger_id.is_some_and(|trigger| trigger != 0) {
                     spawns.insert(
                         key,
@@ -191,7 +205,7 @@ pub fn write(
                 next_wake_id += 1;
             }
             HookKind::Destroy => {
-                if let Some(Lifetime { name, id }) = lifetimes.remove(&key) {
+                if let Some(Lifetime { name, id, .. }) = lifetimes.remove(&key) {
                     writer.push(json!({"ph": "e", "cat": "task", "id": id, "name": name,
                         "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}))?;
                 }
@@ -202,9 +216,10 @@ pub fn write(
         }
         if let Some(poll) = collector.record(&event) {
             counts.slices += 1;
-            let name = lifetimes
-                .get(&key)
-                .map_or_else(|| format!("task {async_id}"), |alive| alive.name.clone());
+            let name = lifetimes.get(&key).map_or_else(
+                || format!("task {async_id}"),
+                |alive| alive.poll_name.clone(),
+            );
             writer.push(json!({"ph": "X", "cat": "poll", "name": name,
                 "ts": writer.us(poll.start_ns), "dur": poll.duration_ns() as f64 / 1e3,
                 "pid": pid, "tid": poll.tid, "args": {"async_id": async_id}}))?;
@@ -213,7 +228,7 @@ pub fn write(
     // Tasks alive at the end: their lifetime slices end with the session.
     let mut alive: Vec<(TaskKey, Lifetime)> = lifetimes.into_iter().collect();
     alive.sort_by_key(|(key, _)| *key);
-    for ((pid, _), Lifetime { name, id }) in alive {
+    for ((pid, _), Lifetime { name, id, .. }) in alive {
         writer.push(json!({"ph": "e", "cat": "task", "id": id, "name": name,
             "ts": writer.us(last_ns), "pid": pid}))?;
     }

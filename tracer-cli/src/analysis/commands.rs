@@ -12,8 +12,8 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use super::{
-    Analysis, DEFAULT_BLOCKING_THRESHOLD, chrome,
-    stats::{self, SortBy},
+    Analysis, DEFAULT_BLOCKING_THRESHOLD, by_name, chrome,
+    stats::{self, GroupBy, SortBy},
     svg,
     tree::{self, TreeOptions, TriggerTree},
     warnings::DEFAULT_MANY_POLLS,
@@ -92,6 +92,10 @@ pub struct StatsOptions {
     /// Order of the rows, largest first.
     #[arg(long, value_enum, default_value = "busy")]
     pub sort: SortBy,
+    /// One row per task, or per name (the future type the tasks run): tasks,
+    /// polls, busy, p50/p99/max poll time and mean lifetime of each name.
+    #[arg(long, value_enum, value_name = "task|name", default_value = "task")]
+    pub by: GroupBy,
 }
 
 impl StatsOptions {
@@ -131,8 +135,18 @@ impl StatsArgs {
         if let Some(pid) = self.pid {
             analysis.only_process(pid)?;
         }
-        let table = stats::Table::new(&analysis, self.options.sort, self.options.many_polls);
         let mut out = anstream::stdout().lock();
+        if self.options.by == GroupBy::Name {
+            let table = by_name::NameTable::new(&analysis, self.options.sort);
+            return if self.json {
+                by_name::write_json(&mut out, &table)
+            } else if self.csv {
+                by_name::write_csv(&mut out, &table)
+            } else {
+                by_name::write_text(&mut out, &analysis, &table)
+            };
+        }
+        let table = stats::Table::new(&analysis, self.options.sort, self.options.many_polls);
         if self.json {
             stats::write_json(&mut out, &table)
         } else if self.csv {

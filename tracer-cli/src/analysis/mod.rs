@@ -6,9 +6,10 @@
 //! Task ids are per process, so a task is known by its (pid, task id)
 //! [`TaskKey`]: a `--follow-forks` session keeps its processes apart.
 
+pub mod by_name;
 pub mod chrome;
 pub mod commands;
-pub mod latency;
+pub mod histogram;
 pub mod stats;
 pub mod svg;
 pub mod tree;
@@ -58,6 +59,10 @@ pub struct TaskRecord {
     pub async_id: u64,
     /// `tokio.task`, `tokio.blocking`, …
     pub resource_type: ResourceType,
+    /// What it runs (`my_app::handle`), when known.
+    pub name: Option<String>,
+    /// Where it was spawned (`src/main.rs:85:9`), when known.
+    pub location: Option<String>,
     /// The task of the same process that spawned it; 0 outside any task; `None` when unknown (it
     /// existed before the tracer attached, or its `init` was never seen).
     pub trigger_id: Option<u64>,
@@ -82,14 +87,20 @@ pub struct TaskRecord {
     /// Of those, by itself (in its poll, or deferred by `yield_now`).
     pub self_wakes: u64,
     /// How long it waited for a worker before each poll whose wait is known.
-    pub sched: latency::Latencies,
+    pub sched: histogram::Histogram,
     /// Waits longer than the scheduling threshold the records were collected with.
     pub long_waits: u64,
     /// Its wakes by waking task (0: no task), where the waker is known.
     pub wakers: BTreeMap<u64, u64>,
     /// Polls running now, by thread, with their start.
     open_polls: Vec<(u32, u64)>,
+    /// Index of the poll-time histogram of its group (see [`PollGroup`]), once polled.
+    group: Option<usize>,
 }
+
+/// Tasks whose poll times are summed together: one process's tasks of one
+/// name (unnamed ones by type).
+pub type PollGroup = (u32, Option<String>, ResourceType);
 
 /// A task's state when the session ended, as tokio-console names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -138,6 +149,11 @@ impl TaskRecord {
             .saturating_sub(self.busy_ns)
     }
 
+    /// How exports title it: `app::handle #5`, `tokio.task 5` without a name.
+    pub fn title(&self) -> String {
+        task_title(self.name.as_deref(), &self.resource_type, self.async_id)
+    }
+
     /// Its state at the end of the session.
     pub fn state(&self) -> TaskState {
         if self.resolve_ns.is_some() || self.destroy_ns.is_some() {
@@ -162,6 +178,10 @@ pub const DEFAULT_SCHED_THRESHOLD: Duration = Duration::from_millis(10);
 #[derive(Clone, Debug)]
 pub struct Collector {
     tasks: BTreeMap<TaskKey, TaskRecord>,
+    /// Index of each group's histogram in `poll_times`.
+    groups: std::collections::HashMap<PollGroup, usize>,
+    /// Poll durations of each group.
+    poll_times: Vec<histogram::Histogram>,
     blocking_threshold_ns: u64,
     sched_threshold_ns: u64,
     first_ns: Option<u64>,
@@ -173,6 +193,8 @@ impl Collector {
     pub fn new(blocking_threshold: Duration) -> Self {
         Self {
             tasks: BTreeMap::new(),
+            groups: std::collections::HashMap::new(),
+            poll_times: Vec::new(),
             blocking_threshold_ns: blocking_threshold.as_nanos() as u64,
             sched_threshold_ns: DEFAULT_SCHED_THRESHOLD.as_nanos() as u64,
             first_ns: None,
@@ -202,6 +224,8 @@ impl Collector {
                     pid: event.pid,
                     async_id: event.async_id,
                     resource_type: ResourceType::TOKIO_TASK,
+                    name: None,
+                    location: None,
                     trigger_id: None,
                     existing: true,
                     start_ns: event.ts_ns,
@@ -213,10 +237,11 @@ impl Collector {
                     blocking_polls: 0,
                     wakes: 0,
                     self_wakes: 0,
-                    sched: latency::Latencies::default(),
+                    sched: histogram::Histogram::default(),
                     long_waits: 0,
                     wakers: BTreeMap::new(),
                     open_polls: Vec::new(),
+                    group: None,
                 }
             });
         match &event.kind {
@@ -224,8 +249,12 @@ impl Collector {
                 resource_type,
                 trigger_id,
                 existing,
+                name,
+                location,
             } => {
                 task.resource_type = resource_type.clone();
+                task.name = name.clone();
+                task.location = location.clone();
                 task.trigger_id = *trigger_id;
                 task.existing = *existing;
                 task.start_ns = event.ts_ns;
@@ -259,6 +288,20 @@ impl Collector {
                 if took > self.blocking_threshold_ns {
                     task.blocking_polls += 1;
                 }
+                let group = match task.group {
+                    Some(group) => group,
+                    None => {
+                        let key = (task.pid, task.name.clone(), task.resource_type.clone());
+                        let next = self.poll_times.len();
+                        let group = *self.groups.entry(key).or_insert(next);
+                        task.group = Some(group);
+                        group
+                    }
+                };
+                if group == self.poll_times.len() {
+                    self.poll_times.push(histogram::Histogram::default());
+                }
+                self.poll_times[group].record(took);
                 Some(poll)
             }
             HookKind::Resolve => {
@@ -305,6 +348,11 @@ impl Collector {
             pid: info.pid,
             exe: info.exe.display().to_string(),
             tasks: self.tasks.clone(),
+            poll_times: self
+                .groups
+                .iter()
+                .map(|(group, index)| (group.clone(), self.poll_times[*index].clone()))
+                .collect(),
             blocking_threshold_ns: self.blocking_threshold_ns,
             sched_threshold_ns: self.sched_threshold_ns,
         }
@@ -319,6 +367,11 @@ impl Collector {
             pid: info.pid,
             exe: info.exe.display().to_string(),
             tasks: self.tasks,
+            poll_times: self
+                .groups
+                .into_iter()
+                .map(|(group, index)| (group, self.poll_times[index].clone()))
+                .collect(),
             blocking_threshold_ns: self.blocking_threshold_ns,
             sched_threshold_ns: self.sched_threshold_ns,
         }
@@ -340,6 +393,8 @@ pub struct Analysis {
     pub pids: BTreeSet<u32>,
     /// Every task seen, by (pid, task id).
     pub tasks: BTreeMap<TaskKey, TaskRecord>,
+    /// The durations of the polls of each group of tasks (`stats --by name`).
+    pub poll_times: BTreeMap<PollGroup, histogram::Histogram>,
     /// The threshold `blocking_polls` were counted with.
     pub blocking_threshold_ns: u64,
     /// The threshold `long_waits` were counted with.
@@ -370,6 +425,8 @@ impl Analysis {
             );
         }
         self.tasks.retain(|(task_pid, _), _| *task_pid == pid);
+        self.poll_times
+            .retain(|(group_pid, _, _), _| *group_pid == pid);
         self.pids = BTreeSet::from([pid]);
         self.pid = pid;
         Ok(())
@@ -393,6 +450,15 @@ impl Analysis {
     /// `ns` as seconds since the session started.
     pub fn relative_s(&self, ns: u64) -> f64 {
         ns.saturating_sub(self.start_ns) as f64 / 1e9
+    }
+}
+
+/// How exports title a task: its name and id (`app::handle #5`), or, without
+/// a name, its type and id (`tokio.task 5`).
+pub fn task_title(name: Option<&str>, resource_type: &ResourceType, async_id: u64) -> String {
+    match name {
+        Some(name) => format!("{name} #{async_id}"),
+        None => format!("{} {async_id}", resource_type.as_str()),
     }
 }
 
@@ -456,7 +522,14 @@ impl ReportSink {
                 tree::write_text(&mut out, &analysis, &tree)?;
             }
         }
-        if self.options.stats {
+        if self.options.stats && self.options.stats_options.by == stats::GroupBy::Name {
+            let table = by_name::NameTable::new(&analysis, self.options.stats_options.sort);
+            if self.options.json {
+                by_name::write_json(&mut out, &table)?;
+            } else {
+                by_name::write_text(&mut out, &analysis, &table)?;
+            }
+        } else if self.options.stats {
             let stats = &self.options.stats_options;
             let table = stats::Table::new(&analysis, stats.sort, stats.many_polls);
             if self.options.json {
@@ -525,6 +598,8 @@ pub(crate) mod test_events {
                 resource_type: ResourceType::TOKIO_TASK,
                 trigger_id: Some(trigger),
                 existing: false,
+                name: None,
+                location: None,
             },
             async_id,
             ms,
@@ -539,6 +614,8 @@ pub(crate) mod test_events {
                 resource_type: ResourceType::TOKIO_TASK,
                 trigger_id: None,
                 existing: true,
+                name: None,
+                location: None,
             },
             async_id,
             ms,

@@ -65,6 +65,21 @@ pub struct Row {
     pub sched_p99_ns: Option<u64>,
     /// The longest of those waits.
     pub sched_max_ns: Option<u64>,
+    /// What it runs (its future type), empty/`null` when unknown.
+    pub name: Option<String>,
+    /// Where it was spawned (`file:line:col`), empty/`null` when unknown.
+    pub location: Option<String>,
+}
+
+/// How `stats` groups its rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupBy {
+    /// One row per task.
+    #[default]
+    Task,
+    /// One row per name (future type): tasks, polls, busy, p50/p99/max poll
+    /// time, lifetime.
+    Name,
 }
 
 /// The rows in order, with the warnings.
@@ -99,6 +114,8 @@ impl Table {
                 sched_p50_ns: task.sched.quantile(0.5),
                 sched_p99_ns: task.sched.quantile(0.99),
                 sched_max_ns: task.sched.max(),
+                name: task.name.clone(),
+                location: task.location.clone(),
             })
             .collect();
         tasks.sort_by_key(|row| {
@@ -147,7 +164,7 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
     };
     writeln!(
         out,
-        "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>9} {:>9} {:>9}",
+        "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>9} {:>9} {:>9}  NAME",
         pid_column(&"PID"),
         "ID",
         "TYPE",
@@ -171,7 +188,7 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
             .map_or_else(|| "?".to_owned(), |id| id.to_string());
         writeln!(
             out,
-            "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>9} {:>9} {:>9}",
+            "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>9} {:>9} {:>9}  {}",
             pid_column(&row.pid),
             row.async_id,
             row.resource_type,
@@ -187,6 +204,7 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
             sched(row.sched_p50_ns),
             sched(row.sched_p99_ns),
             sched(row.sched_max_ns),
+            row.name.as_deref().unwrap_or("?"),
         )?;
     }
     let processes = match analysis.pids.len() {
@@ -241,11 +259,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "pid,async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls,wakes,self_wakes,sched_p50_ns,sched_p99_ns,sched_max_ns"
+            "pid,async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls,wakes,self_wakes,sched_p50_ns,sched_p99_ns,sched_max_ns,name,location"
         );
         assert_eq!(
             lines[1],
-            "1,2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1,0,0,,,"
+            "1,2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1,0,0,,,,,"
         );
         assert_eq!(lines.len(), 1 + analysis.tasks.len());
         assert!(text.contains("\n1,9,tokio.task,,idle,"));

@@ -23,6 +23,26 @@ const TOP: f64 = 50.0;
 const LANE: f64 = 26.0;
 const BAR: f64 = 16.0;
 const AXIS: f64 = 40.0;
+/// Width of a label character at font size 10, roughly.
+const LABEL_CHAR_WIDTH: f64 = 6.0;
+/// A bar shows its task's name only if this many characters fit.
+const MIN_LABEL_CHARS: usize = 4;
+
+/// The last path segments of a name, for a label on a narrow bar:
+/// `app::handle` of `my_crate::server::app::handle`, generics kept.
+fn short_name(name: &str) -> &str {
+    let head = name.split('<').next().unwrap_or(name);
+    let mut cut = 0;
+    let mut segments = head
+        .match_indices("::")
+        .map(|(at, _)| at)
+        .collect::<Vec<_>>();
+    if segments.len() >= 2 {
+        segments.truncate(segments.len() - 1);
+        cut = segments.last().map_or(0, |at| at + 2);
+    }
+    &name[cut..]
+}
 
 /// What the picture shows, for the status line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -159,26 +179,39 @@ pub fn write(
         let Some(index) = lane_of(poll.pid, poll.tid) else {
             continue;
         };
-        let resource = analysis
-            .tasks
-            .get(&(poll.pid, poll.async_id))
-            .map_or("task", |task| task.resource_type.as_str());
+        let task = analysis.tasks.get(&(poll.pid, poll.async_id));
+        let resource = task.map_or("task", |task| task.resource_type.as_str());
+        let title = task.map_or_else(|| format!("task {}", poll.async_id), |task| task.title());
         let opacity = if resource == ResourceType::TOKIO_BLOCKING.as_str() {
             0.3
         } else {
             1.0
         };
+        let width = (poll.duration_ns() as f64 * scale).max(1.0);
+        let bar_y = lane_y(index) + (LANE - BAR) / 2.0;
         writeln!(
             svg,
-            r#"<rect x="{:.2}" y="{:.1}" width="{:.2}" height="{BAR}" fill="{}" fill-opacity="{opacity}"><title>{resource} {}: {:.6}s, {}</title></rect>"#,
+            r#"<rect x="{:.2}" y="{bar_y:.1}" width="{width:.2}" height="{BAR}" fill="{}" fill-opacity="{opacity}"><title>{}: {:.6}s, {}</title></rect>"#,
             x(poll.start_ns),
-            lane_y(index) + (LANE - BAR) / 2.0,
-            (poll.duration_ns() as f64 * scale).max(1.0),
             colour(poll.async_id),
-            poll.async_id,
+            escape(&title),
             analysis.relative_s(poll.start_ns),
             human_duration(poll.duration_ns())
         )?;
+        // A bar wide enough shows its task's name (as much as fits).
+        if let Some(name) = task.and_then(|task| task.name.as_deref()) {
+            let fits = (width / LABEL_CHAR_WIDTH) as usize;
+            if fits >= MIN_LABEL_CHARS {
+                let shown: String = short_name(name).chars().take(fits).collect();
+                writeln!(
+                    svg,
+                    r#"<text x="{:.2}" y="{:.1}" font-size="10" fill="white" pointer-events="none">{}</text>"#,
+                    x(poll.start_ns) + 2.0,
+                    bar_y + BAR - 3.0,
+                    escape(&shown)
+                )?;
+            }
+        }
     }
     let mut drawn = 0;
     for ((pid, child), arrow) in &arrows {
@@ -196,9 +229,15 @@ pub fn write(
         let bend = if from_lane == to_lane { -14.0 } else { 0.0 };
         writeln!(
             svg,
-            r##"<path d="M{x1:.2},{y1:.1} C{x1:.2},{:.1} {x2:.2},{:.1} {x2:.2},{y2:.1}" fill="none" stroke="#333" stroke-width="1" marker-end="url(#arrow)"><title>spawned task {child}</title></path>"##,
+            r##"<path d="M{x1:.2},{y1:.1} C{x1:.2},{:.1} {x2:.2},{:.1} {x2:.2},{y2:.1}" fill="none" stroke="#333" stroke-width="1" marker-end="url(#arrow)"><title>spawned {}</title></path>"##,
             y1 + bend,
-            y2 + bend
+            y2 + bend,
+            escape(
+                &analysis
+                    .tasks
+                    .get(&(*pid, *child))
+                    .map_or_else(|| format!("task {child}"), |task| task.title())
+            )
         )?;
         drawn += 1;
     }

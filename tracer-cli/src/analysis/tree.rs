@@ -72,6 +72,10 @@ pub struct Node {
     pub trigger_id: Option<u64>,
     /// It existed before the tracer attached.
     pub existing: bool,
+    /// What it runs (its future type), `null` when unknown.
+    pub name: Option<String>,
+    /// Where it was spawned (`file:line:col`), `null` when unknown.
+    pub location: Option<String>,
     /// `init`, ns after the session start.
     pub start_ns: u64,
     /// Freed (else finished), ns after the session start; `null` while alive.
@@ -185,6 +189,8 @@ impl Builder<'_> {
                         resource_type: task.resource_type.as_str().to_owned(),
                         trigger_id: task.trigger_id,
                         existing: task.existing,
+                        name: task.name.clone(),
+                        location: task.location.clone(),
                         start_ns: relative(task.start_ns),
                         end_ns: task.end_ns().map(relative),
                         lifetime_ns,
@@ -214,6 +220,7 @@ pub fn write_json(out: &mut impl Write, tree: &TriggerTree) -> anyhow::Result<()
 const ROOT: Style = AnsiColor::Yellow.on_default().bold();
 const ID: Style = Style::new().bold();
 const TYPE: Style = AnsiColor::Cyan.on_default();
+const NAME: Style = AnsiColor::Green.on_default();
 const DIM: Style = Style::new().dimmed();
 
 /// Writes the tree with box lines, in colour (an `anstream` writer drops the
@@ -290,9 +297,16 @@ fn write_nodes(out: &mut impl Write, nodes: &[Node], prefix: &str) -> anyhow::Re
         let end = node
             .end_ns
             .map_or_else(|| "…".to_owned(), |ns| format!("{:.6}s", ns as f64 / 1e9));
+        let mut identity = String::new();
+        if let Some(name) = &node.name {
+            identity.push_str(&format!("{NAME}{name}{NAME:#} "));
+        }
+        if let Some(location) = &node.location {
+            identity.push_str(&format!("{DIM}({location}){DIM:#} "));
+        }
         writeln!(
             out,
-            "{DIM}{prefix}{branch}{DIM:#}{ID}#{}{ID:#} {TYPE}{}{TYPE:#}  {:.6}s → {end}  lifetime {}  polls {}  busy {}  {DIM}{}{DIM:#}{}",
+            "{DIM}{prefix}{branch}{DIM:#}{ID}#{}{ID:#} {identity}{TYPE}{}{TYPE:#}  {:.6}s → {end}  lifetime {}  polls {}  busy {}  {DIM}{}{DIM:#}{}",
             node.async_id,
             node.resource_type,
             node.start_ns as f64 / 1e9,

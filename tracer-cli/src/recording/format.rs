@@ -15,8 +15,8 @@ pub const MAGIC: [u8; 8] = *b"TRACERec";
 /// Format major version: a reader refuses files with a higher one.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version: additions older readers can skip. 1.1 appends
-/// `emitted` to the end chunk; 1.3 adds wake events and `before`'s `sched_ns`
-/// (1.2 is task names).
+/// `emitted` to the end chunk; 1.2 adds names chunks (the name and location of
+/// each `init`); 1.3 adds wake events and `before`'s `sched_ns`.
 pub const FORMAT_MINOR: u16 = 3;
 /// Marks the start of every chunk frame, so a reader can find the next chunk
 /// after a corrupt one.
@@ -38,6 +38,9 @@ pub enum ChunkKind {
     Events = 1,
     /// The session's end: a [`SessionEnd`]; the last chunk of a complete file.
     End = 2,
+    /// The name and location of each `init` of the events chunk that follows
+    /// ([`Names`]); since 1.2, and skipped by older readers.
+    Names = 3,
 }
 
 impl ChunkKind {
@@ -46,6 +49,7 @@ impl ChunkKind {
         match byte {
             1 => Some(Self::Events),
             2 => Some(Self::End),
+            3 => Some(Self::Names),
             _ => None,
         }
     }
@@ -402,6 +406,8 @@ pub fn decode_event(
                 resource_type,
                 trigger_id,
                 existing: tag & EXISTING != 0,
+                name: None,
+                location: None,
             }
         }
         KIND_BEFORE if tag & EXISTING == 0 => HookKind::Before {
@@ -440,6 +446,89 @@ fn optional(cursor: &mut Cursor<'_>, tag: u8) -> Result<Option<u64>, Malformed> 
         Some(cursor.varint()?)
     } else {
         None
+    })
+}
+
+/// The name and location of an `init`, as a names chunk stores them.
+pub type InitNames = (Option<String>, Option<String>);
+
+/// A names chunk: the name and location of every `init` of one events chunk,
+/// in the order of the inits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Names {
+    /// The CRC-32 of the events chunk these belong to (as its frame stores it):
+    /// names never attach to another chunk, whatever was lost between them.
+    pub events_crc: u32,
+    /// One entry per `init` of that chunk.
+    pub inits: Vec<InitNames>,
+}
+
+/// The payload of a names chunk. Each distinct text is stored once per chunk.
+pub fn encode_names(names: &Names) -> Vec<u8> {
+    /// The 1-based index of `text` in `texts` (added if new), 0 for none.
+    fn index<'a>(texts: &mut Vec<&'a str>, text: &'a Option<String>) -> u64 {
+        let Some(text) = text.as_deref() else {
+            return 0;
+        };
+        let at = texts.iter().position(|t| *t == text).unwrap_or_else(|| {
+            texts.push(text);
+            texts.len() - 1
+        });
+        at as u64 + 1
+    }
+    let mut texts = Vec::new();
+    let refs: Vec<(u64, u64)> = names
+        .inits
+        .iter()
+        .map(|(name, location)| (index(&mut texts, name), index(&mut texts, location)))
+        .collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(&names.events_crc.to_le_bytes());
+    put_varint(&mut out, texts.len() as u64);
+    for text in &texts {
+        put_bytes(&mut out, text.as_bytes());
+    }
+    for (name, location) in refs {
+        put_varint(&mut out, name);
+        put_varint(&mut out, location);
+    }
+    out
+}
+
+/// Reads a names chunk's payload holding `count` inits.
+pub fn decode_names(payload: &[u8], count: u32) -> Result<Names, Malformed> {
+    let (crc, rest) = payload
+        .split_first_chunk::<4>()
+        .ok_or(Malformed("ends early"))?;
+    let mut cursor = Cursor::new(rest);
+    let texts_len = cursor.varint()?;
+    // Every text takes at least a byte: never trust a count for capacity.
+    let mut texts = Vec::new();
+    for _ in 0..texts_len {
+        texts.push(cursor.string()?);
+    }
+    let text = |cursor: &mut Cursor<'_>| -> Result<Option<String>, Malformed> {
+        match cursor.varint()? {
+            0 => Ok(None),
+            n => texts
+                .get(usize::try_from(n - 1).unwrap_or(usize::MAX))
+                .cloned()
+                .map(Some)
+                .ok_or(Malformed("names a text the chunk does not hold")),
+        }
+    };
+    let mut inits = Vec::new();
+    for _ in 0..count {
+        let name = text(&mut cursor)?;
+        let location = text(&mut cursor)?;
+        inits.push((name, location));
+    }
+    if cursor.len() > 0 {
+        return Err(Malformed("bytes after its last init"));
+    }
+    Ok(Names {
+        events_crc: u32::from_le_bytes(*crc),
+        inits,
     })
 }
 

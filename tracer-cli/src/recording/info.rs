@@ -8,7 +8,7 @@ use crate::event::HookKind;
 /// Event names in the order `info` lists them.
 const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
 
-/// Prints the header, events by kind, tasks, time span, losses and bytes per
+/// Prints the header, events by kind, tasks, how many are named and located, time span, losses and bytes per
 /// event of the recording at `path`.
 pub fn info(path: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::metadata(path)
@@ -17,6 +17,7 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
     let mut reader = Reader::open(path)?;
     let mut by_kind = [0u64; KINDS.len()];
     let mut existing = 0u64;
+    let (mut named, mut located) = (0u64, 0u64);
     let mut span: Option<(u64, u64)> = None;
     let mut problems = Vec::new();
     while let Some(event) = reader.next_event()? {
@@ -30,8 +31,16 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
             HookKind::Wake { .. } => 5,
         };
         by_kind[index] += 1;
-        if let HookKind::Init { existing: true, .. } = event.kind {
-            existing += 1;
+        if let HookKind::Init {
+            existing: was_there,
+            name,
+            location,
+            ..
+        } = &event.kind
+        {
+            existing += u64::from(*was_there);
+            named += u64::from(name.is_some());
+            located += u64::from(location.is_some());
         }
         span = Some(span.map_or((event.ts_ns, event.ts_ns), |(first, last)| {
             (first.min(event.ts_ns), last.max(event.ts_ns))
@@ -92,6 +101,11 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
     let _ = writeln!(
         text,
         "tasks:       {} ({existing} already running at attach)",
+        by_kind[0]
+    );
+    let _ = writeln!(
+        text,
+        "names:       {named} of {} tasks named, {located} located",
         by_kind[0]
     );
     if let Some((first, last)) = span {

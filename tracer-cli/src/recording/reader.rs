@@ -4,6 +4,7 @@
 //! a file without its end chunk is "truncated after N events".
 
 use std::{
+    collections::VecDeque,
     fmt,
     fs::File,
     io::{self, BufReader, Read},
@@ -11,10 +12,13 @@ use std::{
 };
 
 use super::format::{
-    self, ChunkKind, Cursor, DeltaState, FORMAT_MAJOR, FORMAT_MINOR, FRAME_HEADER, Header, MAGIC,
-    MAX_HEADER, MAX_PAYLOAD, Malformed, PRELUDE, SYNC,
+    self, ChunkKind, Cursor, DeltaState, FORMAT_MAJOR, FORMAT_MINOR, FRAME_HEADER, Header,
+    InitNames, MAGIC, MAX_HEADER, MAX_PAYLOAD, Malformed, Names, PRELUDE, SYNC,
 };
-use crate::{event::HookEvent, output::SessionEnd};
+use crate::{
+    event::{HookEvent, HookKind},
+    output::SessionEnd,
+};
 
 /// Why a file cannot be read at all.
 #[derive(Debug)]
@@ -89,6 +93,14 @@ pub enum Problem {
         /// What was wrong.
         reason: &'static str,
     },
+    /// A names chunk (format 1.2) could not be used: the inits it names read
+    /// without name and location.
+    NamesLost {
+        /// Byte offset of the chunk (names or events) in the file.
+        offset: u64,
+        /// What was wrong.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -103,6 +115,10 @@ impl fmt::Display for Problem {
             Self::Undecodable { offset, reason } => write!(
                 f,
                 "the chunk at byte {offset} holds undecodable events ({reason}): the rest of it skipped"
+            ),
+            Self::NamesLost { offset, reason } => write!(
+                f,
+                "the task names at byte {offset} cannot be used ({reason}): those tasks read unnamed"
             ),
         }
     }
@@ -177,6 +193,10 @@ pub struct Reader<R> {
     problems: Vec<Problem>,
     end: Option<SessionEnd>,
     at_eof: bool,
+    /// A names chunk read, waiting for the events chunk it belongs to, and its offset.
+    pending_names: Option<(Names, u64)>,
+    /// The names of the open chunk's inits not read yet, if it has names.
+    names: Option<VecDeque<InitNames>>,
 }
 
 impl Reader<BufReader<File>> {
@@ -237,6 +257,8 @@ impl<R: Read> Reader<R> {
             problems: Vec::new(),
             end: None,
             at_eof: false,
+            pending_names: None,
+            names: None,
         })
     }
 
@@ -277,12 +299,19 @@ impl<R: Read> Reader<R> {
             if self.left > 0 {
                 let mut cursor = Cursor::new(&self.chunk[self.pos..]);
                 match format::decode_event(&mut cursor, &mut self.state, self.header.session.pid) {
-                    Ok(event) => {
+                    Ok(mut event) => {
                         self.pos = self.chunk.len() - cursor.len();
                         self.left -= 1;
                         self.events += 1;
+                        self.attach_names(&mut event);
                         if self.left == 0 && self.pos != self.chunk.len() {
                             self.undecodable("bytes after its last event");
+                        }
+                        if self.left == 0 && self.names.take().is_some_and(|n| !n.is_empty()) {
+                            self.names_lost(
+                                self.chunk_offset,
+                                "more names than its events chunk has inits",
+                            );
                         }
                         return Ok(Some(event));
                     }
@@ -297,6 +326,30 @@ impl<R: Read> Reader<R> {
                 return Ok(None);
             }
         }
+    }
+
+    /// Gives an `init` of a chunk with names its name and location.
+    fn attach_names(&mut self, event: &mut HookEvent) {
+        let HookKind::Init { name, location, .. } = &mut event.kind else {
+            return;
+        };
+        let Some(names) = self.names.as_mut() else {
+            return;
+        };
+        match names.pop_front() {
+            Some((n, l)) => (*name, *location) = (n, l),
+            None => {
+                self.names = None;
+                self.names_lost(
+                    self.chunk_offset,
+                    "fewer names than its events chunk has inits",
+                );
+            }
+        }
+    }
+
+    fn names_lost(&mut self, offset: u64, reason: &'static str) {
+        self.problems.push(Problem::NamesLost { offset, reason });
     }
 
     fn undecodable(&mut self, reason: &'static str) {
@@ -351,6 +404,14 @@ impl<R: Read> Reader<R> {
             match ChunkKind::from_byte(kind) {
                 Some(ChunkKind::Events) => {
                     self.chunks += 1;
+                    self.names = None;
+                    if let Some((names, at)) = self.pending_names.take() {
+                        if names.events_crc == crc {
+                            self.names = Some(names.inits.into());
+                        } else {
+                            self.names_lost(at, "the events chunk they name is missing");
+                        }
+                    }
                     self.chunk_offset = offset;
                     self.pos = 0;
                     self.left = count;
@@ -370,6 +431,15 @@ impl<R: Read> Reader<R> {
                         }
                     }
                     return Ok(false);
+                }
+                Some(ChunkKind::Names) => {
+                    if let Some((_, at)) = self.pending_names.take() {
+                        self.names_lost(at, "the events chunk they name is missing");
+                    }
+                    match format::decode_names(&self.chunk, count) {
+                        Ok(names) => self.pending_names = Some((names, offset)),
+                        Err(Malformed(why)) => self.names_lost(offset, why),
+                    }
                 }
                 // A kind added by a newer minor version: not ours to read.
                 None => {}

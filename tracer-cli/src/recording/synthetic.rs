@@ -41,6 +41,8 @@ pub fn generate(path: &std::path::Path, events: u64, force: bool) -> anyhow::Res
             resource_type: ResourceType::TOKIO_TASK,
             trigger_id: Some(task / 2),
             existing: false,
+            name: None,
+            location: None,
         }];
         for poll in 0..polls {
             kinds.push(HookKind::Before { sched_ns: None });

@@ -59,6 +59,8 @@ fn workload(tasks: u64) -> Vec<HookEvent> {
                 resource_type: ResourceType::TOKIO_TASK,
                 trigger_id: Some(id / 2),
                 existing: false,
+                name: None,
+                location: None,
             },
             HookKind::Before {
                 sched_ns: Some(id * 1000),
@@ -114,6 +116,116 @@ fn read_all(bytes: &[u8]) -> (Vec<HookEvent>, Vec<Problem>, Option<SessionEnd>, 
     )
 }
 
+/// `workload(tasks)` with a name on every init and a location on most.
+fn named_workload(tasks: u64) -> Vec<HookEvent> {
+    let mut events = workload(tasks);
+    for event in &mut events {
+        if let HookKind::Init { name, location, .. } = &mut event.kind {
+            *name = Some(format!("app::worker<u{}>", 8 << (event.async_id % 4)));
+            *location =
+                (event.async_id % 5 != 0).then(|| format!("src/main.rs:{}:9", event.async_id % 7));
+        }
+    }
+    events
+}
+
+/// `events` as a reader that knows no names chunks (format 1.1) reads them.
+fn without_names(events: &[HookEvent]) -> Vec<HookEvent> {
+    let mut events = events.to_vec();
+    for event in &mut events {
+        if let HookKind::Init { name, location, .. } = &mut event.kind {
+            (*name, *location) = (None, None);
+        }
+    }
+    events
+}
+
+/// The recording without its names chunks, as a 1.1 reader sees it (it skips
+/// chunk kinds it does not know).
+fn strip_names_chunks(bytes: &[u8]) -> Vec<u8> {
+    let frames = frame_offsets(bytes);
+    let mut out = bytes[..frames[0]].to_vec();
+    for (i, &at) in frames.iter().enumerate() {
+        let end = frames.get(i + 1).copied().unwrap_or(bytes.len());
+        if bytes[at + 4] != format::ChunkKind::Names as u8 {
+            out.extend_from_slice(&bytes[at..end]);
+        }
+    }
+    out
+}
+
+#[test]
+fn names_and_locations_round_trip_in_their_own_chunks() {
+    let events = named_workload(20_000);
+    let bytes = record(&events, Some(&end()));
+    let (back, problems, end_read, truncated) = read_all(&bytes);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(back == events, "names or locations changed on the way");
+    assert_eq!((end_read, truncated), (Some(end()), false));
+    // Only names chunks were added: without them the file is what 1.1 wrote,
+    // so a 1.1 reader (which skips chunk kinds it does not know) reads every event.
+    let stripped = strip_names_chunks(&bytes);
+    assert!(stripped.len() < bytes.len());
+    assert_eq!(stripped, record(&without_names(&events), Some(&end())));
+    // Repeated names cost little: each text is stored once per chunk.
+    let per_event = bytes.len() as f64 / events.len() as f64;
+    assert!(per_event <= 8.0, "{per_event:.2} bytes per event");
+}
+
+#[test]
+fn a_format_1_1_file_without_names_still_reads() {
+    let events = workload(50);
+    let mut bytes = record(&events, Some(&end()));
+    assert!(
+        frame_offsets(&bytes)
+            .iter()
+            .all(|&at| bytes[at + 4] != format::ChunkKind::Names as u8),
+        "a session without names writes no names chunk"
+    );
+    bytes[10..12].copy_from_slice(&1u16.to_le_bytes());
+    let reader = Reader::new(&bytes[..]).unwrap();
+    assert_eq!(reader.header().version, (1, 1));
+    let (back, problems, end_read, _) = read_all(&bytes);
+    assert_eq!((back, problems, end_read), (events, vec![], Some(end())));
+}
+
+#[test]
+fn names_never_attach_to_another_chunk_when_theirs_is_lost() {
+    let events = named_workload(20_000);
+    let mut bytes = record(&events, Some(&end()));
+    let frames = frame_offsets(&bytes);
+    // Frames: names, events, names, events, …: damage the second events chunk.
+    let kind = |at: usize| bytes[at + 4];
+    let events_chunks: Vec<usize> = frames
+        .iter()
+        .copied()
+        .filter(|&at| kind(at) == format::ChunkKind::Events as u8)
+        .collect();
+    let second = events_chunks[1];
+    let its_names = frames[frames.iter().position(|&at| at == second).unwrap() - 1];
+    assert_eq!(kind(its_names), format::ChunkKind::Names as u8);
+    bytes[second + FRAME_HEADER + 10] ^= 0xff;
+    let (back, problems, _, _) = read_all(&bytes);
+    assert_eq!(
+        problems,
+        vec![
+            Problem::CorruptChunk {
+                offset: second as u64,
+                reason: "checksum mismatch"
+            },
+            Problem::NamesLost {
+                offset: its_names as u64,
+                reason: "the events chunk they name is missing"
+            }
+        ]
+    );
+    // Every event that reads keeps its own name: none took the lost chunk's.
+    let kept = back.iter().zip(&events).take_while(|(a, b)| a == b).count();
+    let after = back.len() - kept;
+    assert!(kept > 0 && after > 0);
+    assert!(back[kept..] == events[events.len() - after..]);
+}
+
 /// Offsets of the chunk frames in a recording (for cutting and damaging it).
 fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     memchr::memmem::find_iter(bytes, &SYNC).collect()
@@ -129,12 +241,18 @@ fn any_event() -> impl Strategy<Value = HookEvent> {
                 "[a-zA-Z.]{0,12}".prop_map(|name| ResourceType::named(Cow::Owned(name))),
             ],
             any::<Option<u64>>(),
-            any::<bool>()
+            any::<bool>(),
+            proptest::option::of("[a-z:<>{} ]{0,16}"),
+            proptest::option::of("src/[a-z]{1,6}\\.rs:[0-9]{1,3}:[0-9]{1,2}"),
         )
-            .prop_map(|(resource_type, trigger_id, existing)| HookKind::Init {
-                resource_type,
-                trigger_id,
-                existing
+            .prop_map(|(resource_type, trigger_id, existing, name, location)| {
+                HookKind::Init {
+                    resource_type,
+                    trigger_id,
+                    existing,
+                    name,
+                    location,
+                }
             }),
         any::<Option<u64>>().prop_map(|sched_ns| HookKind::Before { sched_ns }),
         (any::<Option<u64>>(), any::<bool>()).prop_map(|(waker_id, self_wake)| HookKind::Wake {

@@ -14,10 +14,10 @@ use anyhow::Context as _;
 
 use super::{
     binary,
-    format::{self, ChunkKind, DeltaState, FORMAT_MAJOR, FORMAT_MINOR, Header},
+    format::{self, ChunkKind, DeltaState, FORMAT_MAJOR, FORMAT_MINOR, Header, Names},
 };
 use crate::{
-    event::HookEvent,
+    event::{HookEvent, HookKind},
     output::{SessionEnd, SessionInfo, Sink},
 };
 
@@ -61,6 +61,10 @@ pub struct Recorder<W: Write> {
     count: u32,
     opened: Option<Instant>,
     state: DeltaState,
+    /// The name and location of each init of the open chunk.
+    names: Names,
+    /// Whether any of them is known (else no names chunk is written).
+    named: bool,
 }
 
 impl<W: Write> Recorder<W> {
@@ -73,23 +77,40 @@ impl<W: Write> Recorder<W> {
             count: 0,
             opened: None,
             state: DeltaState::default(),
+            names: Names::default(),
+            named: false,
         }
     }
 
     /// Appends the open chunk to the file and starts a new one.
     fn close_chunk(&mut self) -> io::Result<()> {
         if self.count > 0 {
-            self.out.write_all(&format::encode_frame(
-                ChunkKind::Events,
-                self.count,
-                &self.chunk,
-            ))?;
+            let events = format::encode_frame(ChunkKind::Events, self.count, &self.chunk);
+            // A names chunk goes just before its events chunk, in the same write.
+            let mut bytes = Vec::new();
+            if self.named {
+                self.names.events_crc = format::frame_crc(
+                    ChunkKind::Events as u8,
+                    self.chunk.len() as u32,
+                    self.count,
+                    &self.chunk,
+                );
+                bytes = format::encode_frame(
+                    ChunkKind::Names,
+                    self.names.inits.len() as u32,
+                    &format::encode_names(&self.names),
+                );
+            }
+            bytes.extend_from_slice(&events);
+            self.out.write_all(&bytes)?;
             self.out.flush()?;
         }
         self.chunk.clear();
         self.count = 0;
         self.opened = None;
         self.state = DeltaState::default();
+        self.names.inits.clear();
+        self.named = false;
         Ok(())
     }
 }
@@ -119,6 +140,10 @@ impl<W: Write> Sink for Recorder<W> {
     fn event(&mut self, event: &HookEvent) -> io::Result<()> {
         format::encode_event(&mut self.chunk, &mut self.state, self.pid, event);
         self.count += 1;
+        if let HookKind::Init { name, location, .. } = &event.kind {
+            self.named |= name.is_some() || location.is_some();
+            self.names.inits.push((name.clone(), location.clone()));
+        }
         self.opened.get_or_insert_with(Instant::now);
         if self.chunk.len() >= CHUNK_BYTES {
             self.close_chunk()?;

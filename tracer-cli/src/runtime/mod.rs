@@ -25,6 +25,9 @@ pub enum Probe {
         /// Which spawn path it is.
         kind: SpawnKindTag,
     },
+    /// A `#[track_caller]` spawn entry point (`tokio::spawn`, `Handle::spawn`, …):
+    /// its `Location` argument is the location of the spawn that follows.
+    SpawnEntry,
     /// The task's future finished or was cancelled; the header is arg 0.
     Complete,
     /// Task memory is freed; the header (or a stack slot holding it) is arg 0.
@@ -77,6 +80,7 @@ impl Probe {
                 SpawnKindTag::Blocking => "spawn_blocking",
                 SpawnKindTag::Local => "spawn_local",
             },
+            Probe::SpawnEntry => "spawn entry",
             Probe::Complete => "complete",
             Probe::Free { .. } => "free",
             Probe::Marker(_) => "resource marker",

@@ -28,6 +28,32 @@ pub struct Tokio;
 const BOXED_CELL_DROP: &str =
     "core::ptr::drop_in_place<alloc::boxed::Box<tokio::runtime::task::core::Cell<";
 
+/// The `#[track_caller]` functions users spawn through: each passes its caller's
+/// `Location` on, which Tokio's `TaskMeta::spawned_at()` reports. Nested entries
+/// (`JoinSet::spawn` calls `tokio::spawn`) pass the same `Location`.
+const SPAWN_ENTRIES: &[&str] = &[
+    "tokio::task::spawn::spawn",
+    "tokio::task::local::spawn_local",
+    "tokio::task::local::LocalSet::spawn_local",
+    "tokio::task::blocking::spawn_blocking",
+    "tokio::runtime::handle::Handle::spawn",
+    "tokio::runtime::handle::Handle::spawn_blocking",
+    "tokio::runtime::runtime::Runtime::spawn",
+    "tokio::runtime::runtime::Runtime::spawn_blocking",
+    "tokio::task::join_set::JoinSet::spawn",
+    "tokio::task::join_set::JoinSet::spawn_on",
+    "tokio::task::join_set::JoinSet::spawn_local",
+    "tokio::task::join_set::JoinSet::spawn_local_on",
+    "tokio::task::join_set::JoinSet::spawn_blocking",
+    "tokio::task::join_set::JoinSet::spawn_blocking_on",
+    "tokio::task::builder::Builder::spawn",
+    "tokio::task::builder::Builder::spawn_on",
+    "tokio::task::builder::Builder::spawn_local",
+    "tokio::task::builder::Builder::spawn_local_on",
+    "tokio::task::builder::Builder::spawn_blocking",
+    "tokio::task::builder::Builder::spawn_blocking_on",
+];
+
 impl RuntimeAdapter for Tokio {
     fn name(&self) -> &'static str {
         "tokio"
@@ -59,6 +85,7 @@ impl RuntimeAdapter for Tokio {
                 arg: 1,
             },
             "tokio::runtime::task::harness::Harness::complete" => Probe::Complete,
+            _ if SPAWN_ENTRIES.contains(&path) => Probe::SpawnEntry,
             "tokio::runtime::task::raw::dealloc" => Probe::Free { stack_slot: false },
             "tokio::runtime::task::waker::wake_by_val"
             | "tokio::runtime::task::waker::wake_by_ref" => Probe::Wake,

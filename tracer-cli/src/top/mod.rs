@@ -101,6 +101,7 @@ impl TopArgs {
             ring_bytes: self.ring_size,
             probes: ProbeSet::All,
             follow_forks: false,
+            tasks: tracer_cli::task_filter::TaskGlobs::default(),
         };
         if let Some(pid) = self.pid {
             live::run(pid, None, session, self.state_options()).await?;

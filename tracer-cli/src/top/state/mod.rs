@@ -151,7 +151,10 @@ impl TopState {
             extras.poll_times.record(poll.duration_ns());
         }
         match &event.kind {
-            HookKind::Init { .. } => {}
+            HookKind::Init { name, location, .. } => {
+                extras.name.clone_from(name);
+                extras.location.clone_from(location);
+            }
             // A poll starts: whatever woke the task has been served.
             HookKind::Before { sched_ns } => {
                 extras.scheduled = false;

@@ -34,6 +34,8 @@ fn state() -> TopState {
             resource_type: ResourceType::TOKIO_BLOCKING,
             trigger_id: Some(1),
             existing: false,
+            name: None,
+            location: None,
         },
         ..init(20, 1, 2, 11)
     };
