@@ -49,10 +49,11 @@ type Subprogram = (String, Option<PollType>);
 /// `T` and `S` (in the legacy spelling) of each `raw::poll` site among `sites`:
 /// from the `poll<T, S>` subprogram DWARF places at the site, or, where the
 /// site is a thunk (release builds: `jmp Harness<T, S>::poll`), at the
-/// `Harness<T, S>::poll` it calls, the symbol table saying which it is. A site
-/// with no such subprogram, or whose candidates disagree (folded copies), or
-/// whose type DWARF cannot spell as users read it (a method's `{impl#N}`), is
-/// left out: the other routes decide those.
+/// `Harness<T, S>::poll` it calls (and no other site does), the symbol table
+/// saying which it is. A site with no such subprogram, or whose candidates
+/// disagree (folded copies), or whose type DWARF cannot spell as users read it
+/// (a closure in a trait impl's `{impl#N}`), is left out: the other routes
+/// decide those.
 pub fn poll_types(
     file: &object::File<'_>,
     image: &Image<'_>,
@@ -90,6 +91,10 @@ pub fn poll_types(
             Some((future, scheduler.and_then(|s| legacy_spelling(&s, &impls))))
         });
     }
+    let mut callers: HashMap<u64, usize> = HashMap::new();
+    for callee in harness_polls.values().flatten() {
+        *callers.entry(*callee).or_default() += 1;
+    }
     let mut types = HashMap::new();
     for site in sites {
         let own = subprograms
@@ -98,7 +103,12 @@ pub fn poll_types(
             .map(|(_, ty)| ty.clone());
         let ty = own.unwrap_or_else(|| {
             let mut found: Vec<Option<PollType>> = Vec::new();
-            for callee in &harness_polls[site] {
+            // A `Harness::poll` that several sites reach is code the linker
+            // folded for several types: its DWARF name may be another's.
+            let own_callees = harness_polls[site]
+                .iter()
+                .filter(|callee| callers.get(*callee).copied().unwrap_or_default() == 1);
+            for callee in own_callees {
                 if let Some((namespace, ty)) = subprograms.get(callee)
                     && (namespace.is_empty() || namespace.starts_with(HARNESS_NAMESPACE))
                     && !found.contains(ty)
