@@ -62,6 +62,9 @@ pub struct TaskRow {
     pub key: TaskKey,
     /// The name, or the resource type (`tokio.task`) for a task without one.
     pub name: String,
+    /// The resource type (`tokio.task`, `tokio.blocking`, …): the filter looks at
+    /// it too, so `/blocking` finds blocking tasks whatever they are named.
+    pub resource_type: String,
     /// Its state now.
     pub state: RowState,
     /// Polls that finished.
@@ -94,6 +97,7 @@ impl TaskRow {
         Self {
             key: record.key(),
             name: display_name(record, extras),
+            resource_type: record.resource_type.as_str().to_owned(),
             state,
             polls: record.polls,
             busy_ns: record.busy_ns,

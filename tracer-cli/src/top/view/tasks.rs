@@ -183,8 +183,8 @@ pub fn columns_for(width: u16) -> Vec<Column> {
         .collect()
 }
 
-/// The rows the table shows, in order: those whose name (or location) contains
-/// the filter, case-insensitively, sorted as the view says.
+/// The rows the table shows, in order: those whose name, type or location
+/// contains the filter, case-insensitively, sorted as the view says.
 pub fn visible_rows(state: &TopState, view: &View) -> Vec<TaskRow> {
     let needle = view.filter.to_lowercase();
     let mut rows: Vec<TaskRow> = state
@@ -193,6 +193,7 @@ pub fn visible_rows(state: &TopState, view: &View) -> Vec<TaskRow> {
         .filter(|row| {
             needle.is_empty()
                 || row.name.to_lowercase().contains(&needle)
+                || row.resource_type.to_lowercase().contains(&needle)
                 || row
                     .location
                     .as_ref()
