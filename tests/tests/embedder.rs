@@ -16,13 +16,19 @@ use tracer_tests::{
 fn traced_resources_match_what_the_app_declared(profile: Profile) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let fixture = fixture_bin("udp_echo", profile).unwrap_or_else(|e| panic!("{e}"));
-    let run = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("udp_echo ({profile:?}): {e}"));
+    let ledger_path = temp_path("udp-echo-ledger");
+    let ledger_arg = ledger_path.to_str().expect("UTF-8 temp path");
+    let run = run_traced(&fixture, &["--ledger", ledger_arg])
+        .unwrap_or_else(|e| panic!("udp_echo ({profile:?}): {e}"));
+    let ledger = std::fs::read_to_string(&ledger_path);
+    let _ = std::fs::remove_file(&ledger_path);
     assert!(
         run.status.success(),
         "udp_echo ({profile:?}): tracer failed\n{}",
         run.describe()
     );
-    let declared = resources::declared(&run.ground_truth_text).unwrap_or_else(|e| panic!("{e}"));
+    let ledger = ledger.unwrap_or_else(|e| panic!("udp_echo wrote no ledger: {e}"));
+    let declared = resources::declared(&ledger).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         declared.len() >= 10,
         "udp_echo ({profile:?}) declared only {} resources\n{}",
@@ -134,8 +140,9 @@ fn the_crate_example_is_traced_exactly_as_its_ledger_says() {
     );
     let ledger = ledger.unwrap_or_else(|e| panic!("the example wrote no ledger: {e}\n{stderr}"));
     let declared = resources::declared(&ledger).unwrap_or_else(|e| panic!("{e}"));
-    // 3 clients: a connection and a timer each, and the server's 3 connections.
-    assert_eq!(declared.len(), 9, "the example declared {declared:?}");
+    // 3 clients: a connection, 4 replies and a timer each, and the server's 3
+    // connections.
+    assert_eq!(declared.len(), 21, "the example declared {declared:?}");
     let tracer_output = TracerOutput::parse(&stdout).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
     let mismatches = resources::compare(&declared, &resources::traced(&tracer_output));
     assert!(

@@ -6,8 +6,11 @@
 //!   first datagram arrives (trigger: the server task), and echoes each datagram
 //!   in that resource's scope (`before`/`after` around it); `bye` destroys it.
 //! - Each client opens its own `UdpEcho` (trigger: the client task), handles every
-//!   reply in its scope, and waits on a `UdpEcho.Timer` whose trigger is the
-//!   connection: an instrumented future, so each of its polls is a callback.
+//!   reply in its scope, where a `UdpEcho.Reply` is created (its trigger: the
+//!   connection in scope) and run once; spawns one Tokio task in the connection's
+//!   scope (a task's trigger stays the task that spawned it, as Tokio's own hooks
+//!   say); and waits on a `UdpEcho.Timer` whose trigger is the connection: an
+//!   instrumented future, so each of its polls is a callback.
 //!
 //! Run it under tracer and watch the resources next to the Tokio tasks:
 //!
@@ -19,6 +22,8 @@
 //! `--ledger FILE` writes what the program itself did, as JSON lines, so tracer's
 //! output can be checked against it (the project's tests do): `resource_init {id,
 //! type, trigger}`, `resource_scope {id}` per callback, `resource_destroy {id}`.
+//! The tests' `udp_echo` fixture runs this same code on a runtime with Tokio's
+//! task hooks installed.
 
 use std::{
     collections::HashMap,
@@ -123,8 +128,15 @@ async fn client(server: SocketAddr, number: usize) {
         let text = format!("client {number} message {message}");
         socket.send(text.as_bytes()).await.expect("client send");
         let len = socket.recv(&mut buf).await.expect("client recv");
-        in_scope(&connection, || assert_eq!(&buf[..len], text.as_bytes()));
+        in_scope(&connection, || {
+            assert_eq!(&buf[..len], text.as_bytes());
+            let reply = declare("UdpEcho.Reply", None);
+            in_scope(&reply, || std::hint::black_box(len));
+            destroy(reply);
+        });
     }
+    let spawned = in_scope(&connection, || tokio::spawn(async { 1 }));
+    spawned.await.expect("spawned in scope");
     let timer = declare("UdpEcho.Timer", Some(connection.async_id()));
     let id = timer.async_id();
     let pause = Box::pin(tokio::time::sleep(Duration::from_millis(5)));
@@ -136,24 +148,28 @@ async fn client(server: SocketAddr, number: usize) {
     destroy(connection);
 }
 
-fn main() {
+/// Writes the ledger to `path` from now on.
+pub fn open_ledger(path: &str) {
+    let file = File::create(path).unwrap_or_else(|e| panic!("cannot create {path}: {e}"));
+    let _ = LEDGER.set(Mutex::new(BufWriter::new(file)));
+}
+
+/// The ledger file named by `--ledger FILE`, the only argument there is.
+pub fn ledger_argument() -> Option<String> {
     let mut args = std::env::args().skip(1);
     match (args.next().as_deref(), args.next()) {
-        (None, _) => {}
-        (Some("--ledger"), Some(path)) => {
-            let file = File::create(&path).unwrap_or_else(|e| panic!("cannot create {path}: {e}"));
-            let _ = LEDGER.set(Mutex::new(BufWriter::new(file)));
-        }
+        (None, _) => None,
+        (Some("--ledger"), Some(path)) => Some(path),
         _ => {
             eprintln!("usage: udp_echo [--ledger FILE]");
             std::process::exit(2);
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build runtime");
+}
+
+/// The server and its clients on `runtime`, until every client said bye; then
+/// the ledger is flushed.
+pub fn run(runtime: &tokio::runtime::Runtime) {
     runtime.block_on(async {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("server bind");
         let address = socket.local_addr().expect("server address");
@@ -173,4 +189,16 @@ fn main() {
             .expect("flush ledger");
     }
     eprintln!("udp_echo: {CLIENTS} clients sent {MESSAGES} messages each, all echoed");
+}
+
+fn main() {
+    if let Some(path) = ledger_argument() {
+        open_ledger(&path);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build runtime");
+    run(&runtime);
 }
