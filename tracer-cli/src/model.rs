@@ -33,6 +33,17 @@ use crate::{
     task_filter::{TaskFilter, TaskGlobs},
 };
 
+/// Where a task that existed before attach is first seen, which says what names it.
+#[derive(Clone, Copy, Debug)]
+enum FirstSight {
+    /// At the poll site with this slot (a poll cookie; 0: unknown).
+    Polled(u32),
+    /// At a wake, which carries the task's vtable address.
+    Woken(u64),
+    /// At a completion or a free: nothing names it.
+    Elsewhere,
+}
+
 /// A ring-buffer record as a `T` (a plain-old-data event such as [`RawEvent`]), if
 /// it has `T`'s size.
 pub fn decode<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
@@ -154,8 +165,9 @@ impl TaskModel {
         &self.names
     }
 
-    /// Applies a spawn record: an `init` named by the task's vtable and located
-    /// by the spawn entry's `Location`.
+    /// Applies a spawn or wake record ([`RawSpawnEvent`]): a spawn's `init` is
+    /// named by the task's vtable and located by the spawn entry's `Location`; a
+    /// wake's vtable names a task first seen through it.
     pub fn apply_spawn(&mut self, raw: &RawSpawnEvent, out: impl FnMut(HookEvent)) {
         self.apply_with(&raw.event, Some((raw.vtable, raw.location)), out);
     }
@@ -262,7 +274,7 @@ impl TaskModel {
                 }));
             }
             RawKind::PollStart => {
-                let task = self.known(key, raw.detail, &mut out, &event);
+                let task = self.known(key, FirstSight::Polled(raw.detail), &mut out, &event);
                 // Already polling on this thread: that poll's return was lost.
                 let lost = task.polling_on.contains(&tid);
                 if !lost {
@@ -294,7 +306,7 @@ impl TaskModel {
                 }
             }
             RawKind::Complete => {
-                let task = self.known(key, 0, &mut out, &event);
+                let task = self.known(key, FirstSight::Elsewhere, &mut out, &event);
                 if task.polling_on.contains(&tid) {
                     task.completed_on = Some(tid);
                 }
@@ -302,7 +314,10 @@ impl TaskModel {
             }
             RawKind::Wake => {
                 let lifecycle_only = self.lifecycle_only;
-                let task = self.known(key, 0, &mut out, &event);
+                let seen = spawn.map_or(FirstSight::Elsewhere, |(vtable, _)| {
+                    FirstSight::Woken(vtable)
+                });
+                let task = self.known(key, seen, &mut out, &event);
                 let self_wake = task.wait.woken(raw.ts_ns, raw.detail, raw.trigger_id == id);
                 out(event(HookKind::Wake {
                     waker_id: (!lifecycle_only).then_some(raw.trigger_id),
@@ -320,7 +335,7 @@ impl TaskModel {
                 if self.recently_destroyed.contains(key) {
                     return;
                 }
-                let task = self.known(key, 0, &mut out, &event);
+                let task = self.known(key, FirstSight::Elsewhere, &mut out, &event);
                 if !task.polling_on.is_empty() {
                     task.freed_in_poll = true;
                     return;
@@ -338,17 +353,21 @@ impl TaskModel {
     }
 
     /// The task's state, announcing it first with an `existing` init if unseen,
-    /// named by the poll site `slot` it was seen at (0: not at a poll).
+    /// named by where it is first seen.
     fn known(
         &mut self,
         key: TaskKey,
-        slot: u32,
+        seen: FirstSight,
         out: &mut impl FnMut(HookEvent),
         event: &impl Fn(HookKind) -> HookEvent,
     ) -> &mut TaskState {
         let names = &mut self.names;
         self.tasks.entry(key).or_insert_with(|| {
-            let identity = names.existing(slot);
+            let identity = match seen {
+                FirstSight::Polled(slot) => names.existing(slot),
+                FirstSight::Woken(vtable) => names.existing_woken(vtable),
+                FirstSight::Elsewhere => names.existing(0),
+            };
             out(event(HookKind::Init {
                 resource_type: identity.resource_type.unwrap_or(ResourceType::TOKIO_TASK),
                 trigger_id: None,

@@ -122,10 +122,24 @@ impl NameTable {
     /// The identity of a task first seen after attach, at poll site `slot` (0:
     /// not at a poll), counted.
     pub fn existing(&mut self, slot: u32) -> Identity {
+        let site = self.site(slot).cloned();
+        self.existing_at(site, UNNAMED_UNSEEN_SITE)
+    }
+
+    /// The identity of a task first seen after attach through a wake, which
+    /// carries its vtable address, counted.
+    pub fn existing_woken(&mut self, vtable: u64) -> Identity {
+        let site = self.by_vtable.get(&vtable).cloned();
+        self.existing_at(site, UNNAMED_UNKNOWN_VTABLE)
+    }
+
+    /// The identity `site` gives a task that existed before attach (`missing`:
+    /// why there is none without a site), counted.
+    fn existing_at(&mut self, site: Option<SiteName>, missing: &'static str) -> Identity {
         if self.is_empty() {
             return Identity::default();
         }
-        let mut identity = self.identify(self.site(slot).cloned(), UNNAMED_UNSEEN_SITE);
+        let mut identity = self.identify(site, missing);
         identity.location = self.count_location(Err(UNLOCATED_EXISTING));
         identity
     }

@@ -92,19 +92,22 @@ pub struct RawEvent {
     pub detail: u32,
 }
 
-/// A spawn, as written into the ring buffer: the [`RawEvent`] and what names the
-/// task. Only spawns carry these two words, so polls keep their small record; a
-/// record of this size is a spawn.
+/// A spawn or a wake, as written into the ring buffer: the [`RawEvent`] and what
+/// names the task. Only spawns and wakes carry these two words, so polls keep
+/// their small record. A wake carries the vtable because it is often the first
+/// event of a task that existed before attach (a timer or I/O wakes it before
+/// its next poll), whose `init` must name it then.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawSpawnEvent {
-    /// The spawn itself, `kind` [`RawKind::Spawn`].
+    /// The spawn or wake itself, `kind` [`RawKind::Spawn`] or [`RawKind::Wake`].
     pub event: RawEvent,
     /// The address (in the process) of the task's vtable, one per future type.
     pub vtable: u64,
-    /// The `&'static Location` the spawn entry point (`tokio::spawn`, …) was given
-    /// on this thread just before, as a candidate pointer: userspace checks it
-    /// against the binary before trusting it. 0 when none was seen.
+    /// Spawn: the `&'static Location` the spawn entry point (`tokio::spawn`, …)
+    /// was given on this thread just before, as a candidate pointer: userspace
+    /// checks it against the binary before trusting it. 0 when none was seen, and
+    /// for a wake.
     pub location: u64,
 }
 

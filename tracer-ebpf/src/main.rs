@@ -631,7 +631,7 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
     if indirect {
         header = read_u64(header)?;
     }
-    let task_id = read_task_id(header, None)?;
+    let (task_id, vtable) = read_task(header, None)?;
     let state = (read_u64(header)? & STATE_BITS) as u32;
     if kind as u32 != RawKind::Wake as u32 {
         emit(pid_tgid, kind, task_id, 0, state);
@@ -655,7 +655,22 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
             }
         }
     }
-    emit(pid_tgid, kind, task_id, waker, detail);
+    if let Some(mut entry) = reserve::<RawSpawnEvent>() {
+        entry.write(RawSpawnEvent {
+            event: RawEvent {
+                // SAFETY: helper without preconditions.
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+                pid_tgid,
+                task_id,
+                trigger_id: waker,
+                kind: RawKind::Wake as u32,
+                detail,
+            },
+            vtable,
+            location: 0,
+        });
+        entry.submit(submit_flags());
+    }
     Ok(())
 }
 

@@ -99,7 +99,7 @@ impl Column {
     fn width(self) -> u16 {
         match self {
             Column::Id => 7,
-            Column::Name => 14,
+            Column::Name => 24,
             Column::State => 9,
             Column::Polls => 8,
             Column::Busy | Column::Idle => 9,
@@ -295,11 +295,10 @@ mod tests {
                 Column::Polls,
                 Column::Busy,
                 Column::Idle,
-                Column::SchedP99,
                 Column::Trigger
             ]
         );
         assert_eq!(columns_for(200), Column::ALL);
-        assert_eq!(columns_for(40), [Column::Id, Column::Name, Column::State]);
+        assert_eq!(columns_for(45), [Column::Id, Column::Name, Column::State]);
     }
 }

@@ -86,17 +86,18 @@ fn table_ids(frame: &str) -> Vec<u64> {
 }
 
 /// The task table at the smallest supported size: the columns that do not fit
-/// (wakes, self-wakes, location) are dropped, the keys wrap onto two lines.
+/// (sched p99, wakes, self-wakes, location) are dropped, the keys wrap onto two
+/// lines.
 const TASKS_80X24: &str = r#"tracer top  app (pid 1)  tokio  uptime 1.0s
 tasks 3 alive / 6 total  polls/s 7  wakes/s -  events/s 26  drops 0
  6 tasks ───────────────────────────────────────────────────────────────────────
-     ID NAME           STATE        POLLS     BUSY↓      IDLE SCHED p99  TRIGGER
-     20 tokio.blocking idle             1   40.00ms  958.00ms         -        1
-      2 tokio.task     done             2   17.00ms    5.00ms         -        1
-      1 tokio.task     done             2    3.00ms   28.00ms         -        -
-      4 tokio.task     done             1    1.00ms   16.00ms         -        2
-      9 tokio.task     idle             1    1.00ms  999.00ms         -        ?
-      3 tokio.task     idle             0       0ns  998.00ms         -        1
+     ID NAME                     STATE        POLLS     BUSY↓      IDLE  TRIGGER
+     20 tokio.blocking           idle             1   40.00ms  958.00ms        1
+      2 tokio.task               done             2   17.00ms    5.00ms        1
+      1 tokio.task               done             2    3.00ms   28.00ms        -
+      4 tokio.task               done             1    1.00ms   16.00ms        2
+      9 tokio.task               idle             1    1.00ms  999.00ms        ?
+      3 tokio.task               idle             0       0ns  998.00ms        1
 
 
 
@@ -113,16 +114,16 @@ tasks 3 alive / 6 total  polls/s 7  wakes/s -  events/s 26  drops 0
 n by name  p pause  q quit"#;
 
 /// Wider: every column.
-const TASKS_120X16: &str = r#"tracer top  app (pid 1)  tokio  uptime 1.0s
+const TASKS_140X16: &str = r#"tracer top  app (pid 1)  tokio  uptime 1.0s
 tasks 3 alive / 6 total  polls/s 7  wakes/s -  events/s 26  drops 0
- 6 tasks ───────────────────────────────────────────────────────────────────────────────────────────────────────────────
-     ID NAME             STATE        POLLS     BUSY↓      IDLE SCHED p99   WAKES   SELF LOCATION                TRIGGER
-     20 tokio.blocking   idle             1   40.00ms  958.00ms         -       -      - -                             1
-      2 tokio.task       done             2   17.00ms    5.00ms         -       -      - -                             1
-      1 tokio.task       done             2    3.00ms   28.00ms         -       -      - -                             -
-      4 tokio.task       done             1    1.00ms   16.00ms         -       -      - -                             2
-      9 tokio.task       idle             1    1.00ms  999.00ms         -       -      - -                             ?
-      3 tokio.task       idle             0       0ns  998.00ms         -       -      - -                             1
+ 6 tasks ───────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────
+     ID NAME                                 STATE        POLLS     BUSY↓      IDLE SCHED p99   WAKES   SELF LOCATION                TRIGGER
+     20 tokio.blocking                       idle             1   40.00ms  958.00ms         -       -      - -                             1
+      2 tokio.task                           done             2   17.00ms    5.00ms         -       -      - -                             1
+      1 tokio.task                           done             2    3.00ms   28.00ms         -       -      - -                             -
+      4 tokio.task                           done             1    1.00ms   16.00ms         -       -      - -                             2
+      9 tokio.task                           idle             1    1.00ms  999.00ms         -       -      - -                             ?
+      3 tokio.task                           idle             0       0ns  998.00ms         -       -      - -                             1
 
 
 
@@ -137,8 +138,8 @@ fn the_task_table_at_80x24_keeps_the_main_columns_and_every_key() {
 
 #[test]
 fn a_wider_terminal_shows_every_column() {
-    let shown = frame(&mut View::default(), &state(), 120, 16);
-    assert_eq!(shown, TASKS_120X16);
+    let shown = frame(&mut View::default(), &state(), 140, 16);
+    assert_eq!(shown, TASKS_140X16);
     for column in Column::ALL {
         assert!(shown.contains(column.title()), "{} missing", column.title());
     }
