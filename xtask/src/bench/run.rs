@@ -31,6 +31,10 @@ pub enum Config {
     NoWakes,
     /// `tracer trace --no-polls --json` to /dev/null: lifecycle events only.
     NoPolls,
+    /// `tracer trace --task GLOB --json` with a glob no task of the workload
+    /// matches: no `raw::poll` site is probed, so what tasks that are not chosen
+    /// cost is the spawn, complete, free and wake probes alone.
+    OtherTasks,
     /// `tracer record` to a file (overwritten each run).
     Record,
     /// The workload rebuilt with tokio-console's `console-subscriber`.
@@ -39,12 +43,13 @@ pub enum Config {
 
 impl Config {
     /// Every configuration, in table order.
-    pub const ALL: [Config; 7] = [
+    pub const ALL: [Config; 8] = [
         Config::Untraced,
         Config::Floor,
         Config::Trace,
         Config::NoWakes,
         Config::NoPolls,
+        Config::OtherTasks,
         Config::Record,
         Config::Console,
     ];
@@ -57,6 +62,7 @@ impl Config {
             Config::Trace => "tracer trace",
             Config::NoWakes => "tracer --no-wakes",
             Config::NoPolls => "tracer --no-polls",
+            Config::OtherTasks => "tracer --task (none chosen)",
             Config::Record => "tracer record",
             Config::Console => "console-subscriber",
         }
@@ -70,6 +76,7 @@ impl Config {
             Config::Trace => &["trace", "--json"],
             Config::NoWakes => &["trace", "--no-wakes", "--json"],
             Config::NoPolls => &["trace", "--no-polls", "--json"],
+            Config::OtherTasks => &["trace", "--task", "no_such_crate::*", "--json"],
             Config::Record => {
                 let file = scratch.join("bench.rec");
                 return Some(vec![
