@@ -46,9 +46,11 @@ enum Cmd {
         nothing for those already present. One status line per item on stderr, with \
         the time each install took; a failed install names the exact command to retry.\n\n\
         1. Debian packages llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev, and \
-        chromium for the SVG rendering test (apt-get; needs root; not with --build-only)\n\
-        2. the nightly toolchain with its rust-src component (rustup), which builds the \
-        BPF programs for bpfel-unknown-none\n\
+        chromium (the SVG rendering test) and tmux (the top tests) (apt-get; needs root; not \
+        with --build-only)\n\
+        2. the pinned nightly toolchain (nightly-2026-05-20, whose LLVM 22 bpf-linker \
+        links) with its rust-src component (rustup), which builds the BPF programs for \
+        bpfel-unknown-none\n\
         3. bpf-linker ^0.13, built against LLVM 22 (cargo install, about a minute)\n\
         4. tracefs mounted at /sys/kernel/tracing (needs root)\n\n\
         --rehearse runs every one of those install commands (and `cargo xtask fuzz`'s \

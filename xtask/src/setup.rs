@@ -31,7 +31,7 @@ pub const BUILD_PACKAGES: [&str; 4] = [
     "zlib1g-dev",
 ];
 
-/// Debian packages only the tests use: `chromium` renders the SVG export (headless);
+/// Debian packages only the tests use: `chromium` renders the SVG export (headless),
 /// `tmux` is the terminal `tracer top` is driven in.
 pub const TEST_PACKAGES: [&str; 2] = ["chromium", "tmux"];
 
