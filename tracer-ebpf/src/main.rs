@@ -211,6 +211,20 @@ fn emit(pid_tgid: u64, kind: RawKind, task_id: u64, trigger_id: u64, detail: u32
     }
 }
 
+/// Writes `event` as a [`RawSpawnEvent`]: with the task's vtable (which names
+/// it) and, for a spawn, the candidate `Location` pointer.
+#[inline(always)]
+fn emit_named(event: RawEvent, vtable: u64, location: u64) {
+    if let Some(mut entry) = reserve::<RawSpawnEvent>() {
+        entry.write(RawSpawnEvent {
+            event,
+            vtable,
+            location,
+        });
+        entry.submit(submit_flags());
+    }
+}
+
 #[inline(always)]
 fn read_u64(addr: u64) -> Result<u64, Counter> {
     // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
@@ -289,24 +303,30 @@ fn top_index(depth: u64) -> Option<usize> {
     Some((depth as usize - 1) & (MAX_POLL_DEPTH - 1))
 }
 
-/// The innermost task still being polled on this thread, 0 if none. Frames at or
-/// below `sp` belong to polls whose return was missed and are ignored.
+/// The innermost poll frame still live on this thread (frames at or below `sp`
+/// belong to polls whose return was missed), skipping, when `skip_completing`,
+/// those whose `Harness::complete` has begun.
 #[inline(always)]
-fn current_task(pid_tgid: u64, sp: u64) -> u64 {
+fn innermost_frame(pid_tgid: u64, sp: u64, skip_completing: bool) -> Option<PollFrame> {
     // SAFETY: the map value is only read.
-    let Some(stack) = (unsafe { POLL_STACKS.get(pid_tgid) }) else {
-        return 0;
-    };
+    let stack = unsafe { POLL_STACKS.get(pid_tgid) }?;
     let mut depth = stack.depth;
     for _ in 0..MAX_POLL_DEPTH {
-        let Some(top) = top_index(depth) else { break };
-        let frame = &stack.frames[top];
-        if frame.sp > sp {
-            return frame.task_id;
-        }
+        let top = top_index(depth)?;
+        let frame = stack.frames[top];
         depth -= 1;
+        if frame.sp > sp && !(skip_completing && frame.flags & frame::COMPLETING != 0) {
+            return Some(frame);
+        }
     }
-    0
+    None
+}
+
+/// The innermost task still being polled on this thread, 0 if none: a spawn's
+/// trigger.
+#[inline(always)]
+fn current_task(pid_tgid: u64, sp: u64) -> u64 {
+    innermost_frame(pid_tgid, sp, false).map_or(0, |frame| frame.task_id)
 }
 
 /// Drops frames whose stack pointer is below `sp`: their polls are gone.
@@ -457,22 +477,16 @@ fn report_spawn(
     let sp = regs(ctx).rsp;
     let trigger_id = current_task(pid_tgid, sp);
     let location = spawn_location(pid_tgid, sp);
-    if let Some(mut entry) = reserve::<RawSpawnEvent>() {
-        entry.write(RawSpawnEvent {
-            event: RawEvent {
-                // SAFETY: helper without preconditions.
-                ts_ns: unsafe { bpf_ktime_get_ns() },
-                pid_tgid,
-                task_id,
-                trigger_id,
-                kind: RawKind::Spawn as u32,
-                detail: cookie::spawn_kind(site),
-            },
-            vtable,
-            location,
-        });
-        entry.submit(submit_flags());
-    }
+    let event = RawEvent {
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid_tgid,
+        task_id,
+        trigger_id,
+        kind: RawKind::Spawn as u32,
+        detail: cookie::spawn_kind(site),
+    };
+    emit_named(event, vtable, location);
     Ok(())
 }
 
@@ -575,25 +589,10 @@ pub fn worker_run(ctx: ProbeContext) -> u32 {
 /// skipping those whose `Harness::complete` has begun.
 #[inline(always)]
 fn running_task(pid_tgid: u64, sp: u64) -> u64 {
-    // SAFETY: the map value is only read.
-    let Some(stack) = (unsafe { POLL_STACKS.get(pid_tgid) }) else {
-        return 0;
-    };
-    let mut depth = stack.depth;
-    for _ in 0..MAX_POLL_DEPTH {
-        let Some(top) = top_index(depth) else { break };
-        let frame = &stack.frames[top];
-        depth -= 1;
-        if frame.sp <= sp || frame.flags & frame::COMPLETING != 0 {
-            continue;
-        }
-        return if frame.flags & frame::RUNTIME != 0 {
-            0
-        } else {
-            frame.task_id
-        };
+    match innermost_frame(pid_tgid, sp, true) {
+        Some(frame) if frame.flags & frame::RUNTIME == 0 => frame.task_id,
+        _ => 0,
     }
-    0
 }
 
 /// `waker::wake_by_val` / `wake_by_ref` (arg 0: the woken task's header): a wake,
@@ -655,22 +654,16 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
             }
         }
     }
-    if let Some(mut entry) = reserve::<RawSpawnEvent>() {
-        entry.write(RawSpawnEvent {
-            event: RawEvent {
-                // SAFETY: helper without preconditions.
-                ts_ns: unsafe { bpf_ktime_get_ns() },
-                pid_tgid,
-                task_id,
-                trigger_id: waker,
-                kind: RawKind::Wake as u32,
-                detail,
-            },
-            vtable,
-            location: 0,
-        });
-        entry.submit(submit_flags());
-    }
+    let event = RawEvent {
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid_tgid,
+        task_id,
+        trigger_id: waker,
+        kind: RawKind::Wake as u32,
+        detail,
+    };
+    emit_named(event, vtable, 0);
     Ok(())
 }
 
