@@ -6,6 +6,8 @@
 //! value is a decoding error, never a guess.
 #![no_std]
 
+pub mod go;
+
 /// What a probe saw. Stored in [`RawEvent::kind`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,12 +113,24 @@ pub struct RawSpawnEvent {
     pub location: u64,
 }
 
-/// Userspace tells records apart by size: the three must differ.
-const _: () = assert!(
-    size_of::<RawEvent>() != size_of::<RawSpawnEvent>()
-        && size_of::<RawSpawnEvent>() != size_of::<RawResourceEvent>()
-        && size_of::<RawEvent>() != size_of::<RawResourceEvent>()
-);
+/// Userspace tells records apart by size: every record type has its own.
+const _: () = {
+    let sizes = [
+        size_of::<RawEvent>(),
+        size_of::<RawSpawnEvent>(),
+        size_of::<RawResourceEvent>(),
+        size_of::<go::RawGoEvent>(),
+    ];
+    let mut i = 0;
+    while i < sizes.len() {
+        let mut j = i + 1;
+        while j < sizes.len() {
+            assert!(sizes[i] != sizes[j]);
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 /// What a spawn entry point saw, per thread, until the spawn it leads to.
 #[repr(C)]
@@ -364,4 +378,6 @@ mod user {
     unsafe impl aya::Pod for super::RawResourceEvent {}
     // SAFETY: plain old data, every bit pattern is valid.
     unsafe impl aya::Pod for super::RawSpawnEvent {}
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::go::RawGoEvent {}
 }

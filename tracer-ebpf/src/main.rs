@@ -3,7 +3,8 @@
 //! This file holds what every runtime's programs share: the target filter, the
 //! one ring buffer ([`EVENTS`]) every record goes through, the health counters,
 //! and the writers of the records. The programs themselves are in [`tokio`] (task
-//! polls, spawns, wakes, frees), [`resource`] (the embedder crate's markers) and
+//! polls, spawns, wakes, frees), [`go`] (goroutine status changes), [`resource`]
+//! (the embedder crate's markers) and
 //! [`forks`] (`--follow-forks`).
 //!
 //! Nothing is lost silently: a full ring buffer, an unreadable object or one that
@@ -17,6 +18,7 @@
 #![allow(internal_features)]
 
 mod forks;
+mod go;
 mod resource;
 mod tokio;
 

@@ -22,14 +22,14 @@ use crate::{
     kernel::multi_attach::MultiPrograms,
     kernel::new_task::{NEW_TASK_TRACEPOINT, NewTaskFields},
     runtime::sites::Site,
-    runtime::{HeaderLayout, LocationRange, Probe},
+    runtime::{BpfGlobals, Probe},
 };
 
 /// The BPF object built from `tracer-ebpf`.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
 
 /// Program names in the BPF object, in the order they are loaded.
-const PROGRAMS: [&str; 14] = [
+const PROGRAMS: [&str; 17] = [
     "poll_enter",
     "poll_return",
     "task_spawn",
@@ -44,6 +44,9 @@ const PROGRAMS: [&str; 14] = [
     "task_abort",
     "worker_run",
     "task_defer",
+    "go_status",
+    "go_preempt_park",
+    "go_newproc",
 ];
 
 /// The programs that run at function return (uretprobes).
@@ -82,6 +85,7 @@ pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static str, u64)> {
     match (set, probe) {
         (ProbeSet::Floor, Probe::Poll) => return vec![("floor_enter", 0), ("floor_return", 0)],
+        (ProbeSet::Floor, Probe::GoStatus) => return vec![("floor_enter", 0)],
         (ProbeSet::Floor, _)
         | (
             ProbeSet::Lifecycle { .. },
@@ -115,6 +119,9 @@ fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static st
         Probe::Abort => vec![("task_abort", 0)],
         Probe::WorkerRun => vec![("worker_run", 0)],
         Probe::Defer => vec![("task_defer", 0)],
+        Probe::GoStatus => vec![("go_status", 0)],
+        Probe::GoPreemptPark => vec![("go_preempt_park", 0)],
+        Probe::GoNewProc => vec![("go_newproc", 0)],
     }
 }
 
@@ -176,10 +183,9 @@ impl Probes {
     /// program is attached here, before any probe.
     pub fn load(
         tgid: u32,
-        layout: HeaderLayout,
+        globals: &BpfGlobals,
         ring_bytes: u32,
         follow_forks: Option<NewTaskFields>,
-        locations: LocationRange,
     ) -> anyhow::Result<Self> {
         // Records wake the reader only once a quarter of the ring is unread; the
         // reader also drains on a timer (`session::DRAIN_INTERVAL`).
@@ -189,16 +195,16 @@ impl Probes {
             pid: 0,
             clone_flags: 0,
         });
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        for (name, value) in &globals.0 {
+            loader.override_global(name, value, true);
+        }
+        let mut ebpf = loader
             .override_global(layout::TARGET_TGID, &tgid, true)
             .override_global(layout::FOLLOW_FORKS, &follow, true)
             .override_global(layout::NEWTASK_PID_OFFSET, &fields.pid, true)
             .override_global(layout::NEWTASK_FLAGS_OFFSET, &fields.clone_flags, true)
-            .override_global(layout::VTABLE_FIELD, &layout.vtable_field, true)
-            .override_global(layout::ID_OFFSET_SLOT, &layout.id_offset_slot, true)
             .override_global(layout::RING_WAKEUP_BYTES, &wakeup_bytes, true)
-            .override_global(layout::LOCATION_START, &locations.start, true)
-            .override_global(layout::LOCATION_END, &locations.end, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(BPF_OBJECT)
             .context("the kernel refused tracer's BPF object")?;

@@ -20,6 +20,11 @@ impl ResourceType {
     /// A `spawn_local` task on a `LocalSet`.
     pub const TOKIO_LOCAL: Self = Self(Cow::Borrowed("tokio.local"));
 
+    /// A type named by a runtime adapter (`go.goroutine`).
+    pub const fn from_static(name: &'static str) -> Self {
+        Self(Cow::Borrowed(name))
+    }
+
     /// A type named at run time: an application's own resource type
     /// (`AsyncResource::new("UdpEcho")`), or one read back from a recording.
     pub fn named(name: impl Into<Cow<'static, str>>) -> Self {

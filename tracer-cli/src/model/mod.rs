@@ -34,7 +34,7 @@ use tracer_common::{RawEvent, RawKind, RawSpawnEvent, SpawnKind};
 
 use crate::{
     model::event::{HookEvent, HookKind, ResourceType},
-    model::names::{Identity, NameTable},
+    model::names::NameTable,
     model::sched::Wait,
     model::task_filter::{TaskFilter, TaskGlobs},
 };
@@ -44,8 +44,9 @@ use crate::{
 enum FirstSight {
     /// At the poll site with this slot (a poll cookie; 0: unknown).
     Polled(u32),
-    /// At a wake, which carries the task's vtable address.
-    Woken(u64),
+    /// At a record that carries the address naming the task (a Tokio wake's
+    /// task vtable, a Go run's start function).
+    Carried(u64),
     /// At a completion or a free: nothing names it.
     Elsewhere,
 }
@@ -133,6 +134,19 @@ pub struct TaskModel {
     names: NameTable,
     /// `--task`: only tasks whose name matches are reported.
     filter: Option<TaskFilter>,
+    /// The type of a task spawned by the runtime's plain spawn path, and of one
+    /// that existed before attach when nothing else says its type.
+    default_type: DefaultType,
+}
+
+/// [`TaskModel`]'s default type: the runtime's plain task type.
+#[derive(Debug)]
+struct DefaultType(ResourceType);
+
+impl Default for DefaultType {
+    fn default() -> Self {
+        Self(ResourceType::TOKIO_TASK)
+    }
 }
 
 impl TaskModel {
@@ -147,6 +161,15 @@ impl TaskModel {
         Self {
             lifecycle_only: true,
             ..Self::default()
+        }
+    }
+
+    /// Tasks of the runtime's plain spawn path, and tasks that existed before
+    /// attach, are of type `default_type` (`tokio.task` unless told).
+    pub fn with_default_type(self, default_type: ResourceType) -> Self {
+        Self {
+            default_type: DefaultType(default_type),
+            ..self
         }
     }
 
@@ -171,9 +194,10 @@ impl TaskModel {
         &self.names
     }
 
-    /// Applies a spawn or wake record ([`RawSpawnEvent`]): a spawn's `init` is
-    /// named by the task's vtable and located by the spawn entry's `Location`; a
-    /// wake's vtable names a task first seen through it.
+    /// Applies a record that carries what names its task ([`RawSpawnEvent`]): a
+    /// spawn's `init` is named by that address (a Tokio task vtable, a Go start
+    /// function) and located by the `location` candidate; a wake's or a poll's
+    /// address names a task first seen through it.
     pub fn apply_spawn(&mut self, raw: &RawSpawnEvent, out: impl FnMut(HookEvent)) {
         self.apply_with(&raw.event, Some((raw.vtable, raw.location)), out);
     }
@@ -249,7 +273,7 @@ impl TaskModel {
         match kind {
             RawKind::Spawn => {
                 let resource_type = match SpawnKind::try_from(raw.detail) {
-                    Ok(SpawnKind::Task) => ResourceType::TOKIO_TASK,
+                    Ok(SpawnKind::Task) => self.default_type.0.clone(),
                     Ok(SpawnKind::Blocking) => ResourceType::TOKIO_BLOCKING,
                     Ok(SpawnKind::Local) => ResourceType::TOKIO_LOCAL,
                     Err(_) => {
@@ -270,17 +294,20 @@ impl TaskModel {
                     },
                 );
                 let (vtable, location) = spawn.unwrap_or((0, 0));
-                let Identity { name, location, .. } = self.names.spawned(vtable, location);
+                let identity = self.names.spawned(vtable, location);
                 out(event(HookKind::Init {
-                    resource_type,
+                    resource_type: identity.resource_type.unwrap_or(resource_type),
                     trigger_id: (!self.lifecycle_only).then_some(raw.trigger_id),
                     existing: false,
-                    name,
-                    location,
+                    name: identity.name,
+                    location: identity.location,
                 }));
             }
             RawKind::PollStart => {
-                let task = self.known(key, FirstSight::Polled(raw.detail), &mut out, &event);
+                let seen = spawn.map_or(FirstSight::Polled(raw.detail), |(address, _)| {
+                    FirstSight::Carried(address)
+                });
+                let task = self.known(key, seen, &mut out, &event);
                 // Already polling on this thread: that poll's return was lost.
                 let lost = task.polling_on.contains(&tid);
                 if !lost {
@@ -320,8 +347,8 @@ impl TaskModel {
             }
             RawKind::Wake => {
                 let lifecycle_only = self.lifecycle_only;
-                let seen = spawn.map_or(FirstSight::Elsewhere, |(vtable, _)| {
-                    FirstSight::Woken(vtable)
+                let seen = spawn.map_or(FirstSight::Elsewhere, |(address, _)| {
+                    FirstSight::Carried(address)
                 });
                 let task = self.known(key, seen, &mut out, &event);
                 let self_wake = task.wait.woken(raw.ts_ns, raw.detail, raw.trigger_id == id);
@@ -368,14 +395,17 @@ impl TaskModel {
         event: &impl Fn(HookKind) -> HookEvent,
     ) -> &mut TaskState {
         let names = &mut self.names;
+        let default_type = &self.default_type.0;
         self.tasks.entry(key).or_insert_with(|| {
             let identity = match seen {
                 FirstSight::Polled(slot) => names.existing(slot),
-                FirstSight::Woken(vtable) => names.existing_woken(vtable),
+                FirstSight::Carried(address) => names.existing_woken(address),
                 FirstSight::Elsewhere => names.existing(0),
             };
             out(event(HookKind::Init {
-                resource_type: identity.resource_type.unwrap_or(ResourceType::TOKIO_TASK),
+                resource_type: identity
+                    .resource_type
+                    .unwrap_or_else(|| default_type.clone()),
                 trigger_id: None,
                 existing: true,
                 name: identity.name,

@@ -32,6 +32,14 @@ pub trait LocationSource {
     fn location(&mut self, pointer: u64) -> Result<String, &'static str>;
 }
 
+/// Names an address that no table held at load time: a Go goroutine's start
+/// function (any function may start one, and most never do, so each is named
+/// the first time a record carries it).
+pub trait AddressNamer: Send {
+    /// What the code at `address` in the process says about its tasks.
+    fn name(&mut self, address: u64) -> SiteName;
+}
+
 /// Why a task has no name: it was first seen where nothing names it.
 pub const UNNAMED_UNSEEN_SITE: &str =
     "first seen outside a poll, at a site that does not say its future type";
@@ -49,8 +57,11 @@ pub const UNLOCATED_NO_ENTRY: &str =
 pub struct NameTable {
     /// By slot; slot `n` (a poll cookie) is `sites[n - 1]`; cookie 0 is unknown.
     sites: Vec<SiteName>,
-    /// The name of each task vtable's future type, by its address in the process.
+    /// The name of each task vtable's future type, by its address in the process
+    /// (or whatever address a runtime's records carry to name a task).
     by_vtable: HashMap<u64, SiteName>,
+    /// Names addresses not in `by_vtable`, once each (their names are kept there).
+    namer: Option<Box<dyn AddressNamer>>,
     locations: Option<Box<dyn LocationSource>>,
     /// Tasks reported without a name, by reason.
     unnamed: BTreeMap<&'static str, u64>,
@@ -98,6 +109,26 @@ impl NameTable {
         }
     }
 
+    /// A table that names every address with `namer` (and no poll sites), and
+    /// reads locations from `locations`.
+    pub fn by_namer(namer: Box<dyn AddressNamer>, locations: Box<dyn LocationSource>) -> Self {
+        Self {
+            namer: Some(namer),
+            locations: Some(locations),
+            ..Self::default()
+        }
+    }
+
+    /// The name `address` has, asking the namer (once) when the table lacks it.
+    fn at_address(&mut self, address: u64) -> Option<SiteName> {
+        if let Some(site) = self.by_vtable.get(&address) {
+            return Some(site.clone());
+        }
+        let site = self.namer.as_mut()?.name(address);
+        self.by_vtable.insert(address, site.clone());
+        Some(site)
+    }
+
     /// The site of a slot (a poll cookie), if known.
     pub fn site(&self, slot: u32) -> Option<&SiteName> {
         self.sites.get(usize::try_from(slot).ok()?.checked_sub(1)?)
@@ -109,7 +140,7 @@ impl NameTable {
         if self.is_empty() {
             return Identity::default();
         }
-        let site = self.by_vtable.get(&vtable).cloned();
+        let site = self.at_address(vtable);
         let mut identity = self.identify(site, UNNAMED_UNKNOWN_VTABLE);
         let location = match (location, self.locations.as_mut()) {
             (0, _) | (_, None) => Err(UNLOCATED_NO_ENTRY),
@@ -129,7 +160,7 @@ impl NameTable {
     /// The identity of a task first seen after attach through a wake, which
     /// carries its vtable address, counted.
     pub fn existing_woken(&mut self, vtable: u64) -> Identity {
-        let site = self.by_vtable.get(&vtable).cloned();
+        let site = self.at_address(vtable);
         self.existing_at(site, UNNAMED_UNKNOWN_VTABLE)
     }
 
@@ -190,7 +221,7 @@ impl NameTable {
     /// Whether the table names anything at all (a session without Tokio sites
     /// has an empty one, and reports no counts).
     pub fn is_empty(&self) -> bool {
-        self.sites.is_empty()
+        self.sites.is_empty() && self.namer.is_none()
     }
 
     /// Summary lines: how many tasks were named and located, and why the others

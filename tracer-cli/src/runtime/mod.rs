@@ -4,6 +4,7 @@
 //! [`RuntimeAdapter`], not a change to the pipeline.
 
 pub mod markers;
+pub mod names;
 pub mod sites;
 pub mod tokio;
 
@@ -48,6 +49,12 @@ pub enum Probe {
     WorkerRun,
     /// The running task defers a wake until after its poll (`yield_now`).
     Defer,
+    /// Go's `runtime.casgstatus`: every goroutine status change.
+    GoStatus,
+    /// Go's `runtime.preemptPark`: a goroutine stopped by async preemption.
+    GoPreemptPark,
+    /// Go's `runtime.newproc1`: who creates the next goroutine (Go before 1.21).
+    GoNewProc,
 }
 
 /// [`SpawnKind`] with the traits a map key needs.
@@ -89,19 +96,11 @@ impl Probe {
             Probe::Abort => "abort",
             Probe::WorkerRun => "worker",
             Probe::Defer => "defer",
+            Probe::GoStatus => "status",
+            Probe::GoPreemptPark => "preempt",
+            Probe::GoNewProc => "newproc",
         }
     }
-}
-
-/// Offsets the BPF programs use to read a task id: `*(hdr + *(*(hdr + vtable_field) + id_offset_slot))`.
-/// The default (zeros) is for sessions that read no task header: a target that
-/// only declares `tracer-resource` markers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HeaderLayout {
-    /// Offset of the vtable pointer in the task header.
-    pub vtable_field: u64,
-    /// Offset, inside the vtable, of the word that holds the id's offset in the task.
-    pub id_offset_slot: u64,
 }
 
 /// Where, in the target process, the binary's `Location` constants are: the
@@ -115,10 +114,68 @@ pub struct LocationRange {
     pub end: u64,
 }
 
+/// Values of the BPF programs' load-time globals (layouts, address ranges), by
+/// the global's name in `tracer_common`: what a runtime adapter read from the
+/// binary, handed to the kernel side without it knowing what they mean.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BpfGlobals(pub Vec<(&'static str, u64)>);
+
+/// A record the model takes: what a runtime's own records are mapped to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelRecord {
+    /// Applied with `TaskModel::apply`.
+    Plain(RawEvent),
+    /// Applied with `TaskModel::apply_spawn` (it carries what names its task).
+    Named(RawSpawnEvent),
+}
+
+/// Turns a runtime's own ring records into [`ModelRecord`]s, for a runtime whose
+/// BPF programs report something other than the model's records (Go reports
+/// status transitions).
+pub trait RecordMapper: Send {
+    /// Maps `record` if it is one of this runtime's (then returns true), giving
+    /// each model record it stands for to `out`, in order.
+    fn map(&mut self, record: &[u8], out: &mut dyn FnMut(ModelRecord)) -> bool;
+
+    /// Summary lines: what the mapping set aside or could not finish, counted.
+    fn summary(&self) -> Vec<String>;
+}
+
+/// What an adapter prepares for a session once its sites are found.
+pub struct Prepared {
+    /// The BPF globals its programs read.
+    pub globals: BpfGlobals,
+    /// Names for the model, and the poll sites' slots.
+    pub names: SessionNames,
+    /// The type of the runtime's plain tasks (`tokio.task`, `go.goroutine`).
+    pub default_type: ResourceType,
+    /// The mapping of its own records, when its programs write any.
+    pub records: Option<Box<dyn RecordMapper>>,
+    /// The runtime's version found in the binary ("1.54.1", "go1.23.5").
+    pub version: Option<String>,
+}
+
+impl Prepared {
+    /// For a process that runs no runtime tracer knows and only declares its own
+    /// resources (`tracer-resource`): nothing to read, name or map.
+    pub fn markers_only() -> Self {
+        Self {
+            globals: BpfGlobals::default(),
+            names: SessionNames::without_sites(crate::model::names::NameTable::default()),
+            default_type: ResourceType::TOKIO_TASK,
+            records: None,
+            version: None,
+        }
+    }
+}
+
 /// A runtime whose functions tracer knows how to probe.
 pub trait RuntimeAdapter {
-    /// The runtime's name, as users know it ("tokio").
+    /// The runtime's name, as recordings and the start line spell it ("tokio", "go").
     fn name(&self) -> &'static str;
+
+    /// The runtime's name in sentences ("Tokio", "Go").
+    fn display_name(&self) -> &'static str;
 
     /// A byte string every interesting mangled symbol contains: a cheap filter
     /// before demangling hundreds of thousands of names.
@@ -128,11 +185,12 @@ pub trait RuntimeAdapter {
     /// name with generic arguments removed; `None` for functions not probed.
     fn probe_for(&self, demangled: &str, path: &str) -> Option<Probe>;
 
-    /// Where the task id is in a task header of the runtime `version` found in the
-    /// binary (`None`: the binary does not say); given to the BPF programs. A
-    /// version whose layout is not known is an error naming it and the supported
-    /// versions: tracing it could decode garbage.
-    fn layout(&self, version: Option<&str>) -> anyhow::Result<HeaderLayout>;
+    /// Reads what the session needs from the objects holding the runtime's sites
+    /// in process `pid`: the layout of its objects (a version or layout it does
+    /// not know is an error naming it and the supported ones: tracing it could
+    /// decode garbage), names, and the mapping of its records. It may drop sites
+    /// the binary turns out not to need.
+    fn prepare(&self, pid: u32, objects: &mut Vec<TargetObject>) -> anyhow::Result<Prepared>;
 
     /// What must be found for the trace to be complete: for each need, the probes
     /// any one of which meets it, and what it gives the user.

@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use object::{Object as _, ObjectSymbol as _, SymbolKind};
 
 use crate::{
-    runtime::{Probe, RuntimeAdapter},
+    runtime::{ADAPTERS, Probe, RuntimeAdapter},
     target::{
         Target, crate_version, mapped_file,
         symbols::{contains, file_offset, parse, path_without_generics},
@@ -130,15 +130,53 @@ fn sites_in(
     }
 }
 
-/// Finds the runtime's probe sites in the executable and in every mapped
-/// shared object, failing with advice when the runtime cannot be traced.
-/// With `has_markers` (the target declares its own resources), a target
-/// without the runtime at all is fine: only its markers are traced.
-pub fn find_sites(
+/// Finds which runtime `target` runs and that runtime's probe sites, in the
+/// executable and in every mapped shared object: the first adapter of
+/// [`ADAPTERS`] with sites wins. Fails with advice when no runtime can be traced;
+/// with `has_markers` (the target declares its own resources), a target without
+/// any runtime is fine (`None`): only its markers are traced.
+pub fn detect(
+    target: &Target,
+    has_markers: bool,
+) -> anyhow::Result<Option<(&'static dyn RuntimeAdapter, Vec<TargetObject>)>> {
+    let mut exe_stripped = false;
+    for adapter in ADAPTERS {
+        let (objects, stripped) = scan_process(target, *adapter)?;
+        exe_stripped |= stripped;
+        if !objects.is_empty() {
+            check_required(target, *adapter, &objects)?;
+            return Ok(Some((*adapter, objects)));
+        }
+    }
+    if has_markers {
+        return Ok(None);
+    }
+    let names = ADAPTERS
+        .iter()
+        .map(|adapter| adapter.display_name())
+        .collect::<Vec<_>>()
+        .join(" or ");
+    if exe_stripped {
+        bail!(
+            "{} is stripped: tracer finds the runtime's functions ({names}) by name in the symbol table, and this binary has none.\n\
+             Keep symbols and rebuild. Rust: in Cargo.toml set\n    [profile.release]\n    strip = false\n    debug = \"line-tables-only\"\n\
+             Go: build without `-ldflags=-s` (`-w` alone, which drops DWARF, is fine)",
+            target.exe.display(),
+        );
+    }
+    bail!(
+        "no supported runtime found in {}: none of its functions is one of {names}'s, and it declares no resources with tracer-resource (tracer traces Tokio 1.x and Go programs)",
+        target.exe.display(),
+    )
+}
+
+/// The sites `adapter` wants in the executable and every mapped shared object
+/// (objects without any left out), and whether the executable has no symbol
+/// table.
+fn scan_process(
     target: &Target,
     adapter: &dyn RuntimeAdapter,
-    has_markers: bool,
-) -> anyhow::Result<Vec<TargetObject>> {
+) -> anyhow::Result<(Vec<TargetObject>, bool)> {
     let exe_attach = target.exe_attach_path();
     let exe_sites = scan(&exe_attach, adapter)
         .with_context(|| format!("cannot read the symbols of {}", target.exe.display()))?;
@@ -156,31 +194,21 @@ pub fn find_sites(
         }
     }
     objects.retain(|object| !object.sites.sites.is_empty());
+    Ok((objects, exe_stripped))
+}
 
+/// Fails unless `objects` hold every site `adapter` requires for a complete
+/// trace.
+fn check_required(
+    target: &Target,
+    adapter: &dyn RuntimeAdapter,
+    objects: &[TargetObject],
+) -> anyhow::Result<()> {
     let found = |probe| {
         objects
             .iter()
             .any(|o| o.sites.sites.iter().any(|s| s.probe == probe))
     };
-    if objects.is_empty() {
-        if has_markers {
-            return Ok(objects);
-        }
-        if exe_stripped {
-            bail!(
-                "{} is stripped: tracer finds {}'s functions by name in the symbol table, and this binary has none.\n\
-                 Keep symbols and rebuild: in Cargo.toml set\n    [profile.release]\n    strip = false\n    debug = \"line-tables-only\"",
-                target.exe.display(),
-                adapter.name()
-            );
-        }
-        bail!(
-            "no Tokio runtime found in {}: none of its functions is one of {}'s task functions, and it declares no resources with tracer-resource (is it a {} 1.x program?)",
-            target.exe.display(),
-            adapter.name(),
-            adapter.name()
-        );
-    }
     let missing: Vec<&str> = adapter
         .required()
         .iter()
@@ -188,14 +216,13 @@ pub fn find_sites(
         .map(|(_, what)| *what)
         .collect();
     if !missing.is_empty() {
+        let name = adapter.display_name();
         bail!(
-            "unsupported {} build in {}: found some of its task functions but not: {}. \
-             They may have been inlined (as `lto = \"fat\"` does: build the program without it) or this {} version lays tasks out differently; tracer refuses rather than report wrong events",
-            adapter.name(),
+            "unsupported {name} build in {}: found some of its functions but not: {}. \
+             They may have been inlined (as `lto = \"fat\"` does: build the program without it) or this {name} version lays its objects out differently; tracer refuses rather than report wrong events",
             target.exe.display(),
             missing.join("; "),
-            adapter.name()
         );
     }
-    Ok(objects)
+    Ok(())
 }

@@ -18,11 +18,22 @@
 
 pub mod naming;
 
-use std::ops::RangeInclusive;
+use std::{ops::RangeInclusive, path::Path};
 
 use anyhow::{Context as _, bail};
+use tracer_common::layout;
 
-use super::{HeaderLayout, Probe, RuntimeAdapter, SpawnKindTag};
+use super::{BpfGlobals, Prepared, Probe, RuntimeAdapter, SpawnKindTag, sites::TargetObject};
+use crate::model::event::ResourceType;
+
+/// Offsets the BPF programs use to read a task id: `*(hdr + *(*(hdr + vtable_field) + id_offset_slot))`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeaderLayout {
+    /// Offset of the vtable pointer in the task header.
+    pub vtable_field: u64,
+    /// Offset, inside the vtable, of the word that holds the id's offset in the task.
+    pub id_offset_slot: u64,
+}
 
 /// Tokio 1.x, multi-thread and current-thread schedulers, `LocalSet`, blocking pool.
 pub struct Tokio;
@@ -59,6 +70,10 @@ const SPAWN_ENTRIES: &[&str] = &[
 impl RuntimeAdapter for Tokio {
     fn name(&self) -> &'static str {
         "tokio"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Tokio"
     }
 
     fn symbol_hint(&self) -> &'static [u8] {
@@ -103,8 +118,23 @@ impl RuntimeAdapter for Tokio {
         })
     }
 
-    fn layout(&self, version: Option<&str>) -> anyhow::Result<HeaderLayout> {
-        layout_for(version)
+    fn prepare(&self, pid: u32, objects: &mut Vec<TargetObject>) -> anyhow::Result<Prepared> {
+        let layout = one_layout(objects)?;
+        let (names, locations) = naming::table::build(pid, objects);
+        Ok(Prepared {
+            globals: BpfGlobals(vec![
+                (layout::VTABLE_FIELD, layout.vtable_field),
+                (layout::ID_OFFSET_SLOT, layout.id_offset_slot),
+                (layout::LOCATION_START, locations.start),
+                (layout::LOCATION_END, locations.end),
+            ]),
+            names,
+            default_type: ResourceType::TOKIO_TASK,
+            records: None,
+            version: objects
+                .iter()
+                .find_map(|object| object.sites.runtime_version.clone()),
+        })
     }
 
     fn required(&self) -> &'static [(&'static [Probe], &'static str)] {
@@ -156,6 +186,27 @@ const LAYOUTS: &[(RangeInclusive<u32>, HeaderLayout)] = &[(
         id_offset_slot: 0x48,
     },
 )];
+
+/// The task layout of the Tokio version each object was built with; they must
+/// agree.
+fn one_layout(objects: &[TargetObject]) -> anyhow::Result<HeaderLayout> {
+    let mut found: Option<(HeaderLayout, &Path)> = None;
+    for object in objects {
+        let layout = layout_for(object.sites.runtime_version.as_deref())?;
+        match found {
+            Some((first, first_path)) if first != layout => bail!(
+                "{} and {} use Tokio versions with different task layouts; tracer traces one layout per process",
+                first_path.display(),
+                object.attach_path.display(),
+            ),
+            Some(_) => {}
+            None => found = Some((layout, &object.attach_path)),
+        }
+    }
+    found
+        .map(|(layout, _)| layout)
+        .context("no object holds Tokio's task functions")
+}
 
 /// The supported versions, for messages: "1.43 to 1.54".
 fn supported() -> String {

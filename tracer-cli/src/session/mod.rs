@@ -11,25 +11,26 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracer_common::{Counter, RawEvent, RawResourceEvent, RawSpawnEvent};
+use tracer_common::Counter;
 
 use crate::model::task_filter::TaskGlobs;
 
+mod decode;
+
+use decode::Decoders;
 use crate::{
     kernel::probes::{AttachReport, ProbeSet, Probes},
     kernel::{
         forks::{self, Children},
         new_task::NewTaskFields,
     },
+    model::TaskModel,
     model::resources::ResourceModel,
-    model::{TaskModel, decode},
-    runtime::tokio::naming::table::SessionNames,
-    runtime::{HeaderLayout, Probe, RuntimeAdapter, tokio::Tokio},
+    runtime::{Prepared, Probe, names::SessionNames},
     runtime::{
         markers,
         sites::{self, TargetObject},
@@ -120,33 +121,6 @@ fn pidfd(pid: u32) -> anyhow::Result<AsyncFd<OwnedFd>> {
     Ok(watch_readable(fd)?)
 }
 
-/// The task layout of the runtime version each object holding runtime sites was
-/// built with; they must agree. `None` when no object holds the runtime (a target
-/// that only declares `tracer-resource` markers: no task header is read).
-fn runtime_layout(
-    adapter: &dyn RuntimeAdapter,
-    target: &Target,
-    objects: &[TargetObject],
-) -> anyhow::Result<Option<HeaderLayout>> {
-    let mut found: Option<(HeaderLayout, &Path)> = None;
-    for object in objects {
-        let layout = adapter
-            .layout(object.sites.runtime_version.as_deref())
-            .with_context(|| format!("refusing to trace {}", target.exe.display()))?;
-        match found {
-            Some((first, first_path)) if first != layout => bail!(
-                "{} and {} use {} versions with different task layouts; tracer traces one layout per process",
-                first_path.display(),
-                object.attach_path.display(),
-                adapter.name()
-            ),
-            Some(_) => {}
-            None => found = Some((layout, &object.attach_path)),
-        }
-    }
-    Ok(found.map(|(layout, _)| layout))
-}
-
 /// Traces `pid` (already running, or `launched` and stopped at exec) into `sink`.
 pub async fn trace(
     pid: u32,
@@ -155,32 +129,33 @@ pub async fn trace(
     sink: &mut dyn Sink,
 ) -> anyhow::Result<Outcome> {
     preflight::check_privileges()?;
-    let adapter = Tokio;
     let target = Target::inspect(pid)?;
     let marker_objects = markers::find(&target)?;
-    let mut objects = sites::find_sites(&target, &adapter, !marker_objects.is_empty())?;
-    let runtime = if objects.is_empty() {
-        "tracer-resource"
-    } else {
-        adapter.name()
+    let detected = sites::detect(&target, !marker_objects.is_empty())?;
+    let (runtime, prepared, mut objects) = match detected {
+        Some((adapter, mut objects)) => {
+            let prepared = adapter
+                .prepare(pid, &mut objects)
+                .with_context(|| format!("refusing to trace {}", target.exe.display()))?;
+            (adapter.name(), Some(prepared), objects)
+        }
+        None => ("tracer-resource", None, Vec::new()),
     };
-    let layout = runtime_layout(&adapter, &target, &objects)?;
     objects.extend(marker_objects);
-
-    let names = SessionNames::build(pid, &objects);
+    let Prepared {
+        globals,
+        names,
+        default_type,
+        mut records,
+        version,
+    } = prepared.unwrap_or_else(Prepared::markers_only);
 
     let fork_fields = if options.follow_forks {
         Some(NewTaskFields::read()?)
     } else {
         None
     };
-    let mut probes = Probes::load(
-        pid,
-        layout.unwrap_or_default(),
-        options.ring_bytes,
-        fork_fields,
-        names.locations,
-    )?;
+    let mut probes = Probes::load(pid, &globals, options.ring_bytes, fork_fields)?;
     if options.follow_forks {
         // The tracepoint catches every process created from now on; these exist.
         for (child, parent) in forks::descendants(pid) {
@@ -191,9 +166,7 @@ pub async fn trace(
     let mut events = watch_readable(probes.take_events()?)?;
     let exited = pidfd(pid)?;
     probes.arm()?;
-    let runtime_version = objects
-        .iter()
-        .find_map(|object| object.sites.runtime_version.clone());
+    let runtime_version = version;
     let info = SessionInfo {
         pid,
         exe: target.exe.clone(),
@@ -241,6 +214,7 @@ pub async fn trace(
         }
     };
     let mut model = model
+        .with_default_type(default_type)
         .with_names(table)
         .with_task_filter(options.tasks.clone());
     if options.follow_forks {
@@ -252,7 +226,11 @@ pub async fn trace(
         child.resume()?;
     }
 
-    let mut resources = ResourceModel::default();
+    let mut decoders = Decoders {
+        tasks: model,
+        resources: ResourceModel::default(),
+        records: records.take(),
+    };
     let mut stats = SessionStats::default();
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -276,7 +254,7 @@ pub async fn trace(
                 if options.follow_forks {
                     children.sync(&mut probes, program)?;
                 }
-                match drain(events.get_mut(), &mut model, &mut resources, &mut stats, sink, DRAIN_BATCH) {
+                match decoders.drain(events.get_mut(), &mut stats, sink, DRAIN_BATCH) {
                     Ok(true) => drain_tick.reset_immediately(),
                     Ok(false) => {}
                     Err(_) => break Stop::OutputClosed,
@@ -284,7 +262,7 @@ pub async fn trace(
             }
             guard = events.readable_mut() => {
                 let mut guard = guard?;
-                let drained = drain(guard.get_inner_mut(), &mut model, &mut resources, &mut stats, sink, DRAIN_BATCH);
+                let drained = decoders.drain(guard.get_inner_mut(), &mut stats, sink, DRAIN_BATCH);
                 guard.clear_ready();
                 match drained {
                     Ok(true) => drain_tick.reset_immediately(),
@@ -350,14 +328,7 @@ pub async fn trace(
     // Detach first: then no program runs any more, everything emitted is in the
     // ring or counted as dropped, and one last drain makes the accounting exact.
     let counters = probes.detach()?;
-    let drained = drain(
-        events.get_mut(),
-        &mut model,
-        &mut resources,
-        &mut stats,
-        sink,
-        usize::MAX,
-    );
+    let drained = decoders.drain(events.get_mut(), &mut stats, sink, usize::MAX);
     let flushed = sink.flush();
     let stop = if drained.is_err() || flushed.is_err() {
         Stop::OutputClosed
@@ -384,6 +355,7 @@ pub async fn trace(
         (Stop::OutputClosed, _) => "output closed".to_owned(),
         (Stop::SinkDone, _) => "quit from the view".to_owned(),
     };
+    let model = &decoders.tasks;
     let end = stats.session_end(&counters, model.anomalies(), &ending, monotonic_ns());
     if sink.end(&end).is_err() && stop != Stop::OutputClosed {
         eprintln!("tracer: warning: the output could not be closed cleanly");
@@ -394,6 +366,9 @@ pub async fn trace(
     );
     eprint!("{}", stats.render(&attach, &counters, model.anomalies()));
     for line in model.names().summary() {
+        eprintln!("tracer: {line}");
+    }
+    for line in decoders.records.iter().flat_map(|records| records.summary()) {
         eprintln!("tracer: {line}");
     }
     if let Some(filter) = model.task_filter() {
@@ -484,44 +459,3 @@ fn is_gone(pid: u32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}/exe")).exists()
 }
 
-/// Reads the events in the ring buffer now, at most `limit`, through the models,
-/// into the sink; says whether it stopped at `limit` (more may be waiting). A
-/// record is a Tokio [`RawEvent`], a Tokio [`RawSpawnEvent`] or an embedder
-/// [`RawResourceEvent`], told apart by size.
-fn drain(
-    ring: &mut RingBuf<MapData>,
-    model: &mut TaskModel,
-    resources: &mut ResourceModel,
-    stats: &mut SessionStats,
-    sink: &mut dyn Sink,
-    limit: usize,
-) -> io::Result<bool> {
-    let mut result = Ok(());
-    let mut read = 0;
-    while read < limit
-        && let Some(item) = ring.next()
-    {
-        read += 1;
-        stats.delivered += 1;
-        let mut deliver = |event| {
-            stats.record(&event);
-            if result.is_ok() {
-                result = sink.event(&event);
-            }
-        };
-        if let Some(raw) = decode::<RawEvent>(&item) {
-            model.apply(&raw, deliver);
-        } else if let Some(raw) = decode::<RawSpawnEvent>(&item) {
-            model.apply_spawn(&raw, deliver);
-        } else if let Some(raw) = decode::<RawResourceEvent>(&item) {
-            if resources.apply(&raw, &mut deliver).is_err() {
-                model.count_undecodable();
-            }
-        } else {
-            model.count_undecodable();
-        }
-    }
-    result?;
-    sink.flush()?;
-    Ok(read == limit)
-}

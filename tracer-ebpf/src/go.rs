@@ -1,0 +1,188 @@
+//! Go's programs: every goroutine status change goes through
+//! `runtime.casgstatus(gp, old, new)` (or, for async preemption, through
+//! `runtime.preemptPark(gp)`), so one entry probe sees every goroutine's
+//! creation, runs, blocks, wakes and end. The programs report the raw transition
+//! with what only the kernel side can read at that instant (the ids, the start
+//! function, the running goroutine); the Go adapter in userspace maps them to
+//! hook events. Entry probes only: Go moves goroutine stacks, which return
+//! probes do not survive.
+//!
+//! Registers (Go's internal ABI): arguments in RAX, RBX, RCX, …; R14 holds the
+//! current `g` (`g0` on the system stack), whose `m.curg` is the user goroutine
+//! the thread runs.
+
+use aya_ebpf::{
+    Global,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::uprobe,
+    programs::ProbeContext,
+};
+use tracer_common::{
+    Counter,
+    go::{GoKind, RawGoEvent, status},
+};
+
+use crate::{bump, is_target, read_u64, regs, reserve, submit_flags};
+
+/// Offset of `g.goid`.
+#[unsafe(no_mangle)]
+static GO_G_GOID: Global<u64> = Global::new(160);
+/// Offset of `g.m`.
+#[unsafe(no_mangle)]
+static GO_G_M: Global<u64> = Global::new(48);
+/// Offset of `g.startpc`.
+#[unsafe(no_mangle)]
+static GO_G_STARTPC: Global<u64> = Global::new(0);
+/// Offset of `g.waitreason` (one byte).
+#[unsafe(no_mangle)]
+static GO_G_WAITREASON: Global<u64> = Global::new(0);
+/// Offset of `g.parentGoid`; 0 when the Go version has none (before 1.21).
+#[unsafe(no_mangle)]
+static GO_G_PARENT_GOID: Global<u64> = Global::new(0);
+/// Offset of `m.curg`.
+#[unsafe(no_mangle)]
+static GO_M_CURG: Global<u64> = Global::new(192);
+/// Offset of `funcval.fn`.
+#[unsafe(no_mangle)]
+static GO_FUNCVAL_FN: Global<u64> = Global::new(0);
+
+/// `runtime.casgstatus(gp, old, new)` entry.
+#[uprobe]
+pub fn go_status(ctx: ProbeContext) -> u32 {
+    let regs = regs(&ctx);
+    let (gp, from, to) = (regs.rax, regs.rbx as u32, regs.rcx as u32);
+    // Allocation of a fresh `g` and stack copies say nothing about a goroutine's
+    // life: skipped here, so they cost no record.
+    let ignored = matches!(
+        (from, to),
+        (status::IDLE, status::DEAD)
+            | (status::RUNNING, status::COPYSTACK)
+            | (status::COPYSTACK, status::RUNNING)
+    );
+    if ignored {
+        return 0;
+    }
+    let _ = report(GoKind::Status, gp, from, to, regs.r14);
+    0
+}
+
+/// `runtime.preemptPark(gp)` entry: the running goroutine `gp` stops (async
+/// preemption sets its status by compare-and-swap, not through `casgstatus`).
+#[uprobe]
+pub fn go_preempt_park(ctx: ProbeContext) -> u32 {
+    let regs = regs(&ctx);
+    let _ = report(
+        GoKind::PreemptPark,
+        regs.rax,
+        status::RUNNING,
+        status::PREEMPTED,
+        regs.r14,
+    );
+    0
+}
+
+/// `runtime.newproc1(fn, callergp, callerpc, …)` entry, attached on Go versions
+/// whose `g` has no `parentGoid`: says who creates the goroutine whose creation
+/// follows on this thread, and its start function.
+#[uprobe]
+pub fn go_newproc(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return 0;
+    }
+    let regs = regs(&ctx);
+    let (funcval, callergp) = (regs.rax, regs.rbx);
+    let start_pc = read_u64(funcval + GO_FUNCVAL_FN.load()).unwrap_or(0);
+    let parent = goid_of(callergp);
+    emit(RawGoEvent {
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid_tgid,
+        gp: 0,
+        goid: 0,
+        start_pc,
+        other: parent,
+        kind: GoKind::NewProc as u32,
+        transition: 0,
+        wait_reason: 0,
+        reserved: 0,
+    });
+    0
+}
+
+/// Reads what a transition of `gp` needs and writes its record; `current_g` is
+/// the thread's R14.
+#[inline(always)]
+fn report(kind: GoKind, gp: u64, from: u32, to: u32, current_g: u64) -> Result<(), Counter> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return Ok(());
+    }
+    let goid = read_u64(gp + GO_G_GOID.load()).inspect_err(|counter| bump(*counter))?;
+    let start_pc = read_u64(gp + GO_G_STARTPC.load()).unwrap_or(0);
+    let other = if from == status::DEAD {
+        match GO_G_PARENT_GOID.load() {
+            0 => 0,
+            offset => read_u64(gp + offset).unwrap_or(0),
+        }
+    } else if from == status::WAITING && to == status::RUNNABLE {
+        running_goid(current_g)
+    } else {
+        0
+    };
+    let wait_reason = if to == status::WAITING {
+        // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+        unsafe { bpf_probe_read_user((gp + GO_G_WAITREASON.load()) as *const u8) }.unwrap_or(0)
+            as u32
+    } else {
+        0
+    };
+    emit(RawGoEvent {
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid_tgid,
+        gp,
+        goid,
+        start_pc,
+        other,
+        kind: kind as u32,
+        transition: (from << 8) | to,
+        wait_reason,
+        reserved: 0,
+    });
+    Ok(())
+}
+
+/// The id of the user goroutine running on the thread whose current `g` is
+/// `current_g` (`g.m.curg.goid`), 0 when none: the scheduler or the netpoller.
+#[inline(always)]
+fn running_goid(current_g: u64) -> u64 {
+    let Ok(m) = read_u64(current_g + GO_G_M.load()) else {
+        return 0;
+    };
+    if m == 0 {
+        return 0;
+    }
+    match read_u64(m + GO_M_CURG.load()) {
+        Ok(curg) => goid_of(curg),
+        Err(_) => 0,
+    }
+}
+
+/// `g.goid` of `gp`, 0 when `gp` is nil or unreadable.
+#[inline(always)]
+fn goid_of(gp: u64) -> u64 {
+    if gp == 0 {
+        return 0;
+    }
+    read_u64(gp + GO_G_GOID.load()).unwrap_or(0)
+}
+
+/// Writes one record (counted as emitted, and as dropped when the ring is full).
+#[inline(always)]
+fn emit(event: RawGoEvent) {
+    if let Some(mut entry) = reserve::<RawGoEvent>() {
+        entry.write(event);
+        entry.submit(submit_flags());
+    }
+}
