@@ -144,7 +144,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn file_offset(file: &object::File<'_>, symbol: &object::Symbol<'_, '_>) -> Option<u64> {
+/// The offset in `file` of `symbol`'s address: what a uprobe attaches by.
+pub fn file_offset(file: &object::File<'_>, symbol: &object::Symbol<'_, '_>) -> Option<u64> {
     let section = file.section_by_index(symbol.section_index()?).ok()?;
     let (section_offset, _) = section.file_range()?;
     Some(symbol.address() - section.address() + section_offset)

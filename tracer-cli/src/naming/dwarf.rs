@@ -139,13 +139,7 @@ fn is_harness_poll(image: &Image<'_>, address: u64) -> bool {
 /// The `poll<…>` subprograms DWARF places at `wanted` addresses.
 fn subprograms(file: &object::File<'_>, wanted: &HashSet<u64>) -> HashMap<u64, Subprogram> {
     let mut found = HashMap::new();
-    let load = |id: SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
-        Ok(file
-            .section_by_name(id.name())
-            .and_then(|section| section.uncompressed_data().ok())
-            .unwrap_or(Cow::Borrowed(&[])))
-    };
-    let Ok(sections) = gimli::DwarfSections::load(load) else {
+    let Some(sections) = sections(file) else {
         return found;
     };
     let dwarf = sections.borrow(|section| EndianSlice::new(section, LittleEndian));
@@ -160,7 +154,23 @@ fn subprograms(file: &object::File<'_>, wanted: &HashSet<u64>) -> HashMap<u64, S
     found
 }
 
-type Reader<'a> = EndianSlice<'a, LittleEndian>;
+/// The DWARF sections of `file`, decompressed where the linker compressed them
+/// (`SHF_COMPRESSED` or `.zdebug_*`, as Go's linker does); a missing section
+/// reads as empty. `None` when a section cannot be decompressed.
+pub fn sections<'file>(file: &'file object::File<'_>) -> Option<gimli::DwarfSections<Cow<'file, [u8]>>> {
+    let load = |id: SectionId| -> Result<Cow<'file, [u8]>, gimli::Error> {
+        match file.section_by_name(id.name()) {
+            Some(section) => section
+                .uncompressed_data()
+                .map_err(|_| gimli::Error::Io),
+            None => Ok(Cow::Borrowed(&[])),
+        }
+    };
+    gimli::DwarfSections::load(load).ok()
+}
+
+/// A DWARF reader over sections borrowed from [`sections`].
+pub type Reader<'a> = EndianSlice<'a, LittleEndian>;
 
 /// Adds the `poll<…>` subprograms of `unit` at `wanted` addresses to `found`.
 fn unit_subprograms(

@@ -3,6 +3,7 @@
 //! Tokio is the first adapter; another runtime is another implementation of
 //! [`RuntimeAdapter`], not a change to the pipeline.
 
+pub mod go;
 pub mod markers;
 pub mod tokio;
 
