@@ -157,12 +157,12 @@ fn subprograms(file: &object::File<'_>, wanted: &HashSet<u64>) -> HashMap<u64, S
 /// The DWARF sections of `file`, decompressed where the linker compressed them
 /// (`SHF_COMPRESSED` or `.zdebug_*`, as Go's linker does); a missing section
 /// reads as empty. `None` when a section cannot be decompressed.
-pub fn sections<'file>(file: &'file object::File<'_>) -> Option<gimli::DwarfSections<Cow<'file, [u8]>>> {
+pub fn sections<'file>(
+    file: &'file object::File<'_>,
+) -> Option<gimli::DwarfSections<Cow<'file, [u8]>>> {
     let load = |id: SectionId| -> Result<Cow<'file, [u8]>, gimli::Error> {
         match file.section_by_name(id.name()) {
-            Some(section) => section
-                .uncompressed_data()
-                .map_err(|_| gimli::Error::Io),
+            Some(section) => section.uncompressed_data().map_err(|_| gimli::Error::Io),
             None => Ok(Cow::Borrowed(&[])),
         }
     };

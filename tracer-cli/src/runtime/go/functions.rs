@@ -30,7 +30,11 @@ use crate::naming::{
 /// Start functions in package `runtime` that Go counts as user goroutines
 /// (`isSystemGoroutine`: `runtime.main` runs `main.main`, `corostart` runs an
 /// `iter.Pull` coroutine's body, `handleAsyncEvent` is wasm's).
-const USER_RUNTIME_STARTS: [&str; 3] = ["runtime.main", "runtime.corostart", "runtime.handleAsyncEvent"];
+const USER_RUNTIME_STARTS: [&str; 3] = [
+    "runtime.main",
+    "runtime.corostart",
+    "runtime.handleAsyncEvent",
+];
 
 /// What names a goroutine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,12 +223,18 @@ fn file_path(
     let Some(entry) = header.file(index) else {
         return Ok(None);
     };
-    let path = dwarf.attr_string(unit, entry.path_name())?.to_string_lossy().into_owned();
+    let path = dwarf
+        .attr_string(unit, entry.path_name())?
+        .to_string_lossy()
+        .into_owned();
     if path.starts_with('/') {
         return Ok(Some(path));
     }
     let directory = match entry.directory(header) {
-        Some(directory) => dwarf.attr_string(unit, directory)?.to_string_lossy().into_owned(),
+        Some(directory) => dwarf
+            .attr_string(unit, directory)?
+            .to_string_lossy()
+            .into_owned(),
         None => String::new(),
     };
     Ok(Some(if directory.is_empty() || directory == "." {
@@ -279,7 +289,11 @@ pub fn probe_symbols(file: &object::File<'_>) -> anyhow::Result<ProbeSymbols> {
         if symbol.kind() != SymbolKind::Text {
             continue;
         }
-        let Some(name) = symbol.name().ok().and_then(|n| wanted.iter().find(|w| **w == n)) else {
+        let Some(name) = symbol
+            .name()
+            .ok()
+            .and_then(|n| wanted.iter().find(|w| **w == n))
+        else {
             continue;
         };
         if let Some(file_offset) = crate::symbols::file_offset(file, &symbol) {
@@ -322,7 +336,10 @@ mod tests {
     #[test]
     fn generic_shapes_print_as_go_prints_them() {
         assert_eq!(name_for_print("main.gen[go.shape.int]"), "main.gen[...]");
-        assert_eq!(name_for_print("main.gen[go.shape.int_0].func1"), "main.gen[...].func1");
+        assert_eq!(
+            name_for_print("main.gen[go.shape.int_0].func1"),
+            "main.gen[...].func1"
+        );
         assert_eq!(name_for_print("main.gen[...]"), "main.gen[...]");
         assert_eq!(name_for_print("main.(*server).run"), "main.(*server).run");
     }

@@ -153,7 +153,10 @@ pub fn build_version(file: &object::File<'_>) -> Option<String> {
 
 /// The version in a `.go.buildinfo` section's bytes; `read_string` reads the
 /// Go string header at a virtual address (the pointer form of Go < 1.18).
-pub fn decode_build_info(data: &[u8], read_string: &dyn Fn(u64) -> Option<String>) -> Option<String> {
+pub fn decode_build_info(
+    data: &[u8],
+    read_string: &dyn Fn(u64) -> Option<String>,
+) -> Option<String> {
     if data.len() < BUILD_INFO_HEADER || !data.starts_with(BUILD_INFO_MAGIC) {
         return None;
     }
@@ -204,8 +207,14 @@ mod tests {
         let v = GoVersion::parse("go1.23.5").unwrap();
         assert_eq!((v.minor, v.patch, v.text.as_str()), (23, 5, "go1.23.5"));
         assert_eq!(GoVersion::parse("go1.22rc1").unwrap().minor, 22);
-        assert_eq!(GoVersion::parse("go1.21.0 X:boringcrypto").unwrap().patch, 0);
-        assert_eq!(GoVersion::parse("devel go1.24-abc123 Tue").unwrap().minor, 24);
+        assert_eq!(
+            GoVersion::parse("go1.21.0 X:boringcrypto").unwrap().patch,
+            0
+        );
+        assert_eq!(
+            GoVersion::parse("devel go1.24-abc123 Tue").unwrap().minor,
+            24
+        );
         assert_eq!(GoVersion::parse("1.23"), None);
         assert!(!GoVersion::parse("go1.20.3").unwrap().is_supported());
         assert_eq!(supported_list(), "Go 1.19, 1.21, 1.22 and 1.23");
@@ -218,14 +227,23 @@ mod tests {
         inline.resize(BUILD_INFO_HEADER, 0);
         inline.push(8);
         inline.extend(b"go1.19.8");
-        assert_eq!(decode_build_info(&inline, &|_| None).as_deref(), Some("go1.19.8"));
+        assert_eq!(
+            decode_build_info(&inline, &|_| None).as_deref(),
+            Some("go1.19.8")
+        );
 
         let mut pointers = BUILD_INFO_MAGIC.to_vec();
         pointers.extend([8, 0]);
         pointers.extend(0x5000u64.to_le_bytes());
         pointers.extend(0x5010u64.to_le_bytes());
         let read = |address: u64| (address == 0x5000).then(|| "go1.17.13".to_owned());
-        assert_eq!(decode_build_info(&pointers, &read).as_deref(), Some("go1.17.13"));
-        assert_eq!(decode_build_info(b"\x7fELF and more bytes than a header", &read), None);
+        assert_eq!(
+            decode_build_info(&pointers, &read).as_deref(),
+            Some("go1.17.13")
+        );
+        assert_eq!(
+            decode_build_info(b"\x7fELF and more bytes than a header", &read),
+            None
+        );
     }
 }

@@ -217,11 +217,17 @@ fn unit_structs(
     let mut current: Option<(String, isize)> = None;
     while let Some((delta, entry)) = entries.next_dfs()? {
         depth += delta;
-        if current.as_ref().is_some_and(|(_, members)| depth < *members) {
+        if current
+            .as_ref()
+            .is_some_and(|(_, members)| depth < *members)
+        {
             current = None;
         }
         let name = match entry.attr_value(gimli::DW_AT_name)? {
-            Some(value) => dwarf.attr_string(unit, value)?.to_string_lossy().into_owned(),
+            Some(value) => dwarf
+                .attr_string(unit, value)?
+                .to_string_lossy()
+                .into_owned(),
             None => continue,
         };
         match entry.tag() {

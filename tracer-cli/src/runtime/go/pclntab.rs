@@ -71,7 +71,9 @@ impl<'data> Pclntab<'data> {
         )?;
         let u32_at = |at: usize| read_u32(data, at);
         let word_at = |at: usize| -> anyhow::Result<usize> {
-            let bytes = data.get(at..at + 8).context("Go function table header cut short")?;
+            let bytes = data
+                .get(at..at + 8)
+                .context("Go function table header cut short")?;
             Ok(usize::try_from(u64::from_le_bytes(bytes.try_into()?))?)
         };
         let func_header = match u32_at(0) {
@@ -175,7 +177,10 @@ impl<'data> Pclntab<'data> {
         let func_offset = read_u32(self.data, self.ftab + 8 * index + 4)?;
         let record = self.ftab + usize::try_from(func_offset).ok()?;
         let name_offset = read_u32(self.data, record + 4)?;
-        let name = c_string(self.data, self.funcname + usize::try_from(name_offset).ok()?)?;
+        let name = c_string(
+            self.data,
+            self.funcname + usize::try_from(name_offset).ok()?,
+        )?;
         Some(Func {
             entry: self.text_start + u64::from(entry_offset),
             end: self.text_start + u64::from(end_offset),
@@ -242,7 +247,9 @@ fn gofunc_bytes<'data>(file: &object::File<'data>) -> Option<&'data [u8]> {
 
 /// The little-endian u32 at `at`.
 fn read_u32(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(data.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        data.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// The NUL-terminated UTF-8 string at `at`.

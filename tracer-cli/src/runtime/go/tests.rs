@@ -94,7 +94,9 @@ fn go_command(minor: u32, dir: &Path) -> Command {
 /// 1.`minor` in `variant`, returning the binary's path.
 fn fixture(minor: u32, variant: Variant) -> PathBuf {
     static BUILT: Mutex<BTreeMap<(u32, Variant), PathBuf>> = Mutex::new(BTreeMap::new());
-    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(path) = built.get(&(minor, variant)) {
         return path.clone();
     }
@@ -126,7 +128,11 @@ fn fixture(minor: u32, variant: Variant) -> PathBuf {
 }
 
 /// Runs `f` on the parsed fixture.
-fn with_fixture<T>(minor: u32, variant: Variant, f: impl FnOnce(&Path, &object::File<'_>) -> T) -> T {
+fn with_fixture<T>(
+    minor: u32,
+    variant: Variant,
+    f: impl FnOnce(&Path, &object::File<'_>) -> T,
+) -> T {
     let path = fixture(minor, variant);
     let data = std::fs::read(&path).unwrap();
     let file = object::File::parse(&*data).unwrap();
@@ -168,8 +174,16 @@ fn every_build_is_recognised_and_stripped_ones_refused() {
                 let image = result.unwrap();
                 assert_eq!(image.version.minor, minor, "{}", image.version.text);
                 assert!(image.version.text.starts_with(&format!("go1.{minor}.")));
-                assert_eq!(image.position_independent, variant == Variant::Pie, "go1.{minor} {variant:?}");
-                assert_eq!(image.has_dwarf, variant != Variant::NoDwarf, "go1.{minor} {variant:?}");
+                assert_eq!(
+                    image.position_independent,
+                    variant == Variant::Pie,
+                    "go1.{minor} {variant:?}"
+                );
+                assert_eq!(
+                    image.has_dwarf,
+                    variant != Variant::NoDwarf,
+                    "go1.{minor} {variant:?}"
+                );
                 assert!(image.has_symtab);
             });
         }
@@ -199,7 +213,11 @@ fn layouts_from_dwarf_equal_the_tables_and_the_tables_serve_without_dwarf() {
                 };
                 assert_eq!(resolved.source, expected, "go1.{minor} {variant:?}");
                 assert_eq!(resolved.mismatches, vec![], "go1.{minor} {variant:?}");
-                assert_eq!(Some(resolved.layout), layout::table(minor), "go1.{minor} {variant:?}");
+                assert_eq!(
+                    Some(resolved.layout),
+                    layout::table(minor),
+                    "go1.{minor} {variant:?}"
+                );
             });
         }
     }
@@ -211,7 +229,10 @@ fn an_unknown_release_without_dwarf_is_refused_by_name() {
         let mut image = GoImage::inspect(file, path).unwrap();
         image.version = super::image::GoVersion::parse("go1.20.14").unwrap();
         let error = layout::resolve(&image, file).unwrap_err().to_string();
-        assert!(error.contains("go1.20.14") && error.contains("Go 1.19, 1.21, 1.22 and 1.23"), "{error}");
+        assert!(
+            error.contains("go1.20.14") && error.contains("Go 1.19, 1.21, 1.22 and 1.23"),
+            "{error}"
+        );
     });
 }
 
@@ -226,7 +247,11 @@ fn wait_reason_masks_read_from_the_binary_equal_the_tables() {
                 assert_eq!(strings[1], "GC assist marking", "go1.{minor}");
                 let reasons = wait_reasons::wait_reasons(file, &image, minor).unwrap();
                 assert_eq!(reasons.source, MaskSource::Binary);
-                assert_eq!(Some(reasons.round_trip_mask), wait_reasons::table(minor), "go1.{minor} {variant:?}: {strings:?}");
+                assert_eq!(
+                    Some(reasons.round_trip_mask),
+                    wait_reasons::table(minor),
+                    "go1.{minor} {variant:?}: {strings:?}"
+                );
                 assert_eq!(reasons.set_before_cas, minor >= 21);
             });
         }
@@ -242,10 +267,20 @@ fn probe_sites_are_found_with_their_file_offsets() {
             let file = object::File::parse(&*data).unwrap();
             let image = Image::new(&file);
             let sites = functions::probe_symbols(&file).unwrap();
-            for site in [&sites.casgstatus, &sites.newproc1, &sites.runqput, &sites.preempt_park] {
+            for site in [
+                &sites.casgstatus,
+                &sites.newproc1,
+                &sites.runqput,
+                &sites.preempt_park,
+            ] {
                 assert_eq!(site.address, symbol_address(&file, site.name));
                 let at_offset = &data[usize::try_from(site.file_offset).unwrap()..][..16];
-                assert_eq!(Some(at_offset), image.bytes(site.address, 16), "go1.{minor} {}", site.name);
+                assert_eq!(
+                    Some(at_offset),
+                    image.bytes(site.address, 16),
+                    "go1.{minor} {}",
+                    site.name
+                );
             }
             // The fixture does not use iter.Pull, so the linker leaves coroswitch_m out.
             assert_eq!(sites.coroswitch_m, None);
@@ -261,15 +296,29 @@ fn locations_from_dwarf_equal_the_function_tables() {
             let functions = GoFunctions::new(file, &image).unwrap();
             let declarations = functions::declarations(file);
             let mut compared = 0;
-            for func in functions.pclntab().funcs().filter(|f| f.name.starts_with("main.")) {
+            for func in functions
+                .pclntab()
+                .funcs()
+                .filter(|f| f.name.starts_with("main."))
+            {
                 let Some(dwarf) = declarations.get(&func.entry) else {
                     continue;
                 };
-                assert_eq!(Some(dwarf), functions.pclntab().entry_location(&func).as_ref(), "go1.{minor} {}", func.name);
+                assert_eq!(
+                    Some(dwarf),
+                    functions.pclntab().entry_location(&func).as_ref(),
+                    "go1.{minor} {}",
+                    func.name
+                );
                 compared += 1;
             }
-            assert!(compared >= 10, "go1.{minor}: only {compared} functions compared");
-            let handle = functions.start_function(symbol_address(file, "main.handle")).unwrap();
+            assert!(
+                compared >= 10,
+                "go1.{minor}: only {compared} functions compared"
+            );
+            let handle = functions
+                .start_function(symbol_address(file, "main.handle"))
+                .unwrap();
             let (source_file, line) = handle.location.unwrap();
             assert!(source_file.ends_with("/main.go"), "{source_file}");
             assert_eq!(line, source_line("func handle("));
@@ -286,10 +335,26 @@ fn traced_goroutines(minor: u32, variant: Variant) -> Vec<(u64, u64, String, (St
     let dir = binary.parent().unwrap().to_owned();
     let trace = dir.join("run.trace");
     let startpc = layout::table(minor).unwrap().g_startpc;
-    let run = Command::new(&binary).arg(&trace).arg(startpc.to_string()).output().unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let dump = go_command(23, &dir).args(["tool", "trace", "-d=1"]).arg(&trace).output().unwrap();
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let run = Command::new(&binary)
+        .arg(&trace)
+        .arg(startpc.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let dump = go_command(23, &dir)
+        .args(["tool", "trace", "-d=1"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let names = trace_names(&String::from_utf8_lossy(&dump.stdout));
     let data = std::fs::read(&binary).unwrap();
     let file = object::File::parse(&*data).unwrap();
@@ -302,7 +367,10 @@ fn traced_goroutines(minor: u32, variant: Variant) -> Vec<(u64, u64, String, (St
             ["anchor", address] => bias = hex(address) - symbol_address(&file, "main.main"),
             ["start", goid, pc] => {
                 let goid: u64 = goid.parse().unwrap();
-                let (name, location) = names.get(&goid).cloned().unwrap_or_else(|| panic!("goroutine {goid} not in the trace"));
+                let (name, location) = names
+                    .get(&goid)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("goroutine {goid} not in the trace"));
                 found.push((goid, hex(pc) - bias, name, location));
             }
             _ => panic!("unexpected output {line:?}"),
@@ -324,14 +392,24 @@ fn trace_names(dump: &str) -> HashMap<u64, (String, (String, u32))> {
             .split_whitespace()
             .find_map(|field| field.strip_prefix("GoID="))
             .and_then(|id| id.parse().ok());
-        let (Some(goid), Some(frame), Some(place)) = (goid, lines.get(index + 2), lines.get(index + 3)) else {
+        let (Some(goid), Some(frame), Some(place)) =
+            (goid, lines.get(index + 2), lines.get(index + 3))
+        else {
             continue;
         };
-        let name = frame.trim().split(" @ ").next().unwrap_or_default().to_owned();
+        let name = frame
+            .trim()
+            .split(" @ ")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let Some((path, line)) = place.trim().rsplit_once(':') else {
             continue;
         };
-        names.insert(goid, (name, (path.to_owned(), line.parse().unwrap_or_default())));
+        names.insert(
+            goid,
+            (name, (path.to_owned(), line.parse().unwrap_or_default())),
+        );
     }
     names
 }
@@ -343,7 +421,11 @@ fn start_functions_are_named_as_gos_tracer_names_them() {
     for minor in SUPPORTED_MINORS {
         for variant in [Variant::Default, Variant::Pie, Variant::NoDwarf] {
             let goroutines = traced_goroutines(minor, variant);
-            assert_eq!(goroutines.len(), 10, "go1.{minor} {variant:?}: {goroutines:?}");
+            assert_eq!(
+                goroutines.len(),
+                10,
+                "go1.{minor} {variant:?}: {goroutines:?}"
+            );
             let data = std::fs::read(fixture(minor, variant)).unwrap();
             let file = object::File::parse(&*data).unwrap();
             let image = Image::new(&file);
@@ -351,13 +433,19 @@ fn start_functions_are_named_as_gos_tracer_names_them() {
             assert_eq!(functions.has_dwarf_locations(), variant != Variant::NoDwarf);
             for (goid, pc, name, location) in goroutines {
                 let start = functions.start_function(pc).unwrap();
-                assert_eq!((&start.name, start.location.as_ref()), (&name, Some(&location)), "go1.{minor} {variant:?} goroutine {goid}: {start:?}");
+                assert_eq!(
+                    (&start.name, start.location.as_ref()),
+                    (&name, Some(&location)),
+                    "go1.{minor} {variant:?} goroutine {goid}: {start:?}"
+                );
                 assert!(!start.runtime_internal);
                 total += 1;
             }
         }
     }
-    eprintln!("start functions: {total} of {total} goroutines named and located as Go's tracer does");
+    eprintln!(
+        "start functions: {total} of {total} goroutines named and located as Go's tracer does"
+    );
 }
 
 /// Measures the alternative to `FUNCDATA_WrapInfo`: naming a wrapper by the one
@@ -377,15 +465,20 @@ fn wrapinfo_names_wrappers_that_decoding_calls_would_not() {
                 wrappers += 1;
                 let calls: Vec<u64> = drop_glue::direct_calls(&image, func.entry)
                     .into_iter()
-                    .filter(|target| table.func_at(*target).is_some_and(|f| !f.name.starts_with("runtime.")))
+                    .filter(|target| {
+                        table
+                            .func_at(*target)
+                            .is_some_and(|f| !f.name.starts_with("runtime."))
+                    })
                     .collect();
                 if calls == [wrapped] {
                     agree += 1;
                 }
             }
-            eprintln!("go1.{minor}: the one non-runtime direct call is the wrapped function for {agree} of {wrappers} wrappers");
+            eprintln!(
+                "go1.{minor}: the one non-runtime direct call is the wrapped function for {agree} of {wrappers} wrappers"
+            );
             assert!(wrappers > 0, "go1.{minor}: no wrapper found");
         });
     }
 }
-
