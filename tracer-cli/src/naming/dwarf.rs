@@ -139,8 +139,23 @@ fn is_harness_poll(image: &Image<'_>, address: u64) -> bool {
 /// The `poll<…>` subprograms DWARF places at `wanted` addresses.
 fn subprograms(file: &object::File<'_>, wanted: &HashSet<u64>) -> HashMap<u64, Subprogram> {
     let mut found = HashMap::new();
+    for_each_unit(file, &mut |dwarf, unit| {
+        unit_subprograms(dwarf, unit, wanted, &mut found)?;
+        Ok(true)
+    });
+    found
+}
+
+/// What [`for_each_unit`] calls with each unit: `Ok(false)` stops the walk.
+pub type UnitVisitor<'v> =
+    dyn FnMut(&gimli::Dwarf<Reader<'_>>, &gimli::Unit<Reader<'_>>) -> gimli::Result<bool> + 'v;
+
+/// Calls `visit` with each unit of `file`'s DWARF until it returns `false`. A
+/// unit that DWARF cannot walk to the end (`visit` fails) gives what it gave
+/// so far, and the walk goes on.
+pub fn for_each_unit(file: &object::File<'_>, visit: &mut UnitVisitor<'_>) {
     let Some(sections) = sections(file) else {
-        return found;
+        return;
     };
     let dwarf = sections.borrow(|section| EndianSlice::new(section, LittleEndian));
     let mut units = dwarf.units();
@@ -148,10 +163,10 @@ fn subprograms(file: &object::File<'_>, wanted: &HashSet<u64>) -> HashMap<u64, S
         let Ok(unit) = dwarf.unit(header) else {
             continue;
         };
-        // A unit that DWARF cannot walk to the end gives what it gave so far.
-        let _ = unit_subprograms(&dwarf, &unit, wanted, &mut found);
+        if let Ok(false) = visit(&dwarf, &unit) {
+            return;
+        }
     }
-    found
 }
 
 /// The DWARF sections of `file`, decompressed where the linker compressed them

@@ -134,18 +134,10 @@ pub fn declarations(file: &object::File<'_>) -> HashMap<u64, (String, u32)> {
     if file.section_by_name(".debug_info").is_none() {
         return found;
     }
-    let Some(sections) = dwarf::sections(file) else {
-        return found;
-    };
-    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
-    let mut units = dwarf.units();
-    while let Ok(Some(header)) = units.next() {
-        let Ok(unit) = dwarf.unit(header) else {
-            continue;
-        };
-        // A unit DWARF cannot walk to the end gives what it gave so far.
-        let _ = unit_declarations(&dwarf, &unit, &mut found);
-    }
+    dwarf::for_each_unit(file, &mut |dwarf, unit| {
+        unit_declarations(dwarf, unit, &mut found)?;
+        Ok(true)
+    });
     found
 }
 

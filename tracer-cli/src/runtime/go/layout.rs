@@ -186,21 +186,10 @@ pub fn struct_members(
     wanted: &[&str],
 ) -> HashMap<String, HashMap<String, u64>> {
     let mut found = HashMap::new();
-    let Some(sections) = dwarf::sections(file) else {
-        return found;
-    };
-    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
-    let mut units = dwarf.units();
-    while let Ok(Some(header)) = units.next() {
-        let Ok(unit) = dwarf.unit(header) else {
-            continue;
-        };
-        // A unit DWARF cannot walk to the end gives what it gave so far.
-        let _ = unit_structs(&dwarf, &unit, wanted, &mut found);
-        if found.len() == wanted.len() {
-            break;
-        }
-    }
+    dwarf::for_each_unit(file, &mut |dwarf, unit| {
+        unit_structs(dwarf, unit, wanted, &mut found)?;
+        Ok(found.len() < wanted.len())
+    });
     found
 }
 
