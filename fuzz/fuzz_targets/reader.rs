@@ -7,20 +7,31 @@
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../tracer-cli/src/crate_version.rs"]
+#[path = "../../tracer-cli/src/target/crate_version.rs"]
 mod crate_version;
 #[allow(dead_code)]
-#[path = "../../tracer-cli/src/event.rs"]
+#[path = "../../tracer-cli/src/model/event.rs"]
 mod event;
 #[allow(dead_code)]
-#[path = "../../tracer-cli/src/mapped_file.rs"]
+#[path = "../../tracer-cli/src/target/mapped_file.rs"]
 mod mapped_file;
 #[allow(dead_code)]
-#[path = "../../tracer-cli/src/output.rs"]
+#[path = "../../tracer-cli/src/sinks/output.rs"]
 mod output;
 #[allow(dead_code, unused_imports)]
-#[path = "../../tracer-cli/src/recording/mod.rs"]
+#[path = "../../tracer-cli/src/sinks/recording/mod.rs"]
 mod recording;
+
+// Where tracer-cli keeps these modules, so their `crate::…` paths resolve.
+mod model {
+    pub(crate) use super::event;
+}
+mod sinks {
+    pub(crate) use super::{output, recording};
+}
+mod target {
+    pub(crate) use super::{crate_version, mapped_file};
+}
 
 use libfuzzer_sys::fuzz_target;
 use recording::{

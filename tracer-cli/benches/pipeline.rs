@@ -10,9 +10,9 @@ use std::{hint::black_box, io};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tracer_cli::{
-    event::HookEvent,
+    model::event::HookEvent,
     model::{TaskModel, decode},
-    output::{JsonLines, Sink},
+    sinks::output::{JsonLines, Sink},
 };
 use tracer_common::{RawEvent, RawKind};
 

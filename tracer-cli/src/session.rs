@@ -18,20 +18,27 @@ use tokio::{
 };
 use tracer_common::{Counter, RawEvent, RawResourceEvent, RawSpawnEvent};
 
-use tracer_cli::task_filter::TaskGlobs;
+use crate::model::task_filter::TaskGlobs;
 
 use crate::{
-    forks::{self, Children, NewTaskFields},
-    launch::{ChildExit, Launched},
+    kernel::probes::{AttachReport, ProbeSet, Probes},
+    kernel::{
+        forks::{self, Children},
+        new_task::NewTaskFields,
+    },
+    model::resources::ResourceModel,
     model::{TaskModel, decode},
-    naming::table::SessionNames,
-    output::{LiveStatus, SessionInfo, Sink},
-    preflight,
-    probes::{AttachReport, ProbeSet, Probes},
-    resources::ResourceModel,
+    runtime::tokio::naming::table::SessionNames,
     runtime::{HeaderLayout, Probe, RuntimeAdapter, tokio::Tokio},
-    summary::SessionStats,
-    target::{Target, TargetObject},
+    runtime::{
+        markers,
+        sites::{self, TargetObject},
+    },
+    sinks::output::{LiveStatus, SessionInfo, Sink},
+    sinks::summary::SessionStats,
+    target::launch::{ChildExit, Launched},
+    target::preflight,
+    target::{ProgramIdentity, Target},
 };
 
 /// Settings shared by `trace` and `run`.
@@ -150,8 +157,8 @@ pub async fn trace(
     preflight::check_privileges()?;
     let adapter = Tokio;
     let target = Target::inspect(pid)?;
-    let marker_objects = target.find_markers()?;
-    let mut objects = target.find_sites(&adapter, !marker_objects.is_empty())?;
+    let marker_objects = markers::find(&target)?;
+    let mut objects = sites::find_sites(&target, &adapter, !marker_objects.is_empty())?;
     let runtime = if objects.is_empty() {
         "tracer-resource"
     } else {
@@ -431,7 +438,7 @@ fn attach_all(
     };
     let mut attach = AttachReport::default();
     for (index, object) in objects.iter().enumerate() {
-        let slot = |site: &crate::symbols::Site| {
+        let slot = |site: &crate::runtime::sites::Site| {
             names
                 .slots
                 .get(&(index, site.address))
@@ -439,7 +446,7 @@ fn attach_all(
                 .unwrap_or(0)
         };
         // With --task, only the poll sites whose future type matches are probed.
-        let sites: Vec<crate::symbols::Site> = object
+        let sites: Vec<crate::runtime::sites::Site> = object
             .sites
             .sites
             .iter()
@@ -470,22 +477,6 @@ fn attach_all(
         bail!("no probe could be attached to process {pid}; see the warnings above");
     }
     Ok(attach)
-}
-
-/// Which file a process runs, to notice an exec: device and inode of its executable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProgramIdentity(Option<(u64, u64)>);
-
-impl ProgramIdentity {
-    /// The identity of what `pid` runs now (`None` inside once it is gone).
-    pub fn of(pid: u32) -> Self {
-        use std::os::unix::fs::MetadataExt as _;
-        Self(
-            std::fs::metadata(format!("/proc/{pid}/exe"))
-                .ok()
-                .map(|meta| (meta.dev(), meta.ino())),
-        )
-    }
 }
 
 /// The process has exited (its pidfd will say so too).

@@ -12,7 +12,10 @@ use std::{cell::RefCell, path::Path};
 use tracer_common::ResourceKind;
 
 use super::Probe;
-use crate::symbols::{self, ObjectSites};
+use crate::{
+    runtime::sites::{self, ObjectSites, TargetObject},
+    target::Target,
+};
 
 /// Every marker name starts with this.
 pub const MARKER_PREFIX: &str = "tracer_resource_";
@@ -63,18 +66,17 @@ pub struct MarkerScan {
 /// Finds the markers in the ELF file at `path`.
 pub fn scan(path: &Path) -> anyhow::Result<MarkerScan> {
     let unknown = RefCell::new(Vec::new());
-    let mut sites =
-        symbols::scan_matching(
-            path,
-            MARKER_PREFIX.as_bytes(),
-            &|name, _| match classify(name)? {
-                MarkerName::Known(kind) => Some(Probe::Marker(kind)),
-                MarkerName::Unknown => {
-                    unknown.borrow_mut().push(name.to_owned());
-                    None
-                }
-            },
-        )?;
+    let mut sites = sites::scan_matching(
+        path,
+        MARKER_PREFIX.as_bytes(),
+        &|name, _| match classify(name)? {
+            MarkerName::Known(kind) => Some(Probe::Marker(kind)),
+            MarkerName::Unknown => {
+                unknown.borrow_mut().push(name.to_owned());
+                None
+            }
+        },
+    )?;
     let mut addresses: Vec<u64> = sites.sites.iter().map(|site| site.address).collect();
     addresses.sort_unstable();
     let folded = addresses.windows(2).any(|pair| pair[0] == pair[1]);
@@ -109,6 +111,40 @@ pub fn unknown_version_warning(object: &Path, names: &[String]) -> String {
         object.display(),
         names.join(", ")
     )
+}
+
+/// Finds the embedder markers (`tracer-resource`) in the executable and every
+/// mapped shared object, warning on stderr about markers of unknown versions
+/// and markers the linker folded together (neither is probed).
+pub fn find(target: &Target) -> anyhow::Result<Vec<TargetObject>> {
+    let mut objects = Vec::new();
+    for attach_path in target.object_paths()? {
+        // The executable's read errors are reported by `find_sites`.
+        let Ok(scan) = scan(&attach_path) else {
+            continue;
+        };
+        let shown = if attach_path == target.exe_attach_path() {
+            &target.exe
+        } else {
+            &attach_path
+        };
+        if !scan.unknown.is_empty() {
+            eprintln!(
+                "tracer: warning: {}",
+                unknown_version_warning(shown, &scan.unknown)
+            );
+        }
+        if scan.folded {
+            eprintln!("tracer: warning: {}", folded_warning(shown));
+        }
+        if !scan.sites.sites.is_empty() {
+            objects.push(TargetObject {
+                attach_path,
+                sites: scan.sites,
+            });
+        }
+    }
+    Ok(objects)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 #[cfg_attr(not(test), expect(dead_code))]
 pub mod go;
 pub mod markers;
+pub mod sites;
 pub mod tokio;
 
 use tracer_common::{ResourceKind, SpawnKind};
@@ -104,6 +105,17 @@ pub struct HeaderLayout {
     pub vtable_field: u64,
     /// Offset, inside the vtable, of the word that holds the id's offset in the task.
     pub id_offset_slot: u64,
+}
+
+/// Where, in the target process, the binary's `Location` constants are: the
+/// spawn entry probe keeps an argument in this range as the spawn's location.
+/// Empty (the default) when unknown: no location is taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocationRange {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
 }
 
 /// A runtime whose functions tracer knows how to probe.

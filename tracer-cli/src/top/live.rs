@@ -23,10 +23,10 @@ use super::{
     view::{Styles, Timeline},
 };
 use crate::{
-    event::HookEvent,
-    launch::Launched,
-    output::{LiveStatus, SessionEnd, SessionInfo, Sink},
+    model::event::HookEvent,
     session::{self, Outcome, SessionOptions},
+    sinks::output::{LiveStatus, SessionEnd, SessionInfo, Sink},
+    target::launch::Launched,
 };
 
 /// What the pipeline tells the view.

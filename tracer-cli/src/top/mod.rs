@@ -28,11 +28,11 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use crate::{
-    analysis::{commands::parse_duration, warnings::DEFAULT_MANY_POLLS},
-    launch::{self, Launched},
-    preflight,
-    probes::{self, ProbeSet},
+    kernel::probes::{self, ProbeSet},
     session::SessionOptions,
+    sinks::analysis::{commands::parse_duration, warnings::DEFAULT_MANY_POLLS},
+    target::launch::{self, Launched},
+    target::preflight,
 };
 use state::StateOptions;
 
@@ -42,7 +42,7 @@ use state::StateOptions;
 #[command(group = clap::ArgGroup::new("what").required(true).args(["pid", "file", "command"]))]
 pub struct TopArgs {
     /// Process id of the Tokio program to watch.
-    #[arg(short, long, value_name = "PID", value_parser = crate::parse_pid, conflicts_with_all = ["file", "command"])]
+    #[arg(short, long, value_name = "PID", value_parser = crate::target::parse_pid, conflicts_with_all = ["file", "command"])]
     pub pid: Option<u32>,
     /// A recording to look through (from `tracer record` or `tracer run -o`),
     /// with a timeline: ←/→ step, space plays.
@@ -67,7 +67,7 @@ pub struct TopArgs {
     pub many_polls: u64,
     /// Size of the kernel ring buffer, in bytes (a power of two); raise it if
     /// the header shows drops.
-    #[arg(long, value_name = "BYTES", default_value_t = probes::DEFAULT_RING_BYTES, value_parser = crate::parse_ring_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = probes::DEFAULT_RING_BYTES, value_parser = crate::kernel::probes::parse_ring_size)]
     pub ring_size: u32,
     /// A command to start and watch from its first instruction (after `--`);
     /// its output goes to a log file named when top ends.
@@ -101,7 +101,7 @@ impl TopArgs {
             ring_bytes: self.ring_size,
             probes: ProbeSet::All,
             follow_forks: false,
-            tasks: tracer_cli::task_filter::TaskGlobs::default(),
+            tasks: crate::model::task_filter::TaskGlobs::default(),
         };
         if let Some(pid) = self.pid {
             live::run(pid, None, session, self.state_options()).await?;
@@ -172,49 +172,5 @@ impl TopArgs {
         };
         joined?.map_err(|_| anyhow::anyhow!("the view's thread panicked"))??;
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser as _;
-
-    use crate::{Cli, Command};
-
-    #[test]
-    fn top_watches_exactly_one_of_a_pid_a_recording_or_a_command() {
-        for args in [
-            &["tracer", "top", "-p", "42"][..],
-            &["tracer", "top", "session.trace", "--step", "500ms"],
-            &[
-                "tracer", "top", "--retain", "1m", "--", "./app", "--port", "1",
-            ],
-        ] {
-            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-            assert!(matches!(cli.command, Command::Top(_)), "{args:?}");
-        }
-        for args in [
-            &["tracer", "top"][..],
-            &["tracer", "top", "-p", "42", "session.trace"],
-            &["tracer", "top", "-p", "42", "--", "./app"],
-            &["tracer", "top", "session.trace", "--", "./app"],
-            &["tracer", "top", "-p", "0"],
-            &["tracer", "top", "-p", "42", "--retain", "soon"],
-        ] {
-            let error = Cli::try_parse_from(args)
-                .err()
-                .unwrap_or_else(|| panic!("{args:?} parsed"));
-            assert_eq!(error.exit_code(), 2, "{args:?}");
-        }
-    }
-
-    #[test]
-    fn a_command_keeps_its_own_flags() {
-        let cli = Cli::try_parse_from(["tracer", "top", "--", "./app", "-p", "7"]).unwrap();
-        let Command::Top(args) = cli.command else {
-            panic!("not top");
-        };
-        assert_eq!(args.command, ["./app", "-p", "7"]);
-        assert_eq!(args.pid, None);
     }
 }

@@ -16,10 +16,10 @@ use super::{
     view::Timeline,
 };
 use crate::{
-    event::HookEvent,
-    output::{SessionEnd, SessionInfo},
-    recording::reader::Reader,
-    source::{Events, open_events},
+    model::event::HookEvent,
+    sinks::output::{SessionEnd, SessionInfo},
+    sinks::recording::reader::Reader,
+    sinks::recording::source::{Events, open_events},
 };
 
 /// What a first pass over the file finds: where it ends, and what its header

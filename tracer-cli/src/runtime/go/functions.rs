@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use object::{Object as _, ObjectSymbol as _, SymbolKind};
 
 use super::pclntab::{Func, Pclntab};
-use crate::naming::{
+use crate::target::{
     dwarf::{self, Reader},
     image::Image,
 };
@@ -288,7 +288,7 @@ pub fn probe_symbols(file: &object::File<'_>) -> anyhow::Result<ProbeSymbols> {
         else {
             continue;
         };
-        if let Some(file_offset) = crate::symbols::file_offset(file, &symbol) {
+        if let Some(file_offset) = crate::target::symbols::file_offset(file, &symbol) {
             found.entry(name).or_insert(GoSymbol {
                 name,
                 address: symbol.address(),

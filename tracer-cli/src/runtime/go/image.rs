@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::bail;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
-use crate::naming::image::Image;
+use crate::target::image::Image;
 
 /// The Go 1.x minor versions whose runtime tracer knows: the offsets of
 /// [`super::layout`] and the transitions the Go probes interpret were checked

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use anyhow::bail;
 
 use super::image::{GoImage, supported_list};
-use crate::naming::dwarf::{self, Reader};
+use crate::target::dwarf::{self, Reader};
 
 /// Byte offsets of the runtime fields the Go probes read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 use anyhow::{Context as _, bail};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
-use crate::naming::image::Image;
+use crate::target::image::Image;
 
 /// `pcHeader.magic` of Go 1.18 and 1.19.
 const MAGIC_1_18: u32 = 0xFFFF_FFF0;

@@ -22,7 +22,7 @@ use super::{
     layout::{self, LayoutSource},
     wait_reasons::{self, MaskSource},
 };
-use crate::naming::{drop_glue, image::Image};
+use crate::{runtime::tokio::naming::drop_glue, target::image::Image};
 
 /// The fixture's source.
 const SOURCE: &str = include_str!("testdata/starts.go");

@@ -21,7 +21,7 @@
 
 use object::{Object as _, ObjectSymbol as _};
 
-use crate::naming::image::Image;
+use crate::target::image::Image;
 
 /// The wait reasons of the round trips, as `waitReasonStrings` spells them.
 pub const ROUND_TRIP_REASONS: [&str; 11] = [

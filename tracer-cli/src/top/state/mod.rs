@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::{
-    analysis::{Analysis, Collector, TaskRecord, warnings},
-    event::{HookEvent, HookKind},
     model::TaskKey,
-    output::{LiveStatus, SessionEnd, SessionInfo},
+    model::event::{HookEvent, HookKind},
+    sinks::analysis::{Analysis, Collector, TaskRecord, warnings},
+    sinks::output::{LiveStatus, SessionEnd, SessionInfo},
 };
 use tasks::{TaskExtras, TaskRow, display_name};
 

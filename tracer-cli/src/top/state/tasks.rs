@@ -6,8 +6,8 @@
 
 use super::histogram::Histogram;
 use crate::{
-    analysis::{TaskRecord, TaskState},
     model::TaskKey,
+    sinks::analysis::{TaskRecord, TaskState},
 };
 
 /// Top's own per-task data.

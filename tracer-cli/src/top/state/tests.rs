@@ -1,5 +1,5 @@
 use super::{tasks::RowState, *};
-use crate::analysis::{
+use crate::sinks::analysis::{
     DEFAULT_BLOCKING_THRESHOLD,
     test_events::{info, init, poll, session},
 };
@@ -189,7 +189,7 @@ fn at_most_retain_max_done_tasks_are_kept_the_oldest_going_first() {
 
 #[test]
 fn wakes_and_scheduling_delays_fill_their_columns_as_stats_counts_them() {
-    use crate::analysis::test_events::wake_session;
+    use crate::sinks::analysis::test_events::wake_session;
     let events = wake_session();
     let state = state_of(&events, Duration::from_secs(10));
     let analysis = Analysis::from_events(

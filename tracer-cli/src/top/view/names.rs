@@ -9,7 +9,7 @@ use ratatui::{
 };
 
 use super::Styles;
-use crate::{analysis::human_duration, top::state::TopState};
+use crate::{sinks::analysis::human_duration, top::state::TopState};
 
 /// Draws one row per name, busiest first.
 pub fn draw(frame: &mut Frame, area: Rect, state: &TopState, styles: Styles) {

@@ -6,8 +6,8 @@ use ratatui::text::{Line, Span};
 
 use super::Styles;
 use crate::{
-    analysis::human_duration,
     model::TaskKey,
+    sinks::analysis::human_duration,
     top::state::{TopState, histogram::Histogram},
 };
 

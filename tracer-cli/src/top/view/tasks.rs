@@ -13,7 +13,7 @@ use ratatui::{
 
 use super::{Styles, View};
 use crate::{
-    analysis::human_duration,
+    sinks::analysis::human_duration,
     top::state::{
         TopState,
         tasks::{RowState, TaskRow},

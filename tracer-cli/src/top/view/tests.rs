@@ -9,12 +9,12 @@ use ratatui::{Terminal, backend::TestBackend, buffer::Buffer, style::Color};
 
 use super::*;
 use crate::{
-    analysis::{
+    model::event::{HookEvent, HookKind, ResourceType},
+    sinks::analysis::{
         DEFAULT_BLOCKING_THRESHOLD,
         test_events::{info, init, poll, session},
     },
-    event::{HookEvent, HookKind, ResourceType},
-    output::LiveStatus,
+    sinks::output::LiveStatus,
     top::state::StateOptions,
 };
 
@@ -300,7 +300,7 @@ fn the_warnings_are_those_of_stats() {
     let mut view = View::default();
     press(&mut view, &state, &[Action::Warnings]);
     let shown = frame(&mut view, &state, 100, 30);
-    let warnings = crate::analysis::warnings::check_all(&state.analysis(), 1000);
+    let warnings = crate::sinks::analysis::warnings::check_all(&state.analysis(), 1000);
     assert!(!warnings.is_empty());
     for warning in warnings {
         assert!(

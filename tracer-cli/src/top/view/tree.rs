@@ -5,7 +5,7 @@ use ratatui::text::{Line, Span};
 
 use super::Styles;
 use crate::{
-    analysis::{
+    sinks::analysis::{
         human_duration,
         tree::{Node, TreeOptions, TriggerTree},
     },
@@ -25,11 +25,11 @@ pub fn lines(state: &TopState, styles: Styles) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     for root in &tree.roots {
         let heading = match root.root {
-            crate::analysis::tree::RootKind::OutsideAnyTask => "spawned outside any task",
-            crate::analysis::tree::RootKind::UnknownTrigger => {
+            crate::sinks::analysis::tree::RootKind::OutsideAnyTask => "spawned outside any task",
+            crate::sinks::analysis::tree::RootKind::UnknownTrigger => {
                 "trigger unknown (existing when tracing began)"
             }
-            crate::analysis::tree::RootKind::Subtree => "subtree",
+            crate::sinks::analysis::tree::RootKind::Subtree => "subtree",
         };
         lines.push(Line::from(Span::styled(heading, styles.title())));
         nodes(state, root.pid, &root.children, "", styles, &mut lines);

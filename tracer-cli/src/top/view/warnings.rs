@@ -1,10 +1,10 @@
-//! The warnings (`w`): the same [`Warn`](crate::analysis::warnings::Warn) rules
+//! The warnings (`w`): the same [`Warn`](crate::sinks::analysis::warnings::Warn) rules
 //! as `tracer stats`, over the tasks kept now.
 
 use ratatui::text::{Line, Span};
 
 use super::Styles;
-use crate::{analysis::warnings::check_all, top::state::TopState};
+use crate::{sinks::analysis::warnings::check_all, top::state::TopState};
 
 /// One line per warning, then its tasks indented.
 pub fn lines(state: &TopState, styles: Styles) -> Vec<Line<'static>> {

@@ -1,0 +1,530 @@
+//! Loads tracer's BPF programs into the kernel and attaches them to probe sites.
+//!
+//! The BPF object is built by `build.rs` and embedded in the binary. Programs are
+//! loaded once; each unique site gets one attachment per program it needs, by
+//! file offset (symbols were resolved once, by [`crate::target::symbols`]), filtered to
+//! the target process, with a cookie saying where the task header is.
+
+use std::{collections::BTreeMap, num::NonZeroU32, os::fd::OwnedFd, path::Path, time::Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    },
+};
+use tracer_common::{COUNTER_COUNT, Counter, cookie, layout};
+
+use crate::{
+    kernel::multi_attach::MultiPrograms,
+    kernel::new_task::{NEW_TASK_TRACEPOINT, NewTaskFields},
+    runtime::sites::Site,
+    runtime::{HeaderLayout, LocationRange, Probe},
+};
+
+/// The BPF object built from `tracer-ebpf`.
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
+
+/// Program names in the BPF object, in the order they are loaded.
+const PROGRAMS: [&str; 14] = [
+    "poll_enter",
+    "poll_return",
+    "task_spawn",
+    "task_spawn_return",
+    "task_complete",
+    "task_free",
+    "resource_marker",
+    "spawn_entry",
+    "floor_enter",
+    "floor_return",
+    "task_wake",
+    "task_abort",
+    "worker_run",
+    "task_defer",
+];
+
+/// The programs that run at function return (uretprobes).
+const RETURN_PROGRAMS: [&str; 3] = ["poll_return", "task_spawn_return", "floor_return"];
+
+/// Which probes a session attaches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProbeSet {
+    /// Every event: init, before, after, resolve, destroy, wake.
+    #[default]
+    All,
+    /// Every event but wakes (hidden `--no-wakes`): what the wake probes cost is
+    /// measured against it.
+    NoWakes,
+    /// `--no-polls`: init, resolve and destroy only. A uprobe trap costs far more
+    /// than a Tokio poll, so this mode's cost follows tasks, not polls. Triggers
+    /// come from the per-thread poll stack the poll probes keep, so they are
+    /// unknown here.
+    Lifecycle {
+        /// `--wakes`: the waker probes too (wake events, without the waking
+        /// task, which comes from the poll stack).
+        wakes: bool,
+    },
+    /// Benchmark floor (hidden `--floor`): empty programs on the `raw::poll` sites
+    /// only, i.e. what the kernel charges just to trap; no events.
+    Floor,
+}
+
+/// Default ring buffer size: 8 MiB holds about 170k events (48 bytes each with
+/// the ring's header), a fraction of a second at the highest poll rates seen.
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+
+/// The programs and attachments that a probe site needs in a probe set:
+/// (program, cookie); none when the set leaves the site alone. `poll_slot` is a
+/// poll site's slot in the session's table of poll-site names, its cookie.
+fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static str, u64)> {
+    match (set, probe) {
+        (ProbeSet::Floor, Probe::Poll) => return vec![("floor_enter", 0), ("floor_return", 0)],
+        (ProbeSet::Floor, _)
+        | (
+            ProbeSet::Lifecycle { .. },
+            Probe::Poll | Probe::Abort | Probe::WorkerRun | Probe::Defer,
+        )
+        | (
+            ProbeSet::Lifecycle { wakes: false } | ProbeSet::NoWakes,
+            Probe::Wake | Probe::Abort | Probe::WorkerRun | Probe::Defer,
+        ) => return Vec::new(),
+        (ProbeSet::All | ProbeSet::NoWakes | ProbeSet::Lifecycle { .. }, _) => {}
+    }
+    match probe {
+        Probe::Poll => vec![("poll_enter", poll_slot), ("poll_return", 0)],
+        Probe::SpawnEntry => vec![("spawn_entry", 0)],
+        Probe::Spawn { kind, arg } => vec![(
+            "task_spawn",
+            cookie::new(
+                arg.into(),
+                tracer_common::SpawnKind::from(kind) as u32,
+                false,
+            ),
+        )],
+        Probe::SpawnReturn { kind } => vec![(
+            "task_spawn_return",
+            cookie::new(0, tracer_common::SpawnKind::from(kind) as u32, false),
+        )],
+        Probe::Complete => vec![("task_complete", 0)],
+        Probe::Free { stack_slot } => vec![("task_free", cookie::new(0, 0, stack_slot))],
+        Probe::Marker(kind) => vec![("resource_marker", kind as u64)],
+        Probe::Wake => vec![("task_wake", 0)],
+        Probe::Abort => vec![("task_abort", 0)],
+        Probe::WorkerRun => vec![("worker_run", 0)],
+        Probe::Defer => vec![("task_defer", 0)],
+    }
+}
+
+/// What attaching did, for the status line and the summary.
+#[derive(Debug, Default)]
+pub struct AttachReport {
+    /// Attached sites by probe label ("poll" → 21).
+    pub attached: BTreeMap<&'static str, usize>,
+    /// Sites that could not be attached, with the kernel's reason.
+    pub failed: Vec<(String, String)>,
+    /// Wall time spent attaching.
+    pub seconds: f64,
+    /// Why per-site perf-event links were used instead of uprobe_multi links.
+    pub fallback: Option<String>,
+}
+
+impl AttachReport {
+    /// Total attached sites.
+    pub fn total(&self) -> usize {
+        self.attached.values().sum()
+    }
+
+    /// "21 poll, 4 spawn, …".
+    pub fn describe(&self) -> String {
+        self.attached
+            .iter()
+            .map(|(label, count)| format!("{count} {label}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Health counters summed over CPUs, indexed by [`Counter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub [u64; COUNTER_COUNT as usize]);
+
+impl Counters {
+    /// One counter's value.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.0[counter as usize]
+    }
+}
+
+/// tracer's BPF programs, loaded and (after [`Probes::attach`]) attached.
+pub struct Probes {
+    ebpf: Ebpf,
+    counters: PerCpuArray<MapData, u64>,
+    /// The programs loaded for uprobe_multi links, or why they could not be.
+    multi: Result<MultiPrograms, String>,
+    /// uprobe_multi links: closing one detaches all of its sites.
+    multi_links: Vec<OwnedFd>,
+}
+
+impl Probes {
+    /// Loads every program, with the target process and header layout baked in.
+    ///
+    /// With `follow_forks` (the layout of the `task/task_newtask` record), the
+    /// processes the target creates are followed from then on: the tracepoint
+    /// program is attached here, before any probe.
+    pub fn load(
+        tgid: u32,
+        layout: HeaderLayout,
+        ring_bytes: u32,
+        follow_forks: Option<NewTaskFields>,
+        locations: LocationRange,
+    ) -> anyhow::Result<Self> {
+        // Records wake the reader only once a quarter of the ring is unread; the
+        // reader also drains on a timer (`session::DRAIN_INTERVAL`).
+        let wakeup_bytes = u64::from(ring_bytes / 4);
+        let follow = u32::from(follow_forks.is_some());
+        let fields = follow_forks.unwrap_or(NewTaskFields {
+            pid: 0,
+            clone_flags: 0,
+        });
+        let mut ebpf = EbpfLoader::new()
+            .override_global(layout::TARGET_TGID, &tgid, true)
+            .override_global(layout::FOLLOW_FORKS, &follow, true)
+            .override_global(layout::NEWTASK_PID_OFFSET, &fields.pid, true)
+            .override_global(layout::NEWTASK_FLAGS_OFFSET, &fields.clone_flags, true)
+            .override_global(layout::VTABLE_FIELD, &layout.vtable_field, true)
+            .override_global(layout::ID_OFFSET_SLOT, &layout.id_offset_slot, true)
+            .override_global(layout::RING_WAKEUP_BYTES, &wakeup_bytes, true)
+            .override_global(layout::LOCATION_START, &locations.start, true)
+            .override_global(layout::LOCATION_END, &locations.end, true)
+            .map_max_entries("EVENTS", ring_bytes)
+            .load(BPF_OBJECT)
+            .context("the kernel refused tracer's BPF object")?;
+        for name in PROGRAMS {
+            let program: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("BPF program {name} missing from the object"))?
+                .try_into()?;
+            program.load().map_err(|error| {
+                anyhow!(
+                    "the kernel refused BPF program {name}: {}",
+                    last_lines(&error.to_string(), 12)
+                )
+            })?;
+        }
+        if follow_forks.is_some() {
+            attach_fork_tracepoint(&mut ebpf)?;
+        }
+        let multi =
+            MultiPrograms::load(&ebpf, BPF_OBJECT, &PROGRAMS).map_err(|error| format!("{error:#}"));
+        let counters = ebpf
+            .take_map("COUNTERS")
+            .ok_or_else(|| anyhow!("BPF map COUNTERS missing"))?;
+        let counters = PerCpuArray::try_from(counters)?;
+        Ok(Self {
+            ebpf,
+            counters,
+            multi,
+            multi_links: Vec::new(),
+        })
+    }
+
+    /// Attaches the sites of `object` that `set` uses (a path the kernel can
+    /// open: the target's `/proc/PID/exe` works even if the file was replaced on
+    /// disk), for process `only_pid`, or for every process that runs the file
+    /// (`None`: `--follow-forks`, where the programs choose by the BPF map).
+    ///
+    /// Each program gets one uprobe_multi link for all its sites in the file; where
+    /// the kernel refuses that, one perf-event link per site (slow to detach).
+    /// `poll_slot` gives each poll site its cookie (see [`programs_for`]); sites
+    /// for which `wanted` is false are left alone (`--task`).
+    pub fn attach(
+        &mut self,
+        object: &Path,
+        sites: &[Site],
+        only_pid: Option<NonZeroU32>,
+        set: ProbeSet,
+        poll_slot: &dyn Fn(&Site) -> u64,
+    ) -> anyhow::Result<AttachReport> {
+        let started = Instant::now();
+        let mut report = AttachReport::default();
+        let mut by_program: BTreeMap<&'static str, Vec<(u64, u64)>> = BTreeMap::new();
+        for site in sites {
+            for (name, cookie) in programs_for(site.probe, poll_slot(site), set) {
+                by_program
+                    .entry(name)
+                    .or_default()
+                    .push((site.file_offset, cookie));
+            }
+        }
+        let mut multi_failed: Vec<&'static str> = Vec::new();
+        for (name, offsets) in &by_program {
+            let linked = match &self.multi {
+                Ok(multi) => multi
+                    .attach(
+                        name,
+                        RETURN_PROGRAMS.contains(name),
+                        object,
+                        offsets,
+                        only_pid.map_or(0, NonZeroU32::get),
+                    )
+                    .map_err(|error| format!("{error:#}")),
+                Err(reason) => Err(reason.clone()),
+            };
+            match linked {
+                Ok(link) => self.multi_links.push(link),
+                Err(reason) => {
+                    report.fallback = Some(reason);
+                    multi_failed.push(name);
+                }
+            }
+        }
+        for site in sites {
+            let programs = programs_for(site.probe, poll_slot(site), set);
+            if programs.is_empty() {
+                continue;
+            }
+            let mut ok = true;
+            for (name, cookie) in programs {
+                if !multi_failed.contains(&name) {
+                    continue;
+                }
+                if let Err(error) =
+                    self.attach_perf_link(name, cookie, site.file_offset, object, only_pid)
+                {
+                    ok = false;
+                    report
+                        .failed
+                        .push((site.symbol.clone(), format!("{name}: {error:#}")));
+                }
+            }
+            if ok {
+                *report.attached.entry(site.probe.label()).or_default() += 1;
+            }
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// One perf-event uprobe for one site: works on any kernel with uprobes.
+    fn attach_perf_link(
+        &mut self,
+        name: &str,
+        cookie: u64,
+        file_offset: u64,
+        object: &Path,
+        only_pid: Option<NonZeroU32>,
+    ) -> anyhow::Result<()> {
+        let program: &mut UProbe = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("BPF program {name} missing"))?
+            .try_into()?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(file_offset),
+            cookie: Some(cookie),
+        };
+        let scope = only_pid.map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+        program.attach(point, object, scope)?;
+        Ok(())
+    }
+
+    /// Starts event delivery: the programs ignore every hit until this is called,
+    /// so call it once every site is attached.
+    pub fn arm(&mut self) -> anyhow::Result<()> {
+        self.set_armed(true).context("cannot arm the probes")
+    }
+
+    fn set_armed(&mut self, armed: bool) -> anyhow::Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("ARMED")
+            .ok_or_else(|| anyhow!("BPF map ARMED missing"))?;
+        let mut slot: Array<&mut MapData, u32> = Array::try_from(map)?;
+        slot.set(0, u32::from(armed), 0)?;
+        Ok(())
+    }
+
+    /// `--follow-forks`: the descendants being traced now, each with the process
+    /// that created it, as (child, parent).
+    pub fn followed(&self) -> anyhow::Result<Vec<(u32, u32)>> {
+        let map = self
+            .ebpf
+            .map("FOLLOWED")
+            .ok_or_else(|| anyhow!("BPF map FOLLOWED missing"))?;
+        let followed: HashMap<&MapData, u32, u32> = HashMap::try_from(map)?;
+        followed
+            .iter()
+            .map(|entry| entry.context("cannot read the BPF map of followed processes"))
+            .collect()
+    }
+
+    /// Starts tracing `child`, a descendant of the target created by `parent`
+    /// (one that existed before tracer attached).
+    pub fn follow(&mut self, child: u32, parent: u32) -> anyhow::Result<()> {
+        self.followed_mut()?
+            .insert(child, parent, 0)
+            .with_context(|| format!("cannot follow process {child}"))
+    }
+
+    /// Stops tracing a descendant (it exited, or runs another program).
+    pub fn unfollow(&mut self, pid: u32) -> anyhow::Result<()> {
+        match self.followed_mut()?.remove(&pid) {
+            // Already gone: nothing to stop.
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(error) => Err(error).context(format!("cannot stop following process {pid}")),
+        }
+    }
+
+    /// The map of followed processes, to change.
+    fn followed_mut(&mut self) -> anyhow::Result<HashMap<&mut MapData, u32, u32>> {
+        let map = self
+            .ebpf
+            .map_mut("FOLLOWED")
+            .ok_or_else(|| anyhow!("BPF map FOLLOWED missing"))?;
+        Ok(HashMap::try_from(map)?)
+    }
+
+    /// The ring buffer every event arrives through. Can be taken once.
+    pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("BPF ring buffer EVENTS missing (already taken?)"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The health counters now, summed over CPUs, while the probes run: a live
+    /// view reports drops as they happen (they are final only after [`Probes::detach`]).
+    pub fn counters(&self) -> anyhow::Result<Counters> {
+        let mut sums = Counters::default();
+        for counter in Counter::ALL {
+            let per_cpu = self.counters.get(&(counter as u32), 0)?;
+            sums.0[counter as usize] = per_cpu.iter().sum();
+        }
+        Ok(sums)
+    }
+
+    /// Removes every probe from the target, unloads the programs, and returns the
+    /// final health counters. Each link costs the kernel a grace-period wait, which
+    /// is why sites share links; once they are gone no program runs any more, so
+    /// the counters are final and every record they count as emitted is either in
+    /// the ring buffer or counted as dropped.
+    ///
+    /// The programs are disarmed first: links go one by one, and a return probe
+    /// outliving its entry probe would count every poll return as unmatched.
+    pub fn detach(mut self) -> anyhow::Result<Counters> {
+        self.set_armed(false).context("cannot disarm the probes")?;
+        let Self {
+            ebpf,
+            counters,
+            multi,
+            multi_links,
+        } = self;
+        drop(multi_links);
+        drop(multi);
+        drop(ebpf);
+        let mut sums = Counters::default();
+        for counter in Counter::ALL {
+            let per_cpu = counters.get(&(counter as u32), 0)?;
+            sums.0[counter as usize] = per_cpu.iter().sum();
+        }
+        Ok(sums)
+    }
+}
+
+/// Loads `process_fork` and attaches it to the `task/task_newtask` tracepoint.
+fn attach_fork_tracepoint(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let (category, name) = NEW_TASK_TRACEPOINT;
+    let program: &mut TracePoint = ebpf
+        .program_mut("process_fork")
+        .ok_or_else(|| anyhow!("BPF program process_fork missing from the object"))?
+        .try_into()?;
+    program.load().map_err(|error| {
+        anyhow!(
+            "the kernel refused BPF program process_fork: {}",
+            last_lines(&error.to_string(), 12)
+        )
+    })?;
+    program.attach(category, name).map_err(|error| {
+        anyhow!(
+            "--follow-forks: cannot attach to the tracepoint {category}/{name}: {error}. \
+             It needs tracefs (as root: mount -t tracefs tracefs /sys/kernel/tracing) \
+             and a kernel with tracepoints (CONFIG_TRACEPOINTS)"
+        )
+    })?;
+    Ok(())
+}
+
+/// The end of a long message: verifier logs run to thousands of lines, and the
+/// reason is in the last few.
+fn last_lines(text: &str, keep: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= keep {
+        return text.to_owned();
+    }
+    format!(
+        "{}\n[… {} lines of verifier log …]\n{}",
+        lines[0],
+        lines.len() - keep - 1,
+        lines[lines.len() - keep..].join("\n")
+    )
+}
+
+/// Checks a ring size the user asked for: the kernel wants a power of two that
+/// is a multiple of the page size.
+pub fn check_ring_bytes(bytes: u32) -> anyhow::Result<u32> {
+    if !bytes.is_power_of_two() || bytes < 4096 {
+        bail!("--ring-size must be a power of two of at least 4096 bytes, got {bytes}");
+    }
+    Ok(bytes)
+}
+
+/// A `--ring-size` argument: a number of bytes the ring buffer can have.
+pub fn parse_ring_size(text: &str) -> Result<u32, String> {
+    let bytes: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    let bytes = u32::try_from(bytes)
+        .map_err(|_| format!("--ring-size must be below 4 GiB (4294967296), got {bytes}"))?;
+    check_ring_bytes(bytes).map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAKE_PROBES: [Probe; 4] = [Probe::Wake, Probe::Abort, Probe::WorkerRun, Probe::Defer];
+
+    fn programs(set: ProbeSet, probes: &[Probe]) -> Vec<&'static str> {
+        probes
+            .iter()
+            .flat_map(|probe| programs_for(*probe, 0, set))
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    #[test]
+    fn every_event_set_attaches_the_wake_probes() {
+        assert_eq!(
+            programs(ProbeSet::All, &WAKE_PROBES),
+            ["task_wake", "task_abort", "worker_run", "task_defer"]
+        );
+    }
+
+    #[test]
+    fn lifecycle_only_adds_no_wake_probe_unless_asked_and_then_only_the_waker_ones() {
+        assert!(programs(ProbeSet::Lifecycle { wakes: false }, &WAKE_PROBES).is_empty());
+        assert_eq!(
+            programs(ProbeSet::Lifecycle { wakes: true }, &WAKE_PROBES),
+            ["task_wake"]
+        );
+        assert!(programs(ProbeSet::NoWakes, &WAKE_PROBES).is_empty());
+        assert_eq!(
+            programs(ProbeSet::NoWakes, &[Probe::Poll]),
+            ["poll_enter", "poll_return"]
+        );
+    }
+}

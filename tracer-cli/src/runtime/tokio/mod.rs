@@ -1,0 +1,259 @@
+//! The Tokio adapter: probe sites and task layout checked against the sources of
+//! Tokio 1.43 to 1.54, and traced against ground truth on 1.43.4, 1.47.5 and
+//! 1.54.1 (`tests/tests/tokio_matrix.rs`).
+//!
+//! | event | function | header |
+//! | --- | --- | --- |
+//! | before / after | `task::raw::poll` (one copy per future type) | arg 0 |
+//! | spawn | `task::list::OwnedTasks<S>::bind_inner` | arg 1 |
+//! | spawn (where `bind_inner` was inlined) | `task::list::OwnedTasks<S>::bind`, `bind_local` | return value |
+//! | spawn_local | `task::list::LocalOwnedTasks<S>::bind` | return value |
+//! | spawn_blocking | `blocking::pool::Spawner::spawn_task` | arg 1 |
+//! | resolve | `task::harness::Harness<T,S>::complete` | arg 0 |
+//! | destroy | `task::raw::dealloc`, `drop_in_place::<Box<task::core::Cell<T,S>>>` | arg 0 |
+//! | wake | `task::waker::wake_by_val`, `wake_by_ref` (the waker vtable's, one copy each) | arg 0 |
+//! | abort (queues an idle task) | `task::harness::<impl RawTask>::remote_abort` | arg 0 |
+//! | the poll is a worker's launcher | `scheduler::multi_thread::worker::run` | - |
+//! | deferred self-wake (`yield_now`, coop budget) | `runtime::context::defer` | - |
+
+pub mod naming;
+
+use std::ops::RangeInclusive;
+
+use anyhow::{Context as _, bail};
+
+use super::{HeaderLayout, Probe, RuntimeAdapter, SpawnKindTag};
+
+/// Tokio 1.x, multi-thread and current-thread schedulers, `LocalSet`, blocking pool.
+pub struct Tokio;
+
+const BOXED_CELL_DROP: &str =
+    "core::ptr::drop_in_place<alloc::boxed::Box<tokio::runtime::task::core::Cell<";
+
+/// The `#[track_caller]` functions users spawn through: each passes its caller's
+/// `Location` on, which Tokio's `TaskMeta::spawned_at()` reports. Nested entries
+/// (`JoinSet::spawn` calls `tokio::spawn`) pass the same `Location`.
+const SPAWN_ENTRIES: &[&str] = &[
+    "tokio::task::spawn::spawn",
+    "tokio::task::local::spawn_local",
+    "tokio::task::local::LocalSet::spawn_local",
+    "tokio::task::blocking::spawn_blocking",
+    "tokio::runtime::handle::Handle::spawn",
+    "tokio::runtime::handle::Handle::spawn_blocking",
+    "tokio::runtime::runtime::Runtime::spawn",
+    "tokio::runtime::runtime::Runtime::spawn_blocking",
+    "tokio::task::join_set::JoinSet::spawn",
+    "tokio::task::join_set::JoinSet::spawn_on",
+    "tokio::task::join_set::JoinSet::spawn_local",
+    "tokio::task::join_set::JoinSet::spawn_local_on",
+    "tokio::task::join_set::JoinSet::spawn_blocking",
+    "tokio::task::join_set::JoinSet::spawn_blocking_on",
+    "tokio::task::builder::Builder::spawn",
+    "tokio::task::builder::Builder::spawn_on",
+    "tokio::task::builder::Builder::spawn_local",
+    "tokio::task::builder::Builder::spawn_local_on",
+    "tokio::task::builder::Builder::spawn_blocking",
+    "tokio::task::builder::Builder::spawn_blocking_on",
+];
+
+impl RuntimeAdapter for Tokio {
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
+
+    fn symbol_hint(&self) -> &'static [u8] {
+        b"tokio"
+    }
+
+    fn probe_for(&self, demangled: &str, path: &str) -> Option<Probe> {
+        Some(match path {
+            "tokio::runtime::task::raw::poll" => Probe::Poll,
+            "tokio::runtime::task::list::OwnedTasks::bind_inner" => Probe::Spawn {
+                kind: SpawnKindTag::Task,
+                arg: 1,
+            },
+            // `bind_inner` is inlined into these in some builds (seen in a release
+            // build without tokio_unstable). Where it is not, both report the same
+            // spawn, and the model keeps the first.
+            "tokio::runtime::task::list::OwnedTasks::bind"
+            | "tokio::runtime::task::list::OwnedTasks::bind_local" => Probe::SpawnReturn {
+                kind: SpawnKindTag::Task,
+            },
+            "tokio::runtime::task::list::LocalOwnedTasks::bind" => Probe::SpawnReturn {
+                kind: SpawnKindTag::Local,
+            },
+            "tokio::runtime::blocking::pool::Spawner::spawn_task" => Probe::Spawn {
+                kind: SpawnKindTag::Blocking,
+                arg: 1,
+            },
+            "tokio::runtime::task::harness::Harness::complete" => Probe::Complete,
+            _ if SPAWN_ENTRIES.contains(&path) => Probe::SpawnEntry,
+            "tokio::runtime::task::raw::dealloc" => Probe::Free { stack_slot: false },
+            "tokio::runtime::task::waker::wake_by_val"
+            | "tokio::runtime::task::waker::wake_by_ref" => Probe::Wake,
+            // `impl RawTask { fn remote_abort }` in harness.rs: one copy.
+            "tokio::runtime::task::harness::remote_abort" => Probe::Abort,
+            "tokio::runtime::scheduler::multi_thread::worker::run" => Probe::WorkerRun,
+            // Every deferral (`yield_now`, an exhausted coop budget) goes through it.
+            "tokio::runtime::context::defer" => Probe::Defer,
+            _ if demangled.replace("::<", "<").starts_with(BOXED_CELL_DROP) => {
+                Probe::Free { stack_slot: true }
+            }
+            _ => return None,
+        })
+    }
+
+    fn layout(&self, version: Option<&str>) -> anyhow::Result<HeaderLayout> {
+        layout_for(version)
+    }
+
+    fn required(&self) -> &'static [(&'static [Probe], &'static str)] {
+        &[
+            (
+                &[Probe::Poll],
+                "before/after (tokio::runtime::task::raw::poll)",
+            ),
+            (
+                &[
+                    Probe::Spawn {
+                        kind: SpawnKindTag::Task,
+                        arg: 1,
+                    },
+                    Probe::SpawnReturn {
+                        kind: SpawnKindTag::Task,
+                    },
+                ],
+                "init of spawned tasks (OwnedTasks::bind_inner or OwnedTasks::bind)",
+            ),
+            (&[Probe::Complete], "resolve (Harness::complete)"),
+            // `raw::dealloc` exists in every build (the task vtable points at it),
+            // but most frees bypass it through this drop glue. A build that has
+            // none (fat LTO inlines all of it, and with it most spawn paths) would
+            // report most tasks never freed, and spawned tasks as `existing`.
+            (
+                &[Probe::Free { stack_slot: true }],
+                "destroy of most tasks (drop_in_place::<Box<task::core::Cell<..>>>)",
+            ),
+        ]
+    }
+}
+
+/// Task layouts by Tokio 1.x minor version, oldest first.
+///
+/// `Header` is `#[repr(C)]`: state +0x00, queue_next +0x08, vtable +0x10 in every
+/// 1.x since 1.30 (later fields changed, e.g. 1.53 added `scheduled_at`, which
+/// moves nothing the tracer reads). The `Vtable` (not `repr(C)`) has had the same
+/// fields from `poll` to `id_offset` since 1.23: seven function pointers, then
+/// trailer_offset, scheduler_offset, id_offset (+0x48); 1.46 added
+/// `spawn_location_offset` after it, under `tokio_unstable` only. Rust does not
+/// promise that order, so the BPF side checks every header it reads at
+/// `raw::poll` (the vtable's first word must be the very `raw::poll` being run),
+/// and the range starts at the oldest version traced against ground truth.
+const LAYOUTS: &[(RangeInclusive<u32>, HeaderLayout)] = &[(
+    43..=54,
+    HeaderLayout {
+        vtable_field: 0x10,
+        id_offset_slot: 0x48,
+    },
+)];
+
+/// The supported versions, for messages: "1.43 to 1.54".
+fn supported() -> String {
+    let first = LAYOUTS.first().map_or(0, |(minors, _)| *minors.start());
+    let last = LAYOUTS.last().map_or(0, |(minors, _)| *minors.end());
+    format!("1.{first} to 1.{last}")
+}
+
+/// The task layout of Tokio `version` ("1.47.5"), or an error saying why the
+/// tracer refuses it.
+pub fn layout_for(version: Option<&str>) -> anyhow::Result<HeaderLayout> {
+    let Some(version) = version else {
+        bail!(
+            "cannot tell which Tokio version this program was built with (no `tokio-1.x.y/src` path in it), \
+             so the layout of its tasks is unknown; tracer supports Tokio {}",
+            supported()
+        );
+    };
+    let mut parts = version.split(['.', '-', '+']);
+    let major = parts.next().and_then(|n| n.parse::<u32>().ok());
+    let minor = parts.next().and_then(|n| n.parse::<u32>().ok());
+    let known = match (major, minor) {
+        (Some(1), Some(minor)) => LAYOUTS
+            .iter()
+            .find(|(minors, _)| minors.contains(&minor))
+            .map(|(_, layout)| *layout),
+        _ => None,
+    };
+    known.with_context(|| {
+        format!(
+            "this program uses Tokio {version}, whose task layout tracer has not been checked against; \
+             tracer supports Tokio {} and refuses other versions rather than decode their tasks wrongly",
+            supported()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxed_cell_drop_glue_is_a_free_site_in_both_manglings() {
+        let legacy =
+            "core::ptr::drop_in_place<alloc::boxed::Box<tokio::runtime::task::core::Cell<F,S>>>";
+        let v0 =
+            "core::ptr::drop_in_place::<alloc::boxed::Box<tokio::runtime::task::core::Cell<F, S>>>";
+        for name in [legacy, v0] {
+            assert_eq!(
+                Tokio.probe_for(name, "core::ptr::drop_in_place"),
+                Some(Probe::Free { stack_slot: true })
+            );
+        }
+    }
+
+    #[test]
+    fn closures_inside_probed_functions_are_not_probed() {
+        let path = "tokio::runtime::blocking::pool::Spawner::spawn_task::{{closure}}";
+        assert_eq!(Tokio.probe_for(path, path), None);
+    }
+
+    #[test]
+    fn every_checked_tokio_version_gets_the_1x_layout() {
+        let layout = HeaderLayout {
+            vtable_field: 0x10,
+            id_offset_slot: 0x48,
+        };
+        for version in [
+            "1.43.0",
+            "1.43.4",
+            "1.47.5",
+            "1.50.0",
+            "1.54.1",
+            "1.54.0-rc.1",
+        ] {
+            assert_eq!(layout_for(Some(version)).unwrap(), layout, "{version}");
+        }
+    }
+
+    #[test]
+    fn tokio_versions_outside_the_checked_range_are_refused_by_name() {
+        for version in ["1.42.1", "1.55.0", "0.2.25", "2.0.0", "1.x.0"] {
+            let message = format!("{:#}", layout_for(Some(version)).unwrap_err());
+            assert!(
+                message.contains(&format!("Tokio {version},"))
+                    && message.contains("supports Tokio 1.43 to 1.54"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_undetermined_tokio_version_is_refused() {
+        let message = format!("{:#}", layout_for(None).unwrap_err());
+        assert!(
+            message.contains("cannot tell which Tokio version")
+                && message.contains("supports Tokio 1.43 to 1.54"),
+            "{message}"
+        );
+    }
+}

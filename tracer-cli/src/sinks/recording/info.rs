@@ -1,0 +1,161 @@
+//! `tracer info FILE`: what a recording holds, read in one streaming pass.
+
+use std::{fmt::Write as _, path::Path};
+
+use super::reader::Reader;
+use crate::model::event::HookKind;
+
+/// Event names in the order `info` lists them.
+const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
+
+/// Prints the header, events by kind, tasks, how many are named and located, time span, losses and bytes per
+/// event of the recording at `path`.
+pub fn info(path: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::metadata(path)
+        .map_err(|error| anyhow::anyhow!("cannot open {}: {error}", path.display()))?
+        .len();
+    let mut reader = Reader::open(path)?;
+    let mut by_kind = [0u64; KINDS.len()];
+    let mut existing = 0u64;
+    let (mut named, mut located) = (0u64, 0u64);
+    let mut span: Option<(u64, u64)> = None;
+    let mut problems = Vec::new();
+    while let Some(event) = reader.next_event()? {
+        // Indexes follow `KINDS`; a new kind must be added to both.
+        let index = match event.kind {
+            HookKind::Init { .. } => 0,
+            HookKind::Before { .. } => 1,
+            HookKind::After { .. } => 2,
+            HookKind::Resolve => 3,
+            HookKind::Destroy => 4,
+            HookKind::Wake { .. } => 5,
+        };
+        by_kind[index] += 1;
+        if let HookKind::Init {
+            existing: was_there,
+            name,
+            location,
+            ..
+        } = &event.kind
+        {
+            existing += u64::from(*was_there);
+            named += u64::from(name.is_some());
+            located += u64::from(location.is_some());
+        }
+        span = Some(span.map_or((event.ts_ns, event.ts_ns), |(first, last)| {
+            (first.min(event.ts_ns), last.max(event.ts_ns))
+        }));
+        problems.extend(reader.take_problems());
+    }
+    problems.extend(reader.take_problems());
+    let header = reader.header();
+    let session = &header.session;
+    let events = reader.events_read();
+    let mut text = String::new();
+    let _ = writeln!(text, "file:        {} ({bytes} bytes)", path.display());
+    let _ = writeln!(
+        text,
+        "format:      {}.{}, written by tracer {}",
+        header.version.0, header.version.1, header.tracer_version
+    );
+    let _ = writeln!(
+        text,
+        "target:      pid {}, {}",
+        session.pid,
+        session.exe.display()
+    );
+    let build_id: String = header.build_id.iter().map(|b| format!("{b:02x}")).collect();
+    let _ = writeln!(
+        text,
+        "build id:    {}",
+        if build_id.is_empty() {
+            "none"
+        } else {
+            &build_id
+        }
+    );
+    let _ = writeln!(
+        text,
+        "runtime:     {} {}",
+        session.runtime,
+        if header.runtime_version.is_empty() {
+            "(version unknown)"
+        } else {
+            &header.runtime_version
+        }
+    );
+    let started = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(session.start_unix_ns);
+    let _ = writeln!(
+        text,
+        "started:     {} (monotonic clock {} ns)",
+        humantime::format_rfc3339_micros(started),
+        session.start_ns
+    );
+    let kinds = KINDS
+        .iter()
+        .zip(by_kind)
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(text, "events:      {events} ({kinds})");
+    let _ = writeln!(
+        text,
+        "tasks:       {} ({existing} already running at attach)",
+        by_kind[0]
+    );
+    let _ = writeln!(
+        text,
+        "names:       {named} of {} tasks named, {located} located",
+        by_kind[0]
+    );
+    if let Some((first, last)) = span {
+        let since_start = |ts: u64| ts.saturating_sub(session.start_ns) as f64 / 1e9;
+        let _ = writeln!(
+            text,
+            "time span:   {:.6} s (events from {:.6} s to {:.6} s after the session started)",
+            (last - first) as f64 / 1e9,
+            since_start(first),
+            since_start(last)
+        );
+    }
+    let _ = writeln!(text, "chunks:      {}", reader.chunks_read());
+    match reader.end() {
+        Some(end) => {
+            let _ = writeln!(text, "ended:       {}", end.ending);
+            let _ = match end.emitted {
+                Some(emitted) => writeln!(
+                    text,
+                    "drops:       {} raw events dropped (ring buffer full): emitted {emitted} = delivered {} + dropped {}",
+                    end.dropped, end.delivered, end.dropped
+                ),
+                // Format 1.0 did not record what the probes emitted.
+                None => writeln!(
+                    text,
+                    "drops:       {} raw events dropped (ring buffer full) of {} delivered",
+                    end.dropped, end.delivered
+                ),
+            };
+            for (count, what) in &end.problems {
+                let _ = writeln!(text, "             {count} {what}");
+            }
+        }
+        None => {
+            let _ = writeln!(
+                text,
+                "ended:       truncated after {events} events (the recorder stopped without closing the file)"
+            );
+            let _ = writeln!(text, "drops:       unknown (recorded at the end)");
+        }
+    }
+    for problem in &problems {
+        let _ = writeln!(text, "damage:      {problem}");
+    }
+    let per_event = if events == 0 {
+        "no events".to_owned()
+    } else {
+        format!("{:.2}", bytes as f64 / events as f64)
+    };
+    let _ = writeln!(text, "bytes/event: {per_event} (whole file)");
+    print!("{text}");
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! The end-of-session report on stderr: what was seen, and everything that was
+//! lost or could not be read, so that nothing is lost silently.
+
+use std::fmt::Write as _;
+
+use tracer_common::Counter;
+
+use crate::{
+    kernel::probes::{AttachReport, Counters},
+    model::ModelAnomalies,
+    model::event::{HookEvent, HookKind},
+    sinks::output::SessionEnd,
+};
+
+/// Event names in the order the summary lists them.
+const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
+
+/// Counts kept while events flow.
+#[derive(Debug, Default, Clone)]
+pub struct SessionStats {
+    by_kind: [u64; 6],
+    existing: u64,
+    /// Raw events read from the ring buffer.
+    pub delivered: u64,
+}
+
+impl SessionStats {
+    /// Counts one hook event.
+    pub fn record(&mut self, event: &HookEvent) {
+        // Indexes follow `KINDS`; this runs once per event, so no name lookup.
+        let index = match event.kind {
+            HookKind::Init { existing, .. } => {
+                self.existing += u64::from(existing);
+                0
+            }
+            HookKind::Before { .. } => 1,
+            HookKind::After { .. } => 2,
+            HookKind::Resolve => 3,
+            HookKind::Destroy => 4,
+            HookKind::Wake { .. } => 5,
+        };
+        self.by_kind[index] += 1;
+    }
+
+    /// Total hook events.
+    pub fn events(&self) -> u64 {
+        self.by_kind.iter().sum()
+    }
+
+    /// The summary lines, each prefixed `tracer: `.
+    pub fn render(
+        &self,
+        attach: &AttachReport,
+        counters: &Counters,
+        anomalies: ModelAnomalies,
+    ) -> String {
+        let mut text = String::new();
+        let kinds = KINDS
+            .iter()
+            .zip(self.by_kind)
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(text, "tracer: {} events ({kinds})", self.events());
+        let _ = writeln!(
+            text,
+            "tracer: {} resources seen (tasks and declared resources), {} of them already alive at attach, {} still alive at the end",
+            self.by_kind[0],
+            self.existing,
+            self.by_kind[0].saturating_sub(self.by_kind[4])
+        );
+        let _ = writeln!(
+            text,
+            "tracer: {} probe sites attached ({}), {} failed",
+            attach.total(),
+            attach.describe(),
+            attach.failed.len()
+        );
+        let _ = writeln!(text, "tracer: {}", accounting(self.delivered, counters));
+        for (count, what) in problems(counters, anomalies) {
+            if count > 0 {
+                let _ = writeln!(text, "tracer: warning: {count} {what}");
+            }
+        }
+        text
+    }
+
+    /// The final counts sinks receive at the end (a recording keeps them).
+    pub fn session_end(
+        &self,
+        counters: &Counters,
+        anomalies: ModelAnomalies,
+        ending: &str,
+        end_ns: u64,
+    ) -> SessionEnd {
+        SessionEnd {
+            end_ns,
+            ending: ending.to_owned(),
+            delivered: self.delivered,
+            dropped: counters.get(Counter::RingFull),
+            emitted: Some(counters.get(Counter::Emitted)),
+            problems: problems(counters, anomalies)
+                .into_iter()
+                .filter(|(count, _)| *count > 0)
+                .map(|(count, what)| (count, what.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// "raw events: emitted E = delivered D + dropped X (ring buffer full)", with
+/// advice when events were dropped, and the gap named when the sum does not hold.
+fn accounting(delivered: u64, counters: &Counters) -> String {
+    let emitted = counters.get(Counter::Emitted);
+    let dropped = counters.get(Counter::RingFull);
+    let mut line = format!(
+        "raw events: emitted {emitted} = delivered {delivered} + dropped {dropped} (ring buffer full)"
+    );
+    if dropped > 0 {
+        line.push_str(
+            " — raise --ring-size; a task whose spawn was dropped is reported as existing",
+        );
+    }
+    let accounted = delivered + dropped;
+    if accounted != emitted {
+        line = line.replacen(" = ", " ≠ ", 1);
+        let _ = write!(
+            line,
+            "\ntracer: warning: {} raw events {} (a tracer bug: please report it)",
+            emitted.abs_diff(accounted),
+            if accounted < emitted {
+                "emitted but neither delivered nor dropped"
+            } else {
+                "delivered or dropped but never emitted"
+            }
+        );
+    }
+    line
+}
+
+/// Everything besides ring-buffer drops that made the trace incomplete, with
+/// what each count means.
+fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static str); 7] {
+    [
+        (counters.get(Counter::ReadFailed), "task headers unreadable"),
+        (
+            counters.get(Counter::LayoutMismatch),
+            "headers not in the expected Tokio layout",
+        ),
+        (
+            counters.get(Counter::StackOverflow),
+            "polls nested too deep to track their trigger",
+        ),
+        (
+            counters.get(Counter::UnmatchedReturn),
+            "poll returns without a start (attached mid-poll)",
+        ),
+        (anomalies.undecodable, "raw events of an unknown kind"),
+        (
+            anomalies.orphan_returns,
+            "poll returns of tasks not being polled",
+        ),
+        (
+            anomalies.lost_returns,
+            "polls whose return was lost (the task was polled again on that thread)",
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(emitted: u64, dropped: u64) -> Counters {
+        let mut counters = Counters::default();
+        counters.0[Counter::Emitted as usize] = emitted;
+        counters.0[Counter::RingFull as usize] = dropped;
+        counters
+    }
+
+    #[test]
+    fn accounting_adds_up_and_advises_when_events_were_dropped() {
+        assert_eq!(
+            accounting(10, &counters(10, 0)),
+            "raw events: emitted 10 = delivered 10 + dropped 0 (ring buffer full)"
+        );
+        let line = accounting(7, &counters(10, 3));
+        assert!(line.starts_with("raw events: emitted 10 = delivered 7 + dropped 3"));
+        assert!(line.contains("raise --ring-size"), "{line}");
+    }
+
+    #[test]
+    fn records_neither_delivered_nor_dropped_are_reported_as_a_bug() {
+        let line = accounting(5, &counters(10, 3));
+        assert!(line.starts_with("raw events: emitted 10 ≠ delivered 5 + dropped 3"));
+        assert!(
+            line.contains("warning: 2 raw events emitted but neither delivered nor dropped"),
+            "{line}"
+        );
+    }
+}
