@@ -2,6 +2,7 @@
 //! lists the objects it maps, reads their symbols, launches a command to trace.
 
 pub mod crate_version;
+pub mod dwarf;
 pub mod image;
 pub mod launch;
 pub mod mapped_file;

@@ -10,16 +10,15 @@
 //! (`app::run::{{closure}}::{{closure}}`, `app::f<u8>::{{closure}}`), so every
 //! source gives one name.
 
-use std::{
-    borrow::Cow,
-    collections::{HashMap, HashSet},
-};
+use std::collections::{HashMap, HashSet};
 
-use gimli::{EndianSlice, LittleEndian, SectionId};
-use object::{Object as _, ObjectSection as _};
+use object::Object as _;
 
 use super::drop_glue;
-use crate::target::image::Image;
+use crate::target::{
+    dwarf::{Reader, for_each_unit},
+    image::Image,
+};
 
 /// The namespace of `raw::poll`.
 const RAW_NAMESPACE: &str = "tokio::runtime::task::raw";
@@ -140,28 +139,12 @@ fn is_harness_poll(image: &Image<'_>, address: u64) -> bool {
 /// The `poll<…>` subprograms DWARF places at `wanted` addresses.
 fn subprograms(file: &object::File<'_>, wanted: &HashSet<u64>) -> HashMap<u64, Subprogram> {
     let mut found = HashMap::new();
-    let load = |id: SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
-        Ok(file
-            .section_by_name(id.name())
-            .and_then(|section| section.uncompressed_data().ok())
-            .unwrap_or(Cow::Borrowed(&[])))
-    };
-    let Ok(sections) = gimli::DwarfSections::load(load) else {
-        return found;
-    };
-    let dwarf = sections.borrow(|section| EndianSlice::new(section, LittleEndian));
-    let mut units = dwarf.units();
-    while let Ok(Some(header)) = units.next() {
-        let Ok(unit) = dwarf.unit(header) else {
-            continue;
-        };
-        // A unit that DWARF cannot walk to the end gives what it gave so far.
-        let _ = unit_subprograms(&dwarf, &unit, wanted, &mut found);
-    }
+    for_each_unit(file, &mut |dwarf, unit| {
+        unit_subprograms(dwarf, unit, wanted, &mut found)?;
+        Ok(true)
+    });
     found
 }
-
-type Reader<'a> = EndianSlice<'a, LittleEndian>;
 
 /// Adds the `poll<…>` subprograms of `unit` at `wanted` addresses to `found`.
 fn unit_subprograms(
