@@ -1,17 +1,26 @@
-//! Runtime adapters: which functions of a runtime to probe, and how.
+//! Runtime adapters: which functions of a runtime to probe, how to read its
+//! objects, and how its records become the model's.
 //!
-//! Tokio is the first adapter; another runtime is another implementation of
-//! [`RuntimeAdapter`], not a change to the pipeline.
+//! A runtime is one folder here (`tokio/`, `go/`) implementing
+//! [`RuntimeAdapter`], and one line in [`ADAPTERS`]; the kernel side, the model
+//! and the sinks do not know which runtime they serve. The embedder crate's
+//! markers ([`markers`]) are found in any process, with any runtime or none.
 
-// Nothing calls the Go analysis until the Go adapter lands (issue 17); its tests do.
-#[cfg_attr(not(test), expect(dead_code))]
 pub mod go;
 pub mod markers;
 pub mod names;
 pub mod sites;
 pub mod tokio;
 
-use tracer_common::{ResourceKind, SpawnKind};
+use tracer_common::{RawEvent, RawSpawnEvent, ResourceKind, SpawnKind};
+
+use crate::{
+    model::event::ResourceType,
+    runtime::{names::SessionNames, sites::TargetObject},
+};
+
+/// Every runtime tracer knows, in the order a process is searched for them.
+pub const ADAPTERS: &[&dyn RuntimeAdapter] = &[&tokio::Tokio, &go::Go];
 
 /// How a probed function is used. One variant, one BPF program (or a pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,5 +1,8 @@
-//! Go: what tracer reads from a Go binary before it attaches, so the Go BPF
-//! programs get offsets that fit the binary and the events get names.
+//! Go: goroutines as async resources. The adapter ([`Go`]) probes
+//! `runtime.casgstatus`, through which every goroutine status change goes; the
+//! BPF side reports raw transitions and [`events`] maps them to the model's
+//! records. What tracer reads from the binary before it attaches, so the
+//! programs get offsets that fit it and the events get names:
 //!
 //! - [`image`]: is it a Go binary, which Go built it (`.go.buildinfo`), PIE or
 //!   not, with DWARF and a symbol table or not; refuses stripped binaries and
@@ -14,6 +17,8 @@
 //!   it, its file:line, whether Go counts it as a runtime goroutine; and the
 //!   runtime functions the probes attach to.
 
+mod adapter;
+pub mod events;
 pub mod functions;
 pub mod image;
 pub mod layout;
@@ -22,3 +27,5 @@ pub mod wait_reasons;
 
 #[cfg(test)]
 mod tests;
+
+pub use adapter::Go;
