@@ -113,7 +113,10 @@ mod tests {
             &out_dir(root, "1.23", "stripped"),
         ));
         assert!(line.contains("GOPROXY=off"), "{line}");
-        assert!(line.contains("GOCACHE=/w/target/go-fixtures/cache/go1.23"), "{line}");
+        assert!(
+            line.contains("GOCACHE=/w/target/go-fixtures/cache/go1.23"),
+            "{line}"
+        );
         assert!(
             line.ends_with(
                 "/usr/lib/go-1.23/bin/go build '-ldflags=-s -w' -o /w/target/go-fixtures/go1.23/stripped/ ./cmd/..."

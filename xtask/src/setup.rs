@@ -102,7 +102,10 @@ impl Scope {
 /// Runs every setup step of `scope` in order; stops at the first that fails.
 pub fn setup(scope: Scope) -> Result<()> {
     if scope == Scope::Test {
-        step("bookworm-backports sources entry (Go 1.21+)", backports_source)?;
+        step(
+            "bookworm-backports sources entry (Go 1.21+)",
+            backports_source,
+        )?;
     }
     step("Debian packages", || debian_packages(scope))?;
     step("nightly toolchain and rust-src", nightly_rust_src)?;
@@ -409,7 +412,10 @@ fn backports_source() -> Result<()> {
         .iter()
         .find(|(_, text)| names_suite(text, BACKPORTS_SUITE))
     {
-        eprintln!("ok: {BACKPORTS_SUITE} in apt's sources ({})", path.display());
+        eprintln!(
+            "ok: {BACKPORTS_SUITE} in apt's sources ({})",
+            path.display()
+        );
         return Ok(());
     }
     process::require_root(&format!("adding {BACKPORTS_LIST}"))?;
@@ -458,7 +464,10 @@ fn rehearse_backports(scratch: &Path) -> Result<()> {
     let seconds = seconds + install(simulate.arg("--simulate"), APT_HINT)?;
     eprintln!(
         "ok: with {} apt-get would install {} ({seconds:.1} s, simulated)",
-        fs::read_to_string(&entry)?.lines().last().unwrap_or_default(),
+        fs::read_to_string(&entry)?
+            .lines()
+            .last()
+            .unwrap_or_default(),
         GO_PACKAGES.join(" ")
     );
     Ok(())
@@ -854,7 +863,10 @@ mod tests {
             entry.contains(" http://mirror.example/debian bookworm-backports main\n"),
             "{entry}"
         );
-        assert!(!names_suite("# deb http://x/debian bookworm-backports main\n", BACKPORTS_SUITE));
+        assert!(!names_suite(
+            "# deb http://x/debian bookworm-backports main\n",
+            BACKPORTS_SUITE
+        ));
         assert!(!names_suite(
             "Types: deb\nURIs: http://x/debian\nSuites: bookworm-backports\nEnabled: no\n",
             BACKPORTS_SUITE
@@ -872,7 +884,10 @@ mod tests {
             line.contains("apt-get -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=/tmp/s -o Dir::State::Lists=/tmp/l install -y golang-1.19-go"),
             "{line}"
         );
-        assert!(line.starts_with("DEBIAN_FRONTEND=noninteractive "), "{line}");
+        assert!(
+            line.starts_with("DEBIAN_FRONTEND=noninteractive "),
+            "{line}"
+        );
     }
 
     #[test]
