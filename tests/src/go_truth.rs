@@ -157,6 +157,9 @@ pub struct Goroutine {
 /// The parsed trace of one run.
 #[derive(Debug, Clone, Default)]
 pub struct GoTrace {
+    /// The trace format's Go version from the file header (`go 1.19 trace`), e.g.
+    /// `1.19`; empty when parsed from text alone.
+    pub format: String,
     /// Per goroutine, by goid.
     pub goroutines: BTreeMap<u64, Goroutine>,
     /// Every goroutine state change, in trace order.
@@ -268,9 +271,57 @@ pub fn dump(trace: &Path) -> Result<String, String> {
     String::from_utf8(output.stdout).map_err(|e| format!("go tool trace printed non-UTF-8: {e}"))
 }
 
+/// The Go version in a trace file's 16-byte header (`go 1.19 trace\0\0\0`).
+pub fn trace_format(trace: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(trace).map_err(|e| format!("reading {}: {e}", trace.display()))?;
+    let header = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]).into_owned();
+    header
+        .strip_prefix("go ")
+        .and_then(|rest| rest.split(' ').next())
+        .filter(|_| header.contains(" trace"))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{} is not a Go execution trace", trace.display()))
+}
+
+/// Whether traces in `format` (a Go version) are the pre-1.22 format, whose
+/// `StopTrace` writes a `GoSched` for the goroutine that stops the trace.
+fn old_format(format: &str) -> bool {
+    let minor = format
+        .strip_prefix("1.")
+        .and_then(|m| m.parse::<u32>().ok());
+    minor.is_some_and(|minor| minor < 22)
+}
+
 /// Dumps and parses the trace file `trace`.
+///
+/// Go 1.19-1.21's `StopTrace` writes a `GoSched` event for the goroutine that stops
+/// the trace (`traceGoSched()`, with the world stopped), although that goroutine
+/// goes on running: the dump shows it as a last Running->Runnable that no run
+/// follows. It is not a status change of the runtime, so it is dropped here (the
+/// transition stays in [`GoTrace::transitions`], the goroutine's counts leave it out).
 pub fn read_trace(trace: &Path) -> Result<GoTrace, String> {
-    parse_dump(&dump(trace)?)
+    let format = trace_format(trace)?;
+    let mut parsed = parse_dump(&dump(trace)?)?;
+    if old_format(&format) {
+        drop_stop_trace_sched(&mut parsed);
+    }
+    parsed.format = format;
+    Ok(parsed)
+}
+
+/// Undoes the counts of the `GoSched` that an old-format `StopTrace` writes: the
+/// trace's last goroutine transition, when it is Running->Runnable.
+fn drop_stop_trace_sched(trace: &mut GoTrace) {
+    let Some(last) = trace.transitions.last() else {
+        return;
+    };
+    if (last.from, last.to) != (State::Running, State::Runnable) {
+        return;
+    }
+    if let Some(g) = trace.goroutines.get_mut(&last.goid) {
+        g.yields -= 1;
+        g.stops -= 1;
+    }
 }
 
 /// Runs fixture `name` built with Go `version` (`variant`) and parses its trace.
@@ -383,6 +434,7 @@ pub fn parse_dump(text: &str) -> Result<GoTrace, String> {
         g.runtime = g.goid != 1 && is_system_goroutine(entry);
     }
     Ok(GoTrace {
+        format: String::new(),
         goroutines,
         transitions,
     })
@@ -485,6 +537,33 @@ TransitionStack=
         assert!(trace.goroutines[&2].runtime, "forcegchelper is internal");
         assert_eq!(trace.wake_edges(), BTreeMap::from([((1, 19), 1)]));
         assert_eq!(trace.transitions[2].reason, "chan receive");
+    }
+
+    #[test]
+    fn old_formats_are_recognised_by_their_header_version() {
+        assert!(old_format("1.19") && old_format("1.21"));
+        assert!(!old_format("1.22") && !old_format("1.23"));
+        let path = crate::temp_path("go-trace-header");
+        std::fs::write(&path, b"go 1.19 trace\0\0\0rest").unwrap();
+        assert_eq!(trace_format(&path).unwrap(), "1.19");
+        std::fs::write(&path, b"not a trace").unwrap();
+        assert!(trace_format(&path).is_err());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_goroutine_stopping_an_old_trace_keeps_running() {
+        for version in GO_VERSIONS {
+            let trace = traced(version, "tree");
+            assert_eq!(trace.format, version);
+            let main = &trace.goroutines[&1];
+            // main blocks in wg.Wait once (woken by the last goroutine that ends).
+            assert_eq!(
+                (main.stops, main.yields),
+                (main.blocks, 0),
+                "go{version}: {main:?}"
+            );
+        }
     }
 
     #[test]
