@@ -1437,3 +1437,6 @@ pub mod recording;
 
 /// Wakes and waits against the fixtures' logged wakes and Tokio's schedule latency.
 pub mod wakes;
+
+/// Go ground truth: the fixtures' own `runtime/trace`, per goroutine.
+pub mod go_truth;

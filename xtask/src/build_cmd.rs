@@ -4,13 +4,15 @@
 //! aya-build (nightly + `bpf-linker`) and embeds it. The fixtures are their own cargo
 //! workspace, built from inside `tests/fixtures` so that its `.cargo/config.toml`
 //! (`--cfg tokio_unstable`) applies; so is the Tokio version matrix built from
-//! their sources (see [`crate::tokio_matrix`]).
+//! their sources (see [`crate::tokio_matrix`]). The Go fixtures are built with every
+//! Go version the tests use (see [`crate::go_fixtures`]).
 
 use std::{env, path::Path, process::Command};
 
 use anyhow::Result;
 
 use crate::{
+    go_fixtures,
     process::{cargo, cargo_bin_dir, path_with, run},
     tokio_matrix,
 };
@@ -68,7 +70,8 @@ const OVERRIDING_VARS: [&str; 4] = [
 pub fn build(root: &Path, debug: bool) -> Result<()> {
     build_cli(root, debug)?;
     build_examples(root)?;
-    build_fixtures(root)
+    build_fixtures(root)?;
+    go_fixtures::build(root)
 }
 
 /// What `cargo xtask demo` shows and nothing more: `tracer` (release) and the demo

@@ -7,6 +7,7 @@ mod bench;
 mod build_cmd;
 mod demo;
 mod fuzz;
+mod go_fixtures;
 mod install;
 mod process;
 mod setup;
@@ -45,9 +46,13 @@ enum Cmd {
         long_about = "Install the build's requirements that are missing, and do \
         nothing for those already present. One status line per item on stderr, with \
         the time each install took; a failed install names the exact command to retry.\n\n\
+        0. an apt sources entry for bookworm-backports (/etc/apt/sources.list.d/\
+        bookworm-backports.list, on the mirror the machine's sources use), unless a \
+        source names it already (not with --build-only)\n\
         1. Debian packages llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev, and \
-        chromium (the SVG rendering test) and tmux (the top tests) (apt-get; needs root; not \
-        with --build-only)\n\
+        chromium (the SVG rendering test), tmux (the top tests) and Go 1.19 (main), \
+        1.21, 1.22 and 1.23 (bookworm-backports) for the Go fixtures (golang-1.XX-go, \
+        at /usr/lib/go-1.XX/bin/go) (apt-get; needs root; not with --build-only)\n\
         2. the pinned nightly toolchain (nightly-2026-05-20, whose LLVM 22 bpf-linker \
         links) with its rust-src component (rustup), which builds the BPF programs for \
         bpfel-unknown-none\n\
@@ -56,7 +61,8 @@ enum Cmd {
         --rehearse runs every one of those install commands (and `cargo xtask fuzz`'s \
         cargo install cargo-fuzz) for real into throwaway \
         places (a temporary cargo --root and RUSTUP_HOME, apt-get --simulate, a \
-        temporary mount point), even where everything is present: CI runs it, so a \
+        temporary mount point; the backports entry into a scratch copy of apt's sources \
+        and package lists), even where everything is present: CI runs it, so a \
         broken install step fails CI on every machine."
     )]
     Setup {
@@ -76,7 +82,9 @@ enum Cmd {
         matrix: the fixture sources against Tokio 1.43.4 and 1.47.5 in debug, release, \
         release-lto (fat LTO, one codegen unit) and release-thin-lto, plus the \
         fixtures' own Tokio in the two LTO profiles, all under target/tokio-matrix and \
-        tests/fixtures/target.\n\n\
+        tests/fixtures/target; and the Go fixtures in tests/go-fixtures with Go 1.19, \
+        1.21, 1.22 and 1.23, each as default (not PIE), pie, nodwarf (-ldflags=-w) and \
+        stripped (-ldflags='-s -w'), into target/go-fixtures/go1.XX/VARIANT/NAME.\n\n\
         Does not run setup: run `cargo xtask setup` first on a new machine."
     )]
     Build {

@@ -35,6 +35,33 @@ pub const BUILD_PACKAGES: [&str; 4] = [
 /// `tmux` is the terminal `tracer top` is driven in.
 pub const TEST_PACKAGES: [&str; 2] = ["chromium", "tmux"];
 
+/// The Go versions the Go fixtures are built with: 1.19 from Debian 12 main, the
+/// others from bookworm-backports (see [`BACKPORTS_SUITE`]). Each installs its `go`
+/// at `/usr/lib/go-VERSION/bin/go`.
+pub const GO_VERSIONS: [&str; 4] = ["1.19", "1.21", "1.22", "1.23"];
+
+/// The Debian packages of [`GO_VERSIONS`], in the same order.
+pub const GO_PACKAGES: [&str; 4] = [
+    "golang-1.19-go",
+    "golang-1.21-go",
+    "golang-1.22-go",
+    "golang-1.23-go",
+];
+
+/// The suite that holds Go 1.21, 1.22 and 1.23 for Debian 12.
+pub const BACKPORTS_SUITE: &str = "bookworm-backports";
+
+/// The sources entry setup writes when no source names [`BACKPORTS_SUITE`].
+pub const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/bookworm-backports.list";
+
+/// The mirror of the backports entry when the machine's sources name none.
+const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// `go` of one of [`GO_VERSIONS`], where its Debian package installs it.
+pub fn go_binary(version: &str) -> PathBuf {
+    PathBuf::from(format!("/usr/lib/go-{version}/bin/go"))
+}
+
 /// Where Debian's LLVM 22 keeps `llvm-config`; put first on PATH for `cargo install`.
 pub const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
@@ -66,6 +93,7 @@ impl Scope {
         let mut packages = BUILD_PACKAGES.to_vec();
         if self == Scope::Test {
             packages.extend(TEST_PACKAGES);
+            packages.extend(GO_PACKAGES);
         }
         packages
     }
@@ -73,6 +101,12 @@ impl Scope {
 
 /// Runs every setup step of `scope` in order; stops at the first that fails.
 pub fn setup(scope: Scope) -> Result<()> {
+    if scope == Scope::Test {
+        step(
+            "bookworm-backports sources entry (Go 1.21+)",
+            backports_source,
+        )?;
+    }
     step("Debian packages", || debian_packages(scope))?;
     step("nightly toolchain and rust-src", nightly_rust_src)?;
     step("bpf-linker", bpf_linker)?;
@@ -84,6 +118,9 @@ pub fn setup(scope: Scope) -> Result<()> {
 /// checks what it produced: what CI runs to prove that setup works on a bare machine.
 pub fn rehearse() -> Result<()> {
     let scratch = Scratch::new()?;
+    step("rehearsal: bookworm-backports sources entry and Go", || {
+        rehearse_backports(&scratch.dir)
+    })?;
     step("rehearsal: Debian packages", || {
         rehearse_debian_packages(Scope::Test)
     })?;
@@ -177,6 +214,43 @@ fn apt_install(packages: &[&str]) -> Command {
     cmd
 }
 
+/// With `apt`'s sources and package lists moved to `config` (a scratch copy of
+/// the machine's), so that rehearsing a new sources entry leaves the machine's
+/// own apt state alone. The `-o` options go before the subcommand.
+fn with_apt_config(mut cmd: Command, config: &AptConfig) -> Command {
+    let mut moved = Command::new(cmd.get_program());
+    for (name, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            moved.env(name, value);
+        }
+    }
+    moved.args(config.options());
+    moved.args(cmd.get_args());
+    cmd = moved;
+    cmd
+}
+
+/// Where a rehearsal keeps its own apt sources and package lists.
+struct AptConfig {
+    /// Holds copies of the machine's sources plus the entry being rehearsed.
+    sources_dir: PathBuf,
+    /// The package lists `apt-get update` downloads for those sources.
+    lists_dir: PathBuf,
+}
+
+impl AptConfig {
+    fn options(&self) -> Vec<String> {
+        vec![
+            "-o".into(),
+            "Dir::Etc::SourceList=/dev/null".into(),
+            "-o".into(),
+            format!("Dir::Etc::SourceParts={}", self.sources_dir.display()),
+            "-o".into(),
+            format!("Dir::State::Lists={}", self.lists_dir.display()),
+        ]
+    }
+}
+
 const APT_HINT: &str = "check that the machine reaches Debian's mirrors (apt-get update) and \
     that the package names exist in Debian 12 (apt-cache policy NAME)";
 
@@ -221,6 +295,180 @@ fn rehearse_debian_packages(scope: Scope) -> Result<()> {
     eprintln!(
         "ok: apt-get would install {} ({seconds:.1} s, simulated)",
         packages.join(" ")
+    );
+    Ok(())
+}
+
+// ---- bookworm-backports sources entry (Go 1.21, 1.22, 1.23) ----
+
+/// The machine's apt sources files: `/etc/apt/sources.list` and every `*.list` and
+/// `*.sources` file in `/etc/apt/sources.list.d`, with their text.
+fn apt_sources() -> Result<Vec<(PathBuf, String)>> {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(entries) = fs::read_dir("/etc/apt/sources.list.d") {
+        let mut parts: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|ext| ext == "list" || ext == "sources")
+            })
+            .collect();
+        parts.sort();
+        files.extend(parts);
+    }
+    Ok(files
+        .into_iter()
+        .filter_map(|path| fs::read_to_string(&path).ok().map(|text| (path, text)))
+        .collect())
+}
+
+/// Whether the sources text (one-line `.list` or deb822 `.sources` format) has an
+/// enabled entry for `suite`.
+fn names_suite(text: &str, suite: &str) -> bool {
+    // A deb822 stanza can be disabled with `Enabled: no`; a one-line entry by `#`.
+    text.split("\n\n").any(|stanza| {
+        let disabled = stanza
+            .lines()
+            .any(|line| line.trim().eq_ignore_ascii_case("enabled: no"));
+        !disabled
+            && stanza.lines().any(|line| {
+                let line = line.trim();
+                if line.starts_with('#') {
+                    return false;
+                }
+                let words = line
+                    .strip_prefix("Suites:")
+                    .or_else(|| line.strip_prefix("deb "))
+                    .unwrap_or("");
+                words.split_whitespace().any(|word| word == suite)
+            })
+    })
+}
+
+/// The Debian mirror the sources use for `bookworm` itself (not security), so the
+/// backports entry comes from the same place; `None` when no source names one.
+fn debian_mirror(text: &str) -> Option<String> {
+    for stanza in text.split("\n\n") {
+        let mut uris = Vec::new();
+        let mut bookworm = false;
+        for line in stanza.lines().map(str::trim) {
+            if line.starts_with('#') {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("URIs:") {
+                uris.extend(rest.split_whitespace().map(str::to_owned));
+            } else if let Some(rest) = line.strip_prefix("Suites:") {
+                bookworm |= rest.split_whitespace().any(|suite| suite == "bookworm");
+            } else if let Some(rest) = line.strip_prefix("deb ") {
+                // `deb [options] URI SUITE COMPONENTS...`
+                let rest = match rest.trim_start().strip_prefix('[') {
+                    Some(after) => after.split_once(']').map_or("", |(_, tail)| tail),
+                    None => rest,
+                };
+                let mut words = rest.split_whitespace();
+                if let (Some(uri), Some("bookworm")) = (words.next(), words.next()) {
+                    return Some(uri.to_owned());
+                }
+            }
+        }
+        if bookworm && let Some(uri) = uris.into_iter().next() {
+            return Some(uri);
+        }
+    }
+    None
+}
+
+/// The one-line sources entry for [`BACKPORTS_SUITE`] on `mirror`, signed by the
+/// Debian archive keyring as Debian's own entries are.
+fn backports_entry(mirror: &str) -> String {
+    format!(
+        "# Go 1.21, 1.22 and 1.23 for tracer's tests (cargo xtask setup)\n\
+         deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {BACKPORTS_SUITE} main\n"
+    )
+}
+
+/// Writes [`backports_entry`] for the machine's mirror into `dir`, as the file name
+/// of [`BACKPORTS_LIST`]; returns the file written. Setup writes into
+/// `/etc/apt/sources.list.d`, the rehearsal into a scratch copy of it.
+fn write_backports_entry(dir: &Path, sources: &[(PathBuf, String)]) -> Result<PathBuf> {
+    let mirror = sources
+        .iter()
+        .find_map(|(_, text)| debian_mirror(text))
+        .unwrap_or_else(|| DEFAULT_MIRROR.to_owned());
+    let name = Path::new(BACKPORTS_LIST)
+        .file_name()
+        .context("BACKPORTS_LIST names no file")?;
+    let file = dir.join(name);
+    fs::write(&file, backports_entry(&mirror))
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(file)
+}
+
+/// Step 0 (tests only): an apt sources entry for bookworm-backports, where Debian 12
+/// keeps Go 1.21, 1.22 and 1.23. Left alone when any source already names the suite.
+fn backports_source() -> Result<()> {
+    let sources = apt_sources()?;
+    if let Some((path, _)) = sources
+        .iter()
+        .find(|(_, text)| names_suite(text, BACKPORTS_SUITE))
+    {
+        eprintln!(
+            "ok: {BACKPORTS_SUITE} in apt's sources ({})",
+            path.display()
+        );
+        return Ok(());
+    }
+    process::require_root(&format!("adding {BACKPORTS_LIST}"))?;
+    let dir = Path::new(BACKPORTS_LIST)
+        .parent()
+        .context("BACKPORTS_LIST has no directory")?;
+    let file = write_backports_entry(dir, &sources)?;
+    eprintln!(
+        "ok: {BACKPORTS_SUITE} added to apt's sources ({}); the packages step runs apt-get update",
+        file.display()
+    );
+    Ok(())
+}
+
+/// Step 0 and the Go packages for real against a scratch copy of apt's sources with
+/// the entry setup would write (whether or not the machine has one): `apt-get
+/// update` into scratch package lists, then `apt-get install --simulate` of every Go
+/// package, so a wrong mirror, suite or package name fails here.
+fn rehearse_backports(scratch: &Path) -> Result<()> {
+    process::require_root("rehearsing `apt-get update`")?;
+    let config = AptConfig {
+        sources_dir: scratch.join("apt-sources"),
+        lists_dir: scratch.join("apt-lists"),
+    };
+    fs::create_dir_all(config.lists_dir.join("partial"))
+        .with_context(|| format!("creating {}", config.lists_dir.display()))?;
+    fs::create_dir_all(&config.sources_dir)
+        .with_context(|| format!("creating {}", config.sources_dir.display()))?;
+    let sources = apt_sources()?;
+    for (index, (path, text)) in sources.iter().enumerate() {
+        if names_suite(text, BACKPORTS_SUITE) {
+            continue;
+        }
+        // Keep the format apt recognises by extension; `sources.list` is one-line.
+        let ext = if path.extension().is_some_and(|ext| ext == "sources") {
+            "sources"
+        } else {
+            "list"
+        };
+        let copy = config.sources_dir.join(format!("{index:02}-machine.{ext}"));
+        fs::write(&copy, text).with_context(|| format!("writing {}", copy.display()))?;
+    }
+    let entry = write_backports_entry(&config.sources_dir, &sources)?;
+    let seconds = install(&mut with_apt_config(apt_update(), &config), APT_HINT)?;
+    let mut simulate = with_apt_config(apt_install(&GO_PACKAGES), &config);
+    let seconds = seconds + install(simulate.arg("--simulate"), APT_HINT)?;
+    eprintln!(
+        "ok: with {} apt-get would install {} ({seconds:.1} s, simulated)",
+        fs::read_to_string(&entry)?
+            .lines()
+            .last()
+            .unwrap_or_default(),
+        GO_PACKAGES.join(" ")
     );
     Ok(())
 }
@@ -580,6 +828,65 @@ mod tests {
             BUILD_PACKAGES
                 .iter()
                 .all(|p| Scope::Test.packages().contains(p))
+        );
+    }
+
+    #[test]
+    fn the_tests_install_every_go_and_the_demo_none() {
+        for (version, package) in GO_VERSIONS.iter().zip(GO_PACKAGES) {
+            assert_eq!(package, format!("golang-{version}-go"));
+            assert!(Scope::Test.packages().contains(&package));
+            assert!(!Scope::Build.packages().contains(&package));
+        }
+        assert_eq!(go_binary("1.23"), Path::new("/usr/lib/go-1.23/bin/go"));
+    }
+
+    #[test]
+    fn the_backports_entry_follows_the_machines_mirror() {
+        let deb822 = "Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\n\
+            URIs: http://ftp.de.debian.org/debian\nSuites: bookworm bookworm-updates\n\
+            Components: main\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\n\
+            Suites: bookworm-security\nComponents: main\n";
+        assert_eq!(
+            debian_mirror(deb822).as_deref(),
+            Some("http://ftp.de.debian.org/debian")
+        );
+        assert!(!names_suite(deb822, BACKPORTS_SUITE));
+        let one_line = "deb [arch=amd64] http://mirror.example/debian bookworm main\n";
+        assert_eq!(
+            debian_mirror(one_line).as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        let entry = backports_entry("http://mirror.example/debian");
+        assert!(names_suite(&entry, BACKPORTS_SUITE), "{entry}");
+        assert!(
+            entry.contains(" http://mirror.example/debian bookworm-backports main\n"),
+            "{entry}"
+        );
+        assert!(!names_suite(
+            "# deb http://x/debian bookworm-backports main\n",
+            BACKPORTS_SUITE
+        ));
+        assert!(!names_suite(
+            "Types: deb\nURIs: http://x/debian\nSuites: bookworm-backports\nEnabled: no\n",
+            BACKPORTS_SUITE
+        ));
+    }
+
+    #[test]
+    fn rehearsed_apt_commands_use_the_scratch_sources() {
+        let config = AptConfig {
+            sources_dir: PathBuf::from("/tmp/s"),
+            lists_dir: PathBuf::from("/tmp/l"),
+        };
+        let line = process::shell_line(&with_apt_config(apt_install(&GO_PACKAGES), &config));
+        assert!(
+            line.contains("apt-get -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=/tmp/s -o Dir::State::Lists=/tmp/l install -y golang-1.19-go"),
+            "{line}"
+        );
+        assert!(
+            line.starts_with("DEBIAN_FRONTEND=noninteractive "),
+            "{line}"
         );
     }
 

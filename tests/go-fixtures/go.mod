@@ -1,0 +1,3 @@
+module tracer.test/gofixtures
+
+go 1.19
