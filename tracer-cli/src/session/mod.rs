@@ -21,7 +21,6 @@ use crate::model::task_filter::TaskGlobs;
 
 mod decode;
 
-use decode::Decoders;
 use crate::{
     kernel::probes::{AttachReport, ProbeSet, Probes},
     kernel::{
@@ -41,6 +40,7 @@ use crate::{
     target::preflight,
     target::{ProgramIdentity, Target},
 };
+use decode::Decoders;
 
 /// Settings shared by `trace` and `run`.
 #[derive(Clone, Debug)]
@@ -368,7 +368,11 @@ pub async fn trace(
     for line in model.names().summary() {
         eprintln!("tracer: {line}");
     }
-    for line in decoders.records.iter().flat_map(|records| records.summary()) {
+    for line in decoders
+        .records
+        .iter()
+        .flat_map(|records| records.summary())
+    {
         eprintln!("tracer: {line}");
     }
     if let Some(filter) = model.task_filter() {
@@ -458,4 +462,3 @@ fn attach_all(
 fn is_gone(pid: u32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}/exe")).exists()
 }
-

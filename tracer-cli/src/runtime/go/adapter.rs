@@ -181,7 +181,10 @@ struct StartFunctions {
 
 impl AddressNamer for Arc<StartFunctions> {
     fn name(&mut self, address: u64) -> SiteName {
-        match self.functions.start_function(address.wrapping_sub(self.bias)) {
+        match self
+            .functions
+            .start_function(address.wrapping_sub(self.bias))
+        {
             Some(start) => SiteName::Named {
                 name: start.name,
                 resource_type: Some(if start.runtime_internal {

@@ -216,8 +216,8 @@ impl GoEvents {
             && raw.statuses() == (status::WAITING, status::RUNNING);
         let mut released: Vec<RawEvent> = Vec::new();
         self.held.retain(|held_key, held| {
-            let real = (*held_key == key && !returns)
-                || raw.ts_ns.saturating_sub(held.ts_ns) > HOLD_NS;
+            let real =
+                (*held_key == key && !returns) || raw.ts_ns.saturating_sub(held.ts_ns) > HOLD_NS;
             if real {
                 released.push(*held);
             }
@@ -231,7 +231,13 @@ impl GoEvents {
 }
 
 /// A model record of `kind` for goroutine `task_id`, at `raw`'s time and thread.
-fn model_event(raw: &RawGoEvent, kind: RawKind, task_id: u64, trigger_id: u64, detail: u32) -> RawEvent {
+fn model_event(
+    raw: &RawGoEvent,
+    kind: RawKind,
+    task_id: u64,
+    trigger_id: u64,
+    detail: u32,
+) -> RawEvent {
     RawEvent {
         ts_ns: raw.ts_ns,
         pid_tgid: raw.pid_tgid,
