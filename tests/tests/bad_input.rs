@@ -78,7 +78,7 @@ fn program_without_tokio_is_refused_naming_the_executable() {
     let output = tracer(&["run", "--", no_tokio.to_str().unwrap()]);
     assert_refused(
         &output,
-        &[&format!("no Tokio runtime found in {}", no_tokio.display())],
+        &[&format!("no supported runtime found in {}", no_tokio.display()), "Tokio or Go"],
     );
 }
 

@@ -98,7 +98,7 @@ fn fat_lto_is_refused(version: &str) {
         refused_before_it_runs(
             &fixture,
             &[
-                "unsupported tokio build",
+                "unsupported Tokio build",
                 "drop_in_place::<Box<task::core::Cell",
                 "lto = \"fat\"",
             ],

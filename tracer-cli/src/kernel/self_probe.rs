@@ -10,7 +10,7 @@ use crate::{
     kernel::probes::{DEFAULT_RING_BYTES, ProbeSet, Probes},
     model::event::{HookEvent, HookKind},
     model::resources::ResourceModel,
-    runtime::HeaderLayout,
+    runtime::BpfGlobals,
     target::Target,
     target::preflight,
 };
@@ -26,14 +26,7 @@ fn markers_called_by_this_process_arrive_as_hook_events() {
         !objects.is_empty(),
         "no tracer_resource_v1_* marker in this test binary"
     );
-    let mut probes = Probes::load(
-        pid,
-        HeaderLayout::default(),
-        DEFAULT_RING_BYTES,
-        None,
-        Default::default(),
-    )
-    .unwrap();
+    let mut probes = Probes::load(pid, &BpfGlobals::default(), DEFAULT_RING_BYTES, None).unwrap();
     for object in &objects {
         let report = probes
             .attach(

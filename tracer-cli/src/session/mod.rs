@@ -6,7 +6,6 @@ use std::{
     io,
     num::NonZeroU32,
     os::fd::{AsRawFd, OwnedFd},
-    path::Path,
     time::Duration,
 };
 
@@ -213,7 +212,7 @@ pub async fn trace(
             TaskModel::new()
         }
     };
-    let mut model = model
+    let model = model
         .with_default_type(default_type)
         .with_names(table)
         .with_task_filter(options.tasks.clone());

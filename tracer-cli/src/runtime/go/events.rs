@@ -83,11 +83,6 @@ impl GoEvents {
         }
     }
 
-    /// What was set aside so far.
-    pub fn counts(&self) -> Counts {
-        self.counts
-    }
-
     /// Maps one record, giving the model's records to `out` in order.
     pub fn apply(&mut self, raw: &RawGoEvent, out: &mut dyn FnMut(ModelRecord)) {
         self.release_held(raw, out);

@@ -18,8 +18,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context as _;
-use object::{Object as _, ObjectSymbol as _, SymbolKind};
+use object::Object as _;
 
 use super::pclntab::{Func, Pclntab};
 use crate::target::{
@@ -73,6 +72,7 @@ impl<'data> GoFunctions<'data> {
         })
     }
 
+    #[cfg(test)]
     /// The function table, for callers that need more of it.
     pub fn pclntab(&self) -> &Pclntab<'data> {
         &self.pclntab
@@ -104,6 +104,7 @@ impl<'data> GoFunctions<'data> {
             .or_else(|| self.pclntab.entry_location(func))
     }
 
+    #[cfg(test)]
     /// Whether locations come from DWARF (else from the function table).
     pub fn has_dwarf_locations(&self) -> bool {
         !self.declarations.is_empty()
@@ -238,6 +239,7 @@ fn file_path(
 
 /// One runtime function a Go probe attaches to.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg(test)]
 pub struct GoSymbol {
     /// Its Go name (`runtime.casgstatus`).
     pub name: &'static str,
@@ -249,6 +251,7 @@ pub struct GoSymbol {
 
 /// The runtime functions the Go probes attach to.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg(test)]
 pub struct ProbeSymbols {
     /// `runtime.casgstatus(gp, old, new)`: every status transition.
     pub casgstatus: GoSymbol,
@@ -266,9 +269,13 @@ pub struct ProbeSymbols {
     pub coroswitch_m: Option<GoSymbol>,
 }
 
+#[cfg(test)]
 /// Finds the probe sites in `file`'s symbol table; fails naming a required
 /// function that is missing.
 pub fn probe_symbols(file: &object::File<'_>) -> anyhow::Result<ProbeSymbols> {
+    use anyhow::Context as _;
+    use object::{ObjectSymbol as _, SymbolKind};
+
     let mut found: HashMap<&str, GoSymbol> = HashMap::new();
     let wanted = [
         "runtime.casgstatus",

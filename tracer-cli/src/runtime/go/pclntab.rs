@@ -104,6 +104,7 @@ impl<'data> Pclntab<'data> {
         })
     }
 
+    #[cfg(test)]
     /// Every function, in address order.
     pub fn funcs(&self) -> impl Iterator<Item = Func<'data>> + '_ {
         (0..self.nfunc).filter_map(|index| self.func(index))
