@@ -78,7 +78,10 @@ fn program_without_tokio_is_refused_naming_the_executable() {
     let output = tracer(&["run", "--", no_tokio.to_str().unwrap()]);
     assert_refused(
         &output,
-        &[&format!("no supported runtime found in {}", no_tokio.display()), "Tokio or Go"],
+        &[
+            &format!("no supported runtime found in {}", no_tokio.display()),
+            "Tokio or Go",
+        ],
     );
 }
 
