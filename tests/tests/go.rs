@@ -149,6 +149,13 @@ fn go_1_23_pie_without_dwarf_matches_runtime_trace() {
     matches_runtime_trace("1.23", "nodwarf", &["tree", "channels", "mutex"]);
 }
 
+/// A mixed process (cgo: libc linked, the resolver through C) is traced for
+/// its goroutines like a pure Go one.
+#[test]
+fn a_cgo_program_matches_runtime_trace() {
+    matches_runtime_trace("1.23", "cgo", &["tcp", "tree"]);
+}
+
 #[test]
 fn go_1_22_goroutines_match_runtime_trace() {
     matches_runtime_trace("1.22", "default", &FIXTURES);
