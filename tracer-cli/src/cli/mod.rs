@@ -3,6 +3,8 @@
 //! Attaches eBPF uprobes to a running, unmodified Tokio program and reports the
 //! life of every task as `init` / `before` / `after` / `resolve` / `destroy`.
 
+mod dump;
+
 use std::{io, path::PathBuf, process::ExitCode};
 
 use clap::{
@@ -167,6 +169,19 @@ Needs a terminal: for scripts use `tracer trace --json` or `tracer stats FILE`."
         after_help = "Examples:\n  tracer export session.trace --format chrome -o trace.json   # open in https://ui.perfetto.dev\n  tracer export session.trace --format svg -o timeline.svg"
     )]
     Export(analysis::commands::ExportArgs),
+    /// Print every live task of a running Tokio process and where it is parked:
+    /// id, name, state, and its await chain (each `.await`'s file:line, outermost
+    /// first, then the future it waits on), like a Go goroutine dump.
+    ///
+    /// Attaches no probe and stops nothing: tasks are found through the
+    /// runtime's own task lists, and read with process_vm_readv (a parked
+    /// task's future does not change until its next poll). Needs full type
+    /// DWARF for the application crate (`debug = 2` for it alone is enough).
+    #[command(after_help = "Examples:
+  tracer dump -p 4242
+  tracer dump -p 4242 --json | jq 'select(.state == \"idle\")'
+  tracer dump -p 4242 --debuginfo ./my-server.debug")]
+    Dump(dump::DumpArgs),
 }
 
 #[derive(Args, Debug)]
@@ -428,6 +443,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Stats(args) => args.run().map(|()| ExitCode::SUCCESS),
         Command::Export(args) => args.run().map(|()| ExitCode::SUCCESS),
         Command::Top(args) => args.run().await,
+        Command::Dump(args) => dump::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }
 
