@@ -56,7 +56,12 @@ fn dumped_chain(task: &Value) -> Vec<Level> {
     let mut chain: Vec<Level> = frames
         .iter()
         .filter(|f| f.get("at").is_some())
-        .map(|f| (f["fn"].as_str().unwrap().to_owned(), f["at"].as_str().unwrap().to_owned()))
+        .map(|f| {
+            (
+                f["fn"].as_str().unwrap().to_owned(),
+                f["at"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     if let Some(future) = frames.last().and_then(|f| f["future"].as_str()) {
         chain.push((String::new(), future.to_owned()));
@@ -82,7 +87,10 @@ impl Parked {
         let parked = Self { child, truth };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !parked.truth_text().contains("\"event\":\"parked\"") {
-            assert!(Instant::now() < deadline, "await_points never parked its tasks");
+            assert!(
+                Instant::now() < deadline,
+                "await_points never parked its tasks"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         parked
@@ -111,7 +119,10 @@ impl Parked {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().expect("await_points exits");
         assert!(status.success(), "await_points exited with {status}");
-        assert!(self.truth_text().contains("\"event\":\"end\""), "no end record");
+        assert!(
+            self.truth_text().contains("\"event\":\"end\""),
+            "no end record"
+        );
         let _ = std::fs::remove_file(&self.truth);
     }
 }
@@ -153,10 +164,15 @@ fn dump_matches_ground_truth(binary: &Path, args: &[&str], dump_args: &[&str]) {
         mismatches.join("\n")
     );
     assert_eq!(truth.len(), 5, "the fixture parks five tasks");
-    eprintln!("{} of {} await chains match ground truth", truth.len(), truth.len());
+    eprintln!(
+        "{} of {} await chains match ground truth",
+        truth.len(),
+        truth.len()
+    );
     assert!(
         text.lines()
-            .any(|l| l.contains(" parked at src/bin/await_points.rs:") && l.ends_with("> tokio::time::sleep::Sleep")),
+            .any(|l| l.contains(" parked at src/bin/await_points.rs:")
+                && l.ends_with("> tokio::time::sleep::Sleep")),
         "text dump:\n{text}"
     );
 }
@@ -172,12 +188,19 @@ fn dump_shows_every_parked_task_of_a_multi_thread_runtime_at_its_ground_truth_aw
 
 #[test]
 fn dump_shows_every_parked_task_of_a_current_thread_runtime_at_its_ground_truth_awaits() {
-    dump_matches_ground_truth(&await_points(), &["--cycles", "20", "--current-thread"], &[]);
+    dump_matches_ground_truth(
+        &await_points(),
+        &["--cycles", "20", "--current-thread"],
+        &[],
+    );
 }
 
 /// Runs `objcopy` with `args`.
 fn objcopy(args: &[&std::ffi::OsStr]) {
-    let status = Command::new("objcopy").args(args).status().expect("objcopy (binutils) runs");
+    let status = Command::new("objcopy")
+        .args(args)
+        .status()
+        .expect("objcopy (binutils) runs");
     assert!(status.success(), "objcopy {args:?} failed");
 }
 
@@ -187,9 +210,18 @@ fn dump_reads_the_dwarf_of_a_stripped_binary_from_its_debuglink_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let debug = dir.join("await_points.debug");
     let stripped = dir.join("await_points");
-    objcopy(&["--only-keep-debug".as_ref(), await_points().as_os_str(), debug.as_os_str()]);
+    objcopy(&[
+        "--only-keep-debug".as_ref(),
+        await_points().as_os_str(),
+        debug.as_os_str(),
+    ]);
     let link = format!("--add-gnu-debuglink={}", debug.display());
-    objcopy(&["--strip-debug".as_ref(), link.as_ref(), await_points().as_os_str(), stripped.as_os_str()]);
+    objcopy(&[
+        "--strip-debug".as_ref(),
+        link.as_ref(),
+        await_points().as_os_str(),
+        stripped.as_os_str(),
+    ]);
     dump_matches_ground_truth(&stripped, &["--cycles", "5"], &[]);
     let _ = std::fs::remove_dir_all(&dir);
 }

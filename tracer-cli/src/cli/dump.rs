@@ -57,7 +57,12 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", args.pid))
         .with_context(|| format!("cannot read /proc/{}/maps", args.pid))?;
     let vtable_field = vtables.values().next().map_or(0, |t| t.layout.vtable);
-    let candidates = scan(&memory, &maps, &vtables.keys().copied().collect(), vtable_field);
+    let candidates = scan(
+        &memory,
+        &maps,
+        &vtables.keys().copied().collect(),
+        vtable_field,
+    );
     let headers = reader.live_headers(&candidates);
     let tasks = by_id(headers.iter().filter_map(|h| reader.task(*h)).collect());
     let mut out = io::BufWriter::new(io::stdout().lock());

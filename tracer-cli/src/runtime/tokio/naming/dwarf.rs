@@ -70,7 +70,10 @@ pub fn poll_types(
         .into_iter()
         .filter_map(|(site, (future, scheduler))| {
             let future = legacy_spelling(&future, &impls)?;
-            Some((site, (future, scheduler.and_then(|s| legacy_spelling(&s, &impls)))))
+            Some((
+                site,
+                (future, scheduler.and_then(|s| legacy_spelling(&s, &impls))),
+            ))
         })
         .collect()
 }

@@ -124,7 +124,10 @@ fn walk(
             }
         }
         Kind::Struct { .. } if found.name.starts_with("core::pin::Pin<") => {
-            match types.member(ty, "pointer").and_then(|m| Some((m.offset, m.ty?))) {
+            match types
+                .member(ty, "pointer")
+                .and_then(|m| Some((m.offset, m.ty?)))
+            {
                 Some((offset, inner)) => walk(types, inner, address + offset, memory, depth, out),
                 None => out.push(Frame::Future {
                     future: found.name.clone(),
@@ -145,7 +148,14 @@ fn walk(
             if let [one] = inner.as_slice()
                 && let Some(inner_ty) = one.ty
             {
-                walk(types, inner_ty, address + one.offset, memory, depth + 1, out);
+                walk(
+                    types,
+                    inner_ty,
+                    address + one.offset,
+                    memory,
+                    depth + 1,
+                    out,
+                );
             }
         }
         Kind::Other => out.push(Frame::Future {
@@ -179,7 +189,9 @@ fn state_machine(
         return;
     };
     let Some((_, variant)) = variants.variants.iter().find(|(v, _)| *v == Some(state)) else {
-        out.push(unknown(format!("{function}: state {state} unknown to the DWARF")));
+        out.push(unknown(format!(
+            "{function}: state {state} unknown to the DWARF"
+        )));
         return;
     };
     let named = match state {
@@ -331,13 +343,23 @@ mod tests {
     /// suspended at src/main.rs:3 on a `Sleep`.
     fn types() -> Types {
         let mut types = Types::default();
-        types.insert(1, Type {
-            name: "u8".into(),
-            size: 1,
-            kind: Kind::Other,
-        });
+        types.insert(
+            1,
+            Type {
+                name: "u8".into(),
+                size: 1,
+                kind: Kind::Other,
+            },
+        );
         types.insert(10, structure("tokio::time::sleep::Sleep", vec![], None));
-        types.insert(20, structure("app::inner::{async_fn_env#0}::Suspend0", vec![member("__awaitee", 8, 10, None)], None));
+        types.insert(
+            20,
+            structure(
+                "app::inner::{async_fn_env#0}::Suspend0",
+                vec![member("__awaitee", 8, 10, None)],
+                None,
+            ),
+        );
         let variants = |suspend: TypeRef, at: &str| Variants {
             discr_name: "__state".into(),
             discr_offset: 0,
@@ -347,15 +369,40 @@ mod tests {
                 (Some(3), member("3", 0, suspend, Some(at))),
             ],
         };
-        types.insert(21, structure("app::inner::{async_fn_env#0}", vec![], Some(variants(20, "src/main.rs:3"))));
-        types.insert(30, Type {
-            name: "alloc::boxed::Box<app::inner::{async_fn_env#0}, alloc::alloc::Global>".into(),
-            size: 8,
-            kind: Kind::Pointer(Some(21)),
-        });
+        types.insert(
+            21,
+            structure(
+                "app::inner::{async_fn_env#0}",
+                vec![],
+                Some(variants(20, "src/main.rs:3")),
+            ),
+        );
+        types.insert(
+            30,
+            Type {
+                name: "alloc::boxed::Box<app::inner::{async_fn_env#0}, alloc::alloc::Global>"
+                    .into(),
+                size: 8,
+                kind: Kind::Pointer(Some(21)),
+            },
+        );
         types.insert(31, structure("core::pin::Pin<alloc::boxed::Box<app::inner::{async_fn_env#0}, alloc::alloc::Global>>", vec![member("pointer", 0, 30, None)], None));
-        types.insert(40, structure("app::outer::{async_fn_env#0}::Suspend0", vec![member("__awaitee", 16, 31, None)], None));
-        types.insert(41, structure("app::outer::{async_fn_env#0}", vec![], Some(variants(40, "src/main.rs:7"))));
+        types.insert(
+            40,
+            structure(
+                "app::outer::{async_fn_env#0}::Suspend0",
+                vec![member("__awaitee", 16, 31, None)],
+                None,
+            ),
+        );
+        types.insert(
+            41,
+            structure(
+                "app::outer::{async_fn_env#0}",
+                vec![],
+                Some(variants(40, "src/main.rs:7")),
+            ),
+        );
         types
     }
 
@@ -371,37 +418,72 @@ mod tests {
 
     #[test]
     fn a_suspended_chain_is_followed_through_a_box_to_its_leaf() {
-        let memory = memory(&[(0x1000, &[3]), (0x1010, &0x2000u64.to_le_bytes()), (0x2000, &[3])]);
-        assert_eq!(chain(&types(), 41, 0x1000, &memory), vec![
-            Frame::Await { function: "app::outer".into(), at: "src/main.rs:7".into() },
-            Frame::Await { function: "app::inner".into(), at: "src/main.rs:3".into() },
-            Frame::Future { future: "tokio::time::sleep::Sleep".into() },
+        let memory = memory(&[
+            (0x1000, &[3]),
+            (0x1010, &0x2000u64.to_le_bytes()),
+            (0x2000, &[3]),
         ]);
+        assert_eq!(
+            chain(&types(), 41, 0x1000, &memory),
+            vec![
+                Frame::Await {
+                    function: "app::outer".into(),
+                    at: "src/main.rs:7".into()
+                },
+                Frame::Await {
+                    function: "app::inner".into(),
+                    at: "src/main.rs:3".into()
+                },
+                Frame::Future {
+                    future: "tokio::time::sleep::Sleep".into()
+                },
+            ]
+        );
     }
 
     #[test]
     fn a_state_the_dwarf_does_not_know_ends_the_chain_as_unknown() {
-        let memory = memory(&[(0x1000, &[3]), (0x1010, &0x2000u64.to_le_bytes()), (0x2000, &[9])]);
+        let memory = memory(&[
+            (0x1000, &[3]),
+            (0x1010, &0x2000u64.to_le_bytes()),
+            (0x2000, &[9]),
+        ]);
         let frames = chain(&types(), 41, 0x1000, &memory);
         assert_eq!(frames.len(), 2);
-        assert!(matches!(&frames[1], Frame::Unknown { unknown } if unknown.contains("state 9")), "{frames:?}");
+        assert!(
+            matches!(&frames[1], Frame::Unknown { unknown } if unknown.contains("state 9")),
+            "{frames:?}"
+        );
     }
 
     #[test]
     fn an_unresumed_state_machine_says_so() {
         let memory = memory(&[(0x1000, &[0])]);
-        assert_eq!(chain(&types(), 41, 0x1000, &memory), vec![Frame::State {
-            function: "app::outer".into(),
-            state: "unresumed"
-        }]);
+        assert_eq!(
+            chain(&types(), 41, 0x1000, &memory),
+            vec![Frame::State {
+                function: "app::outer".into(),
+                state: "unresumed"
+            }]
+        );
     }
 
     #[test]
     fn state_machines_are_named_by_their_function() {
-        assert_eq!(function_name("app::consumer::{async_fn_env#0}"), "app::consumer");
-        assert_eq!(function_name("app::worker::{async_fn_env#0}<u64>"), "app::worker<u64>");
+        assert_eq!(
+            function_name("app::consumer::{async_fn_env#0}"),
+            "app::consumer"
+        );
+        assert_eq!(
+            function_name("app::worker::{async_fn_env#0}<u64>"),
+            "app::worker<u64>"
+        );
         assert!(is_state_machine("app::main::{async_block_env#3}"));
-        assert!(is_state_machine("app::worker::{async_fn_env#0}<app::X<u8>>"));
-        assert!(!is_state_machine("tokio::time::timeout::Timeout<app::inner::{async_fn_env#0}>"));
+        assert!(is_state_machine(
+            "app::worker::{async_fn_env#0}<app::X<u8>>"
+        ));
+        assert!(!is_state_machine(
+            "tokio::time::timeout::Timeout<app::inner::{async_fn_env#0}>"
+        ));
     }
 }

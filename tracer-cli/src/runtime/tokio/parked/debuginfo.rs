@@ -64,7 +64,9 @@ pub fn candidates(exe: &Path, file: &object::File<'_>) -> Vec<PathBuf> {
         && let [first, rest @ ..] = id
     {
         let hex: String = rest.iter().map(|b| format!("{b:02x}")).collect();
-        found.push(PathBuf::from(format!("{DEBUG_ROOT}/.build-id/{first:02x}/{hex}.debug")));
+        found.push(PathBuf::from(format!(
+            "{DEBUG_ROOT}/.build-id/{first:02x}/{hex}.debug"
+        )));
     }
     if let Ok(Some((name, _crc))) = file.gnu_debuglink() {
         let name = String::from_utf8_lossy(name).into_owned();

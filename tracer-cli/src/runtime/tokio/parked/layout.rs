@@ -53,10 +53,7 @@ pub fn cell_layout(types: &Types, cell: TypeRef) -> Option<CellLayout> {
     else {
         return None;
     };
-    let (running_value, running) = variants
-        .variants
-        .iter()
-        .find(|(_, m)| m.name == RUNNING)?;
+    let (running_value, running) = variants.variants.iter().find(|(_, m)| m.name == RUNNING)?;
     let (future_at, future_type) = types.path(running.ty?, &["__0"])?;
     let (trailer, trailer_ty) = types.path(cell, &["trailer"])?;
     let (owned, owned_ty) = types.path(trailer_ty, &["owned"])?;

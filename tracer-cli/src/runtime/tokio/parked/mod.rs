@@ -87,13 +87,20 @@ impl Analysis {
             };
             let name = match names.sites.get(poll) {
                 Some(SiteName::Named { name, .. }) => name.clone(),
-                _ => chain::function_name(&types.get(layout.future_type).map_or_else(String::new, |t| t.name.clone())),
+                _ => chain::function_name(
+                    &types
+                        .get(layout.future_type)
+                        .map_or_else(String::new, |t| t.name.clone()),
+                ),
             };
             for vtable in holders.get(poll).into_iter().flatten() {
-                vtables.insert(*vtable, TaskType {
-                    layout: layout.clone(),
-                    name: name.clone(),
-                });
+                vtables.insert(
+                    *vtable,
+                    TaskType {
+                        layout: layout.clone(),
+                        name: name.clone(),
+                    },
+                );
             }
         }
         Ok(Self {
@@ -190,7 +197,11 @@ mod tests {
             assert_eq!(layout.running, 0, "{layout:?}");
             let future = analysis.types.get(layout.future_type).unwrap();
             if task.name == "await_points::big" {
-                assert!(future.name.starts_with("core::pin::Pin<alloc::boxed::Box<"), "{}", future.name);
+                assert!(
+                    future.name.starts_with("core::pin::Pin<alloc::boxed::Box<"),
+                    "{}",
+                    future.name
+                );
             }
         }
     }
@@ -217,7 +228,11 @@ mod tests {
     fn a_binary_without_type_dwarf_says_what_to_build_with() {
         let dir = scratch("stripped");
         let stripped = dir.join("await_points");
-        objcopy(&["--strip-debug".as_ref(), fixture().as_os_str(), stripped.as_os_str()]);
+        objcopy(&[
+            "--strip-debug".as_ref(),
+            fixture().as_os_str(),
+            stripped.as_os_str(),
+        ]);
         let message = match Analysis::new(&stripped, None) {
             Ok(_) => panic!("{} has type DWARF", stripped.display()),
             Err(error) => format!("{error:#}"),
@@ -231,7 +246,11 @@ mod tests {
         let dir = scratch("debuglink");
         let debug = dir.join("await_points.debug");
         let stripped = dir.join("await_points");
-        objcopy(&["--only-keep-debug".as_ref(), fixture().as_os_str(), debug.as_os_str()]);
+        objcopy(&[
+            "--only-keep-debug".as_ref(),
+            fixture().as_os_str(),
+            debug.as_os_str(),
+        ]);
         let link = format!("--add-gnu-debuglink={}", debug.display());
         objcopy(&[
             "--strip-debug".as_ref(),
@@ -243,7 +262,11 @@ mod tests {
         assert_eq!(found.debuginfo, debug);
         assert!(!found.vtables.is_empty());
         let unlinked = dir.join("await_points.unlinked");
-        objcopy(&["--strip-debug".as_ref(), fixture().as_os_str(), unlinked.as_os_str()]);
+        objcopy(&[
+            "--strip-debug".as_ref(),
+            fixture().as_os_str(),
+            unlinked.as_os_str(),
+        ]);
         let named = Analysis::new(&unlinked, Some(&debug)).unwrap();
         assert_eq!(named.vtables.len(), found.vtables.len());
     }

@@ -99,7 +99,8 @@ pub struct Reader<'a> {
 impl Reader<'_> {
     /// The task type of the header at `header`.
     fn task_type(&self, header: u64, vtable_field: u64) -> Option<&TaskType> {
-        self.vtables.get(&self.memory.uint(header + vtable_field, 8)?)
+        self.vtables
+            .get(&self.memory.uint(header + vtable_field, 8)?)
     }
 
     /// Header addresses of every task linked in the runtimes the `candidates`
@@ -181,7 +182,12 @@ impl Reader<'_> {
             awaiting: Vec::new(),
         };
         if state & (RUNNING | COMPLETE) == 0 && stage == layout.running {
-            let frames = chain(self.types, layout.future_type, header + layout.future, memory);
+            let frames = chain(
+                self.types,
+                layout.future_type,
+                header + layout.future,
+                memory,
+            );
             let again = memory.uint(header + layout.state, 8)?;
             if again & RUNNING == 0 {
                 task.awaiting = frames;
@@ -211,7 +217,12 @@ fn state_name(state: u64) -> &'static str {
 /// Header candidates in the writable anonymous mappings of `maps` (the text
 /// of `/proc/PID/maps`): 16-byte aligned blocks whose word at `vtable_field`
 /// is one of `vtables`.
-pub fn scan(memory: &dyn Memory, maps: &str, vtables: &HashSet<u64>, vtable_field: u64) -> Vec<u64> {
+pub fn scan(
+    memory: &dyn Memory,
+    maps: &str,
+    vtables: &HashSet<u64>,
+    vtable_field: u64,
+) -> Vec<u64> {
     let mut found = Vec::new();
     let mut buf = vec![0u8; CHUNK];
     for (start, end) in writable_anonymous(maps) {
@@ -284,7 +295,10 @@ mod tests {
 ";
         assert_eq!(
             writable_anonymous(maps),
-            vec![(0x55d0c0000000, 0x55d0c0021000), (0x7f0000000000, 0x7f0000100000)]
+            vec![
+                (0x55d0c0000000, 0x55d0c0021000),
+                (0x7f0000000000, 0x7f0000100000)
+            ]
         );
     }
 

@@ -163,6 +163,10 @@ impl Types {
     }
 }
 
+/// Variant parts being read, by their structure: the discriminant's DIE and
+/// each variant's (value, member).
+type Parts = HashMap<TypeRef, (Option<TypeRef>, Vec<(Option<u64>, Member)>)>;
+
 /// A DIE being read: its offset and what is known of it so far.
 struct Open {
     /// Depth in the unit's tree.
@@ -186,8 +190,7 @@ fn read_unit(
     let files = FileNames::new(dwarf, unit);
     let mut stack: Vec<Open> = Vec::new();
     // Variant parts of the structures being read: (structure, discr DIE, variants).
-    let mut parts: HashMap<TypeRef, (Option<TypeRef>, Vec<(Option<u64>, Member)>)> =
-        HashMap::new();
+    let mut parts: Parts = HashMap::new();
     let mut loose: HashMap<TypeRef, Member> = HashMap::new();
     let mut depth = 0isize;
     let mut entries = unit.entries();
@@ -198,7 +201,12 @@ fn read_unit(
         }
         let at = global(unit, entry.offset());
         let name = match entry.attr_value(gimli::DW_AT_name)? {
-            Some(value) => Some(dwarf.attr_string(unit, value)?.to_string_lossy().into_owned()),
+            Some(value) => Some(
+                dwarf
+                    .attr_string(unit, value)?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
             None => None,
         };
         let mut open = Open {
@@ -210,48 +218,15 @@ fn read_unit(
         };
         match entry.tag() {
             gimli::DW_TAG_namespace => open.segment = name,
-            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
-                let full = full_name(&stack, name.as_deref().unwrap_or("{anon}"));
-                let size = udata(entry.attr_value(gimli::DW_AT_byte_size)?).unwrap_or(0);
-                let declaration = entry.attr_value(gimli::DW_AT_declaration)?.is_some();
-                if !declaration {
-                    types.insert(
-                        at,
-                        Type {
-                            name: full,
-                            size,
-                            kind: Kind::Struct {
-                                members: Vec::new(),
-                                variants: None,
-                                params: Vec::new(),
-                            },
-                        },
-                    );
-                    open.at = Some(at);
-                }
+            gimli::DW_TAG_structure_type
+            | gimli::DW_TAG_union_type
+            | gimli::DW_TAG_pointer_type
+            | gimli::DW_TAG_reference_type
+            | gimli::DW_TAG_base_type
+            | gimli::DW_TAG_array_type
+            | gimli::DW_TAG_enumeration_type => {
+                open.at = type_entry(unit, entry, &stack, at, name.clone(), types)?;
                 open.segment = name;
-            }
-            gimli::DW_TAG_pointer_type | gimli::DW_TAG_reference_type => {
-                let target = type_ref(unit, entry.attr_value(gimli::DW_AT_type)?);
-                types.types.insert(
-                    at,
-                    Type {
-                        name: name.unwrap_or_default(),
-                        size: 8,
-                        kind: Kind::Pointer(target),
-                    },
-                );
-            }
-            gimli::DW_TAG_base_type | gimli::DW_TAG_array_type | gimli::DW_TAG_enumeration_type => {
-                let size = udata(entry.attr_value(gimli::DW_AT_byte_size)?).unwrap_or(0);
-                types.types.insert(
-                    at,
-                    Type {
-                        name: name.unwrap_or_default(),
-                        size,
-                        kind: Kind::Other,
-                    },
-                );
             }
             gimli::DW_TAG_template_type_parameter => {
                 let ty = type_ref(unit, entry.attr_value(gimli::DW_AT_type)?);
@@ -292,6 +267,59 @@ fn read_unit(
     Ok(())
 }
 
+/// Adds the type DIE `entry` (at `at`, named `name`, inside `stack`) to
+/// `types`; `Some(at)` when it is a structure whose members follow.
+fn type_entry(
+    unit: &gimli::Unit<Reader<'_>>,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>,
+    stack: &[Open],
+    at: TypeRef,
+    name: Option<String>,
+    types: &mut Types,
+) -> gimli::Result<Option<TypeRef>> {
+    let size = udata(entry.attr_value(gimli::DW_AT_byte_size)?).unwrap_or(0);
+    match entry.tag() {
+        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+            if entry.attr_value(gimli::DW_AT_declaration)?.is_some() {
+                return Ok(None);
+            }
+            let kind = Kind::Struct {
+                members: Vec::new(),
+                variants: None,
+                params: Vec::new(),
+            };
+            let name = full_name(stack, name.as_deref().unwrap_or("{anon}"));
+            types.insert(at, Type { name, size, kind });
+            Ok(Some(at))
+        }
+        gimli::DW_TAG_pointer_type | gimli::DW_TAG_reference_type => {
+            let target = type_ref(unit, entry.attr_value(gimli::DW_AT_type)?);
+            let name = name.unwrap_or_default();
+            types.types.insert(
+                at,
+                Type {
+                    name,
+                    size: 8,
+                    kind: Kind::Pointer(target),
+                },
+            );
+            Ok(None)
+        }
+        _ => {
+            let name = name.unwrap_or_default();
+            types.types.insert(
+                at,
+                Type {
+                    name,
+                    size,
+                    kind: Kind::Other,
+                },
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Files a member where it belongs: in its structure, in the variant part being
 /// read (a discriminant, kept `loose` until its part is finished), or in a variant.
 fn add_member(
@@ -299,7 +327,7 @@ fn add_member(
     at: TypeRef,
     member: Member,
     types: &mut Types,
-    parts: &mut HashMap<TypeRef, (Option<TypeRef>, Vec<(Option<u64>, Member)>)>,
+    parts: &mut Parts,
     loose: &mut HashMap<TypeRef, Member>,
 ) {
     let Some(parent) = stack.last() else { return };
@@ -342,11 +370,7 @@ fn add_member(
 }
 
 /// Puts each finished variant part in its structure.
-fn finish_parts(
-    parts: HashMap<TypeRef, (Option<TypeRef>, Vec<(Option<u64>, Member)>)>,
-    loose: &mut HashMap<TypeRef, Member>,
-    types: &mut Types,
-) {
+fn finish_parts(parts: Parts, loose: &mut HashMap<TypeRef, Member>, types: &mut Types) {
     for (owner, (discr, variants)) in parts {
         let discr_member = discr.and_then(|d| loose.remove(&d));
         let (discr_name, discr_offset, discr_size) = match &discr_member {
