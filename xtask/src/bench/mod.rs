@@ -125,6 +125,29 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench --go`: the Go workloads alone, into `bench/results/go.json`.
+pub fn go_only(root: &Path, plan: Plan) -> Result<()> {
+    require_root("`cargo xtask bench` (the tracer loads BPF programs)")?;
+    run_cmd(cargo_at_root(root)?.args(["build", "--release", "-p", "tracer-cli"]))?;
+    let scratch = std::env::temp_dir().join("tracer-bench");
+    std::fs::create_dir_all(&scratch)?;
+    let bins = Bins {
+        tracer: root.join("target/release/tracer"),
+        plain: scratch.clone(),
+        console: scratch.clone(),
+        scratch,
+    };
+    let go = go::rounds(root, &bins, plan)?;
+    let path = root.join("bench/results/go.json");
+    std::fs::create_dir_all(path.parent().context("results path")?)?;
+    let results =
+        json!({ "quick": plan.quick, "rounds": plan.rounds, "machine": machine(), "go": go });
+    std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    print!("{}", go::markdown(&results["go"]));
+    Ok(())
+}
+
 /// Builds the tracer and both workload builds; returns where they are.
 fn build(root: &Path) -> Result<Bins> {
     run_cmd(cargo_at_root(root)?.args(["build", "--release", "-p", "tracer-cli"]))?;
