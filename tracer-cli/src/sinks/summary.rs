@@ -27,8 +27,9 @@ pub struct SessionStats {
 }
 
 /// How late the stream is: per drain that read anything, the time from the
-/// oldest event it read (its `ts_ns`) to the end of that drain, in a log histogram (4 buckets per power
-/// of two of microseconds: fixed memory however long the session).
+/// oldest event it read (its `ts_ns`) to the end of that drain, in a log
+/// histogram (4 buckets per power of two of microseconds: fixed memory however
+/// long the session).
 #[derive(Debug, Default, Clone)]
 pub struct LiveDelay {
     buckets: Vec<u64>,
