@@ -1,6 +1,8 @@
 //! The `tracer` command line: subcommands, their options and help, and the
 //! dispatch to a session, a recording or an analysis.
 
+mod dump;
+
 use std::{io, path::PathBuf, process::ExitCode};
 
 use clap::{
@@ -169,6 +171,19 @@ Needs a terminal: for scripts use `tracer trace --json` or `tracer stats FILE`."
         after_help = "Examples:\n  tracer export session.trace --format chrome -o trace.json   # open in https://ui.perfetto.dev\n  tracer export session.trace --format svg -o timeline.svg"
     )]
     Export(analysis::commands::ExportArgs),
+    /// Print every live task of a running Tokio process and where it is parked:
+    /// id, name, state, and its await chain (each `.await`'s file:line, outermost
+    /// first, then the future it waits on), like a Go goroutine dump.
+    ///
+    /// Attaches no probe and stops nothing: tasks are found through the
+    /// runtime's own task lists, and read with process_vm_readv (a parked
+    /// task's future does not change until its next poll). Needs full type
+    /// DWARF for the application crate (`debug = 2` for it alone is enough).
+    #[command(after_help = "Examples:
+  tracer dump -p 4242
+  tracer dump -p 4242 --json | jq 'select(.state == \"idle\")'
+  tracer dump -p 4242 --debuginfo ./my-server.debug")]
+    Dump(dump::DumpArgs),
 }
 
 #[derive(Args, Debug)]
@@ -430,6 +445,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Stats(args) => args.run().map(|()| ExitCode::SUCCESS),
         Command::Export(args) => args.run().map(|()| ExitCode::SUCCESS),
         Command::Top(args) => args.run().await,
+        Command::Dump(args) => dump::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -5,6 +5,7 @@
 //! figures are medians over the rounds. Prints a markdown table on stdout and
 //! writes everything, samples included, to `bench/results/latest.json`.
 
+mod go;
 mod load;
 mod report;
 mod run;
@@ -102,6 +103,7 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
     let http = http_rounds(&bins, &configs, plan)?;
     let drops = drops(&bins, plan)?;
     let attach = attach_times(&bins)?;
+    let go = go::rounds(root, &bins, plan)?;
 
     let results = json!({
         "quick": plan.quick,
@@ -118,6 +120,7 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
         "http": http,
         "drops": drops,
         "attach": attach,
+        "go": go,
         "bench_seconds": started.elapsed().as_secs_f64(),
     });
     let results = report::with_figures(results, &configs);
@@ -126,11 +129,35 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
     std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
     print!("{}", report::markdown(&results, &configs));
+    print!("{}", go::markdown(&results["go"]));
     eprintln!(
         "bench: done in {:.0} s; results in {}",
         started.elapsed().as_secs_f64(),
         path.display()
     );
+    Ok(())
+}
+
+/// `cargo xtask bench --go`: the Go workloads alone, into `bench/results/go.json`.
+pub fn go_only(root: &Path, plan: Plan) -> Result<()> {
+    require_root("`cargo xtask bench` (the tracer loads BPF programs)")?;
+    run_cmd(cargo_at_root(root)?.args(["build", "--release", "-p", "tracer-cli"]))?;
+    let scratch = std::env::temp_dir().join("tracer-bench");
+    std::fs::create_dir_all(&scratch)?;
+    let bins = Bins {
+        tracer: root.join("target/release/tracer"),
+        plain: scratch.clone(),
+        console: scratch.clone(),
+        scratch,
+    };
+    let go = go::rounds(root, &bins, plan)?;
+    let path = root.join("bench/results/go.json");
+    std::fs::create_dir_all(path.parent().context("results path")?)?;
+    let results =
+        json!({ "quick": plan.quick, "rounds": plan.rounds, "machine": machine(), "go": go });
+    std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    print!("{}", go::markdown(&results["go"]));
     Ok(())
 }
 

@@ -213,7 +213,7 @@ fn attach(bins: &Bins, config: Config, pid: u32) -> Result<Option<Attached>> {
 }
 
 /// (probe sites, seconds) from the tracer's status line, e.g.
-/// `tracer: tracing /bin/app (tokio, pid 7): 35 tokio probe sites attached in 0.02 s (…)`.
+/// `tracer: tracing /bin/app (tokio 1.54.1, pid 7): 35 tokio probe sites attached in 0.02 s (…)`.
 fn attach_status(line: &str) -> (u64, f64) {
     let sites = line
         .rsplit_once("): ")
