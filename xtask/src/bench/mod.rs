@@ -146,6 +146,7 @@ pub fn go_only(root: &Path, plan: Plan) -> Result<()> {
     std::fs::create_dir_all(&scratch)?;
     let bins = Bins {
         tracer: root.join("target/release/tracer"),
+        baseline: None,
         plain: scratch.clone(),
         console: scratch.clone(),
         scratch,
