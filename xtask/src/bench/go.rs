@@ -100,6 +100,7 @@ pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
             build(root, version).with_context(|| format!("building the Go {version} workload"))?;
         let go_bins = Bins {
             tracer: bins.tracer.clone(),
+            baseline: None,
             plain: dir.clone(),
             console: dir,
             scratch: bins.scratch.clone(),
