@@ -16,7 +16,10 @@ pub enum RawKind {
     Spawn = 1,
     /// `raw::poll` entered for `task_id`.
     PollStart = 2,
-    /// `raw::poll` returned for `task_id`.
+    /// `raw::poll` returned for `task_id`. When the task's await chain was read
+    /// (see [`chain`]), `detail` holds [`chain::detail`] (the site's slot and
+    /// how many state bytes were read) and `trigger_id` the state bytes, the
+    /// outermost level in its lowest byte; otherwise both are 0.
     PollEnd = 3,
     /// The task's future finished or was cancelled (`Harness::complete`).
     Complete = 4,
@@ -303,6 +306,10 @@ pub struct PollFrame {
     pub sp: u64,
     /// The task being polled.
     pub task_id: u64,
+    /// Its header (`raw::poll`'s argument), for the await chain read at return.
+    pub header: u64,
+    /// The `raw::poll` site's slot (its attach cookie), 0 when unknown.
+    pub slot: u64,
     /// [`frame::RUNTIME`], [`frame::COMPLETING`]: whose code a wake inside this
     /// poll is run by (what `tokio::task::try_id()` would say).
     pub flags: u64,
@@ -340,6 +347,96 @@ pub struct PollStack {
     pub depth: u64,
     /// Frames, outermost first.
     pub frames: [PollFrame; MAX_POLL_DEPTH],
+}
+
+/// Await chains: where a task is parked, read at the return of a Pending poll.
+///
+/// Userspace compiles, once at load time, each `raw::poll` site's chain program
+/// from the type DWARF: [`Site`] (by the site's slot) says where the task's
+/// `Stage` tag and future are and the first async level; each [`Node`] (one per
+/// async state machine type) where its state byte is and, for each suspend
+/// state, an [`Edge`] to the state machine it awaits (offsets and at most one
+/// pointer hop). The BPF side walks at most [`MAX_LEVELS`] levels, one byte a
+/// level, and puts the bytes in the poll-end record itself (its `trigger_id`):
+/// the common poll record keeps its size; userspace decodes the bytes against
+/// the same tables.
+pub mod chain {
+    /// Async levels read at most: one state byte each.
+    pub const MAX_LEVELS: usize = 8;
+    /// The first suspend state of a state machine (0 unresumed, 1 returned,
+    /// 2 panicked).
+    pub const FIRST_SUSPEND: u8 = 3;
+    /// Bit of [`super::RawEvent::detail`] of a poll end that carries a chain.
+    pub const CARRIED: u32 = 1 << 31;
+
+    /// A poll end's `detail`: [`CARRIED`], the number of state bytes (1 to
+    /// [`MAX_LEVELS`]) in bits 24..28, the site's slot below.
+    pub const fn detail(slot: u32, levels: u32) -> u32 {
+        CARRIED | ((levels & 0xf) << 24) | (slot & 0x00ff_ffff)
+    }
+
+    /// The (slot, levels) of a poll end's `detail`, when it carries a chain.
+    pub const fn parse(detail: u32) -> Option<(u32, u32)> {
+        if detail & CARRIED == 0 {
+            None
+        } else {
+            Some((detail & 0x00ff_ffff, (detail >> 24) & 0xf))
+        }
+    }
+
+    /// Largest slot a chain can name.
+    pub const MAX_SLOT: u32 = 0x00ff_ffff;
+
+    /// One poll site's program, by slot (BPF array `CHAIN_SITES`).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Site {
+        /// The first level's node, 0 when the site has no chain program.
+        pub node: u32,
+        /// Bytes of the `Stage` tag (1, 2, 4 or 8).
+        pub stage_size: u32,
+        /// Offset of the `Stage` tag from the task header.
+        pub stage_offset: u32,
+        /// The tag's value while the future is alive (`Running`).
+        pub running: u32,
+        /// From the task header to the first state machine.
+        pub root: Edge,
+    }
+
+    /// How to go from one future to the state machine it holds: add `pre`,
+    /// then, when `hop` is 1, read a pointer there, then add `post`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Edge {
+        /// The next level's node; 0: the chain ends here (a leaf future, or
+        /// one the walk cannot follow).
+        pub next: u32,
+        /// 1 when a pointer is read after `pre`.
+        pub hop: u32,
+        /// Offset added first.
+        pub pre: u32,
+        /// Offset added after the hop.
+        pub post: u32,
+    }
+
+    /// One async state machine type (BPF array `CHAIN_NODES`, by node id).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Node {
+        /// Offset of its `__state` byte.
+        pub state_offset: u32,
+        /// Its first suspend state's edge in `CHAIN_EDGES`.
+        pub first_edge: u32,
+        /// Number of suspend states (edges): states
+        /// `FIRST_SUSPEND..FIRST_SUSPEND + edges`.
+        pub edges: u32,
+        /// Unused, 0.
+        pub pad: u32,
+    }
+
+    /// Global: non-zero when the chain maps are filled (read-only: with 0 the
+    /// verifier drops the walk).
+    pub const ENABLED: &str = "CHAINS_ENABLED";
 }
 
 /// How many descendants `--follow-forks` can trace at once (entries of the BPF
@@ -380,4 +477,10 @@ mod user {
     unsafe impl aya::Pod for super::RawSpawnEvent {}
     // SAFETY: plain old data, every bit pattern is valid.
     unsafe impl aya::Pod for super::go::RawGoEvent {}
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::chain::Site {}
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::chain::Node {}
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::chain::Edge {}
 }

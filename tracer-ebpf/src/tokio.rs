@@ -7,12 +7,15 @@ use aya_ebpf::{
     EbpfContext, Global,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
     macros::{map, uprobe, uretprobe},
-    maps::LruHashMap,
+    maps::{Array, LruHashMap},
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::{
-    Counter, MAX_POLL_DEPTH, PollFrame, PollStack, RawEvent, RawKind, SpawnCall, cookie, frame,
+    Counter, MAX_POLL_DEPTH, PollFrame, PollStack, RawEvent, RawKind, SpawnCall, chain, cookie,
+    frame,
 };
+
+use aya_ebpf::helpers::bpf_probe_read_user;
 
 use crate::{bump, emit, emit_named, is_target, read_u64, regs};
 
@@ -30,6 +33,22 @@ static LOCATION_START: Global<u64> = Global::new(0);
 /// End of that range; 0 (the default) disables spawn locations.
 #[unsafe(no_mangle)]
 static LOCATION_END: Global<u64> = Global::new(0);
+
+/// Non-zero when userspace filled the await-chain maps ([`CHAIN_SITES`], …):
+/// read-only, so with 0 the verifier drops the walk at `raw::poll` return.
+#[unsafe(no_mangle)]
+static CHAINS_ENABLED: Global<u32> = Global::new(0);
+
+/// Await-chain programs by poll-site slot (see [`tracer_common::chain`]);
+/// userspace sizes and fills the three maps at load time.
+#[map]
+static CHAIN_SITES: Array<chain::Site> = Array::with_max_entries(1, 0);
+/// The async state machines the chain programs walk, by node id.
+#[map]
+static CHAIN_NODES: Array<chain::Node> = Array::with_max_entries(1, 0);
+/// Each node's suspend states' edges, from its `first_edge`.
+#[map]
+static CHAIN_EDGES: Array<chain::Edge> = Array::with_max_entries(1, 0);
 
 /// Per thread (`pid_tgid`): the tasks being polled, innermost last. LRU, so threads
 /// that exit never fill the map.
@@ -172,6 +191,8 @@ static EMPTY_STACK: PollStack = PollStack {
     frames: [PollFrame {
         sp: 0,
         task_id: 0,
+        header: 0,
+        slot: 0,
         flags: 0,
     }; MAX_POLL_DEPTH],
 };
@@ -194,6 +215,10 @@ fn try_poll_enter(ctx: &ProbeContext) -> Result<(), Counter> {
     let regs = regs(ctx);
     let task_id = read_task_id(header, Some(regs.rip))?;
     let sp = regs.rsp;
+    // The cookie is the site's slot in userspace's table of poll sites: it names
+    // the future type of a task first seen here, and its await-chain program.
+    // SAFETY: helper reading the attach cookie of this probe.
+    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
 
     if POLL_STACKS.get_ptr_mut(pid_tgid).is_none() {
         let _ = POLL_STACKS.insert(pid_tgid, &EMPTY_STACK, 0);
@@ -208,6 +233,8 @@ fn try_poll_enter(ctx: &ProbeContext) -> Result<(), Counter> {
                 stack.frames[free] = PollFrame {
                     sp,
                     task_id,
+                    header,
+                    slot: site,
                     flags: 0,
                 };
                 stack.depth += 1;
@@ -215,10 +242,6 @@ fn try_poll_enter(ctx: &ProbeContext) -> Result<(), Counter> {
             None => bump(Counter::StackOverflow),
         }
     }
-    // The cookie is the site's slot in userspace's table of poll sites: it names
-    // the future type of a task first seen here.
-    // SAFETY: helper reading the attach cookie of this probe.
-    let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     emit(pid_tgid, RawKind::PollStart, task_id, 0, site as u32);
     Ok(())
 }
@@ -251,8 +274,99 @@ fn try_poll_return(ctx: &RetProbeContext) -> Result<(), Counter> {
         return Err(Counter::UnmatchedReturn);
     }
     stack.depth -= 1;
-    emit(pid_tgid, RawKind::PollEnd, frame.task_id, 0, 0);
+    // A task that completed in this poll is never read: its memory may be
+    // freed and reused already.
+    let (states, detail) = if CHAINS_ENABLED.load() != 0 && frame.flags & frame::COMPLETING == 0 {
+        read_chain(frame.header, frame.slot)
+    } else {
+        (0, 0)
+    };
+    emit(pid_tgid, RawKind::PollEnd, frame.task_id, states, detail);
     Ok(())
+}
+
+/// The unsigned integer of `size` bytes (1, 2, 4 or 8) at `address`.
+#[inline(always)]
+fn read_uint(address: u64, size: u32) -> Option<u64> {
+    // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+    unsafe {
+        match size {
+            1 => bpf_probe_read_user(address as *const u8).ok().map(u64::from),
+            2 => bpf_probe_read_user(address as *const u16).ok().map(u64::from),
+            4 => bpf_probe_read_user(address as *const u32).ok().map(u64::from),
+            8 => bpf_probe_read_user(address as *const u64).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Follows `edge` from the future at `address`: offsets and at most one hop.
+#[inline(always)]
+fn follow(address: u64, edge: &chain::Edge) -> Option<u64> {
+    let at = address.wrapping_add(u64::from(edge.pre));
+    let at = if edge.hop != 0 { read_u64(at).ok()? } else { at };
+    if at == 0 {
+        return None;
+    }
+    Some(at.wrapping_add(u64::from(edge.post)))
+}
+
+/// Reads the await chain of the task at `header`, polled at site `slot`: the
+/// state bytes (outermost level in the lowest byte) and the poll end's
+/// `detail` ([`chain::detail`]); (0, 0) when there is none to read (no program
+/// for the site, the future no longer alive, nothing readable).
+#[inline(always)]
+fn read_chain(header: u64, slot: u64) -> (u64, u32) {
+    if slot == 0 || slot > u64::from(chain::MAX_SLOT) {
+        return (0, 0);
+    }
+    let Some(site) = CHAIN_SITES.get(slot as u32) else {
+        return (0, 0);
+    };
+    if site.node == 0
+        || read_uint(header.wrapping_add(u64::from(site.stage_offset)), site.stage_size)
+            != Some(u64::from(site.running))
+    {
+        return (0, 0);
+    }
+    let Some(mut address) = follow(header, &site.root) else {
+        return (0, 0);
+    };
+    let mut node_id = site.node;
+    let mut states = 0u64;
+    let mut levels = 0u32;
+    for level in 0..chain::MAX_LEVELS as u32 {
+        let Some(node) = CHAIN_NODES.get(node_id) else {
+            break;
+        };
+        // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+        let Ok(state) = (unsafe {
+            bpf_probe_read_user(address.wrapping_add(u64::from(node.state_offset)) as *const u8)
+        }) else {
+            break;
+        };
+        states |= u64::from(state) << (8 * level);
+        levels = level + 1;
+        let index = u32::from(state.wrapping_sub(chain::FIRST_SUSPEND));
+        if state < chain::FIRST_SUSPEND || index >= node.edges {
+            break;
+        }
+        let Some(edge) = CHAIN_EDGES.get(node.first_edge.wrapping_add(index)) else {
+            break;
+        };
+        if edge.next == 0 {
+            break;
+        }
+        let Some(next) = follow(address, edge) else {
+            break;
+        };
+        address = next;
+        node_id = edge.next;
+    }
+    if levels == 0 {
+        return (0, 0);
+    }
+    (states, chain::detail(slot as u32, levels))
 }
 
 /// A spawn site that receives the new task's header as an argument.

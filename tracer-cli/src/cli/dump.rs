@@ -15,7 +15,6 @@ use clap::Args;
 use crate::{
     runtime::tokio::parked::{
         Analysis,
-        chain::Frame,
         tasks::{LiveTask, ProcessMemory, Reader, by_id, scan},
     },
     target::process_map,
@@ -102,17 +101,12 @@ pub fn text(task: &LiveTask) -> String {
 }
 
 /// An await chain as text: each level's `.await` location, then the leaf future.
-pub fn parked_at(frames: &[Frame]) -> String {
-    frames
-        .iter()
-        .map(Frame::text)
-        .collect::<Vec<_>>()
-        .join(" > ")
-}
+pub use crate::model::event::parked_at;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::tokio::parked::chain::Frame;
 
     #[test]
     fn a_parked_task_reads_as_its_await_locations_then_its_leaf() {

@@ -239,6 +239,14 @@ struct OutputArgs {
     /// spawned outside the matching tasks has trigger_id null (unknown).
     #[arg(long = "task", value_name = "GLOB", conflicts_with = "floor")]
     tasks: Vec<String>,
+    /// Do not read where each task is parked. By default, when the binary has
+    /// type DWARF for its tasks (`debug = 2` for the application crate is
+    /// enough), every Pending poll's `after` carries its await chain
+    /// (`"awaiting": [{"fn", "at"}, …, {"future"}]`, text `parked at …`),
+    /// read at the poll's return: a few bytes per async level. Without type
+    /// DWARF tracer says so once and traces without chains.
+    #[arg(long)]
+    no_await_chains: bool,
     /// Benchmark floor: empty programs on the poll sites only, no events.
     #[arg(long, hide = true, conflicts_with = "no_polls")]
     floor: bool,
@@ -315,6 +323,7 @@ impl OutputArgs {
             probes,
             follow_forks: self.follow_forks,
             tasks: crate::model::task_filter::TaskGlobs::new(self.tasks.clone()),
+            await_chains: !self.no_await_chains,
         }
     }
 }

@@ -16,7 +16,7 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
-use tracer_common::{COUNTER_COUNT, Counter, cookie, layout};
+use tracer_common::{COUNTER_COUNT, Counter, chain, cookie, layout};
 
 use crate::{
     kernel::multi_attach::MultiPrograms,
@@ -165,6 +165,49 @@ impl Counters {
     }
 }
 
+/// The await-chain programs the BPF walk at `raw::poll` return reads (see
+/// [`tracer_common::chain`]): by poll-site slot, node and edge.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainMaps<'a> {
+    /// `CHAIN_SITES`: (slot, program).
+    pub sites: &'a [(u32, chain::Site)],
+    /// `CHAIN_NODES`, by node id.
+    pub nodes: &'a [chain::Node],
+    /// `CHAIN_EDGES`.
+    pub edges: &'a [chain::Edge],
+}
+
+/// A map's entry count for `len` entries (at least one).
+fn entries(len: usize) -> anyhow::Result<u32> {
+    u32::try_from(len.max(1)).context("too many await-chain entries for a BPF map")
+}
+
+/// Fills the await-chain maps of a loaded object.
+fn fill_chains(ebpf: &mut Ebpf, chains: &ChainMaps<'_>) -> anyhow::Result<()> {
+    fn array<'e, T: aya::Pod>(
+        ebpf: &'e mut Ebpf,
+        name: &str,
+    ) -> anyhow::Result<Array<&'e mut MapData, T>> {
+        let map = ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("BPF map {name} missing"))?;
+        Ok(Array::try_from(map)?)
+    }
+    let mut sites = array::<chain::Site>(ebpf, "CHAIN_SITES")?;
+    for (slot, site) in chains.sites {
+        sites.set(*slot, *site, 0)?;
+    }
+    let mut nodes = array::<chain::Node>(ebpf, "CHAIN_NODES")?;
+    for (id, node) in chains.nodes.iter().enumerate() {
+        nodes.set(u32::try_from(id)?, *node, 0)?;
+    }
+    let mut edges = array::<chain::Edge>(ebpf, "CHAIN_EDGES")?;
+    for (index, edge) in chains.edges.iter().enumerate() {
+        edges.set(u32::try_from(index)?, *edge, 0)?;
+    }
+    Ok(())
+}
+
 /// tracer's BPF programs, loaded and (after [`Probes::attach`]) attached.
 pub struct Probes {
     ebpf: Ebpf,
@@ -186,6 +229,7 @@ impl Probes {
         globals: &BpfGlobals,
         ring_bytes: u32,
         follow_forks: Option<NewTaskFields>,
+        chains: Option<ChainMaps<'_>>,
     ) -> anyhow::Result<Self> {
         // Records wake the reader only once a quarter of the ring is unread; the
         // reader also drains on a timer (`session::DRAIN_INTERVAL`).
@@ -198,6 +242,14 @@ impl Probes {
         let mut loader = EbpfLoader::new();
         for (name, value) in &globals.0 {
             loader.override_global(name, value, true);
+        }
+        let chains_enabled = u32::from(chains.is_some());
+        loader.override_global(chain::ENABLED, &chains_enabled, true);
+        if let Some(chains) = &chains {
+            let slots = chains.sites.iter().map(|(slot, _)| *slot).max().unwrap_or(0);
+            loader.map_max_entries("CHAIN_SITES", slots + 1);
+            loader.map_max_entries("CHAIN_NODES", entries(chains.nodes.len())?);
+            loader.map_max_entries("CHAIN_EDGES", entries(chains.edges.len())?);
         }
         let mut ebpf = loader
             .override_global(layout::TARGET_TGID, &tgid, true)
@@ -225,6 +277,9 @@ impl Probes {
         }
         let multi =
             MultiPrograms::load(&ebpf, BPF_OBJECT, &PROGRAMS).map_err(|error| format!("{error:#}"));
+        if let Some(chains) = &chains {
+            fill_chains(&mut ebpf, chains).context("cannot fill the await-chain maps")?;
+        }
         let counters = ebpf
             .take_map("COUNTERS")
             .ok_or_else(|| anyhow!("BPF map COUNTERS missing"))?;

@@ -76,6 +76,12 @@ pub enum HookKind {
     After {
         /// The future completed (or was cancelled) during this poll.
         completed: bool,
+        /// Where the task is parked after a Pending poll: its await chain,
+        /// outermost first, read at the poll's return (Tokio, with type DWARF).
+        /// `None` (absent in JSON) when not read: the poll completed, chains
+        /// are off, or the site's future is not described.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        awaiting: Option<Vec<AwaitFrame>>,
     },
     /// Its future finished or was cancelled.
     Resolve,
@@ -92,6 +98,61 @@ pub enum HookKind {
         #[serde(rename = "self")]
         self_wake: bool,
     },
+}
+
+/// One level of an await chain, outermost first: the `awaiting` of an `after`
+/// and of a `tracer dump` task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AwaitFrame {
+    /// An async fn or block suspended at an `.await`.
+    Await {
+        /// The function (`my_app::consumer`).
+        #[serde(rename = "fn")]
+        function: String,
+        /// The `.await`'s `file:line`.
+        at: String,
+    },
+    /// An async fn or block in a state other than suspended.
+    State {
+        /// The function.
+        #[serde(rename = "fn")]
+        function: String,
+        /// `unresumed`, `returned` or `panicked`.
+        state: Cow<'static, str>,
+    },
+    /// A future that is not an async state machine: the leaf, or a combinator
+    /// the chain goes on through.
+    Future {
+        /// Its type.
+        future: String,
+    },
+    /// Where the chain could not be followed, and why.
+    Unknown {
+        /// Why.
+        unknown: String,
+    },
+}
+
+impl AwaitFrame {
+    /// How the text output shows it: `src/main.rs:32`, `tokio::time::Sleep`.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Await { at, .. } => at.clone(),
+            Self::State { function, state } => format!("{function} ({state})"),
+            Self::Future { future } => future.clone(),
+            Self::Unknown { unknown } => format!("? ({unknown})"),
+        }
+    }
+}
+
+/// An await chain as text: `src/main.rs:32 > src/main.rs:42 > tokio::time::Sleep`.
+pub fn parked_at(frames: &[AwaitFrame]) -> String {
+    frames
+        .iter()
+        .map(AwaitFrame::text)
+        .collect::<Vec<_>>()
+        .join(" > ")
 }
 
 impl HookKind {
@@ -192,7 +253,7 @@ mod tests {
     #[test]
     fn after_carries_completion() {
         let event = HookEvent {
-            kind: HookKind::After { completed: true },
+            kind: HookKind::After { completed: true, awaiting: None },
             async_id: 1,
             ts_ns: 0,
             pid: 1,

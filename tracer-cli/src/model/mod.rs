@@ -22,6 +22,7 @@
 //!   whether it queued the task, which is when the task's wait starts
 //!   (`before`'s `sched_ns`, see [`crate::model::sched`]).
 
+pub mod awaiting;
 pub mod event;
 pub mod names;
 pub mod resources;
@@ -134,6 +135,9 @@ pub struct TaskModel {
     names: NameTable,
     /// `--task`: only tasks whose name matches are reported.
     filter: Option<TaskFilter>,
+    /// Await-chain tables by poll site, for the `awaiting` of a Pending poll's
+    /// `after` (none: no chains are read).
+    chains: Option<awaiting::ChainTable>,
     /// The type of a task spawned by the runtime's plain spawn path, and of one
     /// that existed before attach when nothing else says its type.
     default_type: DefaultType,
@@ -176,6 +180,11 @@ impl TaskModel {
     /// The model names tasks from `names`.
     pub fn with_names(self, names: NameTable) -> Self {
         Self { names, ..self }
+    }
+
+    /// The model decodes the await chains poll ends carry with `chains`.
+    pub fn with_chains(self, chains: Option<awaiting::ChainTable>) -> Self {
+        Self { chains, ..self }
     }
 
     /// The model reports only the tasks whose name `globs` match (none: all).
@@ -332,7 +341,18 @@ impl TaskModel {
                     task.completed_on = None;
                 }
                 let destroy = task.freed_in_poll && task.polling_on.is_empty();
-                out(event(HookKind::After { completed }));
+                // A task that completed in its poll is never read (the BPF side
+                // skips it too): its memory may be reused already.
+                let awaiting = match (&self.chains, tracer_common::chain::parse(raw.detail)) {
+                    (Some(chains), Some((slot, levels))) if !completed => {
+                        chains.decode(slot, levels, raw.trigger_id)
+                    }
+                    _ => None,
+                };
+                out(event(HookKind::After {
+                    completed,
+                    awaiting,
+                }));
                 if destroy {
                     self.forget(key);
                     out(event(HookKind::Destroy));
@@ -518,8 +538,8 @@ mod tests {
                 raw(RawKind::PollEnd, 1, 1),
             ],
         );
-        assert_eq!(out[2].kind, HookKind::After { completed: false });
-        assert_eq!(out[5].kind, HookKind::After { completed: true });
+        assert_eq!(out[2].kind, HookKind::After { completed: false, awaiting: None });
+        assert_eq!(out[5].kind, HookKind::After { completed: true, awaiting: None });
     }
 
     #[test]
@@ -536,8 +556,8 @@ mod tests {
                 raw(RawKind::PollEnd, 1, 2),
             ],
         );
-        assert_eq!(out[4].kind, HookKind::After { completed: false });
-        assert_eq!(out[5].kind, HookKind::After { completed: true });
+        assert_eq!(out[4].kind, HookKind::After { completed: false, awaiting: None });
+        assert_eq!(out[5].kind, HookKind::After { completed: true, awaiting: None });
     }
 
     #[test]
@@ -575,7 +595,7 @@ mod tests {
             names(&out),
             ["init", "before", "resolve", "after", "destroy"]
         );
-        assert_eq!(out[3].kind, HookKind::After { completed: true });
+        assert_eq!(out[3].kind, HookKind::After { completed: true, awaiting: None });
         assert_eq!(model.live_tasks(), 0);
         assert_eq!(model.anomalies(), ModelAnomalies::default());
     }

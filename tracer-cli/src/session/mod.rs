@@ -23,7 +23,7 @@ use crate::{
     kernel::{
         forks::{self, Children},
         new_task::NewTaskFields,
-        probes::{ProbeSet, Probes},
+        probes::{ChainMaps, ProbeSet, Probes},
     },
     model::resources::ResourceModel,
     runtime::{BpfGlobals, Prepared},
@@ -51,6 +51,9 @@ pub struct SessionOptions {
     pub follow_forks: bool,
     /// `--task`: only tasks whose name matches, and only their poll sites probed.
     pub tasks: TaskGlobs,
+    /// Read each Pending poll's await chain (Tokio, with type DWARF); off with
+    /// `--no-await-chains`.
+    pub await_chains: bool,
 }
 
 /// How often sinks are flushed while the target is quiet, and its program checked.
@@ -129,7 +132,13 @@ pub async fn trace(
     preflight::check_privileges()?;
     let target = Target::inspect(pid)?;
     let found = setup::find(&target, pid)?;
-    let mut probes = load(pid, &found.prepared.globals, &options)?;
+    let chains = setup::chains(&found, &options);
+    let mut probes = load(
+        pid,
+        &found.prepared.globals,
+        &options,
+        chains.as_ref().map(|c| c.maps()),
+    )?;
     let attach = attach::attach_all(
         &mut probes,
         &found.objects,
@@ -157,7 +166,8 @@ pub async fn trace(
         ..
     } = found.prepared;
     let decoders = Decoders {
-        tasks: setup::model(&options, default_type, names.table),
+        tasks: setup::model(&options, default_type, names.table)
+            .with_chains(chains.map(|c| c.table)),
         resources: ResourceModel::default(),
         records,
     };
@@ -185,13 +195,18 @@ pub async fn trace(
 /// Loads the BPF programs for `pid` with the runtime's `globals`; with
 /// `--follow-forks`, follows the descendants that exist already (the
 /// tracepoint catches every process created from now on).
-fn load(pid: u32, globals: &BpfGlobals, options: &SessionOptions) -> anyhow::Result<Probes> {
+fn load(
+    pid: u32,
+    globals: &BpfGlobals,
+    options: &SessionOptions,
+    chains: Option<ChainMaps<'_>>,
+) -> anyhow::Result<Probes> {
     let fork_fields = if options.follow_forks {
         Some(NewTaskFields::read()?)
     } else {
         None
     };
-    let mut probes = Probes::load(pid, globals, options.ring_bytes, fork_fields)?;
+    let mut probes = Probes::load(pid, globals, options.ring_bytes, fork_fields, chains)?;
     if options.follow_forks {
         for (child, parent) in forks::descendants(pid) {
             probes.follow(child, parent)?;

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use super::SessionOptions;
 use crate::{
     kernel::probes::{AttachReport, ProbeSet},
+    runtime::tokio::parked::program::Programs,
     model::{TaskModel, event::ResourceType, names::NameTable},
     runtime::{
         Prepared, markers,
@@ -46,6 +47,40 @@ pub fn find(target: &Target, pid: u32) -> anyhow::Result<Found> {
         objects,
         prepared,
     })
+}
+
+/// The await-chain programs of the target's poll sites, when the session reads
+/// chains: Tokio, poll probes, `--no-await-chains` not given, and type DWARF
+/// that describes the tasks; says once on stderr why not otherwise.
+pub fn chains(found: &Found, options: &SessionOptions) -> Option<Programs> {
+    let polls = matches!(options.probes, ProbeSet::All | ProbeSet::NoWakes);
+    if !options.await_chains || !polls || found.runtime != "tokio" {
+        return None;
+    }
+    match crate::runtime::tokio::parked::session_programs(
+        &found.objects,
+        &found.prepared.names.slots,
+    ) {
+        Ok((programs, 0)) => {
+            eprintln!(
+                "tracer: no await chains: no poll site's future is described by the type DWARF"
+            );
+            drop(programs);
+            None
+        }
+        Ok((programs, walked)) => {
+            eprintln!(
+                "tracer: await chains: {walked} of {} poll sites ({} async state machines)",
+                found.prepared.names.sites,
+                programs.nodes.len() - 1
+            );
+            Some(programs)
+        }
+        Err(error) => {
+            eprintln!("tracer: {error:#}; `after` events carry no `awaiting`");
+            None
+        }
+    }
 }
 
 /// The start line and what naming has to say, on stderr.

@@ -232,7 +232,13 @@ fn detail(kind: &HookKind) -> String {
             }
             text
         }
-        HookKind::After { completed: true } => "completed".to_owned(),
+        HookKind::After {
+            completed: true, ..
+        } => "completed".to_owned(),
+        HookKind::After {
+            awaiting: Some(frames),
+            ..
+        } => format!("parked at {}", crate::model::event::parked_at(frames)),
         HookKind::Before {
             sched_ns: Some(sched_ns),
         } => format!("sched={:.1}µs", *sched_ns as f64 / 1e3),

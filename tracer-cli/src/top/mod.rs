@@ -102,6 +102,7 @@ impl TopArgs {
             probes: ProbeSet::All,
             follow_forks: false,
             tasks: crate::model::task_filter::TaskGlobs::default(),
+            await_chains: false,
         };
         if let Some(pid) = self.pid {
             live::run(pid, None, session, self.state_options()).await?;

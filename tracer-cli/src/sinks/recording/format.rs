@@ -300,8 +300,8 @@ pub fn encode_event(out: &mut Vec<u8>, state: &mut DeltaState, pid: u32, event: 
         HookKind::Before { sched_ns } => {
             KIND_BEFORE | if sched_ns.is_some() { HAS_TRIGGER } else { 0 }
         }
-        HookKind::After { completed: false } => KIND_AFTER,
-        HookKind::After { completed: true } => KIND_AFTER_COMPLETED,
+        HookKind::After { completed: false, .. } => KIND_AFTER,
+        HookKind::After { completed: true, .. } => KIND_AFTER_COMPLETED,
         HookKind::Resolve => KIND_RESOLVE,
         HookKind::Destroy => KIND_DESTROY,
         HookKind::Wake {
@@ -420,8 +420,8 @@ pub fn decode_event(
         _ if tag & (EXISTING | HAS_TRIGGER) != 0 => {
             return Err(Malformed("init flags on a non-init event"));
         }
-        KIND_AFTER => HookKind::After { completed: false },
-        KIND_AFTER_COMPLETED => HookKind::After { completed: true },
+        KIND_AFTER => HookKind::After { completed: false, awaiting: None },
+        KIND_AFTER_COMPLETED => HookKind::After { completed: true, awaiting: None },
         KIND_RESOLVE => HookKind::Resolve,
         KIND_DESTROY => HookKind::Destroy,
         _ => return Err(Malformed("unknown event kind")),

@@ -48,6 +48,7 @@ pub fn generate(path: &std::path::Path, events: u64, force: bool) -> anyhow::Res
             kinds.push(HookKind::Before { sched_ns: None });
             kinds.push(HookKind::After {
                 completed: poll + 1 == polls,
+                awaiting: None,
             });
         }
         kinds.extend([HookKind::Resolve, HookKind::Destroy]);

@@ -69,7 +69,7 @@ fn workload(tasks: u64) -> Vec<HookEvent> {
                 waker_id: Some(id / 2),
                 self_wake: id % 3 == 0,
             },
-            HookKind::After { completed: true },
+            HookKind::After { completed: true, awaiting: None },
             HookKind::Resolve,
             HookKind::Destroy,
         ];
@@ -259,7 +259,7 @@ fn any_event() -> impl Strategy<Value = HookEvent> {
             waker_id,
             self_wake
         }),
-        any::<bool>().prop_map(|completed| HookKind::After { completed }),
+        any::<bool>().prop_map(|completed| HookKind::After { completed, awaiting: None }),
         Just(HookKind::Resolve),
         Just(HookKind::Destroy),
     ];
@@ -487,7 +487,7 @@ fn events_of_a_1_1_file_read_as_before_and_1_3_wakes_and_waits_round_trip() {
     assert_eq!(before.kind, HookKind::Before { sched_ns: None });
     assert_eq!((before.ts_ns, before.async_id, before.tid), (5, 7, 3));
     let after = format::decode_event(&mut cursor, &mut state, 9).unwrap();
-    assert_eq!(after.kind, HookKind::After { completed: false });
+    assert_eq!(after.kind, HookKind::After { completed: false, awaiting: None });
     assert_eq!(cursor.len(), 0);
 
     let new = [

@@ -11,8 +11,6 @@
 //! state machine (or a pin or box of one: `Timeout<F>`'s `value`), a combinator
 //! the chain goes through. Only states the DWARF knows are accepted.
 
-use serde::Serialize;
-
 use super::types::{Kind, Member, TypeRef, Types};
 use crate::runtime::tokio::naming::{
     dwarf::{ImplNames, legacy_spelling},
@@ -43,50 +41,7 @@ pub trait Memory {
     }
 }
 
-/// One level of an await chain, outermost first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Frame {
-    /// An async fn or block suspended at an `.await`.
-    Await {
-        /// The function (`my_app::consumer`).
-        #[serde(rename = "fn")]
-        function: String,
-        /// The `.await`'s `file:line`.
-        at: String,
-    },
-    /// An async fn or block in a state other than suspended.
-    State {
-        /// The function.
-        #[serde(rename = "fn")]
-        function: String,
-        /// `unresumed`, `returned` or `panicked`.
-        state: &'static str,
-    },
-    /// A future that is not an async state machine: the leaf, or a combinator
-    /// the chain goes on through.
-    Future {
-        /// Its type.
-        future: String,
-    },
-    /// Where the chain could not be followed, and why.
-    Unknown {
-        /// Why.
-        unknown: String,
-    },
-}
-
-impl Frame {
-    /// How the text output shows it: `src/main.rs:32`, `tokio::time::Sleep`.
-    pub fn text(&self) -> String {
-        match self {
-            Self::Await { at, .. } => at.clone(),
-            Self::State { function, state } => format!("{function} ({state})"),
-            Self::Future { future } => future.clone(),
-            Self::Unknown { unknown } => format!("? ({unknown})"),
-        }
-    }
-}
+pub use crate::model::event::AwaitFrame as Frame;
 
 /// The await chain of the future of type `ty` at `address`.
 pub fn chain(types: &Types, ty: TypeRef, address: u64, memory: &dyn Memory) -> Vec<Frame> {
@@ -201,7 +156,10 @@ fn state_machine(
         _ => None,
     };
     if let Some(state) = named {
-        out.push(Frame::State { function, state });
+        out.push(Frame::State {
+            function,
+            state: state.into(),
+        });
         return;
     }
     out.push(Frame::Await {
@@ -463,7 +421,7 @@ mod tests {
             chain(&types(), 41, 0x1000, &memory),
             vec![Frame::State {
                 function: "app::outer".into(),
-                state: "unresumed"
+                state: "unresumed".into()
             }]
         );
     }

@@ -14,6 +14,7 @@
 pub mod chain;
 pub mod debuginfo;
 pub mod layout;
+pub mod program;
 pub mod tasks;
 pub mod types;
 
@@ -27,7 +28,7 @@ use anyhow::{Context as _, bail};
 use super::{Tokio, naming};
 use crate::{
     model::names::SiteName,
-    runtime::{Probe, sites},
+    runtime::{Probe, sites, sites::TargetObject},
     target::{image::Image, mapped_file},
 };
 use layout::cell_layout;
@@ -109,6 +110,68 @@ impl Analysis {
             debuginfo: path,
             undescribed,
         })
+    }
+}
+
+/// The await-chain programs of every poll site of `objects` (each site's slot
+/// from `slots`, by object index and address), for the live trace. Fails, with
+/// what to build with, when no object has type DWARF describing its tasks.
+pub fn session_programs(
+    objects: &[TargetObject],
+    slots: &HashMap<(usize, u64), u64>,
+) -> anyhow::Result<(program::Programs, usize)> {
+    let mut programs = program::Programs::new();
+    let mut walked = 0;
+    let mut problem = None;
+    for (index, object) in objects.iter().enumerate() {
+        let polls: Vec<u64> = object
+            .sites
+            .sites
+            .iter()
+            .filter(|s| s.probe == Probe::Poll)
+            .map(|s| s.address)
+            .collect();
+        if polls.is_empty() {
+            continue;
+        }
+        let exe = &object.attach_path;
+        let data = mapped_file::map(exe)?;
+        let file = object::File::parse(&*data)
+            .with_context(|| format!("{} is not an ELF file tracer can read", exe.display()))?;
+        let image = Image::new(&file);
+        let (path, types) = match debuginfo::locate(exe, &file, None) {
+            Ok(found) => found,
+            Err(error) => {
+                problem = Some(error);
+                continue;
+            }
+        };
+        let debug_data = mapped_file::map(&path)?;
+        let debug_file = object::File::parse(&*debug_data)
+            .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
+        let poll_types = naming::dwarf::dwarf_poll_types(&debug_file, &image, &polls);
+        for poll in &polls {
+            let Some(slot) = slots
+                .get(&(index, *poll))
+                .and_then(|slot| u32::try_from(*slot).ok())
+                .filter(|slot| *slot != 0 && *slot <= tracer_common::chain::MAX_SLOT)
+            else {
+                continue;
+            };
+            let layout = poll_types.get(poll).and_then(|(future, scheduler)| {
+                let cell = format!("{CELL}<{future}, {}>", scheduler.as_deref()?);
+                cell_layout(&types, types.by_name(&cell)?)
+            });
+            if let Some(layout) = layout
+                && programs.add_site(&types, slot, &layout)
+            {
+                walked += 1;
+            }
+        }
+    }
+    match problem {
+        Some(error) if walked == 0 => Err(error),
+        _ => Ok((programs, walked)),
     }
 }
 
