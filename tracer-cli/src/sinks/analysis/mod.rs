@@ -627,7 +627,7 @@ pub(crate) mod test_events {
     pub fn poll(async_id: u64, from: u64, to: u64, tid: u32) -> [HookEvent; 2] {
         [
             event(HookKind::Before { sched_ns: None }, async_id, from, tid),
-            event(HookKind::After { completed: false }, async_id, to, tid),
+            event(HookKind::After { completed: false, awaiting: None }, async_id, to, tid),
         ]
     }
 

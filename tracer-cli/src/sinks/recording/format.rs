@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use crate::{
-    model::event::{HookEvent, HookKind, ResourceType},
+    model::event::{AwaitFrame, HookEvent, HookKind, ResourceType},
     sinks::output::{SessionEnd, SessionInfo},
 };
 
@@ -16,8 +16,9 @@ pub const MAGIC: [u8; 8] = *b"TRACERec";
 pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version: additions older readers can skip. 1.1 appends
 /// `emitted` to the end chunk; 1.2 adds names chunks (the name and location of
-/// each `init`); 1.3 adds wake events and `before`'s `sched_ns`.
-pub const FORMAT_MINOR: u16 = 3;
+/// each `init`); 1.3 adds wake events and `before`'s `sched_ns`; 1.4 adds
+/// chains chunks (the `awaiting` of each `after` that has one).
+pub const FORMAT_MINOR: u16 = 4;
 /// Marks the start of every chunk frame, so a reader can find the next chunk
 /// after a corrupt one.
 pub const SYNC: [u8; 4] = *b"TRCK";
@@ -41,6 +42,9 @@ pub enum ChunkKind {
     /// The name and location of each `init` of the events chunk that follows
     /// ([`Names`]); since 1.2, and skipped by older readers.
     Names = 3,
+    /// The await chain of each `after` of the events chunk that follows that
+    /// carries one ([`Chains`]); since 1.4, and skipped by older readers.
+    Chains = 4,
 }
 
 impl ChunkKind {
@@ -50,6 +54,7 @@ impl ChunkKind {
             1 => Some(Self::Events),
             2 => Some(Self::End),
             3 => Some(Self::Names),
+            4 => Some(Self::Chains),
             _ => None,
         }
     }
@@ -529,6 +534,122 @@ pub fn decode_names(payload: &[u8], count: u32) -> Result<Names, Malformed> {
     Ok(Names {
         events_crc: u32::from_le_bytes(*crc),
         inits,
+    })
+}
+
+/// A chains chunk: the `awaiting` of the `after`s of one events chunk that
+/// carry one, each with its event's index in the chunk, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chains {
+    /// The CRC-32 of the events chunk these belong to (as its frame stores it).
+    pub events_crc: u32,
+    /// (index of the `after` in its events chunk, its chain).
+    pub afters: Vec<(u32, Vec<AwaitFrame>)>,
+}
+
+/// A frame's kind byte in a chains chunk, and its texts.
+fn frame_parts(frame: &AwaitFrame) -> (u8, &str, &str) {
+    match frame {
+        AwaitFrame::Await { function, at } => (0, function, at),
+        AwaitFrame::State { function, state } => (1, function, state),
+        AwaitFrame::Future { future } => (2, future, ""),
+        AwaitFrame::Unknown { unknown } => (3, unknown, ""),
+    }
+}
+
+/// The payload of a chains chunk: the events chunk's CRC, the distinct texts,
+/// then per `after`: its index as a delta from the previous one, its frame
+/// count, and per frame a kind byte (0 await, 1 state, 2 future, 3 unknown)
+/// and two text indices (1-based, 0 for none).
+pub fn encode_chains(chains: &Chains) -> Vec<u8> {
+    let mut texts: Vec<&str> = Vec::new();
+    let mut body = Vec::new();
+    let mut previous = 0u32;
+    for (at, frames) in &chains.afters {
+        put_varint(&mut body, u64::from(at - previous));
+        previous = *at;
+        put_varint(&mut body, frames.len() as u64);
+        for frame in frames {
+            let (kind, first, second) = frame_parts(frame);
+            body.push(kind);
+            for text in [first, second] {
+                let reference = if text.is_empty() {
+                    0
+                } else {
+                    texts.iter().position(|t| *t == text).unwrap_or_else(|| {
+                        texts.push(text);
+                        texts.len() - 1
+                    }) as u64
+                        + 1
+                };
+                put_varint(&mut body, reference);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&chains.events_crc.to_le_bytes());
+    put_varint(&mut out, texts.len() as u64);
+    for text in &texts {
+        put_bytes(&mut out, text.as_bytes());
+    }
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Reads a chains chunk's payload holding `count` chains.
+pub fn decode_chains(payload: &[u8], count: u32) -> Result<Chains, Malformed> {
+    let (crc, rest) = payload
+        .split_first_chunk::<4>()
+        .ok_or(Malformed("ends early"))?;
+    let mut cursor = Cursor::new(rest);
+    let texts_len = cursor.varint()?;
+    let mut texts = Vec::new();
+    for _ in 0..texts_len {
+        texts.push(cursor.string()?);
+    }
+    let text = |cursor: &mut Cursor<'_>| -> Result<String, Malformed> {
+        match cursor.varint()? {
+            0 => Ok(String::new()),
+            n => texts
+                .get(usize::try_from(n - 1).unwrap_or(usize::MAX))
+                .cloned()
+                .ok_or(Malformed("names a text the chunk does not hold")),
+        }
+    };
+    let mut afters = Vec::new();
+    let mut at = 0u32;
+    for _ in 0..count {
+        let delta = u32::try_from(cursor.varint()?).map_err(|_| Malformed("impossible index"))?;
+        at = at
+            .checked_add(delta)
+            .ok_or(Malformed("impossible index"))?;
+        let frames_len = cursor.varint()?;
+        let mut frames = Vec::new();
+        for _ in 0..frames_len {
+            let kind = cursor.byte()?;
+            let (first, second) = (text(&mut cursor)?, text(&mut cursor)?);
+            frames.push(match kind {
+                0 => AwaitFrame::Await {
+                    function: first,
+                    at: second,
+                },
+                1 => AwaitFrame::State {
+                    function: first,
+                    state: second.into(),
+                },
+                2 => AwaitFrame::Future { future: first },
+                3 => AwaitFrame::Unknown { unknown: first },
+                _ => return Err(Malformed("unknown await frame kind")),
+            });
+        }
+        afters.push((at, frames));
+    }
+    if cursor.len() > 0 {
+        return Err(Malformed("bytes after its last chain"));
+    }
+    Ok(Chains {
+        events_crc: u32::from_le_bytes(*crc),
+        afters,
     })
 }
 

@@ -13,10 +13,10 @@ use std::{
 
 use super::format::{
     self, ChunkKind, Cursor, DeltaState, FORMAT_MAJOR, FORMAT_MINOR, FRAME_HEADER, Header,
-    InitNames, MAGIC, MAX_HEADER, MAX_PAYLOAD, Malformed, Names, PRELUDE, SYNC,
+    Chains, InitNames, MAGIC, MAX_HEADER, MAX_PAYLOAD, Malformed, Names, PRELUDE, SYNC,
 };
 use crate::{
-    model::event::{HookEvent, HookKind},
+    model::event::{AwaitFrame, HookEvent, HookKind},
     sinks::output::SessionEnd,
 };
 
@@ -101,6 +101,14 @@ pub enum Problem {
         /// What was wrong.
         reason: &'static str,
     },
+    /// A chains chunk (format 1.4) could not be used: the `after`s it gives
+    /// await chains read without them.
+    ChainsLost {
+        /// Byte offset of the chunk (chains or events) in the file.
+        offset: u64,
+        /// What was wrong.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -119,6 +127,10 @@ impl fmt::Display for Problem {
             Self::NamesLost { offset, reason } => write!(
                 f,
                 "the task names at byte {offset} cannot be used ({reason}): those tasks read unnamed"
+            ),
+            Self::ChainsLost { offset, reason } => write!(
+                f,
+                "the await chains at byte {offset} cannot be used ({reason}): those afters read without `awaiting`"
             ),
         }
     }
@@ -197,6 +209,12 @@ pub struct Reader<R> {
     pending_names: Option<(Names, u64)>,
     /// The names of the open chunk's inits not read yet, if it has names.
     names: Option<VecDeque<InitNames>>,
+    /// A chains chunk read, waiting for the events chunk it belongs to.
+    pending_chains: Option<(Chains, u64)>,
+    /// The chains of the open chunk's `after`s not read yet, by event index.
+    chains: VecDeque<(u32, Vec<AwaitFrame>)>,
+    /// Events of the open chunk read so far.
+    index: u32,
 }
 
 impl Reader<BufReader<File>> {
@@ -259,6 +277,9 @@ impl<R: Read> Reader<R> {
             at_eof: false,
             pending_names: None,
             names: None,
+            pending_chains: None,
+            chains: VecDeque::new(),
+            index: 0,
         })
     }
 
@@ -304,6 +325,7 @@ impl<R: Read> Reader<R> {
                         self.left -= 1;
                         self.events += 1;
                         self.attach_names(&mut event);
+                        self.attach_chain(&mut event);
                         if self.left == 0 && self.pos != self.chunk.len() {
                             self.undecodable("bytes after its last event");
                         }
@@ -346,6 +368,26 @@ impl<R: Read> Reader<R> {
                 );
             }
         }
+    }
+
+    /// Gives an `after` of a chunk with chains its await chain.
+    fn attach_chain(&mut self, event: &mut HookEvent) {
+        let index = self.index;
+        self.index += 1;
+        if self.chains.front().is_some_and(|(at, _)| *at == index) {
+            let (_, frames) = self.chains.pop_front().unwrap_or_default();
+            match &mut event.kind {
+                HookKind::After { awaiting, .. } => *awaiting = Some(frames),
+                _ => {
+                    self.chains.clear();
+                    self.chains_lost(self.chunk_offset, "a chain for an event not an after");
+                }
+            }
+        }
+    }
+
+    fn chains_lost(&mut self, offset: u64, reason: &'static str) {
+        self.problems.push(Problem::ChainsLost { offset, reason });
     }
 
     fn names_lost(&mut self, offset: u64, reason: &'static str) {
@@ -412,6 +454,15 @@ impl<R: Read> Reader<R> {
                             self.names_lost(at, "the events chunk they name is missing");
                         }
                     }
+                    self.chains.clear();
+                    self.index = 0;
+                    if let Some((chains, at)) = self.pending_chains.take() {
+                        if chains.events_crc == crc {
+                            self.chains = chains.afters.into();
+                        } else {
+                            self.chains_lost(at, "the events chunk they belong to is missing");
+                        }
+                    }
                     self.chunk_offset = offset;
                     self.pos = 0;
                     self.left = count;
@@ -439,6 +490,15 @@ impl<R: Read> Reader<R> {
                     match format::decode_names(&self.chunk, count) {
                         Ok(names) => self.pending_names = Some((names, offset)),
                         Err(Malformed(why)) => self.names_lost(offset, why),
+                    }
+                }
+                Some(ChunkKind::Chains) => {
+                    if let Some((_, at)) = self.pending_chains.take() {
+                        self.chains_lost(at, "the events chunk they belong to is missing");
+                    }
+                    match format::decode_chains(&self.chunk, count) {
+                        Ok(chains) => self.pending_chains = Some((chains, offset)),
+                        Err(Malformed(why)) => self.chains_lost(offset, why),
                     }
                 }
                 // A kind added by a newer minor version: not ours to read.

@@ -50,6 +50,21 @@ fn end_chunk_of_format_1_0_reads_without_emitted_and_1_0_readers_skip_it() {
     assert_eq!(format::decode_end(&with_emitted).unwrap(), end());
 }
 
+/// One level of an await chain, any kind.
+fn await_frame() -> impl Strategy<Value = crate::model::event::AwaitFrame> {
+    use crate::model::event::AwaitFrame;
+    let text = "[a-z:./0-9<>]{0,12}";
+    prop_oneof![
+        (text, text).prop_map(|(function, at)| AwaitFrame::Await { function, at }),
+        (text, "[a-z]{1,9}").prop_map(|(function, state)| AwaitFrame::State {
+            function,
+            state: state.into()
+        }),
+        text.prop_map(|future| AwaitFrame::Future { future }),
+        text.prop_map(|unknown| AwaitFrame::Unknown { unknown }),
+    ]
+}
+
 /// A busy stream: `tasks` tasks, each init / before / after / resolve / destroy.
 fn workload(tasks: u64) -> Vec<HookEvent> {
     let mut events = Vec::new();
@@ -259,7 +274,14 @@ fn any_event() -> impl Strategy<Value = HookEvent> {
             waker_id,
             self_wake
         }),
-        any::<bool>().prop_map(|completed| HookKind::After { completed, awaiting: None }),
+        (
+            any::<bool>(),
+            proptest::option::of(proptest::collection::vec(await_frame(), 0..4))
+        )
+            .prop_map(|(completed, awaiting)| HookKind::After {
+                completed,
+                awaiting
+            }),
         Just(HookKind::Resolve),
         Just(HookKind::Destroy),
     ];

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 
 use super::{
     binary,
-    format::{self, ChunkKind, DeltaState, FORMAT_MAJOR, FORMAT_MINOR, Header, Names},
+    format::{self, Chains, ChunkKind, DeltaState, FORMAT_MAJOR, FORMAT_MINOR, Header, Names},
 };
 use crate::{
     model::event::{HookEvent, HookKind},
@@ -65,6 +65,8 @@ pub struct Recorder<W: Write> {
     names: Names,
     /// Whether any of them is known (else no names chunk is written).
     named: bool,
+    /// The await chains of the open chunk's `after`s that carry one.
+    chains: Chains,
 }
 
 impl<W: Write> Recorder<W> {
@@ -79,6 +81,7 @@ impl<W: Write> Recorder<W> {
             state: DeltaState::default(),
             names: Names::default(),
             named: false,
+            chains: Chains::default(),
         }
     }
 
@@ -101,6 +104,20 @@ impl<W: Write> Recorder<W> {
                     &format::encode_names(&self.names),
                 );
             }
+            // So does a chains chunk, after the names chunk.
+            if !self.chains.afters.is_empty() {
+                self.chains.events_crc = format::frame_crc(
+                    ChunkKind::Events as u8,
+                    self.chunk.len() as u32,
+                    self.count,
+                    &self.chunk,
+                );
+                bytes.extend_from_slice(&format::encode_frame(
+                    ChunkKind::Chains,
+                    self.chains.afters.len() as u32,
+                    &format::encode_chains(&self.chains),
+                ));
+            }
             bytes.extend_from_slice(&events);
             self.out.write_all(&bytes)?;
             self.out.flush()?;
@@ -111,6 +128,7 @@ impl<W: Write> Recorder<W> {
         self.state = DeltaState::default();
         self.names.inits.clear();
         self.named = false;
+        self.chains.afters.clear();
         Ok(())
     }
 }
@@ -139,6 +157,13 @@ impl<W: Write> Sink for Recorder<W> {
 
     fn event(&mut self, event: &HookEvent) -> io::Result<()> {
         format::encode_event(&mut self.chunk, &mut self.state, self.pid, event);
+        if let HookKind::After {
+            awaiting: Some(frames),
+            ..
+        } = &event.kind
+        {
+            self.chains.afters.push((self.count, frames.clone()));
+        }
         self.count += 1;
         if let HookKind::Init { name, location, .. } = &event.kind {
             self.named |= name.is_some() || location.is_some();
