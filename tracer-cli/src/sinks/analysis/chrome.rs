@@ -220,9 +220,19 @@ pub fn write(
                 || format!("task {async_id}"),
                 |alive| alive.poll_name.clone(),
             );
+            let mut args = json!({"async_id": async_id});
+            // A Pending poll's slice says where the task is parked after it.
+            if let HookKind::After {
+                awaiting: Some(frames),
+                ..
+            } = &event.kind
+            {
+                args["parked_at"] = json!(crate::model::event::parked_at(frames));
+                args["awaiting"] = json!(frames);
+            }
             writer.push(json!({"ph": "X", "cat": "poll", "name": name,
                 "ts": writer.us(poll.start_ns), "dur": poll.duration_ns() as f64 / 1e3,
-                "pid": pid, "tid": poll.tid, "args": {"async_id": async_id}}))?;
+                "pid": pid, "tid": poll.tid, "args": args}))?;
         }
     }
     // Tasks alive at the end: their lifetime slices end with the session.
