@@ -269,6 +269,57 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_fixture_poll_sites_compile_to_chain_programs_that_decode_every_await() {
+        let path = fixture();
+        let sites = sites::scan(&path, &Tokio).unwrap();
+        let slots: HashMap<(usize, u64), u64> = sites
+            .sites
+            .iter()
+            .filter(|s| s.probe == Probe::Poll)
+            .enumerate()
+            .map(|(i, s)| ((0, s.address), i as u64 + 1))
+            .collect();
+        let objects = [TargetObject {
+            attach_path: path,
+            sites,
+        }];
+        let (programs, walked) = session_programs(&objects, &slots).unwrap();
+        assert!(walked >= 5, "{walked} sites walked");
+        // Every suspend state of every fixture function is a node state at its
+        // `.await` line, and every edge the BPF side follows leads to a node.
+        let mut lines: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for node in programs.table.nodes.values() {
+            for state in node.states.values() {
+                if let crate::model::awaiting::StateInfo::Suspend { at, .. } = state {
+                    lines.entry(node.function.clone()).or_default().insert(at.clone());
+                }
+            }
+        }
+        for (function, awaits) in source_awaits() {
+            assert_eq!(lines.get(&function), Some(&awaits), "{function}");
+        }
+        for edge in &programs.edges {
+            assert!(edge.next == 0 || (edge.next as usize) < programs.nodes.len());
+        }
+        for (slot, site) in &programs.sites {
+            assert!(programs.table.sites.contains_key(slot));
+            assert_ne!(site.node, 0);
+            assert_eq!(site.stage_size, 4, "{site:?}");
+        }
+        // `boxed` awaits through `Box::pin`: one of its edges hops.
+        let boxed = programs
+            .table
+            .nodes
+            .iter()
+            .find(|(_, n)| n.function == "await_points::boxed")
+            .map(|(id, _)| *id)
+            .unwrap();
+        let node = programs.nodes[boxed as usize];
+        let edges = &programs.edges[node.first_edge as usize..][..node.edges as usize];
+        assert!(edges.iter().any(|e| e.hop == 1 && e.next != 0), "{edges:?}");
+    }
+
     /// Runs `objcopy` with `args`, failing the test unless it succeeds.
     fn objcopy(args: &[&std::ffi::OsStr]) {
         let status = std::process::Command::new("objcopy")
