@@ -73,6 +73,11 @@ pub enum ProbeSet {
     /// Benchmark floor (hidden `--floor`): empty programs on the `raw::poll` sites
     /// only, i.e. what the kernel charges just to trap; no events.
     Floor,
+    /// Benchmark floor on every site (hidden `--floor-every-site`): an empty
+    /// program wherever [`ProbeSet::All`] attaches one (an empty uprobe for an
+    /// entry program, an empty uretprobe for a return program), so it traps
+    /// exactly as often as `tracer trace`; no events.
+    FloorEverySite,
 }
 
 /// Default ring buffer size: 8 MiB holds about 170k events (48 bytes each with
@@ -84,6 +89,12 @@ pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 /// poll site's slot in the session's table of poll-site names, its cookie.
 fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static str, u64)> {
     match (set, probe) {
+        (ProbeSet::FloorEverySite, _) => {
+            return programs_for(probe, poll_slot, ProbeSet::All)
+                .into_iter()
+                .map(|(name, _)| (empty_program(name), 0))
+                .collect();
+        }
         (ProbeSet::Floor, Probe::Poll) => return vec![("floor_enter", 0), ("floor_return", 0)],
         (ProbeSet::Floor, Probe::GoStatus) => return vec![("floor_enter", 0)],
         (ProbeSet::Floor, _)
@@ -122,6 +133,16 @@ fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static st
         Probe::GoStatus => vec![("go_status", 0)],
         Probe::GoPreemptPark => vec![("go_preempt_park", 0)],
         Probe::GoNewProc => vec![("go_newproc", 0)],
+    }
+}
+
+/// The empty program of the floors that stands in for program `name`: an
+/// empty uretprobe for a return program, an empty uprobe for any other.
+fn empty_program(name: &str) -> &'static str {
+    if RETURN_PROGRAMS.contains(&name) {
+        "floor_return"
+    } else {
+        "floor_enter"
     }
 }
 
@@ -531,6 +552,69 @@ mod tests {
         assert_eq!(
             programs(ProbeSet::NoWakes, &[Probe::Poll]),
             ["poll_enter", "poll_return"]
+        );
+    }
+
+    /// Every probe kind a session can attach, Tokio's and Go's.
+    const EVERY_PROBE: [Probe; 14] = [
+        Probe::Poll,
+        Probe::Spawn {
+            kind: crate::runtime::SpawnKindTag::Task,
+            arg: 1,
+        },
+        Probe::SpawnReturn {
+            kind: crate::runtime::SpawnKindTag::Local,
+        },
+        Probe::SpawnEntry,
+        Probe::Complete,
+        Probe::Free { stack_slot: true },
+        Probe::Marker(tracer_common::ResourceKind::Init),
+        Probe::Wake,
+        Probe::Abort,
+        Probe::WorkerRun,
+        Probe::Defer,
+        Probe::GoStatus,
+        Probe::GoPreemptPark,
+        Probe::GoNewProc,
+    ];
+
+    #[test]
+    fn the_floor_traps_the_poll_sites_only() {
+        assert_eq!(
+            programs(ProbeSet::Floor, &[Probe::Poll, Probe::Wake, Probe::Defer]),
+            ["floor_enter", "floor_return"]
+        );
+    }
+
+    #[test]
+    fn the_every_site_floor_puts_an_empty_program_wherever_tracer_trace_puts_one() {
+        for probe in EVERY_PROBE {
+            let traced = programs_for(probe, 7, ProbeSet::All);
+            let floor = programs_for(probe, 7, ProbeSet::FloorEverySite);
+            assert_eq!(floor.len(), traced.len(), "{probe:?}");
+            for ((name, _), (empty, cookie)) in traced.iter().zip(&floor) {
+                let at_return = RETURN_PROGRAMS.contains(name);
+                assert_eq!(
+                    *empty,
+                    if at_return { "floor_return" } else { "floor_enter" },
+                    "{probe:?}: {name}"
+                );
+                assert_eq!(*cookie, 0);
+            }
+        }
+        assert_eq!(
+            programs(
+                ProbeSet::FloorEverySite,
+                &[
+                    Probe::Poll,
+                    Probe::Defer,
+                    Probe::Wake,
+                    Probe::SpawnReturn {
+                        kind: crate::runtime::SpawnKindTag::Task
+                    }
+                ]
+            ),
+            ["floor_enter", "floor_return", "floor_enter", "floor_enter", "floor_return"]
         );
     }
 }

@@ -106,6 +106,10 @@ pub fn model(options: &SessionOptions, default_type: ResourceType, names: NameTa
             eprintln!("tracer: floor mode: empty programs on the poll sites, no events");
             TaskModel::new()
         }
+        ProbeSet::FloorEverySite => {
+            eprintln!("tracer: floor mode: empty programs on every probe site, no events");
+            TaskModel::new()
+        }
     };
     model
         .with_default_type(default_type)
