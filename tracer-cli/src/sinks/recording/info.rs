@@ -8,11 +8,11 @@ use super::{
 };
 use crate::{
     model::event::{HookEvent, HookKind},
-    sinks::output::{SessionEnd, SessionInfo},
+    sinks::{
+        output::{SessionEnd, SessionInfo},
+        summary::{KINDS, kind_index, kinds_list},
+    },
 };
-
-/// Event names in the order `info` lists them.
-const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
 
 /// Prints the header, events by kind, tasks, how many are named and located, time span, losses and bytes per
 /// event of the recording at `path`.
@@ -66,16 +66,7 @@ struct Tally {
 impl Tally {
     /// Counts one event.
     fn add(&mut self, event: &HookEvent) {
-        // Indexes follow `KINDS`; a new kind must be added to both.
-        let index = match event.kind {
-            HookKind::Init { .. } => 0,
-            HookKind::Before { .. } => 1,
-            HookKind::After { .. } => 2,
-            HookKind::Resolve => 3,
-            HookKind::Destroy => 4,
-            HookKind::Wake { .. } => 5,
-        };
-        self.by_kind[index] += 1;
+        self.by_kind[kind_index(&event.kind)] += 1;
         if let HookKind::Init {
             existing: was_there,
             name,
@@ -97,13 +88,7 @@ impl Tally {
 
     /// The `events`, `tasks`, `names` and `time span` lines.
     fn write_counts(&self, text: &mut String, session: &SessionInfo, events: u64) {
-        let kinds = KINDS
-            .iter()
-            .zip(self.by_kind)
-            .map(|(name, count)| format!("{name} {count}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = writeln!(text, "events:      {events} ({kinds})");
+        let _ = writeln!(text, "events:      {events} ({})", kinds_list(self.by_kind));
         let _ = writeln!(
             text,
             "tasks:       {} ({} already running at attach)",
