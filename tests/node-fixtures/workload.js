@@ -11,10 +11,9 @@
 //
 // It writes nothing to stdout or stderr: Node creates process.stdout/stderr
 // lazily (a PIPEWRAP or TTYWRAP each), so any output would change the set of
-// resources depending on where it goes. The server's port is written to
-// NODE_PORT_FILE when set, and `ready` once it listens, for `trace -p` tests
-// which attach to the running process: then the workload waits for SIGUSR2
-// (NODE_WAIT_SIGNAL=1) before it starts.
+// resources depending on where it goes. With NODE_WAIT_SIGNAL=1 (for `trace
+// -p` tests, which attach to the running process) it writes `ready PID` to
+// NODE_PORT_FILE and waits for SIGUSR2 before it starts.
 'use strict';
 const fs = require('fs');
 const net = require('net');
@@ -106,12 +105,13 @@ function run(round) {
 }
 
 if (process.env.NODE_WAIT_SIGNAL) {
-  if (process.env.NODE_PORT_FILE) fs.writeFileSync(process.env.NODE_PORT_FILE, `ready ${process.pid}\n`);
-  process.once('SIGUSR2', () => run(0));
-  setInterval(() => {}, 1000).unref();
   // Keep the loop alive until the signal comes.
   const keep = setInterval(() => {}, 1000);
-  process.once('SIGUSR2', () => clearInterval(keep));
+  process.once('SIGUSR2', () => {
+    clearInterval(keep);
+    run(0);
+  });
+  fs.writeFileSync(process.env.NODE_PORT_FILE, `ready ${process.pid}\n`);
 } else {
   run(0);
 }

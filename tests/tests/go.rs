@@ -46,7 +46,9 @@ fn trace(version: &str, variant: &str, fixture: &str) -> (BTreeMap<u64, Traced>,
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "tracer failed: {stderr}");
     assert!(
-        stderr.contains(&format!("(go, pid")) && stderr.contains("dropped 0"),
+        stderr.contains(&format!("(go go{version}"))
+            && stderr.contains(", pid")
+            && stderr.contains("dropped 0"),
         "{stderr}"
     );
     let traced = goroutines(&String::from_utf8_lossy(&output.stdout));

@@ -175,8 +175,12 @@ pub async fn trace(
     };
     let start_ns = info.start_ns;
     sink.begin(&info)?;
+    let label = match &runtime_version {
+        Some(version) => format!("{runtime} {version}"),
+        None => runtime.to_owned(),
+    };
     eprintln!(
-        "tracer: tracing {} ({runtime}, pid {pid}): {} probe sites attached in {:.3} s ({}); Ctrl-C to stop",
+        "tracer: tracing {} ({label}, pid {pid}): {} probe sites attached in {:.3} s ({}); Ctrl-C to stop",
         target.exe.display(),
         attach.total(),
         attach.seconds,
