@@ -3,7 +3,8 @@
 //! and promises, dns.lookup, zlib, a child process, timers) writes every
 //! async_hooks event of its process while the tracer traces it; every native
 //! resource must match by id: type, trigger, befores, afters, destroy. And with
-//! async_hooks off (as users run), the same resources per type.
+//! async_hooks off (as users run), the same resources per type. Node 20 is
+//! `/usr/bin/node` (static); Node 18 Debian's, with its shared `libnode`.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -18,11 +19,14 @@ use tracer_tests::{
         Lives, WORKLOAD_TYPES, compare, describe, native, parse_traced, parse_truth, per_type,
         workload,
     },
-    require_root, temp_path, tracer_bin,
+    require_root, temp_path, tracer_bin, workspace_root,
 };
 
 /// Node 20: NodeSource's static build on these machines.
 const NODE_20: &str = "/usr/bin/node";
+/// Node 18: Debian's (a shared `libnode.so.108`), unpacked here by `cargo
+/// xtask setup`.
+const NODE_18: &str = "target/node18";
 
 /// Runs the workload with `node` under `tracer run --json`, async_hooks on
 /// when `truth`; returns the tracer's resources, and async_hooks' if on.
@@ -85,15 +89,43 @@ fn node20_with_hooks_off_reports_the_same_resources_as_with_hooks_on() {
     assert_eq!(native(&per_type(&off)), native(&per_type(&on)), "{stderr}");
 }
 
-/// Starts the workload waiting for SIGUSR2, attaches `tracer trace -p`, lets
-/// the workload go once attached, and compares what was created after.
 #[test]
 fn node20_trace_p_reports_the_native_resources_created_after_attach() {
+    let mut node = Command::new(NODE_20);
+    node.arg(workload());
+    attach_and_compare(node);
+}
+
+#[test]
+fn node18_trace_p_reports_the_native_resources_of_its_shared_libnode() {
+    let root = workspace_root().join(NODE_18);
+    let node = root.join("usr/bin/node");
+    assert!(
+        node.is_file(),
+        "{} is missing: run `cargo xtask setup` (it unpacks Debian's Node 18 there)",
+        node.display()
+    );
+    // Debian's libnode reads builtins from /usr/share/nodejs: the unpacked
+    // usr/share goes over /usr/share, in a mount namespace of its own. The
+    // process keeps its pid through unshare's and sh's execs.
+    let script = format!(
+        "mount --bind {root}/usr/share /usr/share && LD_LIBRARY_PATH={root}/usr/lib/x86_64-linux-gnu exec {node} \"$0\"",
+        root = root.display(),
+        node = node.display()
+    );
+    let mut command = Command::new("unshare");
+    command.args(["-m", "sh", "-c", &script]).arg(workload());
+    attach_and_compare(command);
+}
+
+/// Starts the workload (`node`, its script given) waiting for SIGUSR2,
+/// attaches `tracer trace -p`, lets the workload go once attached, and
+/// compares what was created after.
+fn attach_and_compare(mut node: Command) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let truth_file = temp_path("node-attach-truth");
     let ready_file = temp_path("node-attach-ready");
-    let mut node = Command::new(NODE_20)
-        .arg(workload())
+    let mut node = node
         .env("NODE_TRUTH", &truth_file)
         .env("NODE_WAIT_SIGNAL", "1")
         .env("NODE_PORT_FILE", &ready_file)
@@ -137,6 +169,7 @@ fn node20_trace_p_reports_the_native_resources_created_after_attach() {
     let output = tracer.wait_with_output().expect("tracer exits");
     let stderr = reader.join().expect("stderr reader");
     assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("dropped 0"), "{stderr}");
     let traced = parse_traced(&String::from_utf8_lossy(&output.stdout)).expect("tracer JSON");
     let truth = parse_truth(&std::fs::read_to_string(&truth_file).expect("truth")).expect("truth");
     let _ = std::fs::remove_file(&truth_file);

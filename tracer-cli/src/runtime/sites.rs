@@ -184,7 +184,8 @@ pub fn detect(
         bail!(
             "{} is stripped: tracer finds the runtime's functions ({names}) by name in the symbol table, and this binary has none.\n\
              Keep symbols and rebuild. Rust: in Cargo.toml set\n    [profile.release]\n    strip = false\n    debug = \"line-tables-only\"\n\
-             Go: build without `-ldflags=-s` (`-w` alone, which drops DWARF, is fine)",
+             Go: build without `-ldflags=-s` (`-w` alone, which drops DWARF, is fine)\n\
+             Node.js: use a build that keeps its symbol table (NodeSource's and Debian's do)",
             target.exe.display(),
         );
     }

@@ -148,22 +148,11 @@ impl NodeBinary {
                 path.display()
             )
         })?;
-        let major: u32 = version
-            .split('.')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0);
-        if !SUPPORTED.iter().any(|(supported, _)| *supported == major) {
-            bail!(
-                "unsupported Node.js version {version} in {}: tracer supports Node {}",
-                path.display(),
-                supported_list()
-            );
-        }
+        check_version(&version).with_context(|| format!("in {}", path.display()))?;
         let image = Image::new(&file);
         let refuse = |what: &str| {
             anyhow::anyhow!(
-                "unsupported Node.js {version} build in {}: {what}; tracer reads the layout of Node's objects from this code and refuses rather than read the wrong fields (checked on Node {})",
+                "unsupported Node.js {version} build in {}: {what}; tracer reads the layout of Node's objects from this code and refuses rather than read the wrong fields (tracer supports Node {})",
                 path.display(),
                 supported_list()
             )
@@ -185,6 +174,23 @@ impl NodeBinary {
             providers,
         })
     }
+}
+
+/// Refuses a Node major tracer was not checked on: its objects may be laid
+/// out differently in ways the code patterns would not show.
+fn check_version(version: &str) -> anyhow::Result<()> {
+    let major: u32 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if !SUPPORTED.iter().any(|(supported, _)| *supported == major) {
+        bail!(
+            "unsupported Node.js version {version}: tracer supports Node {}",
+            supported_list()
+        );
+    }
+    Ok(())
 }
 
 /// "18 (checked on 18.20.4) and 20 (…)".
@@ -222,7 +228,7 @@ fn check_wrap_scope(
         return Ok(());
     };
     let reads = code::wrap_reads(bytes, ip);
-    if reads.contains(&wrap.async_id) && reads.contains(&wrap.trigger_id) {
+    if code::covers(&reads, wrap.async_id) && code::covers(&reads, wrap.trigger_id) {
         Ok(())
     } else {
         Err(format!(
@@ -257,5 +263,54 @@ struct NoLocation;
 impl LocationSource for NoLocation {
     fn location(&mut self, _pointer: u64) -> Result<String, &'static str> {
         Err(NO_LOCATION)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_chosen_by_mangled_name_overload_and_variant() {
+        let probe = |name: &str| Node.probe_for(name, name);
+        assert_eq!(probe(ASYNC_RESET), Some(Probe::NodeAsyncReset));
+        // The JS binding `AsyncReset(const FunctionCallbackInfo&)` is another overload.
+        assert_eq!(
+            probe("_ZN4node9AsyncWrap10AsyncResetERKN2v820FunctionCallbackInfoINS1_5ValueEEE"),
+            None
+        );
+        assert_eq!(
+            probe("_ZN4node21InternalCallbackScopeC2EPNS_9AsyncWrapEi"),
+            Some(Probe::NodeScope { wrap: true })
+        );
+        assert_eq!(probe(SCOPE_CLOSE), Some(Probe::NodeScopeClose));
+        assert_eq!(probe("_ZN4node9AsyncWrapD0Ev"), Some(Probe::NodeDestroy));
+        // Destructors of the scope itself are no resource's destroy.
+        assert_eq!(probe("_ZN4node21InternalCallbackScopeD1Ev"), None);
+    }
+
+    #[test]
+    fn a_node_major_not_checked_is_refused_naming_the_supported_ones() {
+        assert!(check_version("20.20.2").is_ok());
+        assert!(check_version("18.20.4").is_ok());
+        let error = check_version("22.1.0").unwrap_err().to_string();
+        assert!(error.contains("22.1.0"), "{error}");
+        assert!(error.contains("18 (checked on 18.20.4) and 20"), "{error}");
+    }
+
+    #[test]
+    fn a_provider_is_named_as_async_hooks_names_it() {
+        let mut providers = Providers(vec!["NONE".into(), "DIRHANDLE".into()]);
+        assert_eq!(
+            providers.name(provider_address(1)),
+            SiteName::Named {
+                name: "DIRHANDLE".into(),
+                resource_type: Some(ResourceType::named("node.DIRHANDLE")),
+            }
+        );
+        assert_eq!(
+            providers.name(provider_address(7)),
+            SiteName::Unnamed(UNKNOWN_PROVIDER)
+        );
     }
 }

@@ -115,23 +115,34 @@ pub fn wrap_fields(code: &[u8], ip: u64) -> Result<WrapFields, &'static str> {
     }
 }
 
-/// The 8-byte fields the `InternalCallbackScope(AsyncWrap*, int)` constructor
-/// loads from its wrap (`rsi`) before its first call, in order.
-pub fn wrap_reads(code: &[u8], ip: u64) -> Vec<u64> {
+/// The bytes the `InternalCallbackScope(AsyncWrap*, int)` constructor loads
+/// from its wrap (`rsi`) before its first call: (offset, size) of each 8- or
+/// 16-byte load (Node 18 loads both ids at once).
+pub fn wrap_reads(code: &[u8], ip: u64) -> Vec<(u64, u64)> {
     let mut reads = Vec::new();
     with_copies(
         &until_call(code, ip),
         Register::RSI,
         |instruction, based| {
-            let loads = based
-                && instruction.op0_kind() == OpKind::Register
-                && is_eight_bytes(instruction.memory_size());
-            if loads && !reads.contains(&instruction.memory_displacement64()) {
-                reads.push(instruction.memory_displacement64());
+            if !based || instruction.op0_kind() != OpKind::Register {
+                return;
             }
+            let size = match instruction.memory_size() {
+                size if is_eight_bytes(size) => 8,
+                MemorySize::Packed128_Float64 | MemorySize::UInt128 => 16,
+                _ => return,
+            };
+            reads.push((instruction.memory_displacement64(), size));
         },
     );
     reads
+}
+
+/// Whether `reads` ([`wrap_reads`]) cover the 8 bytes at `offset`.
+pub fn covers(reads: &[(u64, u64)], offset: u64) -> bool {
+    reads
+        .iter()
+        .any(|(start, size)| offset >= *start && offset + 8 <= start + size)
 }
 
 /// The offset of `InternalCallbackScope::closed_`, from the first instruction

@@ -102,8 +102,12 @@ impl NodeEvents {
             }
             NodeKind::ScopeEnter if id == ROOT_ASYNC_ID => {}
             NodeKind::ScopeEnter => {
-                if self.scopes.insert((raw.pid_tgid, raw.object), id).is_some() {
-                    self.counts.lost_closes += 1;
+                match self.scopes.insert((raw.pid_tgid, raw.object), id) {
+                    // A constructor delegating to the other (Node 18's
+                    // `InternalCallbackScope(AsyncWrap*, int)`): one scope.
+                    Some(open) if open == id => return,
+                    Some(_) => self.counts.lost_closes += 1,
+                    None => {}
                 }
                 out(ModelRecord::Plain(model_event(
                     raw,
@@ -243,6 +247,18 @@ mod tests {
         ]);
         let (start, end) = (RawKind::PollStart as u32, RawKind::PollEnd as u32);
         assert_eq!(kinds(&out), [(start, 5), (start, 6), (end, 6), (end, 5)]);
+    }
+
+    #[test]
+    fn a_constructor_delegating_to_the_other_enters_one_scope() {
+        let (out, counts) = map(&[
+            raw(NodeKind::ScopeEnter, 0x100, 5.0),
+            raw(NodeKind::ScopeEnter, 0x100, 5.0),
+            raw(NodeKind::ScopeClose, 0x100, 0.0),
+        ]);
+        let (start, end) = (RawKind::PollStart as u32, RawKind::PollEnd as u32);
+        assert_eq!(kinds(&out), [(start, 5), (end, 5)]);
+        assert_eq!(counts, Counts::default());
     }
 
     #[test]
