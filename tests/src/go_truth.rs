@@ -231,7 +231,7 @@ pub fn go_fixture_bin(version: &str, variant: &str, name: &str) -> Result<PathBu
 }
 
 /// Runs `bin` with `args`, its trace going to `trace`; fails unless it exits 0
-/// having printed `done`.
+/// having printed `done` (on stderr).
 pub fn run_fixture(bin: &Path, args: &[&str], trace: &Path) -> Result<(), String> {
     let output = Command::new(bin)
         .args(args)
@@ -240,12 +240,13 @@ pub fn run_fixture(bin: &Path, args: &[&str], trace: &Path) -> Result<(), String
         .output()
         .map_err(|e| format!("could not start {}: {e}", bin.display()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() || stdout.trim() != "done" {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() || stderr.lines().last() != Some("done") {
         return Err(format!(
             "{} failed ({}): stdout {stdout:?}, stderr {:?}",
             bin.display(),
             output.status,
-            String::from_utf8_lossy(&output.stderr)
+            stderr
         ));
     }
     Ok(())

@@ -882,6 +882,9 @@ pub enum Profile {
     ReleaseLto,
     /// `tests/fixtures/target/release-thin-lto`: release with `lto = "thin"`.
     ReleaseThinLto,
+    /// `tests/fixtures/target/release-await`: release with full type DWARF for
+    /// the fixture crate only (`await_points`).
+    ReleaseAwait,
 }
 
 impl Profile {
@@ -893,6 +896,7 @@ impl Profile {
             Profile::Stripped => "stripped",
             Profile::ReleaseLto => "release-lto",
             Profile::ReleaseThinLto => "release-thin-lto",
+            Profile::ReleaseAwait => "release-await",
         }
     }
 }

@@ -74,14 +74,17 @@ pub struct RawGoEvent {
     /// Creation: the creating goroutine's id (`g.parentGoid`; 0 when the layout
     /// has none: a [`GoKind::NewProc`] said it). `_Gwaiting` to `_Grunnable`: the
     /// goroutine running on this thread (`m.curg`), 0 when none (the scheduler,
-    /// the netpoller). [`GoKind::NewProc`]: the creating goroutine's id.
+    /// the netpoller). `_Grunning` to `_Gsyscall` and back: the thread's P
+    /// (`m.p`). [`GoKind::NewProc`]: the creating goroutine's id.
     pub other: u64,
     /// A [`GoKind`].
     pub kind: u32,
     /// `from << 8 | to`, two [`status`] values.
     pub transition: u32,
-    /// `g.waitreason` when the goroutine goes to `_Gwaiting`, else 0: tells the
-    /// runtime's own short waits (GC, stop-the-world) from real blocking.
+    /// `g.waitreason` when the goroutine goes to `_Gwaiting`: tells the
+    /// runtime's own short waits (GC, stop-the-world) from real blocking. At
+    /// `_Gsyscall` to `_Grunning`: `p.syscalltick - m.syscalltick`, which is 1
+    /// unless the P was taken during the syscall. Else 0.
     pub wait_reason: u32,
     /// Zero.
     pub reserved: u32,
@@ -111,4 +114,10 @@ pub mod layout {
     pub const M_CURG: &str = "GO_M_CURG";
     /// Global: offset of `funcval.fn` (0 in every Go so far).
     pub const FUNCVAL_FN: &str = "GO_FUNCVAL_FN";
+    /// Global: offset of `m.p`.
+    pub const M_P: &str = "GO_M_P";
+    /// Global: offset of `m.syscalltick` (a u32).
+    pub const M_SYSCALLTICK: &str = "GO_M_SYSCALLTICK";
+    /// Global: offset of `p.syscalltick` (a u32).
+    pub const P_SYSCALLTICK: &str = "GO_P_SYSCALLTICK";
 }

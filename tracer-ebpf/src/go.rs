@@ -46,6 +46,16 @@ static GO_M_CURG: Global<u64> = Global::new(192);
 #[unsafe(no_mangle)]
 static GO_FUNCVAL_FN: Global<u64> = Global::new(0);
 
+/// Offset of `m.p`.
+#[unsafe(no_mangle)]
+static GO_M_P: Global<u64> = Global::new(208);
+/// Offset of `m.syscalltick` (a u32).
+#[unsafe(no_mangle)]
+static GO_M_SYSCALLTICK: Global<u64> = Global::new(0);
+/// Offset of `p.syscalltick` (a u32).
+#[unsafe(no_mangle)]
+static GO_P_SYSCALLTICK: Global<u64> = Global::new(0);
+
 /// `runtime.casgstatus(gp, old, new)` entry.
 #[uprobe]
 pub fn go_status(ctx: ProbeContext) -> u32 {
@@ -120,22 +130,21 @@ fn report(kind: GoKind, gp: u64, from: u32, to: u32, current_g: u64) -> Result<(
     }
     let goid = read_u64(gp + GO_G_GOID.load()).inspect_err(|counter| bump(*counter))?;
     let start_pc = read_u64(gp + GO_G_STARTPC.load()).unwrap_or(0);
-    let other = if from == status::DEAD {
-        match GO_G_PARENT_GOID.load() {
-            0 => 0,
-            offset => read_u64(gp + offset).unwrap_or(0),
+    let (other, wait_reason) = match (from, to) {
+        (status::DEAD, _) => match GO_G_PARENT_GOID.load() {
+            0 => (0, 0),
+            offset => (read_u64(gp + offset).unwrap_or(0), 0),
+        },
+        (status::WAITING, status::RUNNABLE) => (running_goid(current_g), 0),
+        (_, status::WAITING) => {
+            // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+            let reason = unsafe { bpf_probe_read_user((gp + GO_G_WAITREASON.load()) as *const u8) };
+            (0, reason.unwrap_or(0) as u32)
         }
-    } else if from == status::WAITING && to == status::RUNNABLE {
-        running_goid(current_g)
-    } else {
-        0
-    };
-    let wait_reason = if to == status::WAITING {
-        // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
-        unsafe { bpf_probe_read_user((gp + GO_G_WAITREASON.load()) as *const u8) }.unwrap_or(0)
-            as u32
-    } else {
-        0
+        (status::RUNNING, status::SYSCALL) | (status::SYSCALL, status::RUNNING) => {
+            syscall_p(gp, from == status::SYSCALL)
+        }
+        _ => (0, 0),
     };
     emit(RawGoEvent {
         // SAFETY: helper without preconditions.
@@ -166,6 +175,33 @@ fn running_goid(current_g: u64) -> u64 {
     match read_u64(m + GO_M_CURG.load()) {
         Ok(curg) => goid_of(curg),
         Err(_) => 0,
+    }
+}
+
+/// The P of `gp`'s thread (`gp.m.p`), and on the way out of a syscall
+/// (`leaving`) `p.syscalltick - m.syscalltick`: 1 unless the P was taken
+/// meanwhile (the runtime bumps the P's tick just before this transition).
+#[inline(always)]
+fn syscall_p(gp: u64, leaving: bool) -> (u64, u32) {
+    let Ok(m) = read_u64(gp + GO_G_M.load()) else {
+        return (0, 0);
+    };
+    let Ok(p) = read_u64(m + GO_M_P.load()) else {
+        return (0, 0);
+    };
+    if !leaving || p == 0 {
+        return (p, 0);
+    }
+    // SAFETY: bpf_probe_read_user checks the addresses; a fault is an error.
+    let ticks = unsafe {
+        (
+            bpf_probe_read_user((p + GO_P_SYSCALLTICK.load()) as *const u32),
+            bpf_probe_read_user((m + GO_M_SYSCALLTICK.load()) as *const u32),
+        )
+    };
+    match ticks {
+        (Ok(p_tick), Ok(m_tick)) => (p, p_tick.wrapping_sub(m_tick)),
+        _ => (p, 0),
     }
 }
 

@@ -5,8 +5,9 @@
 //! Offline and as root: the module needs nothing from the proxy (`GOPROXY=off`,
 //! `GOFLAGS=-mod=mod`), each Go uses its own toolchain (`GOTOOLCHAIN=local`), and
 //! the build cache and GOPATH live under `target/go-fixtures`, not in root's home.
-//! `CGO_ENABLED=0`: the fixtures are pure Go (the `net` package would otherwise link
-//! libc through cgo for its resolver), so every binary is a plain Go binary.
+//! `CGO_ENABLED=0` but for the `cgo` variant: the fixtures are pure Go (the `net`
+//! package would otherwise link libc through cgo for its resolver); the `cgo`
+//! variant is that mixed, dynamically linked build, on purpose.
 
 use std::{
     fs,
@@ -27,14 +28,15 @@ pub const GO_FIXTURES_DIR: &str = "tests/go-fixtures";
 /// Where the builds go, relative to the workspace root.
 pub const GO_FIXTURES_TARGET: &str = "target/go-fixtures";
 
-/// Each build variant: its directory name and the `go build` flags that make it.
-/// `default` is Go's default (not PIE on amd64), `nodwarf` has symbols but no DWARF,
-/// `stripped` neither.
-pub const VARIANTS: [(&str, &[&str]); 4] = [
-    ("default", &[]),
-    ("pie", &["-buildmode=pie"]),
-    ("nodwarf", &["-ldflags=-w"]),
-    ("stripped", &["-ldflags=-s -w"]),
+/// Each build variant: its directory name, the `go build` flags that make it, and
+/// whether cgo is on. `default` is Go's default (not PIE on amd64), `nodwarf` has
+/// symbols but no DWARF, `stripped` neither, `cgo` links libc (a mixed process).
+pub const VARIANTS: [(&str, &[&str], bool); 5] = [
+    ("default", &[], false),
+    ("pie", &["-buildmode=pie"], false),
+    ("nodwarf", &["-ldflags=-w"], false),
+    ("stripped", &["-ldflags=-s -w"], false),
+    ("cgo", &[], true),
 ];
 
 /// The directory of one version's variant, e.g. `target/go-fixtures/go1.23/pie`.
@@ -45,14 +47,14 @@ pub fn out_dir(root: &Path, version: &str, variant: &str) -> PathBuf {
 }
 
 /// `go build FLAGS -o OUT/ ./cmd/...` with Go `version`, inside the module.
-fn go_build(root: &Path, version: &str, flags: &[&str], out: &Path) -> Command {
+fn go_build(root: &Path, version: &str, (flags, cgo): (&[&str], bool), out: &Path) -> Command {
     let state = root.join(GO_FIXTURES_TARGET);
     let mut cmd = Command::new(go_binary(version));
     cmd.current_dir(root.join(GO_FIXTURES_DIR))
         .env("GOFLAGS", "-mod=mod")
         .env("GOPROXY", "off")
         .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0")
+        .env("CGO_ENABLED", if cgo { "1" } else { "0" })
         .env("GOCACHE", state.join("cache").join(format!("go{version}")))
         .env("GOPATH", state.join("gopath"))
         .env_remove("GOROOT")
@@ -85,10 +87,10 @@ pub fn build(root: &Path) -> Result<()> {
         );
     }
     for version in GO_VERSIONS {
-        for (variant, flags) in VARIANTS {
+        for (variant, flags, cgo) in VARIANTS {
             let out = out_dir(root, version, variant);
             fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            run(&mut go_build(root, version, flags, &out))?;
+            run(&mut go_build(root, version, (flags, cgo), &out))?;
         }
     }
     Ok(())
@@ -109,10 +111,11 @@ mod tests {
         let line = shell_line(&go_build(
             root,
             "1.23",
-            VARIANTS[3].1,
+            (VARIANTS[3].1, VARIANTS[3].2),
             &out_dir(root, "1.23", "stripped"),
         ));
         assert!(line.contains("GOPROXY=off"), "{line}");
+        assert!(line.contains("CGO_ENABLED=0"), "{line}");
         assert!(
             line.contains("GOCACHE=/w/target/go-fixtures/cache/go1.23"),
             "{line}"

@@ -5,6 +5,7 @@
 //! figures are medians over the rounds. Prints a markdown table on stdout and
 //! writes everything, samples included, to `bench/results/latest.json`.
 
+mod go;
 mod load;
 mod report;
 mod run;
@@ -90,6 +91,7 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
     let http = http_rounds(&bins, &configs, plan)?;
     let drops = drops(&bins, plan)?;
     let attach = attach_times(&bins)?;
+    let go = go::rounds(root, &bins, plan)?;
 
     let results = json!({
         "quick": plan.quick,
@@ -105,6 +107,7 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
         "http": http,
         "drops": drops,
         "attach": attach,
+        "go": go,
         "bench_seconds": started.elapsed().as_secs_f64(),
     });
     let results = report::with_figures(results, &configs);
@@ -113,6 +116,7 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
     std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
     print!("{}", report::markdown(&results, &configs));
+    print!("{}", go::markdown(&results["go"]));
     eprintln!(
         "bench: done in {:.0} s; results in {}",
         started.elapsed().as_secs_f64(),

@@ -13,7 +13,12 @@ import (
 	"tracer.test/gofixtures/internal/fixture"
 )
 
+// handlers counts the connection goroutines, so the trace stops only after
+// every goroutine it saw created has ended.
+var handlers sync.WaitGroup
+
 func handle(conn net.Conn) {
+	defer handlers.Done()
 	defer conn.Close()
 	r := bufio.NewReader(conn)
 	for {
@@ -27,12 +32,14 @@ func handle(conn net.Conn) {
 	}
 }
 
-func serve(ln net.Listener) {
+func serve(ln net.Listener, served chan<- struct{}) {
+	defer close(served)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			return
 		}
+		handlers.Add(1)
 		go handle(conn)
 	}
 }
@@ -62,7 +69,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "listen:", err)
 		os.Exit(1)
 	}
-	go serve(ln)
+	served := make(chan struct{})
+	go serve(ln, served)
 	var wg sync.WaitGroup
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
@@ -70,5 +78,7 @@ func main() {
 	}
 	wg.Wait()
 	ln.Close()
+	<-served
+	handlers.Wait()
 	fixture.Done()
 }

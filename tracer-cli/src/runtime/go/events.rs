@@ -9,6 +9,7 @@
 //! | `_Grunning -> _Gwaiting` (a block), `preemptPark` | `after` |
 //! | `_Gwaiting -> _Grunnable` | `wake`, waker = the goroutine running on that thread (0: the scheduler, the netpoller) |
 //! | `_Grunning -> _Gdead` | `resolve`, `after`, `destroy` |
+//! | `_Gsyscall -> _Grunning` after the thread's P was taken (it comes back on another P, or on its own given back) | `after`, queued, `before`: the run ended in the syscall, as Go's tracer says |
 //!
 //! A `_Grunning -> _Gwaiting` that comes back `_Gwaiting -> _Grunning` on the
 //! same thread is the runtime working on the goroutine's behalf (GC assists,
@@ -60,6 +61,8 @@ pub struct GoEvents {
     round_trips: HashMap<Key, ()>,
     /// `after`s held until it is known whether their wait is a round trip.
     held: HashMap<Key, RawEvent>,
+    /// Goroutines in a syscall, with the P their thread held when it began.
+    in_syscall: HashMap<Key, u64>,
     counts: Counts,
 }
 
@@ -163,6 +166,7 @@ impl GoEvents {
         match (from, to) {
             (status::RUNNABLE, status::RUNNING) => out(named(RawKind::PollStart, 0)),
             (status::RUNNING | status::SYSCALL, status::RUNNABLE) => {
+                self.in_syscall.remove(&key);
                 out(plain(RawKind::PollEnd));
                 // Runnable again without a wake: queued from now.
                 out(plain(RawKind::Abort));
@@ -182,7 +186,19 @@ impl GoEvents {
                 out(plain(RawKind::PollEnd));
                 out(plain(RawKind::Free));
             }
-            (status::RUNNING, status::SYSCALL) | (status::SYSCALL, status::RUNNING) => {}
+            (status::RUNNING, status::SYSCALL) => {
+                self.in_syscall.insert(key, raw.other);
+            }
+            (status::SYSCALL, status::RUNNING) => {
+                let before = self.in_syscall.remove(&key);
+                // The tick moves by one when the P stayed the thread's.
+                let lost = before.is_some_and(|p| p != raw.other) || raw.wait_reason != 1;
+                if lost {
+                    out(plain(RawKind::PollEnd));
+                    out(plain(RawKind::Abort));
+                    out(named(RawKind::PollStart, 0));
+                }
+            }
             _ => self.counts.unexpected += 1,
         }
     }
@@ -273,5 +289,124 @@ impl RecordMapper for GoEvents {
             ));
         }
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PID_TGID: u64 = (7 << 32) | 70;
+
+    fn status(gp: u64, goid: u64, from: u32, to: u32) -> RawGoEvent {
+        RawGoEvent {
+            ts_ns: 1_000,
+            pid_tgid: PID_TGID,
+            gp,
+            goid,
+            start_pc: 0x4000,
+            other: 0,
+            kind: GoKind::Status as u32,
+            transition: (from << 8) | to,
+            wait_reason: 0,
+            reserved: 0,
+        }
+    }
+
+    /// (kind, task id, trigger) of every model record `events` map to.
+    fn mapped(mapping: &mut GoEvents, events: &[RawGoEvent]) -> Vec<(RawKind, u64, u64)> {
+        let mut out = Vec::new();
+        for event in events {
+            mapping.apply(event, &mut |record| {
+                let raw = match record {
+                    ModelRecord::Plain(raw) => raw,
+                    ModelRecord::Named(named) => named.event,
+                };
+                out.push((
+                    RawKind::try_from(raw.kind).unwrap(),
+                    raw.task_id,
+                    raw.trigger_id,
+                ));
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn a_creation_is_announced_with_its_id_at_the_first_run() {
+        let mut create = status(0xa0, 0, status::DEAD, status::RUNNABLE);
+        create.other = 1;
+        let events = [create, status(0xa0, 5, status::RUNNABLE, status::RUNNING)];
+        assert_eq!(
+            mapped(&mut GoEvents::new(0, true), &events),
+            [(RawKind::Spawn, 5, 1), (RawKind::PollStart, 5, 0)]
+        );
+    }
+
+    #[test]
+    fn a_wake_names_the_running_goroutine_as_waker() {
+        let mut wake = status(0xa0, 5, status::WAITING, status::RUNNABLE);
+        wake.other = 9;
+        assert_eq!(
+            mapped(&mut GoEvents::new(0, true), &[wake]),
+            [(RawKind::Wake, 5, 9)]
+        );
+    }
+
+    #[test]
+    fn a_gc_wait_known_by_its_reason_is_no_block() {
+        let mut wait = status(0xa0, 5, status::RUNNING, status::WAITING);
+        wait.wait_reason = 7;
+        let back = status(0xa0, 5, status::WAITING, status::RUNNING);
+        let mut mapping = GoEvents::new(1 << 7, true);
+        assert_eq!(mapped(&mut mapping, &[wait, back]), []);
+        assert_eq!(mapping.counts.round_trips, 1);
+    }
+
+    #[test]
+    fn without_reasons_a_wait_is_held_until_it_proves_a_block() {
+        let wait = status(0xa0, 5, status::RUNNING, status::WAITING);
+        let back = status(0xa0, 5, status::WAITING, status::RUNNING);
+        let wake = status(0xa0, 5, status::WAITING, status::RUNNABLE);
+        assert_eq!(mapped(&mut GoEvents::new(0, false), &[wait, back]), []);
+        assert_eq!(
+            mapped(&mut GoEvents::new(0, false), &[wait, wake]),
+            [(RawKind::PollEnd, 5, 0), (RawKind::Wake, 5, 0)]
+        );
+    }
+
+    #[test]
+    fn a_syscall_that_lost_its_p_ends_the_run_and_starts_another() {
+        let mut enter = status(0xa0, 5, status::RUNNING, status::SYSCALL);
+        enter.other = 0x100;
+        let mut kept = status(0xa0, 5, status::SYSCALL, status::RUNNING);
+        kept.other = 0x100;
+        kept.wait_reason = 1;
+        let mut moved = kept;
+        moved.other = 0x200;
+        assert_eq!(mapped(&mut GoEvents::new(0, true), &[enter, kept]), []);
+        assert_eq!(
+            mapped(&mut GoEvents::new(0, true), &[enter, moved]),
+            [
+                (RawKind::PollEnd, 5, 0),
+                (RawKind::Abort, 5, 0),
+                (RawKind::PollStart, 5, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_end_is_resolve_after_and_destroy() {
+        assert_eq!(
+            mapped(
+                &mut GoEvents::new(0, true),
+                &[status(0xa0, 5, status::RUNNING, status::DEAD)]
+            ),
+            [
+                (RawKind::Complete, 5, 0),
+                (RawKind::PollEnd, 5, 0),
+                (RawKind::Free, 5, 0)
+            ]
+        );
     }
 }

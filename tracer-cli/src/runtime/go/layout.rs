@@ -40,6 +40,14 @@ pub struct GoLayout {
     pub m_curg: u64,
     /// `funcval.fn`: the code pointer of the closure `newproc1` receives.
     pub funcval_fn: u64,
+    /// `m.p`: the P the thread holds; a syscall that ends on another P (or on
+    /// its own, taken and given back) ended the goroutine's run.
+    pub m_p: u64,
+    /// `m.syscalltick` (a u32): with [`Self::p_syscalltick`], tells whether the
+    /// P was taken during the syscall.
+    pub m_syscalltick: u64,
+    /// `p.syscalltick` (a u32).
+    pub p_syscalltick: u64,
 }
 
 /// Where a layout came from.
@@ -86,14 +94,22 @@ pub fn table(minor: u32) -> Option<GoLayout> {
         g_startpc: 296,
         m_curg: 192,
         funcval_fn: 0,
+        m_p: 208,
+        m_syscalltick: 664,
+        p_syscalltick: 20,
     };
     match minor {
         19 => Some(GoLayout {
             g_parent_goid: None,
             g_startpc: 312,
+            m_syscalltick: 668,
             ..base
         }),
-        21 | 22 => Some(base),
+        21 => Some(base),
+        22 => Some(GoLayout {
+            m_syscalltick: 952,
+            ..base
+        }),
         // Go 1.23 added `g.syscallbp` before `atomicstatus`.
         23 => Some(GoLayout {
             g_goid: 160,
@@ -101,6 +117,7 @@ pub fn table(minor: u32) -> Option<GoLayout> {
             g_waitreason: 184,
             g_parent_goid: Some(280),
             g_startpc: 304,
+            m_syscalltick: 740,
             ..base
         }),
         _ => None,
@@ -148,6 +165,9 @@ fn mismatches(dwarf: &GoLayout, table: &GoLayout) -> Vec<Mismatch> {
             ("g.startpc", Some(l.g_startpc)),
             ("m.curg", Some(l.m_curg)),
             ("funcval.fn", Some(l.funcval_fn)),
+            ("m.p", Some(l.m_p)),
+            ("m.syscalltick", Some(l.m_syscalltick)),
+            ("p.syscalltick", Some(l.p_syscalltick)),
         ]
     };
     fields(dwarf)
@@ -165,7 +185,10 @@ fn mismatches(dwarf: &GoLayout, table: &GoLayout) -> Vec<Mismatch> {
 /// The layout DWARF gives, if it has every field (`g.parentGoid` may be
 /// missing: Go 1.19 has none).
 pub fn from_dwarf(file: &object::File<'_>) -> Option<GoLayout> {
-    let members = struct_members(file, &["runtime.g", "runtime.m", "runtime.funcval"]);
+    let members = struct_members(
+        file,
+        &["runtime.g", "runtime.m", "runtime.p", "runtime.funcval"],
+    );
     let field = |structure: &str, name: &str| members.get(structure)?.get(name).copied();
     Some(GoLayout {
         g_goid: field("runtime.g", "goid")?,
@@ -176,6 +199,9 @@ pub fn from_dwarf(file: &object::File<'_>) -> Option<GoLayout> {
         g_startpc: field("runtime.g", "startpc")?,
         m_curg: field("runtime.m", "curg")?,
         funcval_fn: field("runtime.funcval", "fn")?,
+        m_p: field("runtime.m", "p")?,
+        m_syscalltick: field("runtime.m", "syscalltick")?,
+        p_syscalltick: field("runtime.p", "syscalltick")?,
     })
 }
 

@@ -17,6 +17,7 @@
 //! | deferred self-wake (`yield_now`, coop budget) | `runtime::context::defer` | - |
 
 pub mod naming;
+pub mod parked;
 
 use std::{ops::RangeInclusive, path::Path};
 

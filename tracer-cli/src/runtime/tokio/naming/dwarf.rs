@@ -59,6 +59,32 @@ pub fn poll_types(
     image: &Image<'_>,
     sites: &[u64],
 ) -> HashMap<u64, PollType> {
+    let types = dwarf_poll_types(file, image, sites);
+    let impls = ImplNames::new(
+        image,
+        types
+            .values()
+            .flat_map(|(future, scheduler)| std::iter::once(future).chain(scheduler)),
+    );
+    types
+        .into_iter()
+        .filter_map(|(site, (future, scheduler))| {
+            let future = legacy_spelling(&future, &impls)?;
+            Some((
+                site,
+                (future, scheduler.and_then(|s| legacy_spelling(&s, &impls))),
+            ))
+        })
+        .collect()
+}
+
+/// [`poll_types`] as DWARF spells them (`app::f::{async_fn_env#0}`), the
+/// names of DWARF's own types (`Cell<T, S>`).
+pub fn dwarf_poll_types(
+    file: &object::File<'_>,
+    image: &Image<'_>,
+    sites: &[u64],
+) -> HashMap<u64, PollType> {
     if file.section_by_name(".debug_info").is_none() {
         return HashMap::new();
     }
@@ -77,20 +103,7 @@ pub fn poll_types(
         .copied()
         .chain(harness_polls.values().flatten().copied())
         .collect();
-    let mut subprograms = subprograms(file, &wanted);
-    let impls = ImplNames::new(
-        image,
-        subprograms
-            .values()
-            .filter_map(|(_, ty)| ty.as_ref())
-            .flat_map(|(future, scheduler)| std::iter::once(future).chain(scheduler)),
-    );
-    for (_, ty) in subprograms.values_mut() {
-        *ty = ty.take().and_then(|(future, scheduler)| {
-            let future = legacy_spelling(&future, &impls)?;
-            Some((future, scheduler.and_then(|s| legacy_spelling(&s, &impls))))
-        });
-    }
+    let subprograms = subprograms(file, &wanted);
     let mut callers: HashMap<u64, usize> = HashMap::new();
     for callee in harness_polls.values().flatten() {
         *callers.entry(*callee).or_default() += 1;

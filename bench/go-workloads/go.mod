@@ -1,0 +1,3 @@
+module tracer.bench/goworkloads
+
+go 1.19

@@ -1,0 +1,273 @@
+//! Where each parked task waits: its await chain (outermost `.await` first,
+//! down to the leaf future), from the type DWARF of the binary and the task's
+//! bytes, for `tracer dump`.
+//!
+//! - [`types`]: the type DWARF, read once;
+//! - [`layout`]: the task cell and the runtime's task list, from it;
+//! - [`chain`]: the walk of one future's state machines;
+//! - [`tasks`]: finding every live task of a process and reading it;
+//! - [`debuginfo`]: the file holding the DWARF, found as debuggers find it.
+//!
+//! Needs full type DWARF for the application crate (`debug = 2`; for it alone
+//! is enough, since Tokio's generic code is compiled, and described, there).
+
+pub mod chain;
+pub mod debuginfo;
+pub mod layout;
+pub mod tasks;
+pub mod types;
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, bail};
+
+use super::{Tokio, naming};
+use crate::{
+    model::names::SiteName,
+    runtime::{Probe, sites},
+    target::{image::Image, mapped_file},
+};
+use layout::cell_layout;
+use tasks::TaskType;
+use types::Types;
+
+/// The Cell type's path, before its generic arguments.
+const CELL: &str = "tokio::runtime::task::core::Cell";
+
+/// What one binary says about its tasks: types, and each task vtable's type.
+pub struct Analysis {
+    /// The type DWARF.
+    pub types: Types,
+    /// Task types by their vtable's file virtual address.
+    pub vtables: HashMap<u64, TaskType>,
+    /// The file the DWARF came from.
+    pub debuginfo: PathBuf,
+    /// Poll sites whose cell the DWARF does not describe.
+    pub undescribed: usize,
+}
+
+impl Analysis {
+    /// Analyses the executable at `exe`, with its DWARF from `debuginfo` or
+    /// wherever [`debuginfo::locate`] finds it.
+    pub fn new(exe: &Path, debuginfo: Option<&Path>) -> anyhow::Result<Self> {
+        let data = mapped_file::map(exe)?;
+        let file = object::File::parse(&*data)
+            .with_context(|| format!("{} is not an ELF file tracer can read", exe.display()))?;
+        let image = Image::new(&file);
+        let found = sites::scan(exe, &Tokio)?;
+        let polls: Vec<u64> = found
+            .sites
+            .iter()
+            .filter(|s| s.probe == Probe::Poll)
+            .map(|s| s.address)
+            .collect();
+        if polls.is_empty() {
+            bail!("{} holds no Tokio task (no raw::poll found)", exe.display());
+        }
+        let (path, types) = debuginfo::locate(exe, &file, debuginfo)?;
+        let debug_data = mapped_file::map(&path)?;
+        let debug_file = object::File::parse(&*debug_data)
+            .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
+        let poll_types = naming::dwarf::dwarf_poll_types(&debug_file, &image, &polls);
+        let names = naming::name_sites(exe, &found.sites)?;
+        let holders = image.words_holding(&polls.iter().copied().collect::<HashSet<_>>());
+        let mut vtables = HashMap::new();
+        let mut undescribed = 0;
+        for poll in &polls {
+            let layout = poll_types.get(poll).and_then(|(future, scheduler)| {
+                let cell = format!("{CELL}<{future}, {}>", scheduler.as_deref()?);
+                cell_layout(&types, types.by_name(&cell)?)
+            });
+            let Some(layout) = layout else {
+                undescribed += 1;
+                continue;
+            };
+            let name = match names.sites.get(poll) {
+                Some(SiteName::Named { name, .. }) => name.clone(),
+                _ => chain::function_name(
+                    &types
+                        .get(layout.future_type)
+                        .map_or_else(String::new, |t| t.name.clone()),
+                ),
+            };
+            for vtable in holders.get(poll).into_iter().flatten() {
+                vtables.insert(
+                    *vtable,
+                    TaskType {
+                        layout: layout.clone(),
+                        name: name.clone(),
+                    },
+                );
+            }
+        }
+        Ok(Self {
+            types,
+            vtables,
+            debuginfo: path,
+            undescribed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::types::Kind;
+    use super::*;
+
+    /// The await-points fixture, built by `cargo xtask build` with full type
+    /// DWARF for the fixture crate only.
+    fn fixture() -> PathBuf {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/target/release-await/await_points");
+        assert!(
+            path.exists(),
+            "{} is missing: run `cargo xtask build` (or `cd tests/fixtures && cargo build --profile release-await --bin await_points`)",
+            path.display()
+        );
+        path
+    }
+
+    /// Each fixture function's `.await` lines, from its source: the lines that
+    /// call `here!` (the `.await` is on the same line).
+    fn source_awaits() -> BTreeMap<String, BTreeSet<String>> {
+        let source = include_str!("../../../../../tests/fixtures/src/bin/await_points.rs");
+        let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (index, line) in source.lines().enumerate() {
+            if let Some(rest) = line.trim_start().strip_prefix("here!(")
+                && let Some(function) = rest.split('"').nth(1)
+            {
+                found
+                    .entry(format!("await_points::{function}"))
+                    .or_default()
+                    .insert(format!("src/bin/await_points.rs:{}", index + 1));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_suspend_state_of_the_fixture_is_at_its_await_line() {
+        let path = fixture();
+        let data = mapped_file::map(&path).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let types = Types::read(&file);
+        for (function, lines) in source_awaits() {
+            let name = format!("{function}::{{async_fn_env#0}}");
+            let at = types.by_name(&name).unwrap_or_else(|| panic!("no {name}"));
+            let Kind::Struct {
+                variants: Some(variants),
+                ..
+            } = &types.get(at).unwrap().kind
+            else {
+                panic!("{name} has no variant part");
+            };
+            assert_eq!(variants.discr_name, "__state", "{name}");
+            let suspends: BTreeSet<String> = variants
+                .variants
+                .iter()
+                .filter(|(value, _)| value.is_some_and(|v| v >= 3))
+                .filter_map(|(_, member)| member.declared_at.clone())
+                .collect();
+            assert_eq!(suspends, lines, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_fixture_task_cells_are_laid_out_from_dwarf() {
+        let analysis = Analysis::new(&fixture(), None).unwrap();
+        let mut names: Vec<&str> = analysis.vtables.values().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        for wanted in ["nested", "with_timeout", "boxed", "big", "receiver"] {
+            assert!(
+                names.contains(&format!("await_points::{wanted}").as_str()),
+                "{wanted} not among {names:?}"
+            );
+        }
+        for task in analysis.vtables.values() {
+            let layout = &task.layout;
+            assert_eq!((layout.state, layout.vtable), (0, 0x10), "{}", layout.name);
+            // tokio_unstable moves the stage (the fixtures build with it).
+            assert!(layout.stage_tag.0 < layout.future, "{layout:?}");
+            assert_eq!(layout.running, 0, "{layout:?}");
+            let future = analysis.types.get(layout.future_type).unwrap();
+            if task.name == "await_points::big" {
+                assert!(
+                    future.name.starts_with("core::pin::Pin<alloc::boxed::Box<"),
+                    "{}",
+                    future.name
+                );
+            }
+        }
+    }
+
+    /// Runs `objcopy` with `args`, failing the test unless it succeeds.
+    fn objcopy(args: &[&std::ffi::OsStr]) {
+        let status = std::process::Command::new("objcopy")
+            .args(args)
+            .status()
+            .expect("objcopy (binutils) runs");
+        assert!(status.success(), "objcopy {args:?} failed");
+    }
+
+    /// A scratch directory beside the test binary.
+    fn scratch(name: &str) -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().join("parked-tests").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_binary_without_type_dwarf_says_what_to_build_with() {
+        let dir = scratch("stripped");
+        let stripped = dir.join("await_points");
+        objcopy(&[
+            "--strip-debug".as_ref(),
+            fixture().as_os_str(),
+            stripped.as_os_str(),
+        ]);
+        let message = match Analysis::new(&stripped, None) {
+            Ok(_) => panic!("{} has type DWARF", stripped.display()),
+            Err(error) => format!("{error:#}"),
+        };
+        assert!(message.contains("debug = 2"), "{message}");
+        assert!(message.contains("--debuginfo FILE"), "{message}");
+    }
+
+    #[test]
+    fn a_separate_debug_file_is_found_by_debuglink_or_named() {
+        let dir = scratch("debuglink");
+        let debug = dir.join("await_points.debug");
+        let stripped = dir.join("await_points");
+        objcopy(&[
+            "--only-keep-debug".as_ref(),
+            fixture().as_os_str(),
+            debug.as_os_str(),
+        ]);
+        let link = format!("--add-gnu-debuglink={}", debug.display());
+        objcopy(&[
+            "--strip-debug".as_ref(),
+            link.as_ref(),
+            fixture().as_os_str(),
+            stripped.as_os_str(),
+        ]);
+        let found = Analysis::new(&stripped, None).unwrap();
+        assert_eq!(found.debuginfo, debug);
+        assert!(!found.vtables.is_empty());
+        let unlinked = dir.join("await_points.unlinked");
+        objcopy(&[
+            "--strip-debug".as_ref(),
+            fixture().as_os_str(),
+            unlinked.as_os_str(),
+        ]);
+        let named = Analysis::new(&unlinked, Some(&debug)).unwrap();
+        assert_eq!(named.vtables.len(), found.vtables.len());
+    }
+}
