@@ -46,7 +46,7 @@ fn trace(version: &str, variant: &str, fixture: &str) -> (BTreeMap<u64, Traced>,
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "tracer failed: {stderr}");
     assert!(
-        stderr.contains(&format!("(go, pid")) && stderr.contains("dropped 0"),
+        stderr.contains(&format!("(go go{version}")) && stderr.contains("dropped 0"),
         "{stderr}"
     );
     let traced = goroutines(&String::from_utf8_lossy(&output.stdout));
@@ -360,4 +360,44 @@ fn a_recorded_go_session_replays_and_analyses_like_the_live_one() {
     );
     let _ = std::fs::remove_file(&trace_file);
     let _ = std::fs::remove_file(&recording);
+}
+
+/// `--follow-forks`: a Go program that runs itself again as a child is traced
+/// in both processes, and the child's goroutines match the child's own trace.
+#[test]
+fn follow_forks_traces_a_go_child_process_exactly() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let bin = go_fixture_bin("1.23", "default", "forking").unwrap_or_else(|e| panic!("{e}"));
+    let trace_file = temp_path("go-forking.trace");
+    let output = Command::new(tracer_bin().unwrap_or_else(|e| panic!("{e}")))
+        .args(["run", "--follow-forks", "--json", "--"])
+        .arg(&bin)
+        .env("TRACER_GO_TRACE", &trace_file)
+        .output()
+        .expect("tracer runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let pids: std::collections::BTreeSet<u64> = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).expect("JSON")["pid"]
+                .as_u64()
+                .expect("pid")
+        })
+        .collect();
+    assert_eq!(pids.len(), 2, "parent and child: {pids:?}");
+    let child = *pids.iter().max().expect("a child");
+    let child_lines: String = stdout
+        .lines()
+        .filter(|line| line.contains(&format!("\"pid\":{child},")))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let child_trace = std::path::PathBuf::from(format!("{}.child", trace_file.display()));
+    let truth = read_trace(&child_trace).unwrap_or_else(|e| panic!("{e}"));
+    let (compared, differences) = compare(&goroutines(&child_lines), &truth);
+    assert!(compared >= 5, "{compared} goroutines compared");
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    let _ = std::fs::remove_file(&trace_file);
+    let _ = std::fs::remove_file(&child_trace);
 }

@@ -13,6 +13,7 @@ use std::{
 
 use tracer_tests::{
     GROUND_TRUTH_ENV, GroundTruth, Profile, expected_task_name, fixture_bin,
+    go_truth::{go_fixture_bin, read_trace},
     ground_truth_future_types, require_root, temp_path, tracer_bin,
 };
 
@@ -484,6 +485,42 @@ fn top_on_a_command_keeps_every_task_and_filters_them_by_name_as_ground_truth_ty
         "tracer top exits with the command's code"
     );
     let _ = std::fs::remove_file(&gt_path);
+}
+
+/// A Go program under `top`: its goroutines, filtered by start function, are
+/// exactly the ones Go's own trace names so.
+#[test]
+fn top_on_a_go_command_shows_its_goroutines_by_start_function() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = go_fixture_bin("1.23", "default", "tree").unwrap_or_else(|e| panic!("{e}"));
+    let trace_file = temp_path("top-go.trace");
+    let top = Tmux::start(
+        "go",
+        &format!(
+            "env TRACER_GO_TRACE={} {} top --retain 1h -- {}",
+            trace_file.display(),
+            tracer.display(),
+            fixture.display()
+        ),
+    );
+    let ended = top.wait_for("the command's end", |s| {
+        s.contains("ended: the command exited with code 0")
+    });
+    assert!(
+        ended.contains("go"),
+        "the header names the runtime: {ended}"
+    );
+    let truth = read_trace(&trace_file).unwrap_or_else(|e| panic!("{e}"));
+    top.keys(&["/", "main.leaf", "Enter"]);
+    let leaves = top.wait_for("the filter applied", |s| s.contains("match /main.leaf"));
+    let shown: BTreeSet<u64> = table(&leaves).iter().map(|row| row.id).collect();
+    let expected: BTreeSet<u64> = truth.named("main.leaf").map(|g| g.goid).collect();
+    assert!(!expected.is_empty());
+    assert_eq!(shown, expected, "{leaves}");
+    top.keys(&["q"]);
+    assert_eq!(top.wait_exit(), 0);
+    let _ = std::fs::remove_file(&trace_file);
 }
 
 #[test]

@@ -55,7 +55,13 @@ pub const FIXTURE_BUILDS: [&[&str]; 7] = [
         "current_thread",
     ],
     // Full type DWARF for the fixture crate only: await chains (`tracer dump`).
-    &["build", "--profile", "release-await", "--bin", "await_points"],
+    &[
+        "build",
+        "--profile",
+        "release-await",
+        "--bin",
+        "await_points",
+    ],
 ];
 
 /// Environment variables that would replace the fixtures' `--cfg tokio_unstable`

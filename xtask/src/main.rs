@@ -9,6 +9,7 @@ mod demo;
 mod fuzz;
 mod go_fixtures;
 mod install;
+mod node18;
 mod process;
 mod setup;
 mod test_cmd;
@@ -164,13 +165,19 @@ enum Cmd {
         (empty uprobes on the same sites), tracer trace, tracer --no-polls and \
         console-subscriber; the pipeline's criterion bench; drops at sustained \
         rates; attach time against probe sites. Prints markdown tables on stdout and \
-        writes bench/results/latest.json. About 10 minutes; --quick about 2.\n\n\
-        Example:\n    cargo xtask bench --quick"
+        writes bench/results/latest.json. Then Go: channel ping-pong and loopback TCP \
+        on Go 1.23 and 1.19, untraced, with runtime/trace in-process, under the floor \
+        (an empty probe on runtime.casgstatus) and tracer trace. About 10 minutes; \
+        --quick about 2.\n\n\
+        Examples:\n    cargo xtask bench --quick\n    cargo xtask bench --go   # the Go workloads only"
     )]
     Bench {
         /// Fewer, shorter rounds: checks the harness, figures are rougher.
         #[arg(long)]
         quick: bool,
+        /// Only the Go workloads (results in bench/results/go.json).
+        #[arg(long)]
+        go: bool,
     },
 }
 
@@ -226,14 +233,18 @@ fn execute(cli: Cli) -> Result<()> {
             demo::demo(&root)
         }
         Cmd::Install { root: dest, setcap } => install::install(&root, dest.as_deref(), setcap),
-        Cmd::Bench { quick } => bench::bench(
-            &root,
-            if quick {
+        Cmd::Bench { quick, go } => {
+            let plan = if quick {
                 bench::Plan::QUICK
             } else {
                 bench::Plan::FULL
-            },
-        ),
+            };
+            if go {
+                bench::go_only(&root, plan)
+            } else {
+                bench::bench(&root, plan)
+            }
+        }
     }
 }
 

@@ -32,8 +32,9 @@ use crate::{
 #[command(name = "tracer", version, propagate_version = true)]
 #[command(
     after_help = "The runtime is found in the binary: Tokio 1.43 to 1.54 (tasks), Go 1.19 and 1.21 to 1.23 (goroutines).\n\
-                  Go cost: one trap per goroutine status change, about 0.7 us; on Go 1.19 about 6.5 us, as the kernel\n\
-                  single-steps the first instruction of runtime.casgstatus there.\n\n\
+                  Go cost: one trap per goroutine status change, about 0.7 us. Go 1.19's runtime.casgstatus starts with an\n\
+                  instruction the kernel would single-step (about 6.5 us a hit), so tracer probes it a few instructions in,\n\
+                  at one the kernel emulates, where the arguments are still in their registers.\n\n\
                   Needs root, or CAP_BPF and CAP_PERFMON. Status and the summary go to stderr; events to stdout."
 )]
 struct Cli {

@@ -36,12 +36,14 @@ impl Decoders {
     ) -> io::Result<bool> {
         let mut result = Ok(());
         let mut read = 0;
+        let mut oldest_ns = u64::MAX;
         while read < limit
             && let Some(item) = ring.next()
         {
             read += 1;
             stats.delivered += 1;
             self.apply(&item, &mut |event| {
+                oldest_ns = oldest_ns.min(event.ts_ns);
                 stats.record(&event);
                 if result.is_ok() {
                     result = sink.event(&event);
@@ -50,6 +52,18 @@ impl Decoders {
         }
         result?;
         sink.flush()?;
+        if oldest_ns != u64::MAX {
+            // The BPF side's clock (`bpf_ktime_get_ns`).
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `now` is a valid timespec to fill.
+            if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } == 0 {
+                let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+                stats.delay.add(now_ns.saturating_sub(oldest_ns));
+            }
+        }
         Ok(read == limit)
     }
 

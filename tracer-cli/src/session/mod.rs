@@ -4,42 +4,41 @@
 
 use std::{
     io,
-    num::NonZeroU32,
     os::fd::{AsRawFd, OwnedFd},
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
-use tokio::{
-    io::{Interest, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
-};
-use tracer_common::Counter;
+use anyhow::Context as _;
+use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::model::task_filter::TaskGlobs;
 
+mod attach;
 mod decode;
+mod ending;
+mod live;
+mod setup;
 
 use crate::{
-    kernel::probes::{AttachReport, ProbeSet, Probes},
     kernel::{
         forks::{self, Children},
         new_task::NewTaskFields,
+        probes::{ProbeSet, Probes},
     },
-    model::TaskModel,
     model::resources::ResourceModel,
-    runtime::{Prepared, Probe, names::SessionNames},
-    runtime::{
-        markers,
-        sites::{self, TargetObject},
+    runtime::{BpfGlobals, Prepared},
+    sinks::{
+        output::{SessionInfo, Sink},
+        summary::SessionStats,
     },
-    sinks::output::{LiveStatus, SessionInfo, Sink},
-    sinks::summary::SessionStats,
-    target::launch::{ChildExit, Launched},
-    target::preflight,
-    target::{ProgramIdentity, Target},
+    target::{
+        Target,
+        launch::{ChildExit, Launched},
+        preflight,
+    },
 };
 use decode::Decoders;
+use live::Live;
 
 /// Settings shared by `trace` and `run`.
 #[derive(Clone, Debug)]
@@ -129,332 +128,76 @@ pub async fn trace(
 ) -> anyhow::Result<Outcome> {
     preflight::check_privileges()?;
     let target = Target::inspect(pid)?;
-    let marker_objects = markers::find(&target)?;
-    let detected = sites::detect(&target, !marker_objects.is_empty())?;
-    let (runtime, prepared, mut objects) = match detected {
-        Some((adapter, mut objects)) => {
-            let prepared = adapter
-                .prepare(pid, &mut objects)
-                .with_context(|| format!("refusing to trace {}", target.exe.display()))?;
-            (adapter.name(), Some(prepared), objects)
-        }
-        None => ("tracer-resource", None, Vec::new()),
+    let found = setup::find(&target, pid)?;
+    let mut probes = load(pid, &found.prepared.globals, &options)?;
+    let attach = attach::attach_all(
+        &mut probes,
+        &found.objects,
+        pid,
+        &options,
+        &found.prepared.names,
+    )?;
+    let events = watch_readable(probes.take_events()?)?;
+    let exited = pidfd(pid)?;
+    probes.arm()?;
+    let info = SessionInfo {
+        pid,
+        exe: target.exe.clone(),
+        runtime: found.runtime.to_owned(),
+        start_ns: monotonic_ns(),
+        start_unix_ns: unix_ns(),
     };
-    objects.extend(marker_objects);
+    sink.begin(&info)?;
+    setup::announce(&target, &found, pid, &attach, &options);
     let Prepared {
-        globals,
         names,
         default_type,
-        mut records,
+        records,
         version,
-    } = prepared.unwrap_or_else(Prepared::markers_only);
+        ..
+    } = found.prepared;
+    let decoders = Decoders {
+        tasks: setup::model(&options, default_type, names.table),
+        resources: ResourceModel::default(),
+        records,
+    };
+    if let Some(child) = launched.as_mut() {
+        child.resume()?;
+    }
+    let mut live = Live {
+        pid,
+        options: &options,
+        probes,
+        events,
+        exited,
+        decoders,
+        stats: SessionStats::default(),
+        sink,
+        launched: &mut launched,
+        attach: &attach,
+        runtime_version: version,
+        children: Children::default(),
+    };
+    let stop = live.run().await?;
+    live.finish(stop, info.start_ns)
+}
 
+/// Loads the BPF programs for `pid` with the runtime's `globals`; with
+/// `--follow-forks`, follows the descendants that exist already (the
+/// tracepoint catches every process created from now on).
+fn load(pid: u32, globals: &BpfGlobals, options: &SessionOptions) -> anyhow::Result<Probes> {
     let fork_fields = if options.follow_forks {
         Some(NewTaskFields::read()?)
     } else {
         None
     };
-    let mut probes = Probes::load(pid, &globals, options.ring_bytes, fork_fields)?;
+    let mut probes = Probes::load(pid, globals, options.ring_bytes, fork_fields)?;
     if options.follow_forks {
-        // The tracepoint catches every process created from now on; these exist.
         for (child, parent) in forks::descendants(pid) {
             probes.follow(child, parent)?;
         }
     }
-    let attach = attach_all(&mut probes, &objects, pid, &options, &names)?;
-    let mut events = watch_readable(probes.take_events()?)?;
-    let exited = pidfd(pid)?;
-    probes.arm()?;
-    let runtime_version = version;
-    let info = SessionInfo {
-        pid,
-        exe: target.exe.clone(),
-        runtime: runtime.to_owned(),
-        start_ns: monotonic_ns(),
-        start_unix_ns: unix_ns(),
-    };
-    let start_ns = info.start_ns;
-    sink.begin(&info)?;
-    eprintln!(
-        "tracer: tracing {} ({runtime}, pid {pid}): {} probe sites attached in {:.3} s ({}); Ctrl-C to stop",
-        target.exe.display(),
-        attach.total(),
-        attach.seconds,
-        attach.describe(),
-    );
-    if names.sites > 0 {
-        eprintln!("tracer: {}", names.describe());
-    }
-    if let Some(warning) = names.warning() {
-        eprintln!("tracer: warning: {warning}");
-    }
-    if let Some(problem) = &names.location_problem {
-        eprintln!("tracer: warning: spawn locations or names unavailable: {problem}");
-    }
-    let SessionNames { table, .. } = names;
-    let model = match options.probes {
-        ProbeSet::All => TaskModel::new(),
-        ProbeSet::NoWakes => {
-            eprintln!("tracer: no wake probes (--no-wakes): no wake events, sched_ns is null");
-            TaskModel::new()
-        }
-        ProbeSet::Lifecycle { wakes } => {
-            eprintln!(
-                "tracer: lifecycle only (--no-polls): init, resolve and destroy, no before/after{}; \
-                 trigger_id{} null, as triggers come from the poll probes",
-                if wakes { ", wake" } else { "" },
-                if wakes { " and waker_id are" } else { " is" },
-            );
-            TaskModel::lifecycle_only()
-        }
-        ProbeSet::Floor => {
-            eprintln!("tracer: floor mode: empty programs on the poll sites, no events");
-            TaskModel::new()
-        }
-    };
-    let model = model
-        .with_default_type(default_type)
-        .with_names(table)
-        .with_task_filter(options.tasks.clone());
-    if options.follow_forks {
-        eprintln!(
-            "tracer: following forks: processes that pid {pid} creates are traced too, until they exit or run another program"
-        );
-    }
-    if let Some(child) = launched.as_mut() {
-        child.resume()?;
-    }
-
-    let mut decoders = Decoders {
-        tasks: model,
-        resources: ResourceModel::default(),
-        records: records.take(),
-    };
-    let mut stats = SessionStats::default();
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut forwarded_interrupt = false;
-    let program = ProgramIdentity::of(pid);
-    // With --follow-forks: the descendants being traced. The session ends once the
-    // target has ended (`target_end`) and none of them is left.
-    let mut children = Children::default();
-    let mut target_end = None;
-    // Housekeeping: sinks that batch (a recording's chunks) get a chance to write
-    // even when the target is quiet, so nothing waits in memory for more than about
-    // a second; and an exec of the target is noticed.
-    let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
-    let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
-    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stop = loop {
-        tokio::select! {
-            _ = drain_tick.tick() => {
-                // New children are announced (before the events in the ring now),
-                // and gone ones let go, within a tick.
-                if options.follow_forks {
-                    children.sync(&mut probes, program)?;
-                }
-                match decoders.drain(events.get_mut(), &mut stats, sink, DRAIN_BATCH) {
-                    Ok(true) => drain_tick.reset_immediately(),
-                    Ok(false) => {}
-                    Err(_) => break Stop::OutputClosed,
-                }
-            }
-            guard = events.readable_mut() => {
-                let mut guard = guard?;
-                let drained = decoders.drain(guard.get_inner_mut(), &mut stats, sink, DRAIN_BATCH);
-                guard.clear_ready();
-                match drained {
-                    Ok(true) => drain_tick.reset_immediately(),
-                    Ok(false) => {}
-                    Err(_) => break Stop::OutputClosed,
-                }
-            }
-            _ = housekeeping.tick() => {
-                if sink.flush().is_err() {
-                    break Stop::OutputClosed;
-                }
-                let status = LiveStatus {
-                    probe_sites: attach.total(),
-                    runtime_version: runtime_version.clone(),
-                    delivered: stats.delivered,
-                    dropped: probes.counters().map_or(0, |counters| counters.get(Counter::RingFull)),
-                };
-                if sink.status(&status).is_err() {
-                    break Stop::OutputClosed;
-                }
-                if sink.stop_requested() {
-                    break Stop::SinkDone;
-                }
-                if target_end.is_none() && ProgramIdentity::of(pid) != program && !is_gone(pid) {
-                    target_end = Some(Stop::TargetExeced);
-                    if !children.is_empty() {
-                        eprintln!("tracer: process {pid} called exec; tracing its child processes until they exit");
-                    }
-                }
-                if let Some(end) = target_end
-                    && children.is_empty()
-                {
-                    break end;
-                }
-            }
-            _ = exited.readable(), if target_end.is_none() => {
-                if options.follow_forks {
-                    children.sync(&mut probes, program)?;
-                }
-                if children.is_empty() {
-                    break Stop::TargetExited;
-                }
-                target_end = Some(Stop::TargetExited);
-                eprintln!("tracer: process {pid} exited; tracing its child processes until they exit");
-            }
-            _ = interrupt.recv() => {
-                // `tracer run`: the first Ctrl-C goes to the command, whose
-                // shutdown is traced too; a second one stops tracing.
-                match launched.as_ref() {
-                    Some(child) if !forwarded_interrupt => {
-                        forwarded_interrupt = true;
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(child.pid() as i32),
-                            nix::sys::signal::Signal::SIGINT,
-                        );
-                    }
-                    _ => break Stop::Interrupted,
-                }
-            }
-            _ = terminate.recv() => break Stop::Interrupted,
-        }
-    };
-    // Detach first: then no program runs any more, everything emitted is in the
-    // ring or counted as dropped, and one last drain makes the accounting exact.
-    let counters = probes.detach()?;
-    let drained = decoders.drain(events.get_mut(), &mut stats, sink, usize::MAX);
-    let flushed = sink.flush();
-    let stop = if drained.is_err() || flushed.is_err() {
-        Stop::OutputClosed
-    } else {
-        stop
-    };
-
-    let child_exit = match launched.as_mut() {
-        Some(child) if stop == Stop::TargetExited => Some(child.wait()?),
-        _ => None,
-    };
-    let ending = match (stop, child_exit) {
-        (Stop::TargetExited, Some(ChildExit::Code(code))) => {
-            format!("the command exited with code {code}")
-        }
-        (Stop::TargetExited, Some(ChildExit::Signal(signal))) => {
-            format!("the command was killed by signal {signal}")
-        }
-        (Stop::TargetExited, None) => format!("process {pid} exited"),
-        (Stop::TargetExeced, _) => format!(
-            "process {pid} called exec: its new program is not traced (run tracer again to trace it)"
-        ),
-        (Stop::Interrupted, _) => "interrupted".to_owned(),
-        (Stop::OutputClosed, _) => "output closed".to_owned(),
-        (Stop::SinkDone, _) => "quit from the view".to_owned(),
-    };
-    let model = &decoders.tasks;
-    let end = stats.session_end(&counters, model.anomalies(), &ending, monotonic_ns());
-    if sink.end(&end).is_err() && stop != Stop::OutputClosed {
-        eprintln!("tracer: warning: the output could not be closed cleanly");
-    }
-    eprintln!(
-        "tracer: session ended: {ending}, after {:.2} s",
-        Duration::from_nanos(monotonic_ns() - start_ns).as_secs_f64()
-    );
-    eprint!("{}", stats.render(&attach, &counters, model.anomalies()));
-    for line in model.names().summary() {
-        eprintln!("tracer: {line}");
-    }
-    for line in decoders
-        .records
-        .iter()
-        .flat_map(|records| records.summary())
-    {
-        eprintln!("tracer: {line}");
-    }
-    if let Some(filter) = model.task_filter() {
-        eprintln!("tracer: {}", filter.summary());
-    }
-    if options.follow_forks {
-        eprintln!("tracer: child processes followed: {}", children.followed);
-    }
-    let child_exit = match launched.as_mut() {
-        // `tracer run` still ends when the command does, with its exit code.
-        Some(child) if stop == Stop::TargetExeced => {
-            eprintln!("tracer: waiting for the command to exit");
-            Some(child.wait()?)
-        }
-        Some(child) if child_exit.is_none() => {
-            eprintln!(
-                "tracer: the command (pid {}) keeps running without tracing",
-                child.pid()
-            );
-            None
-        }
-        _ => child_exit,
-    };
-    Ok(Outcome { child_exit })
-}
-
-/// Attaches the sites of every object, warning about what could not be attached;
-/// fails when nothing could.
-fn attach_all(
-    probes: &mut Probes,
-    objects: &[TargetObject],
-    pid: u32,
-    options: &SessionOptions,
-    names: &SessionNames,
-) -> anyhow::Result<AttachReport> {
-    // Followed children are not known yet: the kernel must run the programs for
-    // every process of the file, and the programs choose.
-    let only_pid = if options.follow_forks {
-        None
-    } else {
-        Some(NonZeroU32::new(pid).context("pid 0 cannot be traced")?)
-    };
-    let mut attach = AttachReport::default();
-    for (index, object) in objects.iter().enumerate() {
-        let slot = |site: &crate::runtime::sites::Site| {
-            names
-                .slots
-                .get(&(index, site.address))
-                .copied()
-                .unwrap_or(0)
-        };
-        // With --task, only the poll sites whose future type matches are probed.
-        let sites: Vec<crate::runtime::sites::Site> = object
-            .sites
-            .sites
-            .iter()
-            .filter(|site| {
-                site.probe != Probe::Poll
-                    || options.tasks.is_empty()
-                    || names.site_matches(index, site.address, &options.tasks)
-            })
-            .cloned()
-            .collect();
-        let report = probes.attach(&object.attach_path, &sites, only_pid, options.probes, &slot)?;
-        for (label, count) in report.attached {
-            *attach.attached.entry(label).or_default() += count;
-        }
-        attach.failed.extend(report.failed);
-        attach.seconds += report.seconds;
-        attach.fallback = attach.fallback.or(report.fallback);
-    }
-    if let Some(reason) = &attach.fallback {
-        eprintln!(
-            "tracer: warning: uprobe_multi links unavailable ({reason}); using one perf-event link per site, which takes the kernel about 0.1 s per site to remove at the end"
-        );
-    }
-    for (symbol, reason) in &attach.failed {
-        eprintln!("tracer: warning: cannot attach to {symbol}: {reason}");
-    }
-    if attach.total() == 0 {
-        bail!("no probe could be attached to process {pid}; see the warnings above");
-    }
-    Ok(attach)
+    Ok(probes)
 }
 
 /// The process has exited (its pidfd will say so too).

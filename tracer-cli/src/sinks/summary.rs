@@ -45,6 +45,84 @@ pub struct SessionStats {
     existing: u64,
     /// Raw events read from the ring buffer.
     pub delivered: u64,
+    /// How late events reach userspace.
+    pub delay: LiveDelay,
+}
+
+/// How late the stream is: per drain that read anything, the time from the
+/// oldest event it read (its `ts_ns`) to the end of that drain, in a log
+/// histogram (4 buckets per power of two of microseconds: fixed memory however
+/// long the session).
+#[derive(Debug, Default, Clone)]
+pub struct LiveDelay {
+    buckets: Vec<u64>,
+    max_ns: u64,
+}
+
+impl LiveDelay {
+    const BUCKETS: usize = 4 * 64;
+
+    fn bucket(us: u64) -> usize {
+        if us < 4 {
+            return us as usize;
+        }
+        let log = 63 - us.leading_zeros() as usize;
+        (log * 4 + ((us >> (log - 2)) & 3) as usize).min(Self::BUCKETS - 1)
+    }
+
+    /// The smallest delay (µs) of bucket `index`'s upper neighbour: what a
+    /// percentile in `index` is reported as (rounded up).
+    fn upper_us(index: usize) -> u64 {
+        let next = index + 1;
+        if next < 4 {
+            return next as u64;
+        }
+        let (log, sub) = (next / 4, (next % 4) as u64);
+        (4 + sub) << (log - 2)
+    }
+
+    /// One drain: its oldest event was `delay_ns` old when it ended.
+    pub fn add(&mut self, delay_ns: u64) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; Self::BUCKETS];
+        }
+        self.buckets[Self::bucket(delay_ns / 1000)] += 1;
+        self.max_ns = self.max_ns.max(delay_ns);
+    }
+
+    /// Drains counted.
+    pub fn drains(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The `q` quantile (0..=1) of the per-drain delays, µs (bucket upper bound).
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        let total = self.drains();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (index, count) in self.buckets.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Some(Self::upper_us(index).min(self.max_ns.div_ceil(1000)));
+            }
+        }
+        None
+    }
+
+    /// "live delay: …" for the summary, if any drain read events.
+    pub fn line(&self) -> Option<String> {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Some(format!(
+            "live delay (oldest event of a drain to its end): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} drains",
+            ms(self.quantile_us(0.5)?),
+            ms(self.quantile_us(0.99)?),
+            self.max_ns as f64 / 1e6,
+            self.drains()
+        ))
+    }
 }
 
 impl SessionStats {
@@ -86,6 +164,9 @@ impl SessionStats {
             attach.failed.len()
         );
         let _ = writeln!(text, "tracer: {}", accounting(self.delivered, counters));
+        if let Some(line) = self.delay.line() {
+            let _ = writeln!(text, "tracer: {line}");
+        }
         for (count, what) in problems(counters, anomalies) {
             if count > 0 {
                 let _ = writeln!(text, "tracer: warning: {count} {what}");
@@ -179,6 +260,21 @@ fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_delay_quantiles_come_from_a_bounded_histogram() {
+        let mut delay = LiveDelay::default();
+        assert_eq!(delay.line(), None);
+        for _ in 0..99 {
+            delay.add(1_000_000);
+        }
+        delay.add(50_000_000);
+        let p50 = delay.quantile_us(0.5).unwrap();
+        assert!((1000..=1250).contains(&p50), "{p50}");
+        assert_eq!(delay.quantile_us(1.0), Some(50_000));
+        assert!(delay.line().unwrap().contains("over 100 drains"));
+        assert!(LiveDelay::bucket(u64::MAX) < LiveDelay::BUCKETS);
+    }
 
     fn counters(emitted: u64, dropped: u64) -> Counters {
         let mut counters = Counters::default();

@@ -38,6 +38,10 @@ pub struct Plan {
     pub tasks: u64,
     /// Yields of each task.
     pub yields: u64,
+    /// Tasks of the few-polls workload (each polled `few_yields + 1` times).
+    pub few_tasks: u64,
+    /// Yields of each task of the few-polls workload.
+    pub few_yields: u64,
     /// Seconds of HTTP load per run.
     pub http_seconds: u64,
     /// Connections of the HTTP load.
@@ -54,6 +58,8 @@ impl Plan {
         rounds: 5,
         tasks: 1000,
         yields: 1000,
+        few_tasks: 20_000,
+        few_yields: 20,
         http_seconds: 5,
         connections: 4,
         paced_seconds: 3.0,
@@ -64,6 +70,8 @@ impl Plan {
         rounds: 2,
         tasks: 500,
         yields: 200,
+        few_tasks: 5_000,
+        few_yields: 20,
         http_seconds: 1,
         connections: 4,
         paced_seconds: 1.0,
@@ -84,7 +92,11 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
     let started = Instant::now();
     let machine = machine();
     let bins = build(root)?;
-    let configs = Config::ALL;
+    // `TRACER_BENCH_BASELINE=/path/to/tracer`: that build too, side by side.
+    let mut configs = Config::ALL.to_vec();
+    if bins.baseline.is_some() {
+        configs.insert(3, Config::Baseline);
+    }
 
     let pipeline = pipeline(root, plan)?;
     let polls = poll_rounds(&bins, &configs, plan)?;
@@ -97,6 +109,7 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
         "quick": plan.quick,
         "plan": {
             "rounds": plan.rounds, "tasks": plan.tasks, "yields": plan.yields,
+            "few_tasks": plan.few_tasks, "few_yields": plan.few_yields,
             "http_seconds": plan.http_seconds, "connections": plan.connections,
             "paced_seconds": plan.paced_seconds,
         },
@@ -122,6 +135,30 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
         started.elapsed().as_secs_f64(),
         path.display()
     );
+    Ok(())
+}
+
+/// `cargo xtask bench --go`: the Go workloads alone, into `bench/results/go.json`.
+pub fn go_only(root: &Path, plan: Plan) -> Result<()> {
+    require_root("`cargo xtask bench` (the tracer loads BPF programs)")?;
+    run_cmd(cargo_at_root(root)?.args(["build", "--release", "-p", "tracer-cli"]))?;
+    let scratch = std::env::temp_dir().join("tracer-bench");
+    std::fs::create_dir_all(&scratch)?;
+    let bins = Bins {
+        tracer: root.join("target/release/tracer"),
+        baseline: None,
+        plain: scratch.clone(),
+        console: scratch.clone(),
+        scratch,
+    };
+    let go = go::rounds(root, &bins, plan)?;
+    let path = root.join("bench/results/go.json");
+    std::fs::create_dir_all(path.parent().context("results path")?)?;
+    let results =
+        json!({ "quick": plan.quick, "rounds": plan.rounds, "machine": machine(), "go": go });
+    std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    print!("{}", go::markdown(&results["go"]));
     Ok(())
 }
 
@@ -154,6 +191,7 @@ fn build(root: &Path) -> Result<Bins> {
     std::fs::create_dir_all(&scratch)?;
     Ok(Bins {
         tracer: root.join("target/release/tracer"),
+        baseline: std::env::var_os("TRACER_BENCH_BASELINE").map(Into::into),
         plain: plain_target.join("release"),
         console: console_target.join("release"),
         scratch,
@@ -216,37 +254,56 @@ fn sample_json(config: Config, round: usize, sample: &Sample) -> Value {
             "tracer": sample.tracer.as_ref().map(report::tracer_json) })
 }
 
-/// The poll workload, both flavours, every configuration, interleaved.
+/// The poll workloads (poll-heavy and few polls per task), both flavours,
+/// every configuration, interleaved.
 fn poll_rounds(bins: &Bins, configs: &[Config], plan: Plan) -> Result<Value> {
     let mut samples = Vec::new();
     for round in 0..plan.rounds {
         for config in rotated(configs, round) {
-            for flavor in FLAVORS {
-                progress(&format!(
-                    "polls {flavor} · {} · round {}/{}",
-                    config.name(),
-                    round + 1,
-                    plan.rounds
-                ));
-                let args = [
-                    "--flavor".to_owned(),
-                    flavor.to_owned(),
-                    "--tasks".to_owned(),
-                    plan.tasks.to_string(),
-                    "--yields".to_owned(),
-                    plan.yields.to_string(),
-                ];
-                let sample = run::workload(bins, config, "polls", &args)
-                    .with_context(|| format!("polls {flavor} under {}", config.name()))?;
-                let mut value = sample_json(config, round, &sample);
-                value["flavor"] = json!(flavor);
-                samples.push(value);
-                run::settle();
+            for (workload, tasks, yields) in poll_workloads(plan) {
+                for flavor in FLAVORS {
+                    progress(&format!(
+                        "polls {workload} {flavor} · {} · round {}/{}",
+                        config.name(),
+                        round + 1,
+                        plan.rounds
+                    ));
+                    let args = [
+                        "--flavor".to_owned(),
+                        flavor.to_owned(),
+                        "--tasks".to_owned(),
+                        tasks.to_string(),
+                        "--yields".to_owned(),
+                        yields.to_string(),
+                    ];
+                    let sample =
+                        run::workload(bins, config, "polls", &args).with_context(|| {
+                            format!("polls {workload} {flavor} under {}", config.name())
+                        })?;
+                    let mut value = sample_json(config, round, &sample);
+                    value["flavor"] = json!(flavor);
+                    value["workload"] = json!(workload);
+                    samples.push(value);
+                    run::settle();
+                }
             }
         }
     }
     Ok(Value::Array(samples))
 }
+
+/// The poll workloads: (name, tasks, yields of each task).
+pub fn poll_workloads(plan: Plan) -> [(&'static str, u64, u64); 2] {
+    [
+        (POLL_HEAVY, plan.tasks, plan.yields),
+        (FEW_POLLS, plan.few_tasks, plan.few_yields),
+    ]
+}
+
+/// Many polls per task: the poll probes dominate.
+pub const POLL_HEAVY: &str = "poll-heavy";
+/// Few polls per task: the spawn, complete and free probes weigh too.
+pub const FEW_POLLS: &str = "few-polls";
 
 /// The HTTP server under load, every configuration, interleaved.
 fn http_rounds(bins: &Bins, configs: &[Config], plan: Plan) -> Result<Value> {

@@ -19,10 +19,12 @@ pub fn tracer_json(cost: &TracerCost) -> Value {
     json!({
         "cpu_s": cost.cpu_s, "max_rss_kib": cost.max_rss_kib, "attach_s": cost.attach_s,
         "sites": cost.sites, "delivered": cost.delivered, "dropped": cost.dropped,
+        "events": cost.events, "delay_p99_ms": cost.delay_p99_ms, "delay_max_ms": cost.delay_max_ms,
     })
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+/// The median of the finite `values`, if any.
+pub(super) fn median(mut values: Vec<f64>) -> Option<f64> {
     values.retain(|v| v.is_finite());
     if values.is_empty() {
         return None;
@@ -48,44 +50,60 @@ fn median_of<'a>(samples: impl Iterator<Item = &'a Value>, field: &str) -> Optio
 /// Adds a `figures` object: medians per configuration and the ratios.
 pub fn with_figures(mut results: Value, configs: &[Config]) -> Value {
     let mut polls = serde_json::Map::new();
-    for flavor in super::FLAVORS {
-        let of = |config: Config| {
-            results["polls"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(move |s| s["flavor"] == flavor && s["config"] == config.name())
-        };
-        let ns_per_poll = |config: Config| {
-            let elapsed = median_of(of(config), "/result/elapsed_s")?;
-            let polls = median_of(of(config), "/result/polls")?;
-            Some(elapsed * 1e9 / polls)
-        };
-        let base = ns_per_poll(Config::Untraced);
-        let mut rows = serde_json::Map::new();
-        for &config in configs {
-            let ns = ns_per_poll(config);
-            let above = ns.zip(base).map(|(ns, base)| ns - base);
-            rows.insert(
+    for workload in [super::POLL_HEAVY, super::FEW_POLLS] {
+        let mut by_flavor = serde_json::Map::new();
+        for flavor in super::FLAVORS {
+            let of = |config: Config| {
+                results["polls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(move |s| {
+                        // Samples of runs before the few-polls workload have no name.
+                        let name = s["workload"].as_str().unwrap_or(super::POLL_HEAVY);
+                        name == workload && s["flavor"] == flavor && s["config"] == config.name()
+                    })
+            };
+            let ns_per_poll = |config: Config| {
+                let elapsed = median_of(of(config), "/result/elapsed_s")?;
+                let polls = median_of(of(config), "/result/polls")?;
+                Some(elapsed * 1e9 / polls)
+            };
+            let base = ns_per_poll(Config::Untraced);
+            let mut rows = serde_json::Map::new();
+            for &config in configs {
+                let ns = ns_per_poll(config);
+                let above = ns.zip(base).map(|(ns, base)| ns - base);
+                rows.insert(
                 config.name().to_owned(),
                 json!({
                     "ns_per_poll": ns,
                     "ns_above_untraced": above,
                     "tracer_cpu_s": median_of(of(config), "/tracer/cpu_s"),
                     "tracer_max_rss_kib": median_of(of(config), "/tracer/max_rss_kib"),
-                    "events": median_of(of(config), "/tracer/delivered"),
+                    "records": median_of(of(config), "/tracer/delivered"),
+                    "events": median_of(of(config), "/tracer/events"),
+                    "events_per_s": median(of(config).filter_map(|s| {
+                        Some(s.pointer("/tracer/events")?.as_f64()? / s.pointer("/result/elapsed_s")?.as_f64()?)
+                    }).collect()),
                     "dropped": median_of(of(config), "/tracer/dropped"),
+                    "delay_p99_ms": median_of(of(config), "/tracer/delay_p99_ms"),
+                    "delay_max_ms": of(config)
+                        .filter_map(|s| s.pointer("/tracer/delay_max_ms")?.as_f64())
+                        .reduce(f64::max),
                 }),
             );
-        }
-        let above = |name: &str| rows.get(name)?["ns_above_untraced"].as_f64();
-        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
-        let tracer_floor = ratio(above("tracer trace"), above("floor"));
-        let tracer_console = ratio(above("tracer trace"), above("console-subscriber"));
-        polls.insert(
+            }
+            let above = |name: &str| rows.get(name)?["ns_above_untraced"].as_f64();
+            let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+            let tracer_floor = ratio(above("tracer trace"), above("floor"));
+            let tracer_console = ratio(above("tracer trace"), above("console-subscriber"));
+            by_flavor.insert(
             flavor.to_owned(),
             json!({
                 "by_config": rows,
+                "tracer_over_baseline": ratio(above("tracer trace"), above("tracer trace (baseline build)")),
+                "baseline_over_floor": ratio(above("tracer trace (baseline build)"), above("floor")),
                 "tracer_over_floor": tracer_floor,
                 "tracer_over_floor_goal": FLOOR_RATIO_GOAL,
                 "tracer_over_console": tracer_console,
@@ -95,6 +113,8 @@ pub fn with_figures(mut results: Value, configs: &[Config]) -> Value {
                 "no_wakes_over_floor": ratio(above("tracer --no-wakes"), above("floor")),
             }),
         );
+        }
+        polls.insert(workload.to_owned(), Value::Object(by_flavor));
     }
     let mut http = serde_json::Map::new();
     for &config in configs {
@@ -147,55 +167,85 @@ pub fn markdown(results: &Value, configs: &[Config]) -> String {
     let mut out = String::new();
     let figures = &results["figures"];
     let plan = &results["plan"];
-    let _ = writeln!(
-        out,
-        "### Poll-heavy workload ({} tasks × {} yields, median of {} interleaved rounds{})\n",
-        plan["tasks"],
-        plan["yields"],
-        plan["rounds"],
-        if results["quick"] == true {
-            ", --quick"
-        } else {
-            ""
+    let quick = if results["quick"] == true {
+        ", --quick"
+    } else {
+        ""
+    };
+    for (workload, title, tasks, yields) in [
+        (
+            super::POLL_HEAVY,
+            "Poll-heavy workload",
+            &plan["tasks"],
+            &plan["yields"],
+        ),
+        (
+            super::FEW_POLLS,
+            "Few-polls-per-task workload",
+            &plan["few_tasks"],
+            &plan["few_yields"],
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "### {title} ({tasks} tasks × {yields} yields, median of {} interleaved rounds{quick})\n",
+            plan["rounds"],
+        );
+        let _ = writeln!(
+            out,
+            "| configuration | multi_thread ns/poll | above untraced | current_thread ns/poll | above untraced | tracer CPU s (mt) | tracer peak RSS MiB | events (mt) | records (mt) | events/s (mt) | dropped (mt) | live delay p99 / max ms (mt) |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for config in configs {
+            let mt = &figures["polls"][workload]["multi"]["by_config"][config.name()];
+            let ct = &figures["polls"][workload]["current"]["by_config"][config.name()];
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+                config.name(),
+                num(&mt["ns_per_poll"], 0),
+                num(&mt["ns_above_untraced"], 0),
+                num(&ct["ns_per_poll"], 0),
+                num(&ct["ns_above_untraced"], 0),
+                num(&mt["tracer_cpu_s"], 2),
+                mib(&mt["tracer_max_rss_kib"]),
+                num(&mt["events"], 0),
+                num(&mt["records"], 0),
+                num(&mt["events_per_s"], 0),
+                num(&mt["dropped"], 0),
+                num(&mt["delay_p99_ms"], 1),
+                num(&mt["delay_max_ms"], 1),
+            );
         }
-    );
-    let _ = writeln!(
-        out,
-        "| configuration | multi_thread ns/poll | above untraced | current_thread ns/poll | above untraced | tracer CPU s (mt) | tracer peak RSS MiB | events (mt) | dropped (mt) |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for config in configs {
-        let mt = &figures["polls"]["multi"]["by_config"][config.name()];
-        let ct = &figures["polls"]["current"]["by_config"][config.name()];
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            config.name(),
-            num(&mt["ns_per_poll"], 0),
-            num(&mt["ns_above_untraced"], 0),
-            num(&ct["ns_per_poll"], 0),
-            num(&ct["ns_above_untraced"], 0),
-            num(&mt["tracer_cpu_s"], 2),
-            mib(&mt["tracer_max_rss_kib"]),
-            num(&mt["events"], 0),
-            num(&mt["dropped"], 0),
-        );
-    }
-    out.push('\n');
-    for flavor in super::FLAVORS {
-        let f = &figures["polls"][flavor];
-        let ratio = f["tracer_over_floor"].as_f64();
-        let _ = writeln!(
-            out,
-            "- {flavor}: tracer/floor = {} (goal ≤ {FLOOR_RATIO_GOAL}: {}); tracer/console-subscriber = {} (goal < 1: {}); --no-polls/console-subscriber = {}; wakes (a yield: defer + wake probe) = {} ns a poll, --no-wakes/floor = {}",
-            num(&f["tracer_over_floor"], 2),
-            goal(ratio.map(|r| r <= FLOOR_RATIO_GOAL)),
-            num(&f["tracer_over_console"], 2),
-            goal(f["tracer_over_console"].as_f64().map(|r| r < 1.0)),
-            num(&f["no_polls_over_console"], 2),
-            num(&f["wake_ns_per_poll"], 0),
-            num(&f["no_wakes_over_floor"], 2),
-        );
+        out.push('\n');
+        for flavor in super::FLAVORS {
+            let f = &figures["polls"][workload][flavor];
+            let ratio = f["tracer_over_floor"].as_f64();
+            let _ = writeln!(
+                out,
+                "- {flavor}: tracer/floor = {} (goal ≤ {FLOOR_RATIO_GOAL}: {}); tracer/console-subscriber = {} (goal < 1: {}); --no-polls/console-subscriber = {}; wakes (a yield: defer + wake probe) = {} ns a poll, --no-wakes/floor = {}{}",
+                num(&f["tracer_over_floor"], 2),
+                goal(ratio.map(|r| r <= FLOOR_RATIO_GOAL)),
+                num(&f["tracer_over_console"], 2),
+                goal(f["tracer_over_console"].as_f64().map(|r| r < 1.0)),
+                num(&f["no_polls_over_console"], 2),
+                num(&f["wake_ns_per_poll"], 0),
+                num(&f["no_wakes_over_floor"], 2),
+                if f["tracer_over_baseline"].is_number() {
+                    format!(
+                        "; tracer/baseline build = {}, baseline/floor = {}",
+                        num(&f["tracer_over_baseline"], 2),
+                        num(&f["baseline_over_floor"], 2)
+                    )
+                } else {
+                    String::new()
+                },
+            );
+        }
+        out.push('\n');
     }
 
     let _ = writeln!(

@@ -39,6 +39,9 @@ pub enum Config {
     Record,
     /// The workload rebuilt with tokio-console's `console-subscriber`.
     Console,
+    /// `tracer trace --json` with another tracer build (`TRACER_BENCH_BASELINE`):
+    /// a change measured side by side against what it changes.
+    Baseline,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             Config::OtherTasks => "tracer --task (none chosen)",
             Config::Record => "tracer record",
             Config::Console => "console-subscriber",
+            Config::Baseline => "tracer trace (baseline build)",
         }
     }
 
@@ -73,7 +77,7 @@ impl Config {
         let args: &[&str] = match self {
             Config::Untraced | Config::Console => return None,
             Config::Floor => &["trace", "--floor"],
-            Config::Trace => &["trace", "--json"],
+            Config::Trace | Config::Baseline => &["trace", "--json"],
             Config::NoWakes => &["trace", "--no-wakes", "--json"],
             Config::NoPolls => &["trace", "--no-polls", "--json"],
             Config::OtherTasks => &["trace", "--task", "no_such_crate::*", "--json"],
@@ -95,6 +99,8 @@ impl Config {
 pub struct Bins {
     /// `target/release/tracer`.
     pub tracer: PathBuf,
+    /// The [`Config::Baseline`] tracer, if one was given.
+    pub baseline: Option<PathBuf>,
     /// The plain workload build.
     pub plain: PathBuf,
     /// The console-subscriber workload build.
@@ -129,6 +135,12 @@ pub struct TracerCost {
     pub delivered: u64,
     /// Raw events dropped because the ring buffer was full.
     pub dropped: u64,
+    /// Hook events the tracer reported (its summary's first line).
+    pub events: u64,
+    /// Live delay, p99 over drains, ms (its summary), if it printed one.
+    pub delay_p99_ms: Option<f64>,
+    /// Live delay, max, ms.
+    pub delay_max_ms: Option<f64>,
 }
 
 /// One run of a workload that reports its own result as JSON.
@@ -177,7 +189,11 @@ fn attach(bins: &Bins, config: Config, pid: u32) -> Result<Option<Attached>> {
         return Ok(None);
     };
     args.extend(["-p".into(), pid.to_string()]);
-    let mut child = Command::new(&bins.tracer)
+    let tracer = match (config, &bins.baseline) {
+        (Config::Baseline, Some(baseline)) => baseline,
+        _ => &bins.tracer,
+    };
+    let mut child = Command::new(tracer)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -197,7 +213,7 @@ fn attach(bins: &Bins, config: Config, pid: u32) -> Result<Option<Attached>> {
 }
 
 /// (probe sites, seconds) from the tracer's status line, e.g.
-/// `tracer: tracing /bin/app (tokio, pid 7): 35 tokio probe sites attached in 0.02 s (…)`.
+/// `tracer: tracing /bin/app (tokio 1.54.1, pid 7): 35 tokio probe sites attached in 0.02 s (…)`.
 fn attach_status(line: &str) -> (u64, f64) {
     let sites = line
         .rsplit_once("): ")
@@ -244,6 +260,29 @@ fn finish(attached: Attached) -> Result<TracerCost> {
             Some((delivered.parse().ok()?, dropped.parse().ok()?))
         })
         .unwrap_or((0, 0));
+    // "tracer: 51 events (init 6, …)"
+    let events = summary
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("tracer: ")?
+                .split_once(" events (")?
+                .0
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    // "tracer: live delay (…): p50 1.0 ms, p99 2.0 ms, max 3.0 ms over 9 drains"
+    let delay = |key: &str| {
+        summary.lines().find_map(|line| {
+            let rest = line.strip_prefix("tracer: live delay")?;
+            rest.split_once(key)?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+    };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(TracerCost {
         cpu_s: seconds(usage.ru_utime) + seconds(usage.ru_stime),
@@ -252,6 +291,9 @@ fn finish(attached: Attached) -> Result<TracerCost> {
         sites: attached.sites,
         delivered,
         dropped,
+        events,
+        delay_p99_ms: delay(" p99 "),
+        delay_max_ms: delay(" max "),
     })
 }
 

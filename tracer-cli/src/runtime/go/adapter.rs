@@ -12,7 +12,7 @@ use super::{
     functions::GoFunctions,
     image::GoImage,
     layout::{LayoutSource, resolve},
-    wait_reasons,
+    probe_point, wait_reasons,
 };
 use crate::{
     model::{
@@ -89,6 +89,12 @@ impl RuntimeAdapter for Go {
                 .sites
                 .retain(|site| site.probe != Probe::GoNewProc);
         }
+        for site in &mut object.sites.sites {
+            let code = binary.code(site.file_offset);
+            let offset = probe_point::emulated_offset(code, site.address);
+            site.address += offset;
+            site.file_offset += offset;
+        }
         let bias = load_bias(pid, &object.attach_path)?;
         let functions = Arc::new(StartFunctions {
             functions: binary.functions,
@@ -117,9 +123,19 @@ struct GoBinary {
     round_trip_mask: u64,
     reasons_before_cas: bool,
     functions: GoFunctions<'static>,
+    /// The file's bytes.
+    data: &'static [u8],
 }
 
 impl GoBinary {
+    /// The first bytes of the code at `file_offset` (fewer at the file's end).
+    fn code(&self, file_offset: u64) -> &'static [u8] {
+        let start = usize::try_from(file_offset)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
+        &self.data[start..(start + 64).min(self.data.len())]
+    }
+
     /// Reads the binary at `path`. Its bytes stay mapped for the rest of the
     /// process: goroutines are named from them as they are first seen.
     fn read(path: &Path) -> anyhow::Result<Self> {
@@ -171,6 +187,7 @@ impl GoBinary {
             round_trip_mask: reasons.round_trip_mask,
             reasons_before_cas: reasons.set_before_cas,
             functions,
+            data,
         })
     }
 }
