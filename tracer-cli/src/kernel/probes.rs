@@ -29,7 +29,7 @@ use crate::{
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
 
 /// Program names in the BPF object, in the order they are loaded.
-const PROGRAMS: [&str; 17] = [
+const PROGRAMS: [&str; 22] = [
     "poll_enter",
     "poll_return",
     "task_spawn",
@@ -47,10 +47,20 @@ const PROGRAMS: [&str; 17] = [
     "go_status",
     "go_preempt_park",
     "go_newproc",
+    "node_async_reset",
+    "node_async_reset_return",
+    "node_scope_enter",
+    "node_scope_close",
+    "node_destroy",
 ];
 
 /// The programs that run at function return (uretprobes).
-const RETURN_PROGRAMS: [&str; 3] = ["poll_return", "task_spawn_return", "floor_return"];
+const RETURN_PROGRAMS: [&str; 4] = [
+    "poll_return",
+    "task_spawn_return",
+    "floor_return",
+    "node_async_reset_return",
+];
 
 /// Which probes a session attaches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,7 +110,12 @@ fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static st
         (ProbeSet::Floor, _)
         | (
             ProbeSet::Lifecycle { .. },
-            Probe::Poll | Probe::Abort | Probe::WorkerRun | Probe::Defer,
+            Probe::Poll
+            | Probe::Abort
+            | Probe::WorkerRun
+            | Probe::Defer
+            | Probe::NodeScope { .. }
+            | Probe::NodeScopeClose,
         )
         | (
             ProbeSet::Lifecycle { wakes: false } | ProbeSet::NoWakes,
@@ -133,6 +148,17 @@ fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static st
         Probe::GoStatus => vec![("go_status", 0)],
         Probe::GoPreemptPark => vec![("go_preempt_park", 0)],
         Probe::GoNewProc => vec![("go_newproc", 0)],
+        Probe::NodeAsyncReset => vec![("node_async_reset", 0), ("node_async_reset_return", 0)],
+        Probe::NodeScope { wrap } => vec![(
+            "node_scope_enter",
+            if wrap {
+                tracer_common::node::scope_cookie::WRAP
+            } else {
+                tracer_common::node::scope_cookie::CONTEXT
+            },
+        )],
+        Probe::NodeScopeClose => vec![("node_scope_close", 0)],
+        Probe::NodeDestroy => vec![("node_destroy", 0)],
     }
 }
 

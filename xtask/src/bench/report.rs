@@ -23,7 +23,8 @@ pub fn tracer_json(cost: &TracerCost) -> Value {
     })
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+/// The median of the finite `values`, if any.
+pub(super) fn median(mut values: Vec<f64>) -> Option<f64> {
     values.retain(|v| v.is_finite());
     if values.is_empty() {
         return None;
