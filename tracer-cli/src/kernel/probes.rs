@@ -581,8 +581,8 @@ mod tests {
         );
     }
 
-    /// Every probe kind a session can attach, Tokio's and Go's.
-    const EVERY_PROBE: [Probe; 14] = [
+    /// Every probe kind a session can attach: Tokio's, Go's and Node's.
+    const EVERY_PROBE: [Probe; 18] = [
         Probe::Poll,
         Probe::Spawn {
             kind: crate::runtime::SpawnKindTag::Task,
@@ -602,6 +602,10 @@ mod tests {
         Probe::GoStatus,
         Probe::GoPreemptPark,
         Probe::GoNewProc,
+        Probe::NodeAsyncReset,
+        Probe::NodeScope { wrap: true },
+        Probe::NodeScopeClose,
+        Probe::NodeDestroy,
     ];
 
     #[test]
