@@ -1444,3 +1444,6 @@ pub mod wakes;
 
 /// Go ground truth: the fixtures' own `runtime/trace`, per goroutine.
 pub mod go_truth;
+
+/// Node.js ground truth: the workload fixture's own async_hooks events.
+pub mod node_truth;

@@ -88,9 +88,10 @@ fn traced_chain(frames: &[Value]) -> Vec<Level> {
 /// poll of its tasks with the ground truth.
 fn every_pending_poll_is_parked_at_its_ground_truth(args: &[&str]) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
-    let fixture = fixture_bin("await_points", Profile::ReleaseAwait).unwrap_or_else(|e| panic!("{e}"));
-    let run = run_traced_with(Privileges::Root, &[], &fixture, args)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let fixture =
+        fixture_bin("await_points", Profile::ReleaseAwait).unwrap_or_else(|e| panic!("{e}"));
+    let run =
+        run_traced_with(Privileges::Root, &[], &fixture, args).unwrap_or_else(|e| panic!("{e}"));
     assert!(run.status.success(), "{}", run.describe());
     assert!(
         run.stderr.contains("tracer: await chains: "),
@@ -124,8 +125,7 @@ fn every_pending_poll_is_parked_at_its_ground_truth(args: &[&str]) {
         if got.as_ref() != Some(&expected) && mismatches.len() < 20 {
             mismatches.push(format!(
                 "task {} at {ts_ns}: traced {}, ground truth {expected:?}",
-                event["async_id"],
-                event["awaiting"]
+                event["async_id"], event["awaiting"]
             ));
         }
     }
@@ -135,7 +135,10 @@ fn every_pending_poll_is_parked_at_its_ground_truth(args: &[&str]) {
         pending,
         mismatches.join("\n")
     );
-    assert!(pending >= 5 * 20, "only {pending} of {lines} Pending polls judged");
+    assert!(
+        pending >= 5 * 20,
+        "only {pending} of {lines} Pending polls judged"
+    );
     eprintln!("{pending} of {pending} Pending polls' await chains match ground truth");
 }
 

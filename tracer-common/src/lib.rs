@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod go;
+pub mod node;
 
 /// What a probe saw. Stored in [`RawEvent::kind`].
 #[repr(u32)]
@@ -123,6 +124,7 @@ const _: () = {
         size_of::<RawSpawnEvent>(),
         size_of::<RawResourceEvent>(),
         size_of::<go::RawGoEvent>(),
+        size_of::<node::RawNodeEvent>(),
     ];
     let mut i = 0;
     while i < sizes.len() {
@@ -477,6 +479,8 @@ mod user {
     unsafe impl aya::Pod for super::RawSpawnEvent {}
     // SAFETY: plain old data, every bit pattern is valid.
     unsafe impl aya::Pod for super::go::RawGoEvent {}
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::node::RawNodeEvent {}
     // SAFETY: plain old data, every bit pattern is valid.
     unsafe impl aya::Pod for super::chain::Site {}
     // SAFETY: plain old data, every bit pattern is valid.

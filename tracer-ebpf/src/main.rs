@@ -3,7 +3,8 @@
 //! This file holds what every runtime's programs share: the target filter, the
 //! one ring buffer ([`EVENTS`]) every record goes through, the health counters,
 //! and the writers of the records. The programs themselves are in [`tokio`] (task
-//! polls, spawns, wakes, frees), [`go`] (goroutine status changes), [`resource`]
+//! polls, spawns, wakes, frees), [`go`] (goroutine status changes), [`node`]
+//! (Node.js native async resources), [`resource`]
 //! (the embedder crate's markers) and
 //! [`forks`] (`--follow-forks`).
 //!
@@ -19,6 +20,7 @@
 
 mod forks;
 mod go;
+mod node;
 mod resource;
 mod tokio;
 

@@ -291,9 +291,15 @@ fn read_uint(address: u64, size: u32) -> Option<u64> {
     // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
     unsafe {
         match size {
-            1 => bpf_probe_read_user(address as *const u8).ok().map(u64::from),
-            2 => bpf_probe_read_user(address as *const u16).ok().map(u64::from),
-            4 => bpf_probe_read_user(address as *const u32).ok().map(u64::from),
+            1 => bpf_probe_read_user(address as *const u8)
+                .ok()
+                .map(u64::from),
+            2 => bpf_probe_read_user(address as *const u16)
+                .ok()
+                .map(u64::from),
+            4 => bpf_probe_read_user(address as *const u32)
+                .ok()
+                .map(u64::from),
             8 => bpf_probe_read_user(address as *const u64).ok(),
             _ => None,
         }
@@ -304,7 +310,11 @@ fn read_uint(address: u64, size: u32) -> Option<u64> {
 #[inline(always)]
 fn follow(address: u64, edge: &chain::Edge) -> Option<u64> {
     let at = address.wrapping_add(u64::from(edge.pre));
-    let at = if edge.hop != 0 { read_u64(at).ok()? } else { at };
+    let at = if edge.hop != 0 {
+        read_u64(at).ok()?
+    } else {
+        at
+    };
     if at == 0 {
         return None;
     }
@@ -324,8 +334,10 @@ fn read_chain(header: u64, slot: u64) -> (u64, u32) {
         return (0, 0);
     };
     if site.node == 0
-        || read_uint(header.wrapping_add(u64::from(site.stage_offset)), site.stage_size)
-            != Some(u64::from(site.running))
+        || read_uint(
+            header.wrapping_add(u64::from(site.stage_offset)),
+            site.stage_size,
+        ) != Some(u64::from(site.running))
     {
         return (0, 0);
     }

@@ -9,6 +9,7 @@ mod demo;
 mod fuzz;
 mod go_fixtures;
 mod install;
+mod node18;
 mod process;
 mod setup;
 mod test_cmd;

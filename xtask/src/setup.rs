@@ -111,7 +111,20 @@ pub fn setup(scope: Scope) -> Result<()> {
     step("nightly toolchain and rust-src", nightly_rust_src)?;
     step("bpf-linker", bpf_linker)?;
     step("tracefs", tracefs)?;
+    if scope == Scope::Test {
+        step("Debian's Node.js 18 (unpacked for the Node tests)", || {
+            crate::node18::setup(&workspace_root()?)
+        })?;
+    }
     Ok(())
+}
+
+/// The workspace root: the parent of xtask's directory.
+fn workspace_root() -> Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask's manifest directory has no parent")
 }
 
 /// Runs every install command of every step for real, into throwaway places, and
@@ -131,6 +144,9 @@ pub fn rehearse() -> Result<()> {
         rehearse_bpf_linker(&scratch.dir)
     })?;
     step("rehearsal: tracefs", || rehearse_tracefs(&scratch.dir))?;
+    step("rehearsal: Debian's Node.js 18", || {
+        crate::node18::rehearse(&scratch.dir)
+    })?;
     step("rehearsal: cargo-fuzz (for `cargo xtask fuzz`)", || {
         rehearse_cargo_fuzz(&scratch.dir)
     })?;

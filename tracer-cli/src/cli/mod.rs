@@ -250,6 +250,9 @@ struct OutputArgs {
     /// Benchmark floor: empty programs on the poll sites only, no events.
     #[arg(long, hide = true, conflicts_with = "no_polls")]
     floor: bool,
+    /// Benchmark floor on every site `trace` probes: empty programs, no events.
+    #[arg(long, hide = true, conflicts_with_all = ["no_polls", "no_wakes", "floor", "tasks"])]
+    floor_every_site: bool,
 }
 
 /// Where a session is recorded.
@@ -311,6 +314,8 @@ impl OutputArgs {
     fn session(&self) -> SessionOptions {
         let probes = if self.floor {
             probes::ProbeSet::Floor
+        } else if self.floor_every_site {
+            probes::ProbeSet::FloorEverySite
         } else if self.no_polls {
             probes::ProbeSet::Lifecycle { wakes: self.wakes }
         } else if self.no_wakes {

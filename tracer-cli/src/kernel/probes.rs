@@ -29,7 +29,7 @@ use crate::{
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
 
 /// Program names in the BPF object, in the order they are loaded.
-const PROGRAMS: [&str; 17] = [
+const PROGRAMS: [&str; 22] = [
     "poll_enter",
     "poll_return",
     "task_spawn",
@@ -47,10 +47,20 @@ const PROGRAMS: [&str; 17] = [
     "go_status",
     "go_preempt_park",
     "go_newproc",
+    "node_async_reset",
+    "node_async_reset_return",
+    "node_scope_enter",
+    "node_scope_close",
+    "node_destroy",
 ];
 
 /// The programs that run at function return (uretprobes).
-const RETURN_PROGRAMS: [&str; 3] = ["poll_return", "task_spawn_return", "floor_return"];
+const RETURN_PROGRAMS: [&str; 4] = [
+    "poll_return",
+    "task_spawn_return",
+    "floor_return",
+    "node_async_reset_return",
+];
 
 /// Which probes a session attaches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,6 +83,11 @@ pub enum ProbeSet {
     /// Benchmark floor (hidden `--floor`): empty programs on the `raw::poll` sites
     /// only, i.e. what the kernel charges just to trap; no events.
     Floor,
+    /// Benchmark floor on every site (hidden `--floor-every-site`): an empty
+    /// program wherever [`ProbeSet::All`] attaches one (an empty uprobe for an
+    /// entry program, an empty uretprobe for a return program), so it traps
+    /// exactly as often as `tracer trace`; no events.
+    FloorEverySite,
 }
 
 /// Default ring buffer size: 8 MiB holds about 170k events (48 bytes each with
@@ -84,12 +99,23 @@ pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 /// poll site's slot in the session's table of poll-site names, its cookie.
 fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static str, u64)> {
     match (set, probe) {
+        (ProbeSet::FloorEverySite, _) => {
+            return programs_for(probe, poll_slot, ProbeSet::All)
+                .into_iter()
+                .map(|(name, _)| (empty_program(name), 0))
+                .collect();
+        }
         (ProbeSet::Floor, Probe::Poll) => return vec![("floor_enter", 0), ("floor_return", 0)],
         (ProbeSet::Floor, Probe::GoStatus) => return vec![("floor_enter", 0)],
         (ProbeSet::Floor, _)
         | (
             ProbeSet::Lifecycle { .. },
-            Probe::Poll | Probe::Abort | Probe::WorkerRun | Probe::Defer,
+            Probe::Poll
+            | Probe::Abort
+            | Probe::WorkerRun
+            | Probe::Defer
+            | Probe::NodeScope { .. }
+            | Probe::NodeScopeClose,
         )
         | (
             ProbeSet::Lifecycle { wakes: false } | ProbeSet::NoWakes,
@@ -122,6 +148,27 @@ fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static st
         Probe::GoStatus => vec![("go_status", 0)],
         Probe::GoPreemptPark => vec![("go_preempt_park", 0)],
         Probe::GoNewProc => vec![("go_newproc", 0)],
+        Probe::NodeAsyncReset => vec![("node_async_reset", 0), ("node_async_reset_return", 0)],
+        Probe::NodeScope { wrap } => vec![(
+            "node_scope_enter",
+            if wrap {
+                tracer_common::node::scope_cookie::WRAP
+            } else {
+                tracer_common::node::scope_cookie::CONTEXT
+            },
+        )],
+        Probe::NodeScopeClose => vec![("node_scope_close", 0)],
+        Probe::NodeDestroy => vec![("node_destroy", 0)],
+    }
+}
+
+/// The empty program of the floors that stands in for program `name`: an
+/// empty uretprobe for a return program, an empty uprobe for any other.
+fn empty_program(name: &str) -> &'static str {
+    if RETURN_PROGRAMS.contains(&name) {
+        "floor_return"
+    } else {
+        "floor_enter"
     }
 }
 
@@ -246,7 +293,12 @@ impl Probes {
         let chains_enabled = u32::from(chains.is_some());
         loader.override_global(chain::ENABLED, &chains_enabled, true);
         if let Some(chains) = &chains {
-            let slots = chains.sites.iter().map(|(slot, _)| *slot).max().unwrap_or(0);
+            let slots = chains
+                .sites
+                .iter()
+                .map(|(slot, _)| *slot)
+                .max()
+                .unwrap_or(0);
             loader.map_max_entries("CHAIN_SITES", slots + 1);
             loader.map_max_entries("CHAIN_NODES", entries(chains.nodes.len())?);
             loader.map_max_entries("CHAIN_EDGES", entries(chains.edges.len())?);
@@ -586,6 +638,83 @@ mod tests {
         assert_eq!(
             programs(ProbeSet::NoWakes, &[Probe::Poll]),
             ["poll_enter", "poll_return"]
+        );
+    }
+
+    /// Every probe kind a session can attach: Tokio's, Go's and Node's.
+    const EVERY_PROBE: [Probe; 18] = [
+        Probe::Poll,
+        Probe::Spawn {
+            kind: crate::runtime::SpawnKindTag::Task,
+            arg: 1,
+        },
+        Probe::SpawnReturn {
+            kind: crate::runtime::SpawnKindTag::Local,
+        },
+        Probe::SpawnEntry,
+        Probe::Complete,
+        Probe::Free { stack_slot: true },
+        Probe::Marker(tracer_common::ResourceKind::Init),
+        Probe::Wake,
+        Probe::Abort,
+        Probe::WorkerRun,
+        Probe::Defer,
+        Probe::GoStatus,
+        Probe::GoPreemptPark,
+        Probe::GoNewProc,
+        Probe::NodeAsyncReset,
+        Probe::NodeScope { wrap: true },
+        Probe::NodeScopeClose,
+        Probe::NodeDestroy,
+    ];
+
+    #[test]
+    fn the_floor_traps_the_poll_sites_only() {
+        assert_eq!(
+            programs(ProbeSet::Floor, &[Probe::Poll, Probe::Wake, Probe::Defer]),
+            ["floor_enter", "floor_return"]
+        );
+    }
+
+    #[test]
+    fn the_every_site_floor_puts_an_empty_program_wherever_tracer_trace_puts_one() {
+        for probe in EVERY_PROBE {
+            let traced = programs_for(probe, 7, ProbeSet::All);
+            let floor = programs_for(probe, 7, ProbeSet::FloorEverySite);
+            assert_eq!(floor.len(), traced.len(), "{probe:?}");
+            for ((name, _), (empty, cookie)) in traced.iter().zip(&floor) {
+                let at_return = RETURN_PROGRAMS.contains(name);
+                assert_eq!(
+                    *empty,
+                    if at_return {
+                        "floor_return"
+                    } else {
+                        "floor_enter"
+                    },
+                    "{probe:?}: {name}"
+                );
+                assert_eq!(*cookie, 0);
+            }
+        }
+        assert_eq!(
+            programs(
+                ProbeSet::FloorEverySite,
+                &[
+                    Probe::Poll,
+                    Probe::Defer,
+                    Probe::Wake,
+                    Probe::SpawnReturn {
+                        kind: crate::runtime::SpawnKindTag::Task
+                    }
+                ]
+            ),
+            [
+                "floor_enter",
+                "floor_return",
+                "floor_enter",
+                "floor_enter",
+                "floor_return"
+            ]
         );
     }
 }

@@ -26,7 +26,8 @@ fn markers_called_by_this_process_arrive_as_hook_events() {
         !objects.is_empty(),
         "no tracer_resource_v1_* marker in this test binary"
     );
-    let mut probes = Probes::load(pid, &BpfGlobals::default(), DEFAULT_RING_BYTES, None, None).unwrap();
+    let mut probes =
+        Probes::load(pid, &BpfGlobals::default(), DEFAULT_RING_BYTES, None, None).unwrap();
     for object in &objects {
         let report = probes
             .attach(

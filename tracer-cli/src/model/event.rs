@@ -253,7 +253,10 @@ mod tests {
     #[test]
     fn after_carries_completion() {
         let event = HookEvent {
-            kind: HookKind::After { completed: true, awaiting: None },
+            kind: HookKind::After {
+                completed: true,
+                awaiting: None,
+            },
             async_id: 1,
             ts_ns: 0,
             pid: 1,

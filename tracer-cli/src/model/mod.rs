@@ -270,133 +270,164 @@ impl TaskModel {
             self.anomalies.undecodable += 1;
             return;
         };
-        let (pid, tid, id) = (raw.pid(), raw.tid(), raw.task_id);
-        let key = (pid, id);
-        let event = |kind| HookEvent {
-            kind,
-            async_id: id,
-            ts_ns: raw.ts_ns,
-            pid,
-            tid,
-        };
+        let out = &mut out;
         match kind {
-            RawKind::Spawn => {
-                let resource_type = match SpawnKind::try_from(raw.detail) {
-                    Ok(SpawnKind::Task) => self.default_type.0.clone(),
-                    Ok(SpawnKind::Blocking) => ResourceType::TOKIO_BLOCKING,
-                    Ok(SpawnKind::Local) => ResourceType::TOKIO_LOCAL,
-                    Err(_) => {
-                        self.anomalies.undecodable += 1;
-                        return;
-                    }
-                };
-                if let Some(task) = self.tasks.get_mut(&key) {
-                    // A second spawn site on the same path (`bind` around `bind_inner`).
-                    task.wait.spawn_seen_again(raw.ts_ns);
-                    return;
-                }
-                self.tasks.insert(
-                    key,
-                    TaskState {
-                        wait: Wait::spawned(raw.ts_ns),
-                        ..TaskState::default()
-                    },
-                );
-                let (vtable, location) = spawn.unwrap_or((0, 0));
-                let identity = self.names.spawned(vtable, location);
-                out(event(HookKind::Init {
-                    resource_type: identity.resource_type.unwrap_or(resource_type),
-                    trigger_id: (!self.lifecycle_only).then_some(raw.trigger_id),
-                    existing: false,
-                    name: identity.name,
-                    location: identity.location,
-                }));
-            }
-            RawKind::PollStart => {
-                let seen = spawn.map_or(FirstSight::Polled(raw.detail), |(address, _)| {
-                    FirstSight::Carried(address)
-                });
-                let task = self.known(key, seen, &mut out, &event);
-                // Already polling on this thread: that poll's return was lost.
-                let lost = task.polling_on.contains(&tid);
-                if !lost {
-                    task.polling_on.push(tid);
-                }
-                let sched_ns = task.wait.polled(raw.ts_ns);
-                self.anomalies.lost_returns += u64::from(lost);
-                out(event(HookKind::Before { sched_ns }));
-            }
-            RawKind::PollEnd => {
-                let Some((task, index)) = self.tasks.get_mut(&key).and_then(|task| {
-                    let index = task.polling_on.iter().position(|t| *t == tid)?;
-                    Some((task, index))
-                }) else {
-                    self.anomalies.orphan_returns += 1;
-                    return;
-                };
-                task.polling_on.swap_remove(index);
-                task.wait.poll_ended(raw.ts_ns);
-                let completed = task.completed_on == Some(tid);
-                if completed {
-                    task.completed_on = None;
-                }
-                let destroy = task.freed_in_poll && task.polling_on.is_empty();
-                // A task that completed in its poll is never read (the BPF side
-                // skips it too): its memory may be reused already.
-                let awaiting = match (&self.chains, tracer_common::chain::parse(raw.detail)) {
-                    (Some(chains), Some((slot, levels))) if !completed => {
-                        chains.decode(slot, levels, raw.trigger_id)
-                    }
-                    _ => None,
-                };
-                out(event(HookKind::After {
-                    completed,
-                    awaiting,
-                }));
-                if destroy {
-                    self.forget(key);
-                    out(event(HookKind::Destroy));
-                }
-            }
+            RawKind::Spawn => self.spawned(raw, spawn, out),
+            RawKind::PollStart => self.poll_started(raw, spawn, out),
+            RawKind::PollEnd => self.poll_ended(raw, out),
             RawKind::Complete => {
-                let task = self.known(key, FirstSight::Elsewhere, &mut out, &event);
+                let tid = raw.tid();
+                let task = self.known(key_of(raw), FirstSight::Elsewhere, out, &hook(raw));
                 if task.polling_on.contains(&tid) {
                     task.completed_on = Some(tid);
                 }
-                out(event(HookKind::Resolve));
+                out(hook(raw)(HookKind::Resolve));
             }
-            RawKind::Wake => {
-                let lifecycle_only = self.lifecycle_only;
-                let seen = spawn.map_or(FirstSight::Elsewhere, |(address, _)| {
-                    FirstSight::Carried(address)
-                });
-                let task = self.known(key, seen, &mut out, &event);
-                let self_wake = task.wait.woken(raw.ts_ns, raw.detail, raw.trigger_id == id);
-                out(event(HookKind::Wake {
-                    waker_id: (!lifecycle_only).then_some(raw.trigger_id),
-                    self_wake,
-                }));
-            }
+            RawKind::Wake => self.woken(raw, spawn, out),
             RawKind::Abort => {
                 // An abort is no wake (no waker is woken), but it queues an idle task.
-                if let Some(task) = self.tasks.get_mut(&key) {
+                if let Some(task) = self.tasks.get_mut(&key_of(raw)) {
                     task.wait.aborted(raw.ts_ns, raw.detail);
                 }
             }
-            RawKind::Free => {
-                // The second probed site of a free already reported.
-                if self.recently_destroyed.contains(key) {
-                    return;
-                }
-                let task = self.known(key, FirstSight::Elsewhere, &mut out, &event);
-                if !task.polling_on.is_empty() {
-                    task.freed_in_poll = true;
-                    return;
-                }
-                self.forget(key);
-                out(event(HookKind::Destroy));
-            }
+            RawKind::Free => self.freed(raw, out),
         }
+    }
+
+    /// A spawn: the task's `init`, typed by its spawn path (or what its name
+    /// implies), named by the address the record carries.
+    fn spawned(
+        &mut self,
+        raw: &RawEvent,
+        spawn: Option<(u64, u64)>,
+        out: &mut impl FnMut(HookEvent),
+    ) {
+        let resource_type = match SpawnKind::try_from(raw.detail) {
+            Ok(SpawnKind::Task) => self.default_type.0.clone(),
+            Ok(SpawnKind::Blocking) => ResourceType::TOKIO_BLOCKING,
+            Ok(SpawnKind::Local) => ResourceType::TOKIO_LOCAL,
+            Err(_) => {
+                self.anomalies.undecodable += 1;
+                return;
+            }
+        };
+        let key = key_of(raw);
+        if let Some(task) = self.tasks.get_mut(&key) {
+            // A second spawn site on the same path (`bind` around `bind_inner`).
+            task.wait.spawn_seen_again(raw.ts_ns);
+            return;
+        }
+        self.tasks.insert(
+            key,
+            TaskState {
+                wait: Wait::spawned(raw.ts_ns),
+                ..TaskState::default()
+            },
+        );
+        let (vtable, location) = spawn.unwrap_or((0, 0));
+        let identity = self.names.spawned(vtable, location);
+        out(hook(raw)(HookKind::Init {
+            resource_type: identity.resource_type.unwrap_or(resource_type),
+            trigger_id: (!self.lifecycle_only).then_some(raw.trigger_id),
+            existing: false,
+            name: identity.name,
+            location: identity.location,
+        }));
+    }
+
+    /// A poll begins: `before`, with how long the task waited to be polled.
+    fn poll_started(
+        &mut self,
+        raw: &RawEvent,
+        spawn: Option<(u64, u64)>,
+        out: &mut impl FnMut(HookEvent),
+    ) {
+        let seen = spawn.map_or(FirstSight::Polled(raw.detail), |(address, _)| {
+            FirstSight::Carried(address)
+        });
+        let tid = raw.tid();
+        let task = self.known(key_of(raw), seen, out, &hook(raw));
+        // Already polling on this thread: that poll's return was lost.
+        let lost = task.polling_on.contains(&tid);
+        if !lost {
+            task.polling_on.push(tid);
+        }
+        let sched_ns = task.wait.polled(raw.ts_ns);
+        self.anomalies.lost_returns += u64::from(lost);
+        out(hook(raw)(HookKind::Before { sched_ns }));
+    }
+
+    /// A poll returns: `after` (completed if the task's future finished in it),
+    /// and `destroy` if the task was freed inside it.
+    fn poll_ended(&mut self, raw: &RawEvent, out: &mut impl FnMut(HookEvent)) {
+        let (key, tid) = (key_of(raw), raw.tid());
+        let Some((task, index)) = self.tasks.get_mut(&key).and_then(|task| {
+            let index = task.polling_on.iter().position(|t| *t == tid)?;
+            Some((task, index))
+        }) else {
+            self.anomalies.orphan_returns += 1;
+            return;
+        };
+        task.polling_on.swap_remove(index);
+        task.wait.poll_ended(raw.ts_ns);
+        let completed = task.completed_on == Some(tid);
+        if completed {
+            task.completed_on = None;
+        }
+        let destroy = task.freed_in_poll && task.polling_on.is_empty();
+        // A task that completed in its poll is never read (the BPF side
+        // skips it too): its memory may be reused already.
+        let awaiting = match (&self.chains, tracer_common::chain::parse(raw.detail)) {
+            (Some(chains), Some((slot, levels))) if !completed => {
+                chains.decode(slot, levels, raw.trigger_id)
+            }
+            _ => None,
+        };
+        out(hook(raw)(HookKind::After {
+            completed,
+            awaiting,
+        }));
+        if destroy {
+            self.forget(key);
+            out(hook(raw)(HookKind::Destroy));
+        }
+    }
+
+    /// A wake: `wake`, with the waker and whether the task woke itself.
+    fn woken(
+        &mut self,
+        raw: &RawEvent,
+        spawn: Option<(u64, u64)>,
+        out: &mut impl FnMut(HookEvent),
+    ) {
+        let lifecycle_only = self.lifecycle_only;
+        let seen = spawn.map_or(FirstSight::Elsewhere, |(address, _)| {
+            FirstSight::Carried(address)
+        });
+        let task = self.known(key_of(raw), seen, out, &hook(raw));
+        let self_wake = task
+            .wait
+            .woken(raw.ts_ns, raw.detail, raw.trigger_id == raw.task_id);
+        out(hook(raw)(HookKind::Wake {
+            waker_id: (!lifecycle_only).then_some(raw.trigger_id),
+            self_wake,
+        }));
+    }
+
+    /// A free: `destroy`, after the poll it happened in if there is one; the
+    /// second probed site of one free is folded.
+    fn freed(&mut self, raw: &RawEvent, out: &mut impl FnMut(HookEvent)) {
+        let key = key_of(raw);
+        if self.recently_destroyed.contains(key) {
+            return;
+        }
+        let task = self.known(key, FirstSight::Elsewhere, out, &hook(raw));
+        if !task.polling_on.is_empty() {
+            task.freed_in_poll = true;
+            return;
+        }
+        self.forget(key);
+        out(hook(raw)(HookKind::Destroy));
     }
 
     /// Forgets a destroyed task, remembering its id to fold a second free.
@@ -433,6 +464,22 @@ impl TaskModel {
             }));
             TaskState::default()
         })
+    }
+}
+
+/// The task a raw record is about: (pid, task id).
+fn key_of(raw: &RawEvent) -> TaskKey {
+    (raw.pid(), raw.task_id)
+}
+
+/// Makes the hook events of `raw`'s task, at its time and thread.
+fn hook(raw: &RawEvent) -> impl Fn(HookKind) -> HookEvent + '_ {
+    move |kind| HookEvent {
+        kind,
+        async_id: raw.task_id,
+        ts_ns: raw.ts_ns,
+        pid: raw.pid(),
+        tid: raw.tid(),
     }
 }
 
@@ -538,8 +585,20 @@ mod tests {
                 raw(RawKind::PollEnd, 1, 1),
             ],
         );
-        assert_eq!(out[2].kind, HookKind::After { completed: false, awaiting: None });
-        assert_eq!(out[5].kind, HookKind::After { completed: true, awaiting: None });
+        assert_eq!(
+            out[2].kind,
+            HookKind::After {
+                completed: false,
+                awaiting: None
+            }
+        );
+        assert_eq!(
+            out[5].kind,
+            HookKind::After {
+                completed: true,
+                awaiting: None
+            }
+        );
     }
 
     #[test]
@@ -556,8 +615,20 @@ mod tests {
                 raw(RawKind::PollEnd, 1, 2),
             ],
         );
-        assert_eq!(out[4].kind, HookKind::After { completed: false, awaiting: None });
-        assert_eq!(out[5].kind, HookKind::After { completed: true, awaiting: None });
+        assert_eq!(
+            out[4].kind,
+            HookKind::After {
+                completed: false,
+                awaiting: None
+            }
+        );
+        assert_eq!(
+            out[5].kind,
+            HookKind::After {
+                completed: true,
+                awaiting: None
+            }
+        );
     }
 
     #[test]
@@ -595,7 +666,13 @@ mod tests {
             names(&out),
             ["init", "before", "resolve", "after", "destroy"]
         );
-        assert_eq!(out[3].kind, HookKind::After { completed: true, awaiting: None });
+        assert_eq!(
+            out[3].kind,
+            HookKind::After {
+                completed: true,
+                awaiting: None
+            }
+        );
         assert_eq!(model.live_tasks(), 0);
         assert_eq!(model.anomalies(), ModelAnomalies::default());
     }

@@ -71,7 +71,10 @@ impl ResourceModel {
         match kind {
             ResourceKind::Init => {}
             ResourceKind::Before => out(event(HookKind::Before { sched_ns: None })),
-            ResourceKind::After => out(event(HookKind::After { completed: false, awaiting: None })),
+            ResourceKind::After => out(event(HookKind::After {
+                completed: false,
+                awaiting: None,
+            })),
             ResourceKind::Destroy => {
                 self.live.remove(&key);
                 out(event(HookKind::Destroy));

@@ -1,7 +1,7 @@
 //! Runtime adapters: which functions of a runtime to probe, how to read its
 //! objects, and how its records become the model's.
 //!
-//! A runtime is one folder here (`tokio/`, `go/`) implementing
+//! A runtime is one folder here (`tokio/`, `go/`, `node/`) implementing
 //! [`RuntimeAdapter`], and one line in [`ADAPTERS`]; the kernel side, the model
 //! and the sinks do not know which runtime they serve. The embedder crate's
 //! markers ([`markers`]) are found in any process, with any runtime or none.
@@ -9,6 +9,7 @@
 pub mod go;
 pub mod markers;
 pub mod names;
+pub mod node;
 pub mod sites;
 pub mod tokio;
 
@@ -20,7 +21,7 @@ use crate::{
 };
 
 /// Every runtime tracer knows, in the order a process is searched for them.
-pub const ADAPTERS: &[&dyn RuntimeAdapter] = &[&tokio::Tokio, &go::Go];
+pub const ADAPTERS: &[&dyn RuntimeAdapter] = &[&tokio::Tokio, &go::Go, &node::Node];
 
 /// How a probed function is used. One variant, one BPF program (or a pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +68,20 @@ pub enum Probe {
     GoPreemptPark,
     /// Go's `runtime.newproc1`: who creates the next goroutine (Go before 1.21).
     GoNewProc,
+    /// Node's `AsyncWrap::AsyncReset(Local<Object>, double, bool)`: a native
+    /// resource gets its id, trigger and provider (`init` at its return).
+    NodeAsyncReset,
+    /// A Node `InternalCallbackScope` constructor: a `before`. `wrap`: the
+    /// `(AsyncWrap*, int)` one, else `(Environment*, Local<Object>, const
+    /// async_context&, int)`.
+    NodeScope {
+        /// The constructor takes the `AsyncWrap` itself.
+        wrap: bool,
+    },
+    /// Node's `InternalCallbackScope::Close()`: the `after` of its scope.
+    NodeScopeClose,
+    /// Node's `~AsyncWrap` or `AsyncWrap::EmitDestroy(bool)`: a `destroy`.
+    NodeDestroy,
 }
 
 /// [`SpawnKind`] with the traits a map key needs.
@@ -111,6 +126,10 @@ impl Probe {
             Probe::GoStatus => "status",
             Probe::GoPreemptPark => "preempt",
             Probe::GoNewProc => "newproc",
+            Probe::NodeAsyncReset => "async reset",
+            Probe::NodeScope { .. } => "callback scope",
+            Probe::NodeScopeClose => "scope close",
+            Probe::NodeDestroy => "destroy",
         }
     }
 }
@@ -192,6 +211,13 @@ pub trait RuntimeAdapter {
     /// A byte string every interesting mangled symbol contains: a cheap filter
     /// before demangling hundreds of thousands of names.
     fn symbol_hint(&self) -> &'static [u8];
+
+    /// Symbols are given to [`RuntimeAdapter::probe_for`] as mangled (both of
+    /// its arguments), not demangled as Rust names: for a C++ runtime, whose
+    /// Itanium names tell overloads and constructor variants apart.
+    fn mangled_names(&self) -> bool {
+        false
+    }
 
     /// The probe for a function, given its demangled name (hash removed) and that
     /// name with generic arguments removed; `None` for functions not probed.

@@ -53,7 +53,12 @@ pub struct ObjectSites {
 pub fn scan(path: &Path, adapter: &dyn RuntimeAdapter) -> anyhow::Result<ObjectSites> {
     let data = mapped_file::map(path)?;
     let file = parse(path, &data)?;
-    let mut sites = sites_in(&file, adapter.symbol_hint(), &|demangled, path| {
+    let names = if adapter.mangled_names() {
+        Names::Mangled
+    } else {
+        Names::Rust
+    };
+    let mut sites = sites_in(&file, adapter.symbol_hint(), names, &|demangled, path| {
         adapter.probe_for(demangled, path)
     });
     sites.runtime_version = crate_version::runtime_version(&file, &data, adapter.name());
@@ -78,13 +83,25 @@ pub fn scan_matching(
     probe_for: &dyn Fn(&str, &str) -> Option<Probe>,
 ) -> anyhow::Result<ObjectSites> {
     let data = mapped_file::map(path)?;
-    Ok(sites_in(&parse(path, &data)?, hint, probe_for))
+    Ok(sites_in(&parse(path, &data)?, hint, Names::Rust, probe_for))
+}
+
+/// How symbol names are given to an adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Names {
+    /// Demangled as Rust (legacy or v0) names, with the path without generics.
+    Rust,
+    /// As mangled, twice (C++: Itanium names say which overload and which
+    /// constructor or destructor variant a symbol is, which demangled names
+    /// do not).
+    Mangled,
 }
 
 /// The probe sites among `file`'s symbols (see [`scan_matching`]).
 fn sites_in(
     file: &object::File<'_>,
     hint: &[u8],
+    names: Names,
     probe_for: &dyn Fn(&str, &str) -> Option<Probe>,
 ) -> ObjectSites {
     let has_symtab = file.section_by_name(".symtab").is_some();
@@ -108,8 +125,15 @@ fn sites_in(
         let Ok(raw_name) = std::str::from_utf8(raw_name) else {
             continue;
         };
-        let demangled = format!("{:#}", rustc_demangle::demangle(raw_name));
-        let Some(probe) = probe_for(&demangled, &path_without_generics(&demangled)) else {
+        let (demangled, path) = match names {
+            Names::Rust => {
+                let demangled = format!("{:#}", rustc_demangle::demangle(raw_name));
+                let path = path_without_generics(&demangled);
+                (demangled, path)
+            }
+            Names::Mangled => (raw_name.to_owned(), raw_name.to_owned()),
+        };
+        let Some(probe) = probe_for(&demangled, &path) else {
             continue;
         };
         let address = symbol.address();
@@ -160,12 +184,13 @@ pub fn detect(
         bail!(
             "{} is stripped: tracer finds the runtime's functions ({names}) by name in the symbol table, and this binary has none.\n\
              Keep symbols and rebuild. Rust: in Cargo.toml set\n    [profile.release]\n    strip = false\n    debug = \"line-tables-only\"\n\
-             Go: build without `-ldflags=-s` (`-w` alone, which drops DWARF, is fine)",
+             Go: build without `-ldflags=-s` (`-w` alone, which drops DWARF, is fine)\n\
+             Node.js: use a build that keeps its symbol table (NodeSource's and Debian's do)",
             target.exe.display(),
         );
     }
     bail!(
-        "no supported runtime found in {}: none of its functions is one of {names}'s, and it declares no resources with tracer-resource (tracer traces Tokio 1.x and Go programs)",
+        "no supported runtime found in {}: none of its functions is one of {names}'s, and it declares no resources with tracer-resource (tracer traces Tokio 1.x, Go and Node.js programs)",
         target.exe.display(),
     )
 }

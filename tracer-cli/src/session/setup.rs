@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use super::SessionOptions;
 use crate::{
     kernel::probes::{AttachReport, ProbeSet},
-    runtime::tokio::parked::program::Programs,
     model::{TaskModel, event::ResourceType, names::NameTable},
+    runtime::tokio::parked::program::Programs,
     runtime::{
         Prepared, markers,
         sites::{self, TargetObject},
@@ -139,6 +139,10 @@ pub fn model(options: &SessionOptions, default_type: ResourceType, names: NameTa
         }
         ProbeSet::Floor => {
             eprintln!("tracer: floor mode: empty programs on the poll sites, no events");
+            TaskModel::new()
+        }
+        ProbeSet::FloorEverySite => {
+            eprintln!("tracer: floor mode: empty programs on every probe site, no events");
             TaskModel::new()
         }
     };

@@ -12,13 +12,36 @@ use crate::{
     sinks::output::SessionEnd,
 };
 
-/// Event names in the order the summary lists them.
-const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
+/// Event names in the order the summary (and `tracer info`) lists them.
+pub(crate) const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
+
+/// Where an event of `kind` is counted in a by-kind array that follows [`KINDS`].
+pub(crate) fn kind_index(kind: &HookKind) -> usize {
+    // This runs once per event, so no name lookup; a new kind must be added to both.
+    match kind {
+        HookKind::Init { .. } => 0,
+        HookKind::Before { .. } => 1,
+        HookKind::After { .. } => 2,
+        HookKind::Resolve => 3,
+        HookKind::Destroy => 4,
+        HookKind::Wake { .. } => 5,
+    }
+}
+
+/// `init 3, before 2, …`: counts by kind, named in the order of [`KINDS`].
+pub(crate) fn kinds_list(by_kind: [u64; KINDS.len()]) -> String {
+    KINDS
+        .iter()
+        .zip(by_kind)
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Counts kept while events flow.
 #[derive(Debug, Default, Clone)]
 pub struct SessionStats {
-    by_kind: [u64; 6],
+    by_kind: [u64; KINDS.len()],
     existing: u64,
     /// Raw events read from the ring buffer.
     pub delivered: u64,
@@ -105,19 +128,10 @@ impl LiveDelay {
 impl SessionStats {
     /// Counts one hook event.
     pub fn record(&mut self, event: &HookEvent) {
-        // Indexes follow `KINDS`; this runs once per event, so no name lookup.
-        let index = match event.kind {
-            HookKind::Init { existing, .. } => {
-                self.existing += u64::from(existing);
-                0
-            }
-            HookKind::Before { .. } => 1,
-            HookKind::After { .. } => 2,
-            HookKind::Resolve => 3,
-            HookKind::Destroy => 4,
-            HookKind::Wake { .. } => 5,
-        };
-        self.by_kind[index] += 1;
+        if let HookKind::Init { existing, .. } = event.kind {
+            self.existing += u64::from(existing);
+        }
+        self.by_kind[kind_index(&event.kind)] += 1;
     }
 
     /// Total hook events.
@@ -133,12 +147,7 @@ impl SessionStats {
         anomalies: ModelAnomalies,
     ) -> String {
         let mut text = String::new();
-        let kinds = KINDS
-            .iter()
-            .zip(self.by_kind)
-            .map(|(name, count)| format!("{name} {count}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let kinds = kinds_list(self.by_kind);
         let _ = writeln!(text, "tracer: {} events ({kinds})", self.events());
         let _ = writeln!(
             text,

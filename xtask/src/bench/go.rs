@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::{
-    Plan, progress,
+    Plan, progress, report,
     run::{self, Bins, Config},
 };
 use crate::{process::run as run_cmd, setup::go_binary};
@@ -129,7 +129,10 @@ pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
             }
             let figures: Vec<(GoConfig, f64, f64)> = per_config
                 .into_iter()
-                .map(|(config, ns, events)| (config, median(&ns), median(&events)))
+                .map(|(config, ns, events)| {
+                    let median = |values| report::median(values).unwrap_or(f64::NAN);
+                    (config, median(ns), median(events))
+                })
                 .collect();
             results.insert(format!("go{version} {workload}"), summary(&figures));
         }
@@ -156,17 +159,6 @@ fn sample(bins: &Bins, config: GoConfig, workload: &str, args: &[String]) -> Res
     let ops = sample.result["ops"].as_f64().context("ops")?.max(1.0);
     let events = sample.tracer.map_or(0, |cost| cost.delivered) as f64;
     Ok((seconds * 1e9 / ops, events / ops))
-}
-
-/// The median of `values` (NaN for none).
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }
 
 /// The figures of one workload: ns/op per configuration, extra ns/op over

@@ -95,7 +95,7 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
     // `TRACER_BENCH_BASELINE=/path/to/tracer`: that build too, side by side.
     let mut configs = Config::ALL.to_vec();
     if bins.baseline.is_some() {
-        configs.insert(3, Config::Baseline);
+        configs.insert(4, Config::Baseline);
     }
 
     let pipeline = pipeline(root, plan)?;

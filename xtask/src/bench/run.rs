@@ -24,6 +24,10 @@ pub enum Config {
     Untraced,
     /// Empty uprobe + uretprobe on the same `raw::poll` sites (`tracer --floor`).
     Floor,
+    /// Empty programs on every site `tracer trace` probes (`tracer
+    /// --floor-every-site`): an empty uprobe for each entry program, an empty
+    /// uretprobe for each return program, so it traps as often as the tracer.
+    FloorEverySite,
     /// `tracer trace --json` to /dev/null: every event.
     Trace,
     /// `tracer trace --no-wakes --json`: every event but wakes (no waker, defer,
@@ -46,9 +50,10 @@ pub enum Config {
 
 impl Config {
     /// Every configuration, in table order.
-    pub const ALL: [Config; 8] = [
+    pub const ALL: [Config; 9] = [
         Config::Untraced,
         Config::Floor,
+        Config::FloorEverySite,
         Config::Trace,
         Config::NoWakes,
         Config::NoPolls,
@@ -62,6 +67,7 @@ impl Config {
         match self {
             Config::Untraced => "untraced",
             Config::Floor => "floor",
+            Config::FloorEverySite => "floor (every site)",
             Config::Trace => "tracer trace",
             Config::NoWakes => "tracer --no-wakes",
             Config::NoPolls => "tracer --no-polls",
@@ -77,6 +83,7 @@ impl Config {
         let args: &[&str] = match self {
             Config::Untraced | Config::Console => return None,
             Config::Floor => &["trace", "--floor"],
+            Config::FloorEverySite => &["trace", "--floor-every-site"],
             Config::Trace | Config::Baseline => &["trace", "--json"],
             Config::NoWakes => &["trace", "--no-wakes", "--json"],
             Config::NoPolls => &["trace", "--no-polls", "--json"],

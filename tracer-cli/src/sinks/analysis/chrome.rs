@@ -97,160 +97,238 @@ pub fn write(
     info: &SessionInfo,
     events: impl Iterator<Item = anyhow::Result<HookEvent>>,
 ) -> anyhow::Result<ChromeCounts> {
-    let mut writer = TraceWriter {
-        out,
-        first: true,
-        start_ns: info.start_ns,
-    };
-    writer
-        .out
-        .write_all(br#"{"displayTimeUnit":"ns","traceEvents":["#)?;
-    let process_name = format!("{} ({})", info.exe.display(), info.runtime);
-    writer.push(json!({"ph": "M", "name": "process_name", "pid": info.pid,
-        "args": {"name": process_name}}))?;
-    let mut processes = BTreeSet::from([info.pid]);
-    // Poll pairing lives in the collector; the blocking threshold does not matter here.
-    let mut collector = Collector::new(super::DEFAULT_BLOCKING_THRESHOLD);
-    let mut lifetimes: HashMap<TaskKey, Lifetime> = HashMap::new();
-    let mut spawns: HashMap<TaskKey, Spawn> = HashMap::new();
-    let mut wakes: HashMap<TaskKey, Vec<Wake>> = HashMap::new();
-    let mut next_wake_id = WAKE_IDS;
-    let mut threads = BTreeSet::new();
-    let mut counts = ChromeCounts::default();
-    let mut next_child_id = CHILD_IDS;
-    let mut last_ns = info.start_ns;
+    let mut export = Export::begin(out, info)?;
     for event in events {
-        let event = event?;
-        last_ns = last_ns.max(event.ts_ns);
+        export.event(&event?)?;
+    }
+    export.finish()
+}
+
+/// An export under way: the writer and what is kept between events (the open
+/// lifetimes, the arrows waiting for a poll, the ids given out so far).
+struct Export<W: Write> {
+    writer: TraceWriter<W>,
+    /// The session's own process: its tasks keep their ids.
+    pid: u32,
+    /// `exe (runtime)`, the name of every process of the trace.
+    process_name: String,
+    processes: BTreeSet<u32>,
+    // Poll pairing lives in the collector; the blocking threshold does not matter here.
+    collector: Collector,
+    lifetimes: HashMap<TaskKey, Lifetime>,
+    spawns: HashMap<TaskKey, Spawn>,
+    wakes: HashMap<TaskKey, Vec<Wake>>,
+    next_wake_id: u64,
+    threads: BTreeSet<(u32, u32)>,
+    counts: ChromeCounts,
+    next_child_id: u64,
+    last_ns: u64,
+}
+
+impl<W: Write> Export<W> {
+    /// Opens the document on `out` and names the session's process.
+    fn begin(out: W, info: &SessionInfo) -> anyhow::Result<Self> {
+        let mut writer = TraceWriter {
+            out,
+            first: true,
+            start_ns: info.start_ns,
+        };
+        writer
+            .out
+            .write_all(br#"{"displayTimeUnit":"ns","traceEvents":["#)?;
+        let process_name = format!("{} ({})", info.exe.display(), info.runtime);
+        writer.push(json!({"ph": "M", "name": "process_name", "pid": info.pid,
+            "args": {"name": process_name}}))?;
+        Ok(Self {
+            writer,
+            pid: info.pid,
+            process_name,
+            processes: BTreeSet::from([info.pid]),
+            collector: Collector::new(super::DEFAULT_BLOCKING_THRESHOLD),
+            lifetimes: HashMap::new(),
+            spawns: HashMap::new(),
+            wakes: HashMap::new(),
+            next_wake_id: WAKE_IDS,
+            threads: BTreeSet::new(),
+            counts: ChromeCounts::default(),
+            next_child_id: CHILD_IDS,
+            last_ns: info.start_ns,
+        })
+    }
+
+    /// Writes what one event shows: a new process, a lifetime's start or end,
+    /// the arrows into a poll, a finished poll's slice.
+    fn event(&mut self, event: &HookEvent) -> anyhow::Result<()> {
+        self.last_ns = self.last_ns.max(event.ts_ns);
         let pid = event.pid;
-        if processes.insert(pid) {
-            writer.push(json!({"ph": "M", "name": "process_name", "pid": pid,
-                "args": {"name": format!("{process_name}, followed process")}}))?;
+        if self.processes.insert(pid) {
+            self.writer
+                .push(json!({"ph": "M", "name": "process_name", "pid": pid,
+                "args": {"name": format!("{}, followed process", self.process_name)}}))?;
         }
-        threads.insert((pid, event.tid));
-        let key = (pid, event.async_id);
-        let async_id = event.async_id;
+        self.threads.insert((pid, event.tid));
         match &event.kind {
-            HookKind::Init {
-                resource_type,
-                trigger_id,
-                name: future,
-                location,
-                ..
-            } => {
-                let name = super::task_title(future.as_deref(), resource_type, async_id);
-                // Polls are named by what runs, so Perfetto sums them per future type.
-                let poll_name = future.clone().unwrap_or_else(|| name.clone());
-                let id = if pid == info.pid {
-                    async_id
-                } else {
-                    next_child_id += 1;
-                    next_child_id - 1
-                };
-                counts.tasks += 1;
-                writer.push(json!({"ph": "b", "cat": "task", "id": id, "name": name,
-                    "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid,
-                    "args": {"async_id": async_id, "trigger_id": trigger_id,
-                        "type": resource_type.as_str(), "name": future, "location": location}}))?;
-                lifetimes.insert(
-                    key,
-                    Lifetime {
-                        name,
-                        poll_name,
-                        id,
-                    },
-                );
-                if trigger_id.is_some_and(|trigger| trigger != 0) {
-                    spawns.insert(
-                        key,
-                        Spawn {
-                            ts_ns: event.ts_ns,
-                            tid: event.tid,
-                        },
-                    );
-                }
-            }
-            HookKind::Before { .. } => {
-                if let (Some(spawn), Some(lifetime)) = (spawns.remove(&key), lifetimes.get(&key)) {
-                    counts.flows += 1;
-                    let id = lifetime.id;
-                    writer.push(json!({"ph": "s", "cat": "spawn", "name": "spawn", "id": id,
-                        "ts": writer.us(spawn.ts_ns), "pid": pid, "tid": spawn.tid}))?;
-                    writer.push(
-                        json!({"ph": "f", "bp": "e", "cat": "spawn", "name": "spawn",
-                        "id": id, "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}),
-                    )?;
-                }
-                for wake in wakes.remove(&key).unwrap_or_default() {
-                    counts.wake_flows += 1;
-                    writer.push(
-                        json!({"ph": "s", "cat": "wake", "name": "wake", "id": wake.id,
-                        "ts": writer.us(wake.ts_ns), "pid": pid, "tid": wake.tid}),
-                    )?;
-                    writer.push(
-                        json!({"ph": "f", "bp": "e", "cat": "wake", "name": "wake",
-                        "id": wake.id, "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}),
-                    )?;
-                }
-            }
+            HookKind::Init { .. } => self.begin_lifetime(event)?,
+            HookKind::Before { .. } => self.draw_arrows_into(event)?,
             HookKind::Wake {
                 waker_id: Some(waker),
                 ..
             } if *waker != 0 => {
-                wakes.entry(key).or_default().push(Wake {
-                    ts_ns: event.ts_ns,
-                    tid: event.tid,
-                    id: next_wake_id,
-                });
-                next_wake_id += 1;
+                self.wakes
+                    .entry((pid, event.async_id))
+                    .or_default()
+                    .push(Wake {
+                        ts_ns: event.ts_ns,
+                        tid: event.tid,
+                        id: self.next_wake_id,
+                    });
+                self.next_wake_id += 1;
             }
-            HookKind::Destroy => {
-                if let Some(Lifetime { name, id, .. }) = lifetimes.remove(&key) {
-                    writer.push(json!({"ph": "e", "cat": "task", "id": id, "name": name,
-                        "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}))?;
-                }
-                spawns.remove(&key);
-                wakes.remove(&key);
-            }
+            HookKind::Destroy => self.end_lifetime(event)?,
             HookKind::After { .. } | HookKind::Resolve | HookKind::Wake { .. } => {}
         }
-        if let Some(poll) = collector.record(&event) {
-            counts.slices += 1;
-            let name = lifetimes.get(&key).map_or_else(
-                || format!("task {async_id}"),
-                |alive| alive.poll_name.clone(),
+        self.poll_slice(event)
+    }
+
+    /// An `init`: opens the task's lifetime slice, under a trace id of its own
+    /// for a task of another process, and keeps its spawn for the arrow.
+    fn begin_lifetime(&mut self, event: &HookEvent) -> anyhow::Result<()> {
+        let HookKind::Init {
+            resource_type,
+            trigger_id,
+            name: future,
+            location,
+            ..
+        } = &event.kind
+        else {
+            return Ok(());
+        };
+        let (pid, async_id) = (event.pid, event.async_id);
+        let name = super::task_title(future.as_deref(), resource_type, async_id);
+        // Polls are named by what runs, so Perfetto sums them per future type.
+        let poll_name = future.clone().unwrap_or_else(|| name.clone());
+        let id = if pid == self.pid {
+            async_id
+        } else {
+            self.next_child_id += 1;
+            self.next_child_id - 1
+        };
+        self.counts.tasks += 1;
+        let writer = &mut self.writer;
+        writer.push(json!({"ph": "b", "cat": "task", "id": id, "name": name,
+            "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid,
+            "args": {"async_id": async_id, "trigger_id": trigger_id,
+                "type": resource_type.as_str(), "name": future, "location": location}}))?;
+        let key = (pid, async_id);
+        self.lifetimes.insert(
+            key,
+            Lifetime {
+                name,
+                poll_name,
+                id,
+            },
+        );
+        if trigger_id.is_some_and(|trigger| trigger != 0) {
+            self.spawns.insert(
+                key,
+                Spawn {
+                    ts_ns: event.ts_ns,
+                    tid: event.tid,
+                },
             );
-            let mut args = json!({"async_id": async_id});
-            // A Pending poll's slice says where the task is parked after it.
-            if let HookKind::After {
-                awaiting: Some(frames),
-                ..
-            } = &event.kind
-            {
-                args["parked_at"] = json!(crate::model::event::parked_at(frames));
-                args["awaiting"] = json!(frames);
-            }
-            writer.push(json!({"ph": "X", "cat": "poll", "name": name,
-                "ts": writer.us(poll.start_ns), "dur": poll.duration_ns() as f64 / 1e3,
-                "pid": pid, "tid": poll.tid, "args": args}))?;
         }
+        Ok(())
     }
-    // Tasks alive at the end: their lifetime slices end with the session.
-    let mut alive: Vec<(TaskKey, Lifetime)> = lifetimes.into_iter().collect();
-    alive.sort_by_key(|(key, _)| *key);
-    for ((pid, _), Lifetime { name, id, .. }) in alive {
-        writer.push(json!({"ph": "e", "cat": "task", "id": id, "name": name,
-            "ts": writer.us(last_ns), "pid": pid}))?;
+
+    /// A `before`: draws the spawn arrow into a task's first poll and the wake
+    /// arrows into the poll that follows them.
+    fn draw_arrows_into(&mut self, event: &HookEvent) -> anyhow::Result<()> {
+        let pid = event.pid;
+        let key = (pid, event.async_id);
+        let writer = &mut self.writer;
+        if let (Some(spawn), Some(lifetime)) = (self.spawns.remove(&key), self.lifetimes.get(&key))
+        {
+            self.counts.flows += 1;
+            let id = lifetime.id;
+            writer.push(json!({"ph": "s", "cat": "spawn", "name": "spawn", "id": id,
+                "ts": writer.us(spawn.ts_ns), "pid": pid, "tid": spawn.tid}))?;
+            writer.push(
+                json!({"ph": "f", "bp": "e", "cat": "spawn", "name": "spawn",
+                "id": id, "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}),
+            )?;
+        }
+        for wake in self.wakes.remove(&key).unwrap_or_default() {
+            self.counts.wake_flows += 1;
+            writer.push(
+                json!({"ph": "s", "cat": "wake", "name": "wake", "id": wake.id,
+                "ts": writer.us(wake.ts_ns), "pid": pid, "tid": wake.tid}),
+            )?;
+            writer.push(json!({"ph": "f", "bp": "e", "cat": "wake", "name": "wake",
+                "id": wake.id, "ts": writer.us(event.ts_ns), "pid": pid, "tid": event.tid}))?;
+        }
+        Ok(())
     }
-    for (pid, tid) in threads {
-        writer.push(
-            json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-            "args": {"name": format!("thread {tid}")}}),
-        )?;
+
+    /// A `destroy`: closes the task's lifetime slice and forgets its arrows.
+    fn end_lifetime(&mut self, event: &HookEvent) -> anyhow::Result<()> {
+        let key = (event.pid, event.async_id);
+        if let Some(Lifetime { name, id, .. }) = self.lifetimes.remove(&key) {
+            let writer = &mut self.writer;
+            writer.push(json!({"ph": "e", "cat": "task", "id": id, "name": name,
+                "ts": writer.us(event.ts_ns), "pid": event.pid, "tid": event.tid}))?;
+        }
+        self.spawns.remove(&key);
+        self.wakes.remove(&key);
+        Ok(())
     }
-    writer.out.write_all(b"\n]}\n")?;
-    writer.out.flush()?;
-    Ok(counts)
+
+    /// The slice of the poll `event` finished, if it finished one.
+    fn poll_slice(&mut self, event: &HookEvent) -> anyhow::Result<()> {
+        let Some(poll) = self.collector.record(event) else {
+            return Ok(());
+        };
+        let async_id = event.async_id;
+        self.counts.slices += 1;
+        let name = self.lifetimes.get(&(event.pid, async_id)).map_or_else(
+            || format!("task {async_id}"),
+            |alive| alive.poll_name.clone(),
+        );
+        let mut args = json!({"async_id": async_id});
+        // A Pending poll's slice says where the task is parked after it.
+        if let HookKind::After {
+            awaiting: Some(frames),
+            ..
+        } = &event.kind
+        {
+            args["parked_at"] = json!(crate::model::event::parked_at(frames));
+            args["awaiting"] = json!(frames);
+        }
+        let writer = &mut self.writer;
+        writer.push(json!({"ph": "X", "cat": "poll", "name": name,
+            "ts": writer.us(poll.start_ns), "dur": poll.duration_ns() as f64 / 1e3,
+            "pid": event.pid, "tid": poll.tid, "args": args}))
+    }
+
+    /// Ends the lifetimes still open with the session, names the threads and
+    /// closes the document.
+    fn finish(mut self) -> anyhow::Result<ChromeCounts> {
+        let writer = &mut self.writer;
+        let mut alive: Vec<(TaskKey, Lifetime)> = self.lifetimes.into_iter().collect();
+        alive.sort_by_key(|(key, _)| *key);
+        for ((pid, _), Lifetime { name, id, .. }) in alive {
+            writer.push(json!({"ph": "e", "cat": "task", "id": id, "name": name,
+                "ts": writer.us(self.last_ns), "pid": pid}))?;
+        }
+        for (pid, tid) in self.threads {
+            writer.push(
+                json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                "args": {"name": format!("thread {tid}")}}),
+            )?;
+        }
+        writer.out.write_all(b"\n]}\n")?;
+        writer.out.flush()?;
+        Ok(self.counts)
+    }
 }
 
 #[cfg(test)]

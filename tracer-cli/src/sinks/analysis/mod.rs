@@ -164,6 +164,60 @@ impl TaskRecord {
             TaskState::Running
         }
     }
+
+    /// A task first seen by an event other than its `init`: the stream started
+    /// after it, so it counts as existing, spawned at that event.
+    fn unannounced(event: &HookEvent) -> Self {
+        Self {
+            pid: event.pid,
+            async_id: event.async_id,
+            resource_type: ResourceType::TOKIO_TASK,
+            name: None,
+            location: None,
+            trigger_id: None,
+            existing: true,
+            start_ns: event.ts_ns,
+            resolve_ns: None,
+            destroy_ns: None,
+            polls: 0,
+            busy_ns: 0,
+            longest_poll_ns: 0,
+            blocking_polls: 0,
+            wakes: 0,
+            self_wakes: 0,
+            sched: histogram::Histogram::default(),
+            long_waits: 0,
+            wakers: BTreeMap::new(),
+            open_polls: Vec::new(),
+            group: None,
+        }
+    }
+
+    /// Closes the poll that the `after` `event` ends on its thread and adds it
+    /// to the totals (a blocking one if longer than `blocking_threshold_ns`);
+    /// `None` if no poll of the task is open there.
+    fn end_poll(&mut self, event: &HookEvent, blocking_threshold_ns: u64) -> Option<Poll> {
+        let index = self
+            .open_polls
+            .iter()
+            .position(|(tid, _)| *tid == event.tid)?;
+        let (_, start_ns) = self.open_polls.swap_remove(index);
+        let poll = Poll {
+            pid: event.pid,
+            async_id: event.async_id,
+            tid: event.tid,
+            start_ns,
+            end_ns: event.ts_ns,
+        };
+        let took = poll.duration_ns();
+        self.polls += 1;
+        self.busy_ns += took;
+        self.longest_poll_ns = self.longest_poll_ns.max(took);
+        if took > blocking_threshold_ns {
+            self.blocking_polls += 1;
+        }
+        Some(poll)
+    }
 }
 
 /// The slowest a poll may be before it counts as blocking the runtime, as in
@@ -218,32 +272,7 @@ impl Collector {
         let task = self
             .tasks
             .entry((event.pid, event.async_id))
-            .or_insert_with(|| {
-                // Not announced by an `init`: the stream started after it.
-                TaskRecord {
-                    pid: event.pid,
-                    async_id: event.async_id,
-                    resource_type: ResourceType::TOKIO_TASK,
-                    name: None,
-                    location: None,
-                    trigger_id: None,
-                    existing: true,
-                    start_ns: event.ts_ns,
-                    resolve_ns: None,
-                    destroy_ns: None,
-                    polls: 0,
-                    busy_ns: 0,
-                    longest_poll_ns: 0,
-                    blocking_polls: 0,
-                    wakes: 0,
-                    self_wakes: 0,
-                    sched: histogram::Histogram::default(),
-                    long_waits: 0,
-                    wakers: BTreeMap::new(),
-                    open_polls: Vec::new(),
-                    group: None,
-                }
-            });
+            .or_insert_with(|| TaskRecord::unannounced(event));
         match &event.kind {
             HookKind::Init {
                 resource_type,
@@ -269,25 +298,7 @@ impl Collector {
                 None
             }
             HookKind::After { .. } => {
-                let index = task
-                    .open_polls
-                    .iter()
-                    .position(|(tid, _)| *tid == event.tid)?;
-                let (_, start_ns) = task.open_polls.swap_remove(index);
-                let poll = Poll {
-                    pid: event.pid,
-                    async_id: event.async_id,
-                    tid: event.tid,
-                    start_ns,
-                    end_ns: event.ts_ns,
-                };
-                let took = poll.duration_ns();
-                task.polls += 1;
-                task.busy_ns += took;
-                task.longest_poll_ns = task.longest_poll_ns.max(took);
-                if took > self.blocking_threshold_ns {
-                    task.blocking_polls += 1;
-                }
+                let poll = task.end_poll(event, self.blocking_threshold_ns)?;
                 let group = match task.group {
                     Some(group) => group,
                     None => {
@@ -301,7 +312,7 @@ impl Collector {
                 if group == self.poll_times.len() {
                     self.poll_times.push(histogram::Histogram::default());
                 }
-                self.poll_times[group].record(took);
+                self.poll_times[group].record(poll.duration_ns());
                 Some(poll)
             }
             HookKind::Resolve => {
@@ -627,7 +638,15 @@ pub(crate) mod test_events {
     pub fn poll(async_id: u64, from: u64, to: u64, tid: u32) -> [HookEvent; 2] {
         [
             event(HookKind::Before { sched_ns: None }, async_id, from, tid),
-            event(HookKind::After { completed: false, awaiting: None }, async_id, to, tid),
+            event(
+                HookKind::After {
+                    completed: false,
+                    awaiting: None,
+                },
+                async_id,
+                to,
+                tid,
+            ),
         ]
     }
 

@@ -305,8 +305,12 @@ pub fn encode_event(out: &mut Vec<u8>, state: &mut DeltaState, pid: u32, event: 
         HookKind::Before { sched_ns } => {
             KIND_BEFORE | if sched_ns.is_some() { HAS_TRIGGER } else { 0 }
         }
-        HookKind::After { completed: false, .. } => KIND_AFTER,
-        HookKind::After { completed: true, .. } => KIND_AFTER_COMPLETED,
+        HookKind::After {
+            completed: false, ..
+        } => KIND_AFTER,
+        HookKind::After {
+            completed: true, ..
+        } => KIND_AFTER_COMPLETED,
         HookKind::Resolve => KIND_RESOLVE,
         HookKind::Destroy => KIND_DESTROY,
         HookKind::Wake {
@@ -425,8 +429,14 @@ pub fn decode_event(
         _ if tag & (EXISTING | HAS_TRIGGER) != 0 => {
             return Err(Malformed("init flags on a non-init event"));
         }
-        KIND_AFTER => HookKind::After { completed: false, awaiting: None },
-        KIND_AFTER_COMPLETED => HookKind::After { completed: true, awaiting: None },
+        KIND_AFTER => HookKind::After {
+            completed: false,
+            awaiting: None,
+        },
+        KIND_AFTER_COMPLETED => HookKind::After {
+            completed: true,
+            awaiting: None,
+        },
         KIND_RESOLVE => HookKind::Resolve,
         KIND_DESTROY => HookKind::Destroy,
         _ => return Err(Malformed("unknown event kind")),
@@ -620,9 +630,7 @@ pub fn decode_chains(payload: &[u8], count: u32) -> Result<Chains, Malformed> {
     let mut at = 0u32;
     for _ in 0..count {
         let delta = u32::try_from(cursor.varint()?).map_err(|_| Malformed("impossible index"))?;
-        at = at
-            .checked_add(delta)
-            .ok_or(Malformed("impossible index"))?;
+        at = at.checked_add(delta).ok_or(Malformed("impossible index"))?;
         let frames_len = cursor.varint()?;
         let mut frames = Vec::new();
         for _ in 0..frames_len {

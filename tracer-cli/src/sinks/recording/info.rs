@@ -2,11 +2,17 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use super::reader::Reader;
-use crate::model::event::HookKind;
-
-/// Event names in the order `info` lists them.
-const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
+use super::{
+    format::Header,
+    reader::{Problem, Reader},
+};
+use crate::{
+    model::event::{HookEvent, HookKind},
+    sinks::{
+        output::{SessionEnd, SessionInfo},
+        summary::{KINDS, kind_index, kinds_list},
+    },
+};
 
 /// Prints the header, events by kind, tasks, how many are named and located, time span, losses and bytes per
 /// event of the recording at `path`.
@@ -15,22 +21,52 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
         .map_err(|error| anyhow::anyhow!("cannot open {}: {error}", path.display()))?
         .len();
     let mut reader = Reader::open(path)?;
-    let mut by_kind = [0u64; KINDS.len()];
-    let mut existing = 0u64;
-    let (mut named, mut located) = (0u64, 0u64);
-    let mut span: Option<(u64, u64)> = None;
-    let mut problems = Vec::new();
+    let mut tally = Tally::default();
     while let Some(event) = reader.next_event()? {
-        // Indexes follow `KINDS`; a new kind must be added to both.
-        let index = match event.kind {
-            HookKind::Init { .. } => 0,
-            HookKind::Before { .. } => 1,
-            HookKind::After { .. } => 2,
-            HookKind::Resolve => 3,
-            HookKind::Destroy => 4,
-            HookKind::Wake { .. } => 5,
-        };
-        by_kind[index] += 1;
+        tally.add(&event);
+        tally.problems.extend(reader.take_problems());
+    }
+    tally.problems.extend(reader.take_problems());
+    let header = reader.header();
+    let events = reader.events_read();
+    let mut text = String::new();
+    write_header(&mut text, path, bytes, header);
+    tally.write_counts(&mut text, &header.session, events);
+    let _ = writeln!(text, "chunks:      {}", reader.chunks_read());
+    write_ending(&mut text, reader.end(), events);
+    for problem in &tally.problems {
+        let _ = writeln!(text, "damage:      {problem}");
+    }
+    let per_event = if events == 0 {
+        "no events".to_owned()
+    } else {
+        format!("{:.2}", bytes as f64 / events as f64)
+    };
+    let _ = writeln!(text, "bytes/event: {per_event} (whole file)");
+    print!("{text}");
+    Ok(())
+}
+
+/// What the pass over the events counts, and the damage it met on the way.
+#[derive(Default)]
+struct Tally {
+    /// Events of each kind, in the order of `KINDS`.
+    by_kind: [u64; KINDS.len()],
+    /// Inits of tasks already running at attach.
+    existing: u64,
+    /// Inits with a name.
+    named: u64,
+    /// Inits with a location.
+    located: u64,
+    /// The first and last event times.
+    span: Option<(u64, u64)>,
+    problems: Vec<Problem>,
+}
+
+impl Tally {
+    /// Counts one event.
+    fn add(&mut self, event: &HookEvent) {
+        self.by_kind[kind_index(&event.kind)] += 1;
         if let HookKind::Init {
             existing: was_there,
             name,
@@ -38,20 +74,47 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
             ..
         } = &event.kind
         {
-            existing += u64::from(*was_there);
-            named += u64::from(name.is_some());
-            located += u64::from(location.is_some());
+            self.existing += u64::from(*was_there);
+            self.named += u64::from(name.is_some());
+            self.located += u64::from(location.is_some());
         }
-        span = Some(span.map_or((event.ts_ns, event.ts_ns), |(first, last)| {
-            (first.min(event.ts_ns), last.max(event.ts_ns))
-        }));
-        problems.extend(reader.take_problems());
+        self.span = Some(
+            self.span
+                .map_or((event.ts_ns, event.ts_ns), |(first, last)| {
+                    (first.min(event.ts_ns), last.max(event.ts_ns))
+                }),
+        );
     }
-    problems.extend(reader.take_problems());
-    let header = reader.header();
+
+    /// The `events`, `tasks`, `names` and `time span` lines.
+    fn write_counts(&self, text: &mut String, session: &SessionInfo, events: u64) {
+        let _ = writeln!(text, "events:      {events} ({})", kinds_list(self.by_kind));
+        let _ = writeln!(
+            text,
+            "tasks:       {} ({} already running at attach)",
+            self.by_kind[0], self.existing
+        );
+        let _ = writeln!(
+            text,
+            "names:       {} of {} tasks named, {} located",
+            self.named, self.by_kind[0], self.located
+        );
+        if let Some((first, last)) = self.span {
+            let since_start = |ts: u64| ts.saturating_sub(session.start_ns) as f64 / 1e9;
+            let _ = writeln!(
+                text,
+                "time span:   {:.6} s (events from {:.6} s to {:.6} s after the session started)",
+                (last - first) as f64 / 1e9,
+                since_start(first),
+                since_start(last)
+            );
+        }
+    }
+}
+
+/// The lines from the file header: `file` to `started`.
+fn write_header(text: &mut String, path: &Path, bytes: u64, header: &Header) {
     let session = &header.session;
-    let events = reader.events_read();
-    let mut text = String::new();
     let _ = writeln!(text, "file:        {} ({bytes} bytes)", path.display());
     let _ = writeln!(
         text,
@@ -91,35 +154,12 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
         humantime::format_rfc3339_micros(started),
         session.start_ns
     );
-    let kinds = KINDS
-        .iter()
-        .zip(by_kind)
-        .map(|(name, count)| format!("{name} {count}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let _ = writeln!(text, "events:      {events} ({kinds})");
-    let _ = writeln!(
-        text,
-        "tasks:       {} ({existing} already running at attach)",
-        by_kind[0]
-    );
-    let _ = writeln!(
-        text,
-        "names:       {named} of {} tasks named, {located} located",
-        by_kind[0]
-    );
-    if let Some((first, last)) = span {
-        let since_start = |ts: u64| ts.saturating_sub(session.start_ns) as f64 / 1e9;
-        let _ = writeln!(
-            text,
-            "time span:   {:.6} s (events from {:.6} s to {:.6} s after the session started)",
-            (last - first) as f64 / 1e9,
-            since_start(first),
-            since_start(last)
-        );
-    }
-    let _ = writeln!(text, "chunks:      {}", reader.chunks_read());
-    match reader.end() {
+}
+
+/// The `ended` and `drops` lines: from the end record, or that the file was
+/// cut after `events` events.
+fn write_ending(text: &mut String, end: Option<&SessionEnd>, events: u64) {
+    match end {
         Some(end) => {
             let _ = writeln!(text, "ended:       {}", end.ending);
             let _ = match end.emitted {
@@ -147,15 +187,4 @@ pub fn info(path: &Path) -> anyhow::Result<()> {
             let _ = writeln!(text, "drops:       unknown (recorded at the end)");
         }
     }
-    for problem in &problems {
-        let _ = writeln!(text, "damage:      {problem}");
-    }
-    let per_event = if events == 0 {
-        "no events".to_owned()
-    } else {
-        format!("{:.2}", bytes as f64 / events as f64)
-    };
-    let _ = writeln!(text, "bytes/event: {per_event} (whole file)");
-    print!("{text}");
-    Ok(())
 }

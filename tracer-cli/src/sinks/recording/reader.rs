@@ -12,8 +12,8 @@ use std::{
 };
 
 use super::format::{
-    self, ChunkKind, Cursor, DeltaState, FORMAT_MAJOR, FORMAT_MINOR, FRAME_HEADER, Header,
-    Chains, InitNames, MAGIC, MAX_HEADER, MAX_PAYLOAD, Malformed, Names, PRELUDE, SYNC,
+    self, Chains, ChunkKind, Cursor, DeltaState, FORMAT_MAJOR, FORMAT_MINOR, FRAME_HEADER, Header,
+    InitNames, MAGIC, MAX_HEADER, MAX_PAYLOAD, Malformed, Names, PRELUDE, SYNC,
 };
 use crate::{
     model::event::{AwaitFrame, HookEvent, HookKind},
@@ -189,6 +189,20 @@ impl<R: Read> Source<R> {
         }
         Ok(false)
     }
+}
+
+/// A frame that passed its checks, its payload read into the reader's chunk.
+struct Frame {
+    /// Where its header starts in the file.
+    offset: u64,
+    /// Its [`ChunkKind`] byte.
+    kind: u8,
+    /// Payload bytes.
+    len: usize,
+    /// Events (or names) it holds.
+    count: u32,
+    /// Its checksum, by which a names chunk knows its events chunk.
+    crc: u32,
 }
 
 /// A recording being read.
@@ -403,29 +417,51 @@ impl<R: Read> Reader<R> {
 
     /// Loads the next good chunk; false at the end of the file.
     fn next_chunk(&mut self) -> io::Result<bool> {
+        while let Some(frame) = self.next_frame()? {
+            match ChunkKind::from_byte(frame.kind) {
+                Some(ChunkKind::Events) => {
+                    self.open_events(&frame);
+                    return Ok(true);
+                }
+                Some(ChunkKind::End) => {
+                    self.read_end(frame.offset);
+                    return Ok(false);
+                }
+                Some(ChunkKind::Names) => self.read_names(&frame),
+                Some(ChunkKind::Chains) => self.read_chains(&frame),
+                // A kind added by a newer minor version: not ours to read.
+                None => {}
+            }
+        }
+        Ok(false)
+    }
+
+    /// Reads the next frame that passes its checks into `chunk`, skipping (and
+    /// reporting) damaged ones; `None` at the end of the file.
+    fn next_frame(&mut self) -> io::Result<Option<Frame>> {
         loop {
             let offset = self.src.offset;
             let mut head = [0u8; FRAME_HEADER];
             let got = self.src.fill(&mut head)?;
             if got == 0 {
-                return Ok(false);
+                return Ok(None);
             }
             if head[..got.min(4)] != SYNC[..got.min(4)] {
                 self.corrupt(offset, "no chunk marker");
                 if !self.src.resync(&head[..got])? {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 continue;
             }
             if got < FRAME_HEADER {
                 // Cut inside a frame header: the end of a truncated file.
-                return Ok(false);
+                return Ok(None);
             }
             let (kind, len, count, crc) = format::parse_frame_header(&head);
             if len > MAX_PAYLOAD {
                 self.corrupt(offset, "impossible length");
                 if !self.src.resync(&head)? {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 continue;
             }
@@ -439,71 +475,84 @@ impl<R: Read> Reader<R> {
                     self.corrupt(offset, "checksum mismatch");
                 }
                 if !found {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 continue;
             }
-            match ChunkKind::from_byte(kind) {
-                Some(ChunkKind::Events) => {
-                    self.chunks += 1;
-                    self.names = None;
-                    if let Some((names, at)) = self.pending_names.take() {
-                        if names.events_crc == crc {
-                            self.names = Some(names.inits.into());
-                        } else {
-                            self.names_lost(at, "the events chunk they name is missing");
-                        }
-                    }
-                    self.chains.clear();
-                    self.index = 0;
-                    if let Some((chains, at)) = self.pending_chains.take() {
-                        if chains.events_crc == crc {
-                            self.chains = chains.afters.into();
-                        } else {
-                            self.chains_lost(at, "the events chunk they belong to is missing");
-                        }
-                    }
-                    self.chunk_offset = offset;
-                    self.pos = 0;
-                    self.left = count;
-                    self.state = DeltaState::default();
-                    if count == 0 && len > 0 {
-                        self.undecodable("bytes after its last event");
-                    }
-                    return Ok(true);
-                }
-                Some(ChunkKind::End) => {
-                    match format::decode_end(&self.chunk) {
-                        Ok(end) => self.end = Some(end),
-                        Err(Malformed(why)) => {
-                            self.chunk_offset = offset;
-                            self.undecodable(why);
-                            self.end = Some(SessionEnd::default());
-                        }
-                    }
-                    return Ok(false);
-                }
-                Some(ChunkKind::Names) => {
-                    if let Some((_, at)) = self.pending_names.take() {
-                        self.names_lost(at, "the events chunk they name is missing");
-                    }
-                    match format::decode_names(&self.chunk, count) {
-                        Ok(names) => self.pending_names = Some((names, offset)),
-                        Err(Malformed(why)) => self.names_lost(offset, why),
-                    }
-                }
-                Some(ChunkKind::Chains) => {
-                    if let Some((_, at)) = self.pending_chains.take() {
-                        self.chains_lost(at, "the events chunk they belong to is missing");
-                    }
-                    match format::decode_chains(&self.chunk, count) {
-                        Ok(chains) => self.pending_chains = Some((chains, offset)),
-                        Err(Malformed(why)) => self.chains_lost(offset, why),
-                    }
-                }
-                // A kind added by a newer minor version: not ours to read.
-                None => {}
+            return Ok(Some(Frame {
+                offset,
+                kind,
+                len,
+                count,
+                crc,
+            }));
+        }
+    }
+
+    /// Makes the events chunk in `chunk` the one events are read from, with the
+    /// names read just before it if they are its own.
+    fn open_events(&mut self, frame: &Frame) {
+        self.chunks += 1;
+        self.names = None;
+        if let Some((names, at)) = self.pending_names.take() {
+            if names.events_crc == frame.crc {
+                self.names = Some(names.inits.into());
+            } else {
+                self.names_lost(at, "the events chunk they name is missing");
             }
+        }
+        self.chains.clear();
+        self.index = 0;
+        if let Some((chains, at)) = self.pending_chains.take() {
+            if chains.events_crc == frame.crc {
+                self.chains = chains.afters.into();
+            } else {
+                self.chains_lost(at, "the events chunk they belong to is missing");
+            }
+        }
+        self.chunk_offset = frame.offset;
+        self.pos = 0;
+        self.left = frame.count;
+        self.state = DeltaState::default();
+        if frame.count == 0 && frame.len > 0 {
+            self.undecodable("bytes after its last event");
+        }
+    }
+
+    /// Takes the end record in `chunk`, read at `offset`; a damaged one still
+    /// ends the session, with nothing known.
+    fn read_end(&mut self, offset: u64) {
+        match format::decode_end(&self.chunk) {
+            Ok(end) => self.end = Some(end),
+            Err(Malformed(why)) => {
+                self.chunk_offset = offset;
+                self.undecodable(why);
+                self.end = Some(SessionEnd::default());
+            }
+        }
+    }
+
+    /// Keeps the names chunk in `chunk` for the events chunk it names, which
+    /// comes next; names still waiting lost theirs.
+    fn read_names(&mut self, frame: &Frame) {
+        if let Some((_, at)) = self.pending_names.take() {
+            self.names_lost(at, "the events chunk they name is missing");
+        }
+        match format::decode_names(&self.chunk, frame.count) {
+            Ok(names) => self.pending_names = Some((names, frame.offset)),
+            Err(Malformed(why)) => self.names_lost(frame.offset, why),
+        }
+    }
+
+    /// Keeps the chains chunk in `chunk` for the events chunk it belongs to,
+    /// which comes next; chains still waiting lost theirs.
+    fn read_chains(&mut self, frame: &Frame) {
+        if let Some((_, at)) = self.pending_chains.take() {
+            self.chains_lost(at, "the events chunk they belong to is missing");
+        }
+        match format::decode_chains(&self.chunk, frame.count) {
+            Ok(chains) => self.pending_chains = Some((chains, frame.offset)),
+            Err(Malformed(why)) => self.chains_lost(frame.offset, why),
         }
     }
 

@@ -84,7 +84,10 @@ fn workload(tasks: u64) -> Vec<HookEvent> {
                 waker_id: Some(id / 2),
                 self_wake: id % 3 == 0,
             },
-            HookKind::After { completed: true, awaiting: None },
+            HookKind::After {
+                completed: true,
+                awaiting: None,
+            },
             HookKind::Resolve,
             HookKind::Destroy,
         ];
@@ -509,7 +512,13 @@ fn events_of_a_1_1_file_read_as_before_and_1_3_wakes_and_waits_round_trip() {
     assert_eq!(before.kind, HookKind::Before { sched_ns: None });
     assert_eq!((before.ts_ns, before.async_id, before.tid), (5, 7, 3));
     let after = format::decode_event(&mut cursor, &mut state, 9).unwrap();
-    assert_eq!(after.kind, HookKind::After { completed: false, awaiting: None });
+    assert_eq!(
+        after.kind,
+        HookKind::After {
+            completed: false,
+            awaiting: None
+        }
+    );
     assert_eq!(cursor.len(), 0);
 
     let new = [

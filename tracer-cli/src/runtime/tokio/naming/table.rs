@@ -5,25 +5,48 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Method, location::BinaryLocations, name_sites};
+use super::{Method, ObjectNames, location::BinaryLocations, name_sites};
 use crate::{
     model::names::{LocationSource, NameTable, SiteName},
-    runtime::{LocationRange, Probe, names::SessionNames, sites::TargetObject},
+    runtime::{
+        LocationRange, Probe,
+        names::SessionNames,
+        sites::{Site, TargetObject},
+    },
     target::process_map::load_bias,
 };
 
 /// Names the poll sites of `objects`, mapped by process `pid`. Never fails:
 /// what cannot be read leaves tasks unnamed, with the reason.
 pub fn build(pid: u32, objects: &[TargetObject]) -> (SessionNames, LocationRange) {
-    let mut sites = Vec::new();
-    let mut vtables = Vec::new();
-    let mut slots = HashMap::new();
-    let mut methods = BTreeMap::new();
-    let mut unnamed = BTreeMap::new();
-    let mut locations = LocationRange::default();
-    let mut source: Option<Box<dyn LocationSource>> = None;
-    let mut location_problem = None;
+    let mut names = Gathered::default();
     for (index, object) in objects.iter().enumerate() {
+        names.add_object(pid, index, object);
+    }
+    names.finish()
+}
+
+/// What [`build`] has gathered from the objects so far, slot by slot.
+#[derive(Default)]
+struct Gathered {
+    /// By slot: slot `n` is `sites[n - 1]`.
+    sites: Vec<SiteName>,
+    /// Task vtables' names, by their address in the process.
+    vtables: Vec<(u64, SiteName)>,
+    slots: HashMap<(usize, u64), u64>,
+    methods: BTreeMap<Method, usize>,
+    unnamed: BTreeMap<&'static str, usize>,
+    locations: LocationRange,
+    /// Where spawn locations are read: the first object with spawn entries that
+    /// could be read.
+    source: Option<Box<dyn LocationSource>>,
+    location_problem: Option<String>,
+}
+
+impl Gathered {
+    /// Names the poll sites of object `index` (none if it has none), or leaves
+    /// them unnamed if it cannot be read.
+    fn add_object(&mut self, pid: u32, index: usize, object: &TargetObject) {
         let polls: Vec<_> = object
             .sites
             .sites
@@ -31,29 +54,35 @@ pub fn build(pid: u32, objects: &[TargetObject]) -> (SessionNames, LocationRange
             .filter(|site| site.probe == Probe::Poll)
             .collect();
         if polls.is_empty() {
-            continue;
+            return;
         }
-        let (names, bias) = match (
+        match (
             name_sites(&object.attach_path, &object.sites.sites),
             load_bias(pid, &object.attach_path),
         ) {
-            (Ok(names), Ok(bias)) => (names, bias),
+            (Ok(names), Ok(bias)) => {
+                self.add_named(index, &polls, names, bias);
+                self.find_locations(object, bias);
+            }
             (Err(error), _) | (_, Err(error)) => {
                 let reason: &'static str = "the binary could not be read for names";
-                location_problem = Some(format!("{error:#}"));
+                self.location_problem = Some(format!("{error:#}"));
                 for site in polls {
-                    sites.push(SiteName::Unnamed(reason));
-                    slots.insert((index, site.address), sites.len() as u64);
-                    *unnamed.entry(reason).or_default() += 1;
+                    self.add_site(index, site.address, SiteName::Unnamed(reason));
+                    *self.unnamed.entry(reason).or_default() += 1;
                 }
-                continue;
             }
-        };
+        }
+    }
+
+    /// Gives the `polls` of object `index` their names and slots, and keeps its
+    /// vtables' names at their addresses in the process (the object's `bias` added).
+    fn add_named(&mut self, index: usize, polls: &[&Site], names: ObjectNames, bias: u64) {
         for (method, count) in &names.methods {
-            *methods.entry(*method).or_default() += count;
+            *self.methods.entry(*method).or_default() += count;
         }
         for (reason, count) in names.unnamed() {
-            *unnamed.entry(reason).or_default() += count;
+            *self.unnamed.entry(reason).or_default() += count;
         }
         for site in polls {
             let name = names
@@ -61,48 +90,63 @@ pub fn build(pid: u32, objects: &[TargetObject]) -> (SessionNames, LocationRange
                 .get(&site.address)
                 .cloned()
                 .unwrap_or(SiteName::Unnamed("not a poll site"));
-            sites.push(name);
-            slots.insert((index, site.address), sites.len() as u64);
+            self.add_site(index, site.address, name);
         }
-        vtables.extend(
+        self.vtables.extend(
             names
                 .vtables
                 .into_iter()
                 .map(|(vtable, name)| (vtable.wrapping_add(bias), name)),
         );
+    }
+
+    /// Gives the poll site at `address` in object `index` the next slot, named
+    /// `name`.
+    fn add_site(&mut self, index: usize, address: u64, name: SiteName) {
+        self.sites.push(name);
+        self.slots.insert((index, address), self.sites.len() as u64);
+    }
+
+    /// Reads spawn locations from `object` if it has spawn entries and no object
+    /// before it gave them.
+    fn find_locations(&mut self, object: &TargetObject, bias: u64) {
         let has_entries = object
             .sites
             .sites
             .iter()
             .any(|site| site.probe == Probe::SpawnEntry);
-        if source.is_none() && has_entries {
+        if self.source.is_none() && has_entries {
             match BinaryLocations::new(&object.attach_path, bias) {
                 Ok(reader) => {
                     if let Some((start, end)) = reader.process_range() {
-                        locations = LocationRange { start, end };
+                        self.locations = LocationRange { start, end };
                     }
-                    source = Some(Box::new(reader));
+                    self.source = Some(Box::new(reader));
                 }
-                Err(error) => location_problem = Some(format!("{error:#}")),
+                Err(error) => self.location_problem = Some(format!("{error:#}")),
             }
         }
     }
-    let count = sites.len();
-    let names = SessionNames {
-        table: NameTable::new(sites, vtables, source),
-        slots,
-        advice: advice(&methods),
-        methods: methods
-            .into_iter()
-            .map(|(method, count)| (method.label(), count))
-            .collect(),
-        unnamed,
-        sites: count,
-        location_problem,
-    };
-    (names, locations)
-}
 
+    /// The session's names and the range of its `Location` constants.
+    fn finish(self) -> (SessionNames, LocationRange) {
+        let count = self.sites.len();
+        let names = SessionNames {
+            table: NameTable::new(self.sites, self.vtables, self.source),
+            slots: self.slots,
+            advice: advice(&self.methods),
+            methods: self
+                .methods
+                .into_iter()
+                .map(|(method, count)| (method.label(), count))
+                .collect(),
+            unnamed: self.unnamed,
+            sites: count,
+            location_problem: self.location_problem,
+        };
+        (names, self.locations)
+    }
+}
 /// What to build with so that the unnamed poll sites get names: v0 symbols name
 /// every site, DWARF all but those whose type it cannot spell (trait impls'
 /// closures).

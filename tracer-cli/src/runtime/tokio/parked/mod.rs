@@ -292,7 +292,10 @@ mod tests {
         for node in programs.table.nodes.values() {
             for state in node.states.values() {
                 if let crate::model::awaiting::StateInfo::Suspend { at, .. } = state {
-                    lines.entry(node.function.clone()).or_default().insert(at.clone());
+                    lines
+                        .entry(node.function.clone())
+                        .or_default()
+                        .insert(at.clone());
                 }
             }
         }

@@ -270,10 +270,7 @@ fn resolve(
                 )));
                 return None;
             }
-            let hopped = Path {
-                hop: true,
-                ..path
-            };
+            let hopped = Path { hop: true, ..path };
             resolve(types, target, hopped, depth + 1, via)
         }
         Kind::Struct { .. } if found.name.starts_with("core::pin::Pin<") => {

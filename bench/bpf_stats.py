@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Where the per-poll cost goes: time inside tracer's BPF programs against the
+whole extra cost a poll pays.
+
+Runs the `polls` workload (bench/workloads) untraced and under each tracer
+configuration, interleaved round by round, with the kernel's BPF run-time
+statistics on (`kernel.bpf_stats_enabled=1`, restored afterwards). For a traced
+run it reads the `run_time_ns` and `run_cnt` of the tracer's loaded programs
+(from /proc/TRACER/fdinfo, names from `bpftool prog show`) once the workload is
+going and again just before it ends, and reports, medians over rounds:
+
+- extra ns a poll above untraced: wall (the workload's own elapsed time /
+  polls, as `cargo xtask bench` reports it) and CPU (the workload's user +
+  system time / polls: with two workers, a poll's CPU cost is about twice its
+  wall-time share, and the programs' run time is CPU time);
+- ns a poll inside our BPF programs (sum of run_time_ns over the interval /
+  polls, counted as runs of the `raw::poll` return program), per program too:
+  runs a poll and ns a run.
+
+The difference is what the kernel charges around the programs: the int3 trap,
+uprobe lookup, the uretprobe trampoline, and running the programs' dispatch.
+The statistics add two clock reads per program run, so totals here are a bit
+above `cargo xtask bench`'s.
+
+Usage (root), after `cargo xtask bench` or `cargo build --release -p tracer-cli`
+and `cargo build --release` in bench/workloads:
+
+    python3 bench/bpf_stats.py --flavor multi --rounds 3
+    python3 bench/bpf_stats.py --flavor current --rounds 3 --rt
+
+`--rt` runs the workload and the tracer under `chrt -f 50`.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONFIGS = {
+    "untraced": None,
+    "floor": ["trace", "--floor"],
+    "floor (every site)": ["trace", "--floor-every-site"],
+    "tracer trace": ["trace", "--json"],
+}
+RETURN_OF_POLL = ("poll_return", "floor_return")
+
+
+def read_line_until(stream, marker):
+    lines = []
+    while True:
+        line = stream.readline()
+        if not line:
+            sys.exit("exited before printing %r:\n%s" % (marker, "".join(lines)))
+        lines.append(line)
+        if marker in line:
+            return lines
+
+
+def prog_counters(pid):
+    """{prog_id: (run_time_ns, run_cnt)} of the BPF programs process `pid` holds."""
+    out = {}
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, fd)) != "anon_inode:bpf-prog":
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as info:
+                fields = dict(
+                    line.split(":", 1) for line in info.read().splitlines() if ":" in line
+                )
+        except OSError:
+            continue
+        prog_id = int(fields["prog_id"])
+        out[prog_id] = (int(fields["run_time_ns"]), int(fields["run_cnt"]))
+    return out
+
+
+def running(pid):
+    """Whether child `pid` has not exited yet (without reaping it: its rusage is
+    read later)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+
+
+def prog_names():
+    shown = json.loads(subprocess.check_output(["bpftool", "prog", "show", "-j"]))
+    return {prog["id"]: prog.get("name", "?") for prog in shown}
+
+
+def run(args, config):
+    rt = ["chrt", "-f", "50"] if args.rt else []
+    env = dict(os.environ, BENCH_WAIT_GO="1")
+    workload = subprocess.Popen(
+        rt + [args.polls, "--flavor", args.flavor, "--tasks", str(args.tasks),
+              "--yields", str(args.yields)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, text=True,
+    )
+    read_line_until(workload.stderr, "ready")
+    tracer = None
+    if CONFIGS[config] is not None:
+        tracer = subprocess.Popen(
+            rt + [args.tracer] + CONFIGS[config] + ["-p", str(workload.pid)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
+        )
+        read_line_until(tracer.stderr, "probe sites attached in")
+    workload.stdin.write("go\n")
+    workload.stdin.flush()
+    first = last = None
+    names = {}
+    if tracer is not None:
+        time.sleep(args.warmup)
+        names = prog_names()
+        first = prog_counters(tracer.pid)
+        # Keep the last reading taken while the workload still runs.
+        while running(workload.pid):
+            reading = prog_counters(tracer.pid)
+            if running(workload.pid):
+                last = reading
+            time.sleep(0.2)
+    result = json.loads(workload.stdout.read())
+    # Its CPU time: with two workers a poll's CPU cost is not its wall time.
+    _, status, usage = os.wait4(workload.pid, 0)
+    workload.returncode = os.waitstatus_to_exitcode(status)
+    cpu_ns_per_poll = (usage.ru_utime + usage.ru_stime) * 1e9 / result["polls"]
+    if tracer is not None:
+        tracer.stderr.read()
+        tracer.wait()
+    wall_ns_per_poll = result["elapsed_s"] * 1e9 / result["polls"]
+    programs = {}
+    if first and last:
+        for prog_id, (t1, n1) in last.items():
+            t0, n0 = first.get(prog_id, (0, 0))
+            if n1 > n0:
+                programs[names.get(prog_id, str(prog_id))] = (t1 - t0, n1 - n0)
+    return wall_ns_per_poll, cpu_ns_per_poll, programs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tracer", default=os.path.join(ROOT, "target/release/tracer"))
+    parser.add_argument(
+        "--polls", default=os.path.join(ROOT, "bench/workloads/target/release/polls"))
+    parser.add_argument("--flavor", default="multi", choices=["multi", "current"])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--yields", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=0.3,
+                        help="seconds after go before the first reading")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma-separated, from: " + ", ".join(CONFIGS))
+    parser.add_argument("--rt", action="store_true", help="chrt -f 50 for both processes")
+    args = parser.parse_args()
+    configs = args.configs.split(",")
+    if "untraced" not in configs:
+        configs.insert(0, "untraced")
+
+    stats_file = "/proc/sys/kernel/bpf_stats_enabled"
+    with open(stats_file) as f:
+        was = f.read().strip()
+    with open(stats_file, "w") as f:
+        f.write("1")
+    samples = {config: [] for config in configs}
+    try:
+        for round_ in range(args.rounds):
+            order = configs[round_ % len(configs):] + configs[:round_ % len(configs)]
+            for config in order:
+                print("round %d: %s" % (round_ + 1, config), file=sys.stderr)
+                samples[config].append(run(args, config))
+                time.sleep(0.1)
+    finally:
+        with open(stats_file, "w") as f:
+            f.write(was)
+
+    def median_of(config, index):
+        return statistics.median(sample[index] for sample in samples[config])
+
+    base, base_cpu = median_of("untraced", 0), median_of("untraced", 1)
+    report = {"flavor": args.flavor, "tasks": args.tasks, "yields": args.yields,
+              "rounds": args.rounds, "rt": args.rt, "untraced_ns_per_poll": base,
+              "untraced_cpu_ns_per_poll": base_cpu, "configs": {}}
+    print("\n%s, %d tasks x %d yields, median of %d rounds%s; untraced %.0f ns/poll "
+          "(wall), %.0f CPU ns/poll\n"
+          % (args.flavor, args.tasks, args.yields, args.rounds,
+             ", chrt -f 50" if args.rt else "", base, base_cpu))
+    print("| configuration | extra wall ns/poll | extra CPU ns/poll | in BPF programs CPU ns/poll | outside them CPU ns/poll | per program: runs/poll × ns/run |")
+    print("|---|---:|---:|---:|---:|---|")
+    for config in configs[1:]:
+        extra = median_of(config, 0) - base
+        extra_cpu = median_of(config, 1) - base_cpu
+        per_round = []
+        for _, _, programs in samples[config]:
+            polls = next((programs[n][1] for n in RETURN_OF_POLL if n in programs), 0)
+            if polls:
+                per_round.append({name: (t / polls, n / polls, t / n)
+                                  for name, (t, n) in programs.items()})
+        names = sorted({name for r in per_round for name in r})
+        per_program = {
+            name: {key: statistics.median(r[name][i] for r in per_round if name in r)
+                   for i, key in enumerate(["ns_per_poll", "runs_per_poll", "ns_per_run"])}
+            for name in names
+        }
+        inside = statistics.median(sum(v[0] for v in r.values()) for r in per_round) \
+            if per_round else float("nan")
+        report["configs"][config] = {"extra_ns_per_poll": extra,
+                                     "extra_cpu_ns_per_poll": extra_cpu,
+                                     "bpf_ns_per_poll": inside, "programs": per_program}
+        detail = ", ".join("%s %.2f × %.0f" % (name, p["runs_per_poll"], p["ns_per_run"])
+                           for name, p in sorted(per_program.items(),
+                                                 key=lambda kv: -kv[1]["ns_per_poll"]))
+        print("| %s | %.0f | %.0f | %.0f | %.0f | %s |"
+              % (config, extra, extra_cpu, inside, extra_cpu - inside, detail))
+    print("\n" + json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+//! Node.js ground truth: the fixture `tests/node-fixtures/workload.js` writes
+//! every async_hooks event of its own process (`NODE_TRUTH=FILE`), and the
+//! tracer's events of that same process are compared with it by exact id.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde_json::Value;
+
+use crate::workspace_root;
+
+/// Types async_hooks reports that never reach Node's native code (JS-level
+/// resources): not the tracer's to see.
+pub const JS_LEVEL_TYPES: [&str; 5] =
+    ["Timeout", "Immediate", "TickObject", "PROMISE", "Microtask"];
+
+/// The native types the workload creates, each of which must be seen.
+pub const WORKLOAD_TYPES: [&str; 12] = [
+    "TCPSERVERWRAP",
+    "TCPWRAP",
+    "TCPCONNECTWRAP",
+    "SHUTDOWNWRAP",
+    "FSREQCALLBACK",
+    "FSREQPROMISE",
+    "FILEHANDLE",
+    "FILEHANDLECLOSEREQ",
+    "GETADDRINFOREQWRAP",
+    "ZLIB",
+    "PROCESSWRAP",
+    "PIPEWRAP",
+];
+
+/// The fixture script.
+pub fn workload() -> PathBuf {
+    workspace_root().join("tests/node-fixtures/workload.js")
+}
+
+/// One resource's life, as async_hooks or the tracer saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Life {
+    /// The provider type without the tracer's `node.` prefix (`TCPWRAP`).
+    pub resource_type: String,
+    /// `triggerAsyncId`.
+    pub trigger: Option<u64>,
+    /// Whether an `init` was seen at all.
+    pub init: bool,
+    /// Callbacks: `before`s and `after`s.
+    pub before: usize,
+    /// `after`s.
+    pub after: usize,
+    /// Whether it was destroyed.
+    pub destroyed: bool,
+}
+
+/// Resources by async id.
+pub type Lives = BTreeMap<u64, Life>;
+
+/// Parses the fixture's truth file (`init ID TYPE TRIGGER`, `before ID`, …).
+pub fn parse_truth(text: &str) -> Result<Lives, String> {
+    let mut lives = Lives::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let id = |index: usize| -> Result<u64, String> {
+            fields
+                .get(index)
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| format!("bad truth line {line:?}"))
+        };
+        let life = lives.entry(id(1)?).or_default();
+        match fields.first() {
+            Some(&"init") => {
+                life.init = true;
+                life.resource_type = fields.get(2).unwrap_or(&"").to_string();
+                life.trigger = Some(id(3)?);
+            }
+            Some(&"before") => life.before += 1,
+            Some(&"after") => life.after += 1,
+            Some(&"destroy") => life.destroyed = true,
+            _ => return Err(format!("bad truth line {line:?}")),
+        }
+    }
+    Ok(lives)
+}
+
+/// Parses the tracer's `--json` lines.
+pub fn parse_traced(stdout: &str) -> Result<Lives, String> {
+    let mut lives = Lives::new();
+    for line in stdout.lines().filter(|line| line.starts_with('{')) {
+        let event: Value = serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))?;
+        let id = event["async_id"].as_u64().ok_or(format!("no id: {line}"))?;
+        let life = lives.entry(id).or_default();
+        match event["event"].as_str() {
+            Some("init") => {
+                life.init = true;
+                let name = event["type"].as_str().unwrap_or("");
+                life.resource_type = name.strip_prefix("node.").unwrap_or(name).to_owned();
+                life.trigger = event["trigger_id"].as_u64();
+            }
+            Some("before") => life.before += 1,
+            Some("after") => life.after += 1,
+            Some("destroy") => life.destroyed = true,
+            _ => {}
+        }
+    }
+    Ok(lives)
+}
+
+/// Per native type: (resources matched, resources in the truth).
+pub type Matched = BTreeMap<String, (usize, usize)>;
+
+/// Compares every native resource async_hooks saw created (ids at or above
+/// `from`, when only part of the run was traced) with the tracer's: the same
+/// type and trigger, as many befores and afters, and a destroy wherever
+/// async_hooks reported one (the tracer may see more: async_hooks reports
+/// destroys from a later immediate, which a process that exits skips). Also
+/// every native resource the tracer saw created must be one async_hooks saw,
+/// unless it is older than the hook (`first_truth_id`).
+pub fn compare(truth: &Lives, traced: &Lives, from: u64) -> (Matched, Vec<String>) {
+    let mut matched = Matched::new();
+    let mut differences = Vec::new();
+    for (id, expected) in truth.range(from..) {
+        if !expected.init || JS_LEVEL_TYPES.contains(&expected.resource_type.as_str()) {
+            continue;
+        }
+        let entry = matched.entry(expected.resource_type.clone()).or_default();
+        entry.1 += 1;
+        let got = traced.get(id).cloned().unwrap_or_default();
+        let checks = [
+            (
+                "type",
+                expected.resource_type.clone(),
+                got.resource_type.clone(),
+            ),
+            (
+                "trigger",
+                format!("{:?}", expected.trigger),
+                format!("{:?}", got.trigger),
+            ),
+            (
+                "before",
+                expected.before.to_string(),
+                got.before.to_string(),
+            ),
+            ("after", expected.after.to_string(), got.after.to_string()),
+        ];
+        let mut same = got.init;
+        if !got.init {
+            differences.push(format!("{id} ({}): no init traced", expected.resource_type));
+        }
+        for (what, want, have) in checks {
+            if want != have {
+                same = false;
+                differences.push(format!(
+                    "{id} ({}): {what} {have}, async_hooks {want}",
+                    expected.resource_type
+                ));
+            }
+        }
+        if expected.destroyed && !got.destroyed {
+            same = false;
+            differences.push(format!(
+                "{id} ({}): no destroy traced",
+                expected.resource_type
+            ));
+        }
+        entry.0 += usize::from(same);
+    }
+    let first_truth_id = truth.keys().next().copied().unwrap_or(0);
+    for (id, got) in traced.range(from.max(first_truth_id)..) {
+        if got.init && !truth.get(id).is_some_and(|t| t.init) {
+            differences.push(format!(
+                "{id} ({}): traced, but async_hooks saw no such resource",
+                got.resource_type
+            ));
+        }
+    }
+    (matched, differences)
+}
+
+/// Per type: how many resources were created, and their befores.
+pub fn per_type(lives: &Lives) -> BTreeMap<String, (usize, usize)> {
+    let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for life in lives.values().filter(|life| life.init) {
+        let entry = counts.entry(life.resource_type.clone()).or_default();
+        entry.0 += 1;
+        entry.1 += life.before;
+    }
+    counts
+}
+
+/// The native types of `lives` (JS-level ones left out).
+pub fn native(counts: &BTreeMap<String, (usize, usize)>) -> BTreeMap<String, (usize, usize)> {
+    counts
+        .iter()
+        .filter(|(name, _)| !JS_LEVEL_TYPES.contains(&name.as_str()))
+        .map(|(name, count)| (name.clone(), *count))
+        .collect()
+}
+
+/// "TCPWRAP 16 of 16, …".
+pub fn describe(matched: &Matched) -> String {
+    matched
+        .iter()
+        .map(|(name, (ok, all))| format!("{name} {ok} of {all}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

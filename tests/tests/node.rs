@@ -1,0 +1,189 @@
+//! Node.js native resources against Node's own async_hooks: the workload
+//! fixture (`tests/node-fixtures/workload.js`: TCP on loopback, fs callbacks
+//! and promises, dns.lookup, zlib, a child process, timers) writes every
+//! async_hooks event of its process while the tracer traces it; every native
+//! resource must match by id: type, trigger, befores, afters, destroy. And with
+//! async_hooks off (as users run), the same resources per type. Node 20 is
+//! `/usr/bin/node` (static); Node 18 Debian's, with its shared `libnode`.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use tracer_tests::{
+    node_truth::{
+        Lives, WORKLOAD_TYPES, compare, describe, native, parse_traced, parse_truth, per_type,
+        workload,
+    },
+    require_root, temp_path, tracer_bin, workspace_root,
+};
+
+/// Node 20: NodeSource's static build on these machines.
+const NODE_20: &str = "/usr/bin/node";
+/// Node 18: Debian's (a shared `libnode.so.108`), unpacked here by `cargo
+/// xtask setup`.
+const NODE_18: &str = "target/node18";
+
+/// Runs the workload with `node` under `tracer run --json`, async_hooks on
+/// when `truth`; returns the tracer's resources, and async_hooks' if on.
+fn run(node: &Path, truth: bool) -> (Lives, Option<Lives>, String) {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let truth_file = temp_path("node-truth");
+    let mut command = Command::new(tracer_bin().unwrap_or_else(|e| panic!("{e}")));
+    command
+        .args(["run", "--json", "--"])
+        .arg(node)
+        .arg(workload())
+        .stdin(Stdio::null());
+    if truth {
+        command.env("NODE_TRUTH", &truth_file);
+    }
+    let output = command.output().expect("tracer runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "tracer failed: {stderr}");
+    assert!(stderr.contains("dropped 0"), "{stderr}");
+    let traced = parse_traced(&String::from_utf8_lossy(&output.stdout)).expect("tracer JSON");
+    let truth = truth.then(|| {
+        let text = std::fs::read_to_string(&truth_file).expect("the fixture wrote its truth");
+        let _ = std::fs::remove_file(&truth_file);
+        parse_truth(&text).expect("truth parses")
+    });
+    (traced, truth, stderr)
+}
+
+/// Fails with every difference, and says how many resources matched per type.
+fn assert_matches(truth: &Lives, traced: &Lives, from: u64, stderr: &str) {
+    let (matched, differences) = compare(truth, traced, from);
+    eprintln!("matched per type: {}", describe(&matched));
+    for name in WORKLOAD_TYPES {
+        assert!(
+            matched.get(name).is_some_and(|(_, all)| *all > 0),
+            "the workload made no {name}: {}",
+            describe(&matched)
+        );
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differences ({}):\n{}\n{stderr}",
+        differences.len(),
+        describe(&matched),
+        differences.join("\n")
+    );
+}
+
+#[test]
+fn node20_run_reports_every_native_resource_as_async_hooks_does() {
+    let (traced, truth, stderr) = run(Path::new(NODE_20), true);
+    assert!(stderr.contains("(node 20."), "{stderr}");
+    assert_matches(&truth.expect("truth"), &traced, 0, &stderr);
+}
+
+#[test]
+fn node20_with_hooks_off_reports_the_same_resources_as_with_hooks_on() {
+    let (on, _, _) = run(Path::new(NODE_20), true);
+    let (off, _, stderr) = run(Path::new(NODE_20), false);
+    assert_eq!(native(&per_type(&off)), native(&per_type(&on)), "{stderr}");
+}
+
+#[test]
+fn node20_trace_p_reports_the_native_resources_created_after_attach() {
+    let mut node = Command::new(NODE_20);
+    node.arg(workload());
+    attach_and_compare(node);
+}
+
+#[test]
+fn node18_trace_p_reports_the_native_resources_of_its_shared_libnode() {
+    let root = workspace_root().join(NODE_18);
+    let node = root.join("usr/bin/node");
+    assert!(
+        node.is_file(),
+        "{} is missing: run `cargo xtask setup` (it unpacks Debian's Node 18 there)",
+        node.display()
+    );
+    // Debian's libnode reads builtins from /usr/share/nodejs: the unpacked
+    // usr/share goes over /usr/share, in a mount namespace of its own. The
+    // process keeps its pid through unshare's and sh's execs.
+    let script = format!(
+        "mount --bind {root}/usr/share /usr/share && LD_LIBRARY_PATH={root}/usr/lib/x86_64-linux-gnu exec {node} \"$0\"",
+        root = root.display(),
+        node = node.display()
+    );
+    let mut command = Command::new("unshare");
+    command.args(["-m", "sh", "-c", &script]).arg(workload());
+    attach_and_compare(command);
+}
+
+/// Starts the workload (`node`, its script given) waiting for SIGUSR2,
+/// attaches `tracer trace -p`, lets the workload go once attached, and
+/// compares what was created after.
+fn attach_and_compare(mut node: Command) {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let truth_file = temp_path("node-attach-truth");
+    let ready_file = temp_path("node-attach-ready");
+    let mut node = node
+        .env("NODE_TRUTH", &truth_file)
+        .env("NODE_WAIT_SIGNAL", "1")
+        .env("NODE_PORT_FILE", &ready_file)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("node starts");
+    let pid = node.id();
+    wait_for(|| std::fs::read_to_string(&ready_file).is_ok_and(|t| t.starts_with("ready")));
+    let mut tracer = Command::new(tracer_bin().unwrap_or_else(|e| panic!("{e}")))
+        .args(["trace", "--json", "-p", &pid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tracer starts");
+    let (lines, attached) = mpsc::channel();
+    let stderr = BufReader::new(tracer.stderr.take().expect("stderr"));
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("probe sites attached in") {
+                let _ = lines.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    attached
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the tracer attaches");
+    // The truth so far: resources created before the tracer attached.
+    let before_attach = std::fs::read_to_string(&truth_file).unwrap_or_default();
+    let from = parse_truth(&before_attach)
+        .expect("truth")
+        .keys()
+        .max()
+        .map_or(0, |id| id + 1);
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGUSR2) }, 0);
+    assert!(node.wait().expect("node exits").success());
+    let output = tracer.wait_with_output().expect("tracer exits");
+    let stderr = reader.join().expect("stderr reader");
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("dropped 0"), "{stderr}");
+    let traced = parse_traced(&String::from_utf8_lossy(&output.stdout)).expect("tracer JSON");
+    let truth = parse_truth(&std::fs::read_to_string(&truth_file).expect("truth")).expect("truth");
+    let _ = std::fs::remove_file(&truth_file);
+    let _ = std::fs::remove_file(&ready_file);
+    assert_matches(&truth, &traced, from, &stderr);
+}
+
+/// Waits (up to 30 s) until `ready`.
+fn wait_for(ready: impl Fn() -> bool) {
+    for _ in 0..300 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out");
+}
