@@ -626,7 +626,11 @@ mod tests {
                 let at_return = RETURN_PROGRAMS.contains(name);
                 assert_eq!(
                     *empty,
-                    if at_return { "floor_return" } else { "floor_enter" },
+                    if at_return {
+                        "floor_return"
+                    } else {
+                        "floor_enter"
+                    },
                     "{probe:?}: {name}"
                 );
                 assert_eq!(*cookie, 0);
@@ -644,7 +648,13 @@ mod tests {
                     }
                 ]
             ),
-            ["floor_enter", "floor_return", "floor_enter", "floor_enter", "floor_return"]
+            [
+                "floor_enter",
+                "floor_return",
+                "floor_enter",
+                "floor_enter",
+                "floor_return"
+            ]
         );
     }
 }
