@@ -68,8 +68,9 @@ pub struct RawGoEvent {
     /// `g.goid`. At creation (`_Gdead` to `_Grunnable`) not yet assigned: 0, or
     /// the id of the goroutine that used this `g` before.
     pub goid: u64,
-    /// `g.startpc`: the goroutine's start function (names it). For
-    /// [`GoKind::NewProc`], the start function `newproc1` was given.
+    /// `g.startpc`: the goroutine's start function (names it); 0 on a change
+    /// from `_Grunning` (a stop names nothing). For [`GoKind::NewProc`], the
+    /// start function `newproc1` was given.
     pub start_pc: u64,
     /// Creation: the creating goroutine's id (`g.parentGoid`; 0 when the layout
     /// has none: a [`GoKind::NewProc`] said it). `_Gwaiting` to `_Grunnable`: the

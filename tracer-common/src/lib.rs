@@ -149,6 +149,26 @@ pub struct SpawnCall {
 }
 
 impl RawEvent {
+    /// A record of `kind` for task `task_id` at `ts_ns` on thread `pid_tgid`:
+    /// what a runtime's own records (Go's, Node's) are mapped to in userspace.
+    pub const fn at(
+        ts_ns: u64,
+        pid_tgid: u64,
+        kind: RawKind,
+        task_id: u64,
+        trigger_id: u64,
+        detail: u32,
+    ) -> Self {
+        Self {
+            ts_ns,
+            pid_tgid,
+            task_id,
+            trigger_id,
+            kind: kind as u32,
+            detail,
+        }
+    }
+
     /// The process id (tgid) the event came from.
     pub fn pid(&self) -> u32 {
         (self.pid_tgid >> 32) as u32

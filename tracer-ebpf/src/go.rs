@@ -129,7 +129,14 @@ fn report(kind: GoKind, gp: u64, from: u32, to: u32, current_g: u64) -> Result<(
         return Ok(());
     }
     let goid = read_u64(gp + GO_G_GOID.load()).inspect_err(|counter| bump(*counter))?;
-    let start_pc = read_u64(gp + GO_G_STARTPC.load()).unwrap_or(0);
+    // The start function names a goroutine at creation and at the records that
+    // may be its first sight (a run, a wake, a syscall's return); a stop never
+    // needs it, so half the transitions skip the read.
+    let start_pc = if from == status::RUNNING {
+        0
+    } else {
+        read_u64(gp + GO_G_STARTPC.load()).unwrap_or(0)
+    };
     let (other, wait_reason) = match (from, to) {
         (status::DEAD, _) => match GO_G_PARENT_GOID.load() {
             0 => (0, 0),

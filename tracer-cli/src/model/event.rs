@@ -37,6 +37,32 @@ impl ResourceType {
     }
 }
 
+/// Event names in the order the summary (and `tracer info`) lists them.
+pub const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
+
+/// Where an event of `kind` is counted in a by-kind array that follows [`KINDS`].
+pub fn kind_index(kind: &HookKind) -> usize {
+    // This runs once per event, so no name lookup; a new kind must be added to both.
+    match kind {
+        HookKind::Init { .. } => 0,
+        HookKind::Before { .. } => 1,
+        HookKind::After { .. } => 2,
+        HookKind::Resolve => 3,
+        HookKind::Destroy => 4,
+        HookKind::Wake { .. } => 5,
+    }
+}
+
+/// `init 3, before 2, …`: counts by kind, named in the order of [`KINDS`].
+pub fn kinds_list(by_kind: [u64; KINDS.len()]) -> String {
+    KINDS
+        .iter()
+        .zip(by_kind)
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One async_hooks event with the fields that vary by kind.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]

@@ -8,35 +8,9 @@ use tracer_common::Counter;
 use crate::{
     kernel::probes::{AttachReport, Counters},
     model::ModelAnomalies,
-    model::event::{HookEvent, HookKind},
+    model::event::{HookEvent, HookKind, KINDS, kind_index, kinds_list},
     sinks::output::SessionEnd,
 };
-
-/// Event names in the order the summary (and `tracer info`) lists them.
-pub(crate) const KINDS: [&str; 6] = ["init", "before", "after", "resolve", "destroy", "wake"];
-
-/// Where an event of `kind` is counted in a by-kind array that follows [`KINDS`].
-pub(crate) fn kind_index(kind: &HookKind) -> usize {
-    // This runs once per event, so no name lookup; a new kind must be added to both.
-    match kind {
-        HookKind::Init { .. } => 0,
-        HookKind::Before { .. } => 1,
-        HookKind::After { .. } => 2,
-        HookKind::Resolve => 3,
-        HookKind::Destroy => 4,
-        HookKind::Wake { .. } => 5,
-    }
-}
-
-/// `init 3, before 2, …`: counts by kind, named in the order of [`KINDS`].
-pub(crate) fn kinds_list(by_kind: [u64; KINDS.len()]) -> String {
-    KINDS
-        .iter()
-        .zip(by_kind)
-        .map(|(name, count)| format!("{name} {count}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// Counts kept while events flow.
 #[derive(Debug, Default, Clone)]

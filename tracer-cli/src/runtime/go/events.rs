@@ -120,7 +120,14 @@ impl GoEvents {
             (0, Some(creator)) => creator,
             (parent, _) => parent,
         };
-        let event = model_event(raw, RawKind::Spawn, 0, parent, SpawnKind::Task as u32);
+        let event = RawEvent::at(
+            raw.ts_ns,
+            raw.pid_tgid,
+            RawKind::Spawn,
+            0,
+            parent,
+            SpawnKind::Task as u32,
+        );
         let creation = Creation {
             event,
             start_pc: raw.start_pc,
@@ -157,12 +164,13 @@ impl GoEvents {
     ) {
         let named = |kind, trigger| {
             ModelRecord::Named(RawSpawnEvent {
-                event: model_event(raw, kind, raw.goid, trigger, 0),
+                event: RawEvent::at(raw.ts_ns, raw.pid_tgid, kind, raw.goid, trigger, 0),
                 vtable: raw.start_pc,
                 location: 0,
             })
         };
-        let plain = |kind| ModelRecord::Plain(model_event(raw, kind, raw.goid, 0, 0));
+        let plain =
+            |kind| ModelRecord::Plain(RawEvent::at(raw.ts_ns, raw.pid_tgid, kind, raw.goid, 0, 0));
         match (from, to) {
             (status::RUNNABLE, status::RUNNING) => out(named(RawKind::PollStart, 0)),
             (status::RUNNING | status::SYSCALL, status::RUNNABLE) => {
@@ -205,7 +213,7 @@ impl GoEvents {
 
     /// `_Grunning -> _Gwaiting`: a block, or a runtime round trip.
     fn blocked(&mut self, raw: &RawGoEvent, key: Key, out: &mut dyn FnMut(ModelRecord)) {
-        let end = model_event(raw, RawKind::PollEnd, raw.goid, 0, 0);
+        let end = RawEvent::at(raw.ts_ns, raw.pid_tgid, RawKind::PollEnd, raw.goid, 0, 0);
         if !self.reasons_before_cas {
             self.held.insert(key, end);
         } else if raw.wait_reason < 64 && self.round_trip_mask & (1 << raw.wait_reason) != 0 {
@@ -238,24 +246,6 @@ impl GoEvents {
         for event in released {
             out(ModelRecord::Plain(event));
         }
-    }
-}
-
-/// A model record of `kind` for goroutine `task_id`, at `raw`'s time and thread.
-fn model_event(
-    raw: &RawGoEvent,
-    kind: RawKind,
-    task_id: u64,
-    trigger_id: u64,
-    detail: u32,
-) -> RawEvent {
-    RawEvent {
-        ts_ns: raw.ts_ns,
-        pid_tgid: raw.pid_tgid,
-        task_id,
-        trigger_id,
-        kind: kind as u32,
-        detail,
     }
 }
 

@@ -70,8 +70,9 @@ impl NodeEvents {
         };
         if kind == NodeKind::ScopeClose {
             if let Some(id) = self.scopes.remove(&(raw.pid_tgid, raw.object)) {
-                out(ModelRecord::Plain(model_event(
-                    raw,
+                out(ModelRecord::Plain(RawEvent::at(
+                    raw.ts_ns,
+                    raw.pid_tgid,
                     RawKind::PollEnd,
                     id,
                     0,
@@ -91,7 +92,14 @@ impl NodeEvents {
                     self.counts.bad_ids += 1;
                     return;
                 };
-                let event = model_event(raw, RawKind::Spawn, id, trigger, SpawnKind::Task as u32);
+                let event = RawEvent::at(
+                    raw.ts_ns,
+                    raw.pid_tgid,
+                    RawKind::Spawn,
+                    id,
+                    trigger,
+                    SpawnKind::Task as u32,
+                );
                 out(ModelRecord::Named(RawSpawnEvent {
                     event,
                     vtable: provider_address(raw.provider),
@@ -109,8 +117,9 @@ impl NodeEvents {
                     Some(_) => self.counts.lost_closes += 1,
                     None => {}
                 }
-                out(ModelRecord::Plain(model_event(
-                    raw,
+                out(ModelRecord::Plain(RawEvent::at(
+                    raw.ts_ns,
+                    raw.pid_tgid,
                     RawKind::PollStart,
                     id,
                     0,
@@ -118,8 +127,9 @@ impl NodeEvents {
                 )));
             }
             NodeKind::Destroy => {
-                out(ModelRecord::Plain(model_event(
-                    raw,
+                out(ModelRecord::Plain(RawEvent::at(
+                    raw.ts_ns,
+                    raw.pid_tgid,
                     RawKind::Free,
                     id,
                     0,
@@ -128,24 +138,6 @@ impl NodeEvents {
             }
             NodeKind::ScopeClose => {}
         }
-    }
-}
-
-/// A model record of `kind` for resource `task_id`, at `raw`'s time and thread.
-fn model_event(
-    raw: &RawNodeEvent,
-    kind: RawKind,
-    task_id: u64,
-    trigger_id: u64,
-    detail: u32,
-) -> RawEvent {
-    RawEvent {
-        ts_ns: raw.ts_ns,
-        pid_tgid: raw.pid_tgid,
-        task_id,
-        trigger_id,
-        kind: kind as u32,
-        detail,
     }
 }
 

@@ -7,11 +7,8 @@ use super::{
     reader::{Problem, Reader},
 };
 use crate::{
-    model::event::{HookEvent, HookKind},
-    sinks::{
-        output::{SessionEnd, SessionInfo},
-        summary::{KINDS, kind_index, kinds_list},
-    },
+    model::event::{HookEvent, HookKind, KINDS, kind_index, kinds_list},
+    sinks::output::{SessionEnd, SessionInfo},
 };
 
 /// Prints the header, events by kind, tasks, how many are named and located, time span, losses and bytes per
