@@ -143,7 +143,6 @@ impl MultiPrograms {
                 .get(*name)
                 .ok_or_else(|| anyhow!("BPF program {name} missing"))?;
             let instructions: &[bpf_insn] = &obj.functions[&program.function_key()].instructions;
-            let mut log = vec![0u8; 64 * 1024];
             let mut prog_name = [0u8; 16];
             for (slot, byte) in prog_name.iter_mut().zip(name.bytes().take(15)) {
                 *slot = byte;
@@ -153,16 +152,23 @@ impl MultiPrograms {
                 insn_cnt: instructions.len() as u32,
                 insns: instructions.as_ptr() as u64,
                 license: license.as_ptr() as u64,
-                log_level: 1,
-                log_size: log.len() as u32,
-                log_buf: log.as_mut_ptr() as u64,
+                log_level: 0,
+                log_size: 0,
+                log_buf: 0,
                 kern_version: 0,
                 prog_flags: 0,
                 prog_name,
                 prog_ifindex: 0,
                 expected_attach_type: BPF_TRACE_UPROBE_MULTI,
             };
+            // Loaded without a verifier log (a full log buffer fails a load
+            // that would pass); only a failure is loaded again to say why.
             let fd = bpf(BPF_PROG_LOAD, &mut attr).map_err(|error| {
+                let mut log = vec![0u8; 4 << 20];
+                attr.log_level = 1;
+                attr.log_size = log.len() as u32;
+                attr.log_buf = log.as_mut_ptr() as u64;
+                let _ = bpf(BPF_PROG_LOAD, &mut attr);
                 let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
                 let log = String::from_utf8_lossy(&log[..end]);
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
