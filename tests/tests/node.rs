@@ -8,7 +8,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -28,12 +28,20 @@ const NODE_20: &str = "/usr/bin/node";
 /// xtask setup`.
 const NODE_18: &str = "target/node18";
 
-/// Runs the workload with `node` under `tracer run --json`, async_hooks on
-/// when `truth`; returns the tracer's resources, and async_hooks' if on.
-fn run(node: &Path, truth: bool) -> (Lives, Option<Lives>, String) {
+/// `tracer run --json -- NODE workload.js`, async_hooks on when `truth`, in
+/// `wrap` (a command that execs its arguments, such as [`node18`]'s) if given;
+/// returns the tracer's resources, and async_hooks' if on.
+fn run(node: &Path, wrap: Option<Command>, truth: bool) -> (Lives, Option<Lives>, String) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let truth_file = temp_path("node-truth");
-    let mut command = Command::new(tracer_bin().unwrap_or_else(|e| panic!("{e}")));
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let mut command = match wrap {
+        Some(mut wrap) => {
+            wrap.arg(&tracer);
+            wrap
+        }
+        None => Command::new(&tracer),
+    };
     command
         .args(["run", "--json", "--"])
         .arg(node)
@@ -53,6 +61,29 @@ fn run(node: &Path, truth: bool) -> (Lives, Option<Lives>, String) {
         parse_truth(&text).expect("truth parses")
     });
     (traced, truth, stderr)
+}
+
+/// Debian's Node 18, unpacked by `cargo xtask setup`: its `node`, and a
+/// command that runs its arguments where that node runs. Debian's libnode
+/// reads builtins from /usr/share/nodejs: the unpacked usr/share goes over
+/// /usr/share, in a mount namespace of its own, and its libraries come first
+/// on the library path. The process keeps its pid through unshare's and sh's
+/// execs.
+fn node18() -> (PathBuf, Command) {
+    let root = workspace_root().join(NODE_18);
+    let node = root.join("usr/bin/node");
+    assert!(
+        node.is_file(),
+        "{} is missing: run `cargo xtask setup` (it unpacks Debian's Node 18 there)",
+        node.display()
+    );
+    let script = format!(
+        "mount --bind {root}/usr/share /usr/share && LD_LIBRARY_PATH={root}/usr/lib/x86_64-linux-gnu exec \"$@\"",
+        root = root.display(),
+    );
+    let mut command = Command::new("unshare");
+    command.args(["-m", "sh", "-c", &script, "sh"]);
+    (node, command)
 }
 
 /// Fails with every difference, and says how many resources matched per type.
@@ -77,16 +108,26 @@ fn assert_matches(truth: &Lives, traced: &Lives, from: u64, stderr: &str) {
 
 #[test]
 fn node20_run_reports_every_native_resource_as_async_hooks_does() {
-    let (traced, truth, stderr) = run(Path::new(NODE_20), true);
+    let (traced, truth, stderr) = run(Path::new(NODE_20), None, true);
     assert!(stderr.contains("(node 20."), "{stderr}");
     assert_matches(&truth.expect("truth"), &traced, 0, &stderr);
 }
 
 #[test]
 fn node20_with_hooks_off_reports_the_same_resources_as_with_hooks_on() {
-    let (on, _, _) = run(Path::new(NODE_20), true);
-    let (off, _, stderr) = run(Path::new(NODE_20), false);
+    let (on, _, _) = run(Path::new(NODE_20), None, true);
+    let (off, _, stderr) = run(Path::new(NODE_20), None, false);
     assert_eq!(native(&per_type(&off)), native(&per_type(&on)), "{stderr}");
+}
+
+/// `tracer run` stops Node 18 once the loader has mapped its `libnode`, and
+/// attaches there before any of its code runs: every resource, from the first.
+#[test]
+fn node18_run_reports_every_native_resource_of_its_shared_libnode() {
+    let (node, wrap) = node18();
+    let (traced, truth, stderr) = run(&node, Some(wrap), true);
+    assert!(stderr.contains("(node 18."), "{stderr}");
+    assert_matches(&truth.expect("truth"), &traced, 0, &stderr);
 }
 
 #[test]
@@ -98,23 +139,8 @@ fn node20_trace_p_reports_the_native_resources_created_after_attach() {
 
 #[test]
 fn node18_trace_p_reports_the_native_resources_of_its_shared_libnode() {
-    let root = workspace_root().join(NODE_18);
-    let node = root.join("usr/bin/node");
-    assert!(
-        node.is_file(),
-        "{} is missing: run `cargo xtask setup` (it unpacks Debian's Node 18 there)",
-        node.display()
-    );
-    // Debian's libnode reads builtins from /usr/share/nodejs: the unpacked
-    // usr/share goes over /usr/share, in a mount namespace of its own. The
-    // process keeps its pid through unshare's and sh's execs.
-    let script = format!(
-        "mount --bind {root}/usr/share /usr/share && LD_LIBRARY_PATH={root}/usr/lib/x86_64-linux-gnu exec {node} \"$0\"",
-        root = root.display(),
-        node = node.display()
-    );
-    let mut command = Command::new("unshare");
-    command.args(["-m", "sh", "-c", &script]).arg(workload());
+    let (node, mut command) = node18();
+    command.arg(node).arg(workload());
     attach_and_compare(command);
 }
 

@@ -122,7 +122,8 @@ fn pidfd(pid: u32) -> anyhow::Result<AsyncFd<OwnedFd>> {
     Ok(watch_readable(fd)?)
 }
 
-/// Traces `pid` (already running, or `launched` and stopped at exec) into `sink`.
+/// Traces `pid` (already running, or `launched` and stopped before its code
+/// runs) into `sink`.
 pub async fn trace(
     pid: u32,
     mut launched: Option<Launched>,

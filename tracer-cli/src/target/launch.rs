@@ -1,9 +1,12 @@
 //! Starts a command so that probes are attached before any of its code runs.
 //!
 //! The child asks to be ptraced, then execs: the kernel stops it right after the
-//! exec, with the new program mapped and not one instruction of it run (not even
-//! the dynamic loader). tracer attaches its probes, then lets it go. ptrace is
-//! used for that one stop only.
+//! exec, with the new program mapped and not one instruction of it run. A
+//! program with a dynamic loader is then let run to the loader's debugger hook
+//! ([`super::loader`]), where every library it needs is mapped and none of their
+//! code, nor the program's, has run: a runtime in a shared library is found and
+//! probed like one in the executable. tracer attaches its probes, then lets it
+//! go. ptrace is used for those stops only.
 
 use std::{
     os::unix::process::CommandExt as _,
@@ -21,7 +24,10 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::{target::mapped_file, target::symbols};
+use crate::target::{
+    loader::{self, Hook, RT_CONSISTENT},
+    mapped_file, symbols,
+};
 
 /// A child stopped just after its exec, waiting for [`Launched::resume`].
 #[derive(Debug)]
@@ -107,12 +113,68 @@ impl Launched {
             .spawn()
             .with_context(|| format!("cannot start {program}"))?;
         let pid = Pid::from_raw(child.id() as i32);
-        match waitpid(pid, None).context("waiting for the command to exec")? {
-            WaitStatus::Stopped(_, Signal::SIGTRAP) => Ok(Self {
+        let launched = match waitpid(pid, None).context("waiting for the command to exec")? {
+            WaitStatus::Stopped(_, Signal::SIGTRAP) => Self {
                 pid,
                 resumed: false,
-            }),
+            },
             other => bail!("{program} did not stop at exec as expected ({other:?})"),
+        };
+        if let Some(hook) = loader::hook(launched.pid())? {
+            launched
+                .run_to_libraries(hook, program)
+                .with_context(|| format!("cannot stop {program} once its libraries are mapped"))?;
+        }
+        Ok(launched)
+    }
+
+    /// Lets the command's loader run until it has mapped every library
+    /// (`hook` called with `RT_CONSISTENT`), through a breakpoint on the hook,
+    /// and leaves it stopped there, its code as it was.
+    fn run_to_libraries(&self, hook: Hook, program: &str) -> anyhow::Result<()> {
+        let at = hook.function as ptrace::AddressType;
+        loop {
+            let original = ptrace::read(self.pid, at)?;
+            ptrace::write(self.pid, at, (original & !0xff) | 0xcc)?;
+            ptrace::cont(self.pid, None)?;
+            self.wait_for_trap(program)?;
+            ptrace::write(self.pid, at, original)?;
+            let mut regs = ptrace::getregs(self.pid)?;
+            if regs.rip != hook.function + 1 {
+                bail!(
+                    "{program} stopped at {:#x}, not at its loader's hook {:#x}",
+                    regs.rip,
+                    hook.function
+                );
+            }
+            regs.rip = hook.function;
+            ptrace::setregs(self.pid, regs)?;
+            let state = ptrace::read(self.pid, hook.state as ptrace::AddressType)? as u32;
+            if state == RT_CONSISTENT {
+                return Ok(());
+            }
+            // Step over the hook's first instruction before putting the
+            // breakpoint back.
+            ptrace::step(self.pid, None)?;
+            self.wait_for_trap(program)?;
+        }
+    }
+
+    /// Waits for the next SIGTRAP stop, passing any other signal on to the
+    /// command; fails if it exits first (a library is missing, say).
+    fn wait_for_trap(&self, program: &str) -> anyhow::Result<()> {
+        loop {
+            match waitpid(self.pid, None)? {
+                WaitStatus::Stopped(_, Signal::SIGTRAP) => return Ok(()),
+                WaitStatus::Stopped(_, signal) => ptrace::cont(self.pid, signal)?,
+                WaitStatus::Exited(_, code) => bail!(
+                    "{program} exited with code {code} while its dynamic loader loaded its libraries (see its message above)"
+                ),
+                WaitStatus::Signaled(_, signal, _) => bail!(
+                    "{program} was killed by {signal} while its dynamic loader loaded its libraries"
+                ),
+                _ => continue,
+            }
         }
     }
 

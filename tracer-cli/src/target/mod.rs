@@ -5,6 +5,7 @@ pub mod crate_version;
 pub mod dwarf;
 pub mod image;
 pub mod launch;
+pub mod loader;
 pub mod mapped_file;
 pub mod preflight;
 pub mod process_map;

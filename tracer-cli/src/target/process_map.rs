@@ -2,7 +2,10 @@
 //! virtual addresses into the process's (0 for a non-PIE executable), read from
 //! `/proc/PID/maps`.
 
-use std::{os::unix::fs::MetadataExt as _, path::Path};
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, bail};
 use object::{Object as _, ObjectSegment as _};
@@ -47,6 +50,18 @@ fn first_mapping(maps: &str, inode: u64) -> Option<u64> {
     })
 }
 
+/// The file mapped at `address`, in the text of a `/proc/PID/maps`.
+pub fn file_at(maps: &str, address: u64) -> Option<PathBuf> {
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let start = u64::from_str_radix(start, 16).ok()?;
+        let end = u64::from_str_radix(end, 16).ok()?;
+        let path = fields.nth(4)?;
+        (start <= address && address < end && path.starts_with('/')).then(|| PathBuf::from(path))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +76,8 @@ mod tests {
         assert_eq!(first_mapping(maps, 1234), Some(0x5581c0a00000));
         assert_eq!(first_mapping(maps, 99), Some(0x7f0000000000));
         assert_eq!(first_mapping(maps, 5), None);
+        assert_eq!(file_at(maps, 0x5581c0a47010), Some(PathBuf::from("/app")));
+        assert_eq!(file_at(maps, 0x1000), None);
     }
 
     #[test]
