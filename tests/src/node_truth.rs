@@ -204,3 +204,44 @@ pub fn describe(matched: &Matched) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// The async ids between the first and the last native resource the tracer
+/// saw created (at or above `from`) that no native resource it saw had, per
+/// the type async_hooks gave them: what its summary must count as unseen.
+/// ("before the hook" for ids below the first async_hooks reported, "none"
+/// for an id it never reported.) That no native resource of the truth is
+/// among them, `compare` checks.
+pub fn unseen_ids(truth: &Lives, traced: &Lives, from: u64) -> BTreeMap<String, u64> {
+    let natives: Vec<u64> = traced
+        .range(from..)
+        .filter(|(_, life)| life.init)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut unseen = BTreeMap::new();
+    let (Some(first), Some(last)) = (natives.first(), natives.last()) else {
+        return unseen;
+    };
+    let first_truth_id = truth.keys().next().copied().unwrap_or(u64::MAX);
+    for id in *first..*last {
+        if traced.get(&id).is_some_and(|life| life.init) {
+            continue;
+        }
+        let name = match truth.get(&id) {
+            _ if id < first_truth_id => "before the hook",
+            Some(life) if life.init => life.resource_type.as_str(),
+            _ => "none",
+        };
+        *unseen.entry(name.to_owned()).or_default() += 1;
+    }
+    unseen
+}
+
+/// The count of the tracer's summary line "node: N JS-level async ids went by
+/// unseen".
+pub fn traced_unseen_ids(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|line| {
+        let rest = line.strip_prefix("tracer: node: ")?;
+        let (count, _) = rest.split_once(" JS-level async ids went by unseen")?;
+        count.parse().ok()
+    })
+}

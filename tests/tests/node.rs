@@ -17,7 +17,7 @@ use std::{
 use tracer_tests::{
     node_truth::{
         Lives, WORKLOAD_TYPES, compare, describe, native, parse_traced, parse_truth, per_type,
-        workload,
+        traced_unseen_ids, unseen_ids, workload,
     },
     require_root, temp_path, tracer_bin, workspace_root,
 };
@@ -90,6 +90,13 @@ fn node18() -> (PathBuf, Command) {
 fn assert_matches(truth: &Lives, traced: &Lives, from: u64, stderr: &str) {
     let (matched, differences) = compare(truth, traced, from);
     eprintln!("matched per type: {}", describe(&matched));
+    let unseen = unseen_ids(truth, traced, from);
+    eprintln!("ids between native resources, by async_hooks' type: {unseen:?}");
+    assert_eq!(
+        traced_unseen_ids(stderr),
+        Some(unseen.values().sum()),
+        "{stderr}"
+    );
     for name in WORKLOAD_TYPES {
         assert!(
             matched.get(name).is_some_and(|(_, all)| *all > 0),
@@ -115,9 +122,19 @@ fn node20_run_reports_every_native_resource_as_async_hooks_does() {
 
 #[test]
 fn node20_with_hooks_off_reports_the_same_resources_as_with_hooks_on() {
-    let (on, _, _) = run(Path::new(NODE_20), None, true);
+    let (on, truth, _) = run(Path::new(NODE_20), None, true);
     let (off, _, stderr) = run(Path::new(NODE_20), None, false);
     assert_eq!(native(&per_type(&off)), native(&per_type(&on)), "{stderr}");
+    // With hooks off, promises get no async id: the ids that went by unseen
+    // are the other JS-level resources of the hooks-on run.
+    let mut unseen = unseen_ids(&truth.expect("truth"), &on, 0);
+    unseen.remove("PROMISE");
+    eprintln!("JS-level ids with hooks on, promises left out: {unseen:?}");
+    assert_eq!(
+        traced_unseen_ids(&stderr),
+        Some(unseen.values().sum()),
+        "{stderr}"
+    );
 }
 
 /// `tracer run` stops Node 18 once the loader has mapped its `libnode`, and

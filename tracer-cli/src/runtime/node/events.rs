@@ -36,6 +36,10 @@ pub const ROOT_ASYNC_ID: u64 = 1;
 pub struct NodeEvents {
     /// Open callback scopes by (thread, scope address): the resource entered.
     scopes: HashMap<(u64, u64), u64>,
+    /// The last async id created on each thread (`pid_tgid`): a Node
+    /// environment (the main thread's, a worker's) draws its ids from one
+    /// counter of its own, and runs on one thread.
+    last_ids: HashMap<u64, u64>,
     counts: Counts,
 }
 
@@ -48,6 +52,10 @@ pub struct Counts {
     pub lost_closes: u64,
     /// Records of a kind this tracer does not know.
     pub unknown: u64,
+    /// Async ids between two native resources of one thread that no native
+    /// resource had: ids Node gave JS-level resources (or native ones whose
+    /// record was dropped).
+    pub unseen_ids: u64,
 }
 
 impl NodeEvents {
@@ -92,6 +100,7 @@ impl NodeEvents {
                     self.counts.bad_ids += 1;
                     return;
                 };
+                self.count_unseen(raw.pid_tgid, id);
                 let event = RawEvent::at(
                     raw.ts_ns,
                     raw.pid_tgid,
@@ -141,6 +150,24 @@ impl NodeEvents {
     }
 }
 
+impl NodeEvents {
+    /// Counts the ids that went by unseen before `id`, the next native
+    /// resource created on `thread`. Ids are drawn in order and `AsyncReset`
+    /// returns on the thread that drew its id before that thread can draw
+    /// another, so a thread's inits come in increasing order; one that does not
+    /// was counted as unseen before, and is taken back.
+    fn count_unseen(&mut self, thread: u64, id: u64) {
+        match self.last_ids.insert(thread, id) {
+            Some(last) if id > last => self.counts.unseen_ids += id - last - 1,
+            Some(last) => {
+                self.last_ids.insert(thread, last);
+                self.counts.unseen_ids = self.counts.unseen_ids.saturating_sub(1);
+            }
+            None => {}
+        }
+    }
+}
+
 impl RecordMapper for NodeEvents {
     fn map(&mut self, record: &[u8], out: &mut dyn FnMut(ModelRecord)) -> bool {
         let Some(raw) = decode::<RawNodeEvent>(record) else {
@@ -151,7 +178,10 @@ impl RecordMapper for NodeEvents {
     }
 
     fn summary(&self) -> Vec<String> {
-        let mut lines = Vec::new();
+        let mut lines = vec![format!(
+            "node: {} JS-level async ids went by unseen: ids between native resources that no native resource had (Timeout, Immediate, TickObject, and PROMISE when async_hooks is on, never reach native code; a native resource whose record was dropped would count here too)",
+            self.counts.unseen_ids
+        )];
         if self.counts.bad_ids > 0 {
             lines.push(format!(
                 "node: {} records whose async id was not an integral double were left out",
@@ -267,6 +297,21 @@ mod tests {
         let (out, counts) = map(&[raw(NodeKind::ScopeClose, 0x100, 0.0)]);
         assert!(out.is_empty());
         assert_eq!(counts, Counts::default());
+    }
+
+    #[test]
+    fn ids_between_a_threads_native_resources_are_counted_as_unseen() {
+        let mut other_thread = raw(NodeKind::Init, 0x10, 3.0);
+        other_thread.pid_tgid += 1;
+        let (_, counts) = map(&[
+            raw(NodeKind::Init, 0x10, 5.0),
+            raw(NodeKind::Init, 0x10, 6.0),
+            other_thread,
+            raw(NodeKind::Init, 0x10, 10.0),
+            raw(NodeKind::Init, 0x10, 8.0),
+        ]);
+        // 7 and 9: 8 came late, and the other thread's 3 is its own sequence.
+        assert_eq!(counts.unseen_ids, 2);
     }
 
     #[test]

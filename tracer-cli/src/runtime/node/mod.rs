@@ -19,7 +19,8 @@
 //!   offsets of the fields the programs read, the provider names, the version.
 //!
 //! JS-level resources (Timeout, Immediate, TickObject, PROMISE) never reach
-//! these sites: they are not reported.
+//! these sites: they are not reported, only counted (the gaps in each thread's
+//! sequence of native ids, [`events::Counts::unseen_ids`]).
 
 mod adapter;
 pub mod code;
