@@ -901,6 +901,25 @@ impl Profile {
     }
 }
 
+/// Asserts a failed run whose stderr says every one of `needles`, with no events on stdout.
+pub fn assert_refused(output: &std::process::Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "tracer succeeded:\n{stderr}");
+    assert_eq!(output.status.code(), Some(1), "exit status:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "tracer panicked:\n{stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{stderr}"
+        );
+    }
+    assert!(
+        output.stdout.is_empty(),
+        "events printed despite the error: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
 /// The root of the main workspace (parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

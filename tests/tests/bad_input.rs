@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use tracer_tests::{Privileges, Profile, fixture_bin, require_root, tracer_bin};
+use tracer_tests::{Privileges, Profile, assert_refused, fixture_bin, require_root, tracer_bin};
 
 fn tracer(args: &[&str]) -> Output {
     require_root().unwrap_or_else(|e| panic!("{e}"));
@@ -13,25 +13,6 @@ fn tracer(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("tracer runs")
-}
-
-/// Asserts a failed run whose stderr says every one of `needles`, with no events on stdout.
-fn assert_refused(output: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "tracer succeeded:\n{stderr}");
-    assert_eq!(output.status.code(), Some(1), "exit status:\n{stderr}");
-    assert!(!stderr.contains("panicked"), "tracer panicked:\n{stderr}");
-    for needle in needles {
-        assert!(
-            stderr.contains(needle),
-            "stderr lacks {needle:?}:\n{stderr}"
-        );
-    }
-    assert!(
-        output.stdout.is_empty(),
-        "events printed despite the error: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
 }
 
 #[test]

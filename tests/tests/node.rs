@@ -7,14 +7,16 @@
 //! `/usr/bin/node` (static); Node 18 Debian's, with its shared `libnode`.
 
 use std::{
+    ffi::OsStr,
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Command, Output, Stdio},
     sync::mpsc,
     time::Duration,
 };
 
 use tracer_tests::{
+    assert_refused,
     node_truth::{
         Lives, WORKLOAD_TYPES, compare, describe, native, parse_traced, parse_truth, per_type,
         traced_unseen_ids, unseen_ids, workload,
@@ -229,4 +231,145 @@ fn wait_for(ready: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("timed out");
+}
+
+/// A copy of `source` in which every `from` is `to` (of the same length),
+/// executable.
+fn patched_copy(source: &Path, tag: &str, from: &[u8], to: &[u8]) -> PathBuf {
+    assert_eq!(from.len(), to.len());
+    let mut data = std::fs::read(source).expect("read the binary");
+    let mut at = 0;
+    let mut patched = 0;
+    while let Some(found) = data[at..].windows(from.len()).position(|w| w == from) {
+        at += found;
+        data[at..at + to.len()].copy_from_slice(to);
+        at += to.len();
+        patched += 1;
+    }
+    assert!(patched > 0, "no {from:?} in {}", source.display());
+    let copy = temp_path(tag);
+    std::fs::write(&copy, &data).expect("write the copy");
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make the copy executable");
+    copy
+}
+
+/// `tracer ARGS`, its output.
+fn tracer(args: &[&OsStr]) -> Output {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    Command::new(tracer_bin().unwrap_or_else(|e| panic!("{e}")))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("tracer runs")
+}
+
+/// `strip` leaves Node's exported C++ API in `.dynsym`, which is all tracer
+/// needs: a stripped node is traced as the original. A build without those
+/// names too (as one with hidden visibility would be) is made by renaming
+/// them in the stripped copy: it is refused, naming the Node it found.
+#[test]
+fn node_without_symbols_is_refused_naming_the_node_found() {
+    let stripped = temp_path("node-stripped");
+    let status = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(NODE_20)
+        .status()
+        .expect("strip (binutils) runs");
+    assert!(status.success());
+    let (traced, truth, stderr) = run(&stripped, None, true);
+    assert!(stderr.contains("(node 20."), "{stderr}");
+    assert_matches(&truth.expect("truth"), &traced, 0, &stderr);
+
+    let hidden = patched_copy(&stripped, "node-hidden", b"_ZN4node", b"_ZN4nodX");
+    let _ = std::fs::remove_file(&stripped);
+    let output = tracer(&[
+        "run".as_ref(),
+        "--".as_ref(),
+        hidden.as_ref(),
+        "-e".as_ref(),
+        "1".as_ref(),
+    ]);
+    let _ = std::fs::remove_file(&hidden);
+    assert_refused(
+        &output,
+        &[
+            "found Node.js 20.",
+            &format!("in {} (by its version string)", hidden.display()),
+            "no symbol there names its functions",
+            "use a build that keeps its symbol table",
+        ],
+    );
+}
+
+/// A Node major tracer was not checked on: Node 20 whose version string says
+/// 21 (its code is 20's, so only the version can refuse it).
+#[test]
+fn node_of_an_unknown_version_is_refused_naming_it_and_the_supported_ones() {
+    let copy = patched_copy(
+        Path::new(NODE_20),
+        "node-21",
+        b"node.js/v20.",
+        b"node.js/v21.",
+    );
+    let output = tracer(&[
+        "run".as_ref(),
+        "--".as_ref(),
+        copy.as_ref(),
+        "-e".as_ref(),
+        "1".as_ref(),
+    ]);
+    let _ = std::fs::remove_file(&copy);
+    assert_refused(
+        &output,
+        &[
+            &format!("refusing to trace {}", copy.display()),
+            "unsupported Node.js version 21.",
+            "tracer supports Node 18 (checked on 18.20.4) and 20 (checked on 20.20.2)",
+        ],
+    );
+}
+
+/// A `node` that is no Node: a shell script (as a version manager's shim
+/// is), which runs no Node before it execs: refused, naming the program the
+/// process runs and the libraries it maps.
+#[test]
+fn a_process_that_loads_no_node_is_refused_naming_what_it_runs() {
+    let shim = temp_path("node-shim");
+    std::fs::write(&shim, "#!/bin/sh\nexec sleep 1\n").expect("write the shim");
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make the shim executable");
+    let output = tracer(&["run".as_ref(), "--".as_ref(), shim.as_ref()]);
+    let _ = std::fs::remove_file(&shim);
+    let shell = std::fs::canonicalize("/bin/sh").expect("/bin/sh");
+    assert_refused(
+        &output,
+        &[
+            &format!("no supported runtime found in {}", shell.display()),
+            "libc.so.6",
+            "Node.js",
+        ],
+    );
+}
+
+/// Node 18 whose `libnode` the loader cannot find: the command exits while
+/// loading, and tracer says so after the loader's own message.
+#[test]
+fn node18_without_its_libnode_is_refused_saying_the_loader_failed() {
+    let (node, _) = node18();
+    let output = tracer(&[
+        "run".as_ref(),
+        "--".as_ref(),
+        node.as_ref(),
+        "-e".as_ref(),
+        "1".as_ref(),
+    ]);
+    assert_refused(
+        &output,
+        &[
+            "error while loading shared libraries: libnode.so.108",
+            "exited with code 127 while its dynamic loader loaded its libraries",
+        ],
+    );
 }

@@ -233,4 +233,11 @@ pub trait RuntimeAdapter {
     /// What must be found for the trace to be complete: for each need, the probes
     /// any one of which meets it, and what it gives the user.
     fn required(&self) -> &'static [(&'static [Probe], &'static str)];
+
+    /// The runtime and its version, told from an object's bytes without its
+    /// symbols ("Node.js 20.20.2"), for the error when no symbol names its
+    /// functions; `None` when not told (the default).
+    fn recognize(&self, _data: &[u8]) -> Option<String> {
+        None
+    }
 }

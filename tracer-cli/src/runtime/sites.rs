@@ -14,7 +14,7 @@ use object::{Object as _, ObjectSymbol as _, SymbolKind};
 use crate::{
     runtime::{ADAPTERS, Probe, RuntimeAdapter},
     target::{
-        Target, crate_version, mapped_file,
+        Target, as_seen, crate_version, mapped_file,
         symbols::{contains, file_offset, parse, path_without_generics},
     },
 };
@@ -180,19 +180,59 @@ pub fn detect(
         .map(|adapter| adapter.display_name())
         .collect::<Vec<_>>()
         .join(" or ");
+    let objects = target.object_paths()?;
+    if let Some((object, found)) = recognized(&objects) {
+        bail!(
+            "found {found} in {} (by its version string), but no symbol there names its functions: \
+             tracer finds them by name, and this build is stripped or hides them; use a build that keeps its symbol table",
+            as_seen(target.pid, object).display(),
+        );
+    }
     if exe_stripped {
         bail!(
-            "{} is stripped: tracer finds the runtime's functions ({names}) by name in the symbol table, and this binary has none.\n\
+            "no supported runtime found in {exe}{}: {exe} is stripped: tracer finds the runtime's functions ({names}) by name in the symbol table, and this binary has none.\n\
              Keep symbols and rebuild. Rust: in Cargo.toml set\n    [profile.release]\n    strip = false\n    debug = \"line-tables-only\"\n\
              Go: build without `-ldflags=-s` (`-w` alone, which drops DWARF, is fine)\n\
              Node.js: use a build that keeps its symbol table (NodeSource's and Debian's do)",
-            target.exe.display(),
+            libraries(&objects),
+            exe = target.exe.display(),
         );
     }
     bail!(
-        "no supported runtime found in {}: none of its functions is one of {names}'s, and it declares no resources with tracer-resource (tracer traces Tokio 1.x, Go and Node.js programs)",
+        "no supported runtime found in {}{}: none of its functions is one of {names}'s, and it declares no resources with tracer-resource (tracer traces Tokio 1.x, Go and Node.js programs)",
         target.exe.display(),
+        libraries(&objects),
     )
+}
+
+/// The first of `objects` (paths as [`Target::object_paths`] gives them) that
+/// an adapter recognizes without symbols, and what it found there.
+fn recognized(objects: &[PathBuf]) -> Option<(&Path, String)> {
+    objects.iter().find_map(|object| {
+        let data = mapped_file::map(object).ok()?;
+        let found = ADAPTERS
+            .iter()
+            .find_map(|adapter| adapter.recognize(&data))?;
+        Some((object.as_path(), found))
+    })
+}
+
+/// " nor in the 2 libraries it maps (libc.so.6, ld-linux-x86-64.so.2)", for
+/// `objects` of which the first is the executable.
+fn libraries(objects: &[PathBuf]) -> String {
+    let names: Vec<String> = objects
+        .iter()
+        .skip(1)
+        .filter_map(|object| Some(object.file_name()?.to_string_lossy().into_owned()))
+        .collect();
+    match names.len() {
+        0 => String::new(),
+        count => format!(
+            " nor in the {count} librar{} it maps ({})",
+            if count == 1 { "y" } else { "ies" },
+            names.join(", ")
+        ),
+    }
 }
 
 /// The sites `adapter` wants in the executable and every mapped shared object

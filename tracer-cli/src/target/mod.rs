@@ -105,6 +105,19 @@ impl Target {
     }
 }
 
+/// An attach path of process `pid`'s ([`Target::object_paths`]) as the process
+/// names the file, for messages: `/proc/PID/exe` is its executable,
+/// `/proc/PID/root/lib/x.so` is `/lib/x.so`.
+pub fn as_seen(pid: u32, object: &Path) -> PathBuf {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    if object == proc_dir.join("exe") {
+        return std::fs::read_link(object).unwrap_or_else(|_| object.to_owned());
+    }
+    object
+        .strip_prefix(proc_dir.join("root"))
+        .map_or_else(|_| object.to_owned(), |path| Path::new("/").join(path))
+}
+
 /// Which file a process runs, to notice an exec: device and inode of its executable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProgramIdentity(Option<(u64, u64)>);

@@ -21,7 +21,7 @@ use crate::{
     runtime::{
         BpfGlobals, Prepared, Probe, RuntimeAdapter, names::SessionNames, sites::TargetObject,
     },
-    target::{image::Image, mapped_file},
+    target::{as_seen, image::Image, mapped_file},
 };
 
 /// Node.js 18 and 20: native async resources, through `AsyncWrap` and
@@ -100,14 +100,18 @@ impl RuntimeAdapter for Node {
         ]
     }
 
-    fn prepare(&self, _pid: u32, objects: &mut Vec<TargetObject>) -> anyhow::Result<Prepared> {
+    fn recognize(&self, data: &[u8]) -> Option<String> {
+        code::version(data).map(|version| format!("Node.js {version}"))
+    }
+
+    fn prepare(&self, pid: u32, objects: &mut Vec<TargetObject>) -> anyhow::Result<Prepared> {
         let [object] = objects.as_slice() else {
             bail!(
                 "Node's functions are in {} mapped objects; tracer traces one Node per process",
                 objects.len()
             );
         };
-        let binary = NodeBinary::read(&object.attach_path)?;
+        let binary = NodeBinary::read(&object.attach_path, &as_seen(pid, &object.attach_path))?;
         let namer = Box::new(Providers(binary.providers));
         let table = NameTable::by_namer(namer, Box::new(NoLocation));
         Ok(Prepared {
@@ -136,24 +140,26 @@ struct NodeBinary {
 }
 
 impl NodeBinary {
-    /// Reads the object at `path`, refusing a Node it was not checked on and a
-    /// build whose code does not show the layout tracer reads.
-    fn read(path: &Path) -> anyhow::Result<Self> {
+    /// Reads the object at `path` (named `shown` in messages), refusing a Node
+    /// it was not checked on and a build whose code does not show the layout
+    /// tracer reads.
+    fn read(path: &Path, shown: &Path) -> anyhow::Result<Self> {
         let data = mapped_file::map(path)?;
         let file = object::File::parse(&*data)
-            .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
+            .with_context(|| format!("{} is not an ELF file tracer can read", shown.display()))?;
         let version = code::version(&data).with_context(|| {
             format!(
                 "{} holds Node's functions but names no Node version (no `node.js/v…` string)",
-                path.display()
+                shown.display()
             )
         })?;
-        check_version(&version).with_context(|| format!("in {}", path.display()))?;
+        check_version(&version)
+            .with_context(|| format!("version string in {}", shown.display()))?;
         let image = Image::new(&file);
         let refuse = |what: &str| {
             anyhow::anyhow!(
                 "unsupported Node.js {version} build in {}: {what}; tracer reads the layout of Node's objects from this code and refuses rather than read the wrong fields (tracer supports Node {})",
-                path.display(),
+                shown.display(),
                 supported_list()
             )
         };

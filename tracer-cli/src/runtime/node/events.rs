@@ -178,10 +178,13 @@ impl RecordMapper for NodeEvents {
     }
 
     fn summary(&self) -> Vec<String> {
-        let mut lines = vec![format!(
-            "node: {} JS-level async ids went by unseen: ids between native resources that no native resource had (Timeout, Immediate, TickObject, and PROMISE when async_hooks is on, never reach native code; a native resource whose record was dropped would count here too)",
-            self.counts.unseen_ids
-        )];
+        let mut lines = Vec::new();
+        if !self.last_ids.is_empty() {
+            lines.push(format!(
+                "node: {} JS-level async ids went by unseen: ids between native resources that no native resource had (Timeout, Immediate, TickObject, and PROMISE when async_hooks is on, never reach native code; a native resource whose record was dropped would count here too)",
+                self.counts.unseen_ids
+            ));
+        }
         if self.counts.bad_ids > 0 {
             lines.push(format!(
                 "node: {} records whose async id was not an integral double were left out",
