@@ -7,6 +7,7 @@
 //! `/usr/bin/node` (static); Node 18 Debian's, with its shared `libnode`.
 
 use std::{
+    collections::BTreeMap,
     ffi::OsStr,
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
@@ -18,8 +19,8 @@ use std::{
 use tracer_tests::{
     assert_refused,
     node_truth::{
-        Lives, WORKLOAD_TYPES, compare, describe, native, parse_traced, parse_truth, per_type,
-        traced_unseen_ids, unseen_ids, workload,
+        JS_LEVEL_TYPES, Lives, WORKLOAD_TYPES, compare, describe, native, parse_traced,
+        parse_truth, per_type, traced_unseen_ids, unseen_ids, workload,
     },
     require_root, temp_path, tracer_bin, workspace_root,
 };
@@ -231,6 +232,84 @@ fn wait_for(ready: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("timed out");
+}
+
+/// `tracer tree`'s roots for Node: a top-level resource whose trigger is the
+/// main script (async id 1) sits under "triggered by the main script", one
+/// triggered by a JS-level resource (which tracer does not see) under
+/// "triggered by resources not seen", one with trigger 0 under "triggered
+/// with no async context"; none under "trigger unknown" in a run traced from
+/// its start. Checked against async_hooks' triggers, for every resource
+/// created once the hook was on.
+#[test]
+fn node20_tree_puts_top_level_resources_under_what_triggered_them() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let recording = temp_path("node-tree");
+    let truth_file = temp_path("node-tree-truth");
+    let output = Command::new(tracer_bin().unwrap_or_else(|e| panic!("{e}")))
+        .arg("run")
+        .arg("-o")
+        .arg(&recording)
+        .arg("--")
+        .arg(NODE_20)
+        .arg(workload())
+        .env("NODE_TRUTH", &truth_file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("tracer runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let truth = parse_truth(&std::fs::read_to_string(&truth_file).expect("truth")).expect("truth");
+    let _ = std::fs::remove_file(&truth_file);
+    let tree = tracer(&["tree".as_ref(), "--json".as_ref(), recording.as_ref()]);
+    let _ = std::fs::remove_file(&recording);
+    assert!(
+        tree.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tree.stderr)
+    );
+    let tree: serde_json::Value = serde_json::from_slice(&tree.stdout).expect("tree JSON");
+    let mut tops: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut differences = Vec::new();
+    let first_truth_id = truth.keys().next().copied().unwrap_or(0);
+    for root in tree["roots"].as_array().expect("roots") {
+        let kind = root["root"].as_str().expect("root kind");
+        for top in root["children"].as_array().expect("children") {
+            let id = top["async_id"].as_u64().expect("id");
+            if id < first_truth_id {
+                // Created before the hook: async_hooks cannot tell.
+                continue;
+            }
+            let trigger = truth.get(&id).and_then(|life| life.trigger);
+            let trigger_type = trigger
+                .and_then(|trigger| truth.get(&trigger))
+                .filter(|life| life.init)
+                .map(|life| life.resource_type.clone());
+            let ok = match kind {
+                "main_script" => trigger == Some(1),
+                "no_async_context" => trigger == Some(0),
+                "unseen_trigger" => trigger_type
+                    .as_deref()
+                    .is_some_and(|name| JS_LEVEL_TYPES.contains(&name)),
+                _ => false,
+            };
+            if !ok {
+                differences.push(format!(
+                    "#{id} under {kind}: async_hooks' trigger {trigger:?} ({trigger_type:?})"
+                ));
+            }
+            let by = trigger_type.unwrap_or_else(|| format!("{trigger:?}"));
+            *tops
+                .entry(kind.to_owned())
+                .or_default()
+                .entry(by)
+                .or_default() += 1;
+        }
+    }
+    eprintln!("top-level resources by root and async_hooks' trigger type: {tops:?}");
+    assert!(tops.contains_key("main_script"), "{tops:?}");
+    assert!(tops.contains_key("unseen_trigger"), "{tops:?}");
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
 
 /// A copy of `source` in which every `from` is `to` (of the same length),

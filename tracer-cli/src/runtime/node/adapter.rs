@@ -10,6 +10,7 @@ use object::{Object as _, ObjectSymbol as _};
 use tracer_common::node::layout;
 
 use super::{
+    TYPE_PREFIX,
     code::{self, WrapFields},
     events::{NodeEvents, provider_address},
 };
@@ -256,7 +257,7 @@ impl AddressNamer for Providers {
         match name {
             Some(name) => SiteName::Named {
                 name: name.clone(),
-                resource_type: Some(ResourceType::named(format!("node.{name}"))),
+                resource_type: Some(ResourceType::named(format!("{TYPE_PREFIX}{name}"))),
             },
             None => SiteName::Unnamed(UNKNOWN_PROVIDER),
         }

@@ -27,3 +27,7 @@ pub mod code;
 pub mod events;
 
 pub use adapter::Node;
+pub use events::ROOT_ASYNC_ID;
+
+/// What every Node resource type begins with (`node.TCPWRAP`).
+pub const TYPE_PREFIX: &str = "node.";

@@ -14,6 +14,7 @@ use anyhow::bail;
 use serde::Serialize;
 
 use super::{Analysis, TaskKey, TaskRecord, TaskState, human_duration};
+use crate::runtime::node;
 
 /// How to trim a large tree.
 #[derive(Clone, Debug, Default)]
@@ -43,19 +44,49 @@ pub struct WokenBy {
 pub enum RootKind {
     /// Spawned outside any task (`block_on`, `main`, a runtime thread): trigger 0.
     OutsideAnyTask,
-    /// The trigger is unknown: the resource existed when the tracer attached, or
-    /// its trigger was never seen.
+    /// A Node resource created with no async context (trigger 0): from native
+    /// code outside any callback (`fs.promises.open`'s FILEHANDLE), or in a
+    /// promise callback while async_hooks is off (promises then get no id).
+    NoAsyncContext,
+    /// A Node resource triggered by the main script (async id 1, the bootstrap
+    /// context, which has no `init` of its own).
+    MainScript,
+    /// The trigger is a resource never seen: for Node, a JS-level one
+    /// (TickObject, Timeout, …), which tracer does not see, or one older than
+    /// the session that did nothing since.
+    UnseenTrigger,
+    /// The trigger is unknown: the resource existed when the tracer attached.
     UnknownTrigger,
     /// The subtree asked for with `--id`.
     Subtree,
 }
 
 impl RootKind {
-    fn label(self) -> &'static str {
+    /// The heading of the group, in the text tree and `tracer top`.
+    pub fn label(self) -> &'static str {
         match self {
             Self::OutsideAnyTask => "spawned outside any task",
-            Self::UnknownTrigger => "trigger unknown (existing at attach)",
+            Self::NoAsyncContext => {
+                "triggered with no async context (trigger 0: from native code, or in a promise callback while async_hooks is off)"
+            }
+            Self::MainScript => "triggered by the main script (async id 1)",
+            Self::UnseenTrigger => {
+                "triggered by resources not seen (Node: JS-level ones, such as TickObject and Timeout, or older than the session)"
+            }
+            Self::UnknownTrigger => "trigger unknown (existing when tracing began)",
             Self::Subtree => "subtree",
+        }
+    }
+
+    /// The root of `task`, whose trigger is no resource of the session.
+    fn of(task: &TaskRecord) -> Self {
+        let node = task.resource_type.as_str().starts_with(node::TYPE_PREFIX);
+        match task.trigger_id {
+            Some(0) if node => Self::NoAsyncContext,
+            Some(0) => Self::OutsideAnyTask,
+            Some(node::ROOT_ASYNC_ID) if node => Self::MainScript,
+            Some(_) if !task.existing => Self::UnseenTrigger,
+            _ => Self::UnknownTrigger,
         }
     }
 }
@@ -121,15 +152,15 @@ impl TriggerTree {
         let mut children: BTreeMap<TaskKey, Vec<&TaskRecord>> = BTreeMap::new();
         let mut tops: BTreeMap<(u32, RootKind), Vec<&TaskRecord>> = BTreeMap::new();
         for task in analysis.tasks.values() {
-            let kind = match task.trigger_id {
-                Some(0) => RootKind::OutsideAnyTask,
-                Some(parent) if analysis.tasks.contains_key(&(task.pid, parent)) => {
+            match task.trigger_id {
+                Some(parent) if parent != 0 && analysis.tasks.contains_key(&(task.pid, parent)) => {
                     children.entry((task.pid, parent)).or_default().push(task);
-                    continue;
                 }
-                _ => RootKind::UnknownTrigger,
-            };
-            tops.entry((task.pid, kind)).or_default().push(task);
+                _ => tops
+                    .entry((task.pid, RootKind::of(task)))
+                    .or_default()
+                    .push(task),
+            }
         }
         if let Some(id) = options.id {
             tops = analysis
@@ -343,6 +374,51 @@ mod tests {
         assert_eq!(ids(&one.children[0].children), [4]);
         assert_eq!(tree.roots[1].root, RootKind::UnknownTrigger);
         assert_eq!(ids(&tree.roots[1].children), [9]);
+    }
+
+    #[test]
+    fn node_resources_hang_under_no_context_the_main_script_or_an_unseen_trigger() {
+        use crate::model::event::{HookEvent, HookKind, ResourceType};
+        let init = |async_id, trigger, resource_type: &'static str| HookEvent {
+            kind: HookKind::Init {
+                resource_type: ResourceType::named(resource_type),
+                trigger_id: Some(trigger),
+                existing: false,
+                name: None,
+                location: None,
+            },
+            async_id,
+            ts_ns: 1_000_000_000 + async_id,
+            pid: 1,
+            tid: 1,
+        };
+        let mut collector = super::super::Collector::new(super::super::DEFAULT_BLOCKING_THRESHOLD);
+        for event in [
+            init(3, 0, "node.FSREQPROMISE"),
+            init(4, 1, "node.TCPSERVERWRAP"),
+            init(6, 5, "node.TCPWRAP"),
+            init(7, 4, "node.TCPWRAP"),
+            // Trigger 1 means the main script only for Node's resources.
+            init(9, 1, "tokio.task"),
+        ] {
+            collector.record(&event);
+        }
+        let analysis = collector.finish(&super::super::test_events::info());
+        let tree = TriggerTree::build(&analysis, &TreeOptions::default()).unwrap();
+        let roots: Vec<(RootKind, Vec<u64>)> = tree
+            .roots
+            .iter()
+            .map(|root| (root.root, ids(&root.children)))
+            .collect();
+        assert_eq!(
+            roots,
+            [
+                (RootKind::NoAsyncContext, vec![3]),
+                (RootKind::MainScript, vec![4]),
+                (RootKind::UnseenTrigger, vec![6, 9])
+            ]
+        );
+        assert_eq!(ids(&tree.roots[1].children[0].children), [7]);
     }
 
     #[test]

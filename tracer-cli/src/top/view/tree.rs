@@ -24,13 +24,7 @@ pub fn lines(state: &TopState, styles: Styles) -> Vec<Line<'static>> {
     }
     let mut lines = Vec::new();
     for root in &tree.roots {
-        let heading = match root.root {
-            crate::sinks::analysis::tree::RootKind::OutsideAnyTask => "spawned outside any task",
-            crate::sinks::analysis::tree::RootKind::UnknownTrigger => {
-                "trigger unknown (existing when tracing began)"
-            }
-            crate::sinks::analysis::tree::RootKind::Subtree => "subtree",
-        };
+        let heading = root.root.label();
         lines.push(Line::from(Span::styled(heading, styles.title())));
         nodes(state, root.pid, &root.children, "", styles, &mut lines);
     }
