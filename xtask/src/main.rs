@@ -167,17 +167,23 @@ enum Cmd {
         rates; attach time against probe sites. Prints markdown tables on stdout and \
         writes bench/results/latest.json. Then Go: channel ping-pong and loopback TCP \
         on Go 1.23 and 1.19, untraced, with runtime/trace in-process, under the floor \
-        (an empty probe on runtime.casgstatus) and tracer trace. About 10 minutes; \
+        (an empty probe on runtime.casgstatus) and tracer trace. Then Node.js: an http \
+        server (Node 20) under the same load, untraced, with in-process async_hooks \
+        (all four callbacks), under the floor (empty programs on every site) and \
+        tracer trace. About 10 minutes; \
         --quick about 2.\n\n\
-        Examples:\n    cargo xtask bench --quick\n    cargo xtask bench --go   # the Go workloads only"
+        Examples:\n    cargo xtask bench --quick\n    cargo xtask bench --go   # the Go workloads only\n    cargo xtask bench --node # the Node.js workload only"
     )]
     Bench {
         /// Fewer, shorter rounds: checks the harness, figures are rougher.
         #[arg(long)]
         quick: bool,
         /// Only the Go workloads (results in bench/results/go.json).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "node")]
         go: bool,
+        /// Only the Node.js workload (results in bench/results/node.json).
+        #[arg(long)]
+        node: bool,
     },
 }
 
@@ -233,7 +239,7 @@ fn execute(cli: Cli) -> Result<()> {
             demo::demo(&root)
         }
         Cmd::Install { root: dest, setcap } => install::install(&root, dest.as_deref(), setcap),
-        Cmd::Bench { quick, go } => {
+        Cmd::Bench { quick, go, node } => {
             let plan = if quick {
                 bench::Plan::QUICK
             } else {
@@ -241,6 +247,8 @@ fn execute(cli: Cli) -> Result<()> {
             };
             if go {
                 bench::go_only(&root, plan)
+            } else if node {
+                bench::node_only(&root, plan)
             } else {
                 bench::bench(&root, plan)
             }

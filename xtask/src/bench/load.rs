@@ -15,6 +15,8 @@ use anyhow::{Context, Result, bail};
 /// What one load run measured.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadResult {
+    /// Responses received.
+    pub requests: u64,
     /// Responses received per second.
     pub requests_per_s: f64,
     /// Median latency, microseconds.
@@ -46,6 +48,7 @@ pub fn run(addr: SocketAddr, connections: usize, duration: Duration) -> Result<L
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize] as f64 / 1e3;
     Ok(LoadResult {
+        requests: latencies.len() as u64,
         requests_per_s: latencies.len() as f64 / elapsed,
         p50_us: at(0.50),
         p99_us: at(0.99),

@@ -7,6 +7,7 @@
 
 mod go;
 mod load;
+mod node;
 mod report;
 mod run;
 
@@ -104,6 +105,7 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
     let drops = drops(&bins, plan)?;
     let attach = attach_times(&bins)?;
     let go = go::rounds(root, &bins, plan)?;
+    let node = node::rounds(root, &bins, plan)?;
 
     let results = json!({
         "quick": plan.quick,
@@ -121,15 +123,15 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
         "drops": drops,
         "attach": attach,
         "go": go,
+        "node": node,
         "bench_seconds": started.elapsed().as_secs_f64(),
     });
     let results = report::with_figures(results, &configs);
     let path = root.join(RESULTS);
-    std::fs::create_dir_all(path.parent().context("results path")?)?;
-    std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_results(&path, &results)?;
     print!("{}", report::markdown(&results, &configs));
     print!("{}", go::markdown(&results["go"]));
+    print!("{}", node::markdown(&results["node"]));
     eprintln!(
         "bench: done in {:.0} s; results in {}",
         started.elapsed().as_secs_f64(),
@@ -140,26 +142,50 @@ pub fn bench(root: &Path, plan: Plan) -> Result<()> {
 
 /// `cargo xtask bench --go`: the Go workloads alone, into `bench/results/go.json`.
 pub fn go_only(root: &Path, plan: Plan) -> Result<()> {
+    let bins = tracer_only(root)?;
+    let go = go::rounds(root, &bins, plan)?;
+    let results =
+        json!({ "quick": plan.quick, "rounds": plan.rounds, "machine": machine(), "go": go });
+    write_results(&root.join("bench/results/go.json"), &results)?;
+    print!("{}", go::markdown(&results["go"]));
+    Ok(())
+}
+
+/// `cargo xtask bench --node`: the Node workload alone, into
+/// `bench/results/node.json`.
+pub fn node_only(root: &Path, plan: Plan) -> Result<()> {
+    let bins = tracer_only(root)?;
+    let node = node::rounds(root, &bins, plan)?;
+    let results = json!({
+        "quick": plan.quick, "rounds": plan.rounds, "http_seconds": plan.http_seconds,
+        "connections": plan.connections, "machine": machine(), "node": node,
+    });
+    write_results(&root.join("bench/results/node.json"), &results)?;
+    print!("{}", node::markdown(&results["node"]));
+    Ok(())
+}
+
+/// Builds the tracer alone, for a bench of workloads that are not the Rust
+/// ones; returns where it is (the Rust workloads' directories are left empty).
+fn tracer_only(root: &Path) -> Result<Bins> {
     require_root("`cargo xtask bench` (the tracer loads BPF programs)")?;
     run_cmd(cargo_at_root(root)?.args(["build", "--release", "-p", "tracer-cli"]))?;
     let scratch = std::env::temp_dir().join("tracer-bench");
     std::fs::create_dir_all(&scratch)?;
-    let bins = Bins {
+    Ok(Bins {
         tracer: root.join("target/release/tracer"),
         baseline: None,
         plain: scratch.clone(),
         console: scratch.clone(),
         scratch,
-    };
-    let go = go::rounds(root, &bins, plan)?;
-    let path = root.join("bench/results/go.json");
+    })
+}
+
+/// Writes `results` as pretty JSON to `path`.
+fn write_results(path: &Path, results: &Value) -> Result<()> {
     std::fs::create_dir_all(path.parent().context("results path")?)?;
-    let results =
-        json!({ "quick": plan.quick, "rounds": plan.rounds, "machine": machine(), "go": go });
-    std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    print!("{}", go::markdown(&results["go"]));
-    Ok(())
+    std::fs::write(path, serde_json::to_string_pretty(results)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Builds the tracer and both workload builds; returns where they are.

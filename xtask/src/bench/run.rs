@@ -387,13 +387,26 @@ pub fn http(
     connections: usize,
     duration: Duration,
 ) -> Result<HttpSample> {
-    let mut server = Command::new(bins.workload(config, "http_server"))
-        .env("TOKIO_CONSOLE_BIND", "127.0.0.1:0")
+    let mut server = Command::new(bins.workload(config, "http_server"));
+    server.env("TOKIO_CONSOLE_BIND", "127.0.0.1:0");
+    http_server(server, bins, config, connections, duration)
+}
+
+/// Runs `server` (an HTTP server that prints `listening on ADDR` on stderr and
+/// serves until SIGTERM) under `config` and loads it for `duration`.
+pub fn http_server(
+    mut server: Command,
+    bins: &Bins,
+    config: Config,
+    connections: usize,
+    duration: Duration,
+) -> Result<HttpSample> {
+    let mut server = server
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("cannot start http_server")?;
+        .context("cannot start the HTTP server")?;
     let stderr = server.stderr.take().context("server stderr")?;
     let result = (|| {
         let (lines, _rest) = read_until(stderr, "listening on ").context("http_server")?;

@@ -1,0 +1,170 @@
+//! What tracer costs a Node.js server (`bench/node-workloads/http_server.js`:
+//! Node's own `http` module, keep-alive, on `/usr/bin/node`, Node 20) under the
+//! bench's closed-loop HTTP load: requests/s and latency untraced, with
+//! in-process async_hooks on as Node users enable it (a `createHook` with all
+//! four callbacks, each counting), with the kernel's trap floor (empty
+//! programs on every site tracer probes) and with `tracer trace`. Same rules
+//! as the rest of the bench: configurations interleaved round by round,
+//! medians.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use super::{
+    Plan, progress, report,
+    run::{self, Bins, Config, HttpSample},
+};
+
+/// The Node measured: the machine's own (NodeSource's static build).
+const NODE: &str = "/usr/bin/node";
+/// The server script, relative to the workspace root.
+const SERVER: &str = "bench/node-workloads/http_server.js";
+
+/// How a Node run is instrumented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NodeConfig {
+    /// Nothing.
+    Untraced,
+    /// async_hooks enabled in-process (`BENCH_ASYNC_HOOKS=1`).
+    AsyncHooks,
+    /// One of the tracer's own configurations.
+    Tracer(Config),
+}
+
+const CONFIGS: [NodeConfig; 4] = [
+    NodeConfig::Untraced,
+    NodeConfig::AsyncHooks,
+    NodeConfig::Tracer(Config::FloorEverySite),
+    NodeConfig::Tracer(Config::Trace),
+];
+
+impl NodeConfig {
+    fn name(self) -> &'static str {
+        match self {
+            NodeConfig::Untraced => "untraced",
+            NodeConfig::AsyncHooks => "async_hooks",
+            NodeConfig::Tracer(config) => config.name(),
+        }
+    }
+}
+
+/// Every Node measurement: per configuration, the medians of requests/s, p50
+/// and p99, their ratios to untraced, and the tracer's events per request.
+pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
+    let version = Command::new(NODE)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {NODE}"))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let mut samples: Vec<(NodeConfig, HttpSample)> = Vec::new();
+    for round in 0..plan.rounds {
+        for index in 0..CONFIGS.len() {
+            let config = CONFIGS[(index + round) % CONFIGS.len()];
+            progress(&format!(
+                "node http · {} · round {}/{}",
+                config.name(),
+                round + 1,
+                plan.rounds
+            ));
+            let sample = sample(root, bins, config, plan)
+                .with_context(|| format!("node http under {}", config.name()))?;
+            samples.push((config, sample));
+            run::settle();
+        }
+    }
+    Ok(summary(&version, &samples))
+}
+
+/// One run of the server under `config`, loaded for the plan's time.
+fn sample(root: &Path, bins: &Bins, config: NodeConfig, plan: Plan) -> Result<HttpSample> {
+    let mut server = Command::new(NODE);
+    server.arg(root.join(SERVER));
+    if config == NodeConfig::AsyncHooks {
+        server.env("BENCH_ASYNC_HOOKS", "1");
+    }
+    let tracer_config = match config {
+        NodeConfig::Tracer(config) => config,
+        NodeConfig::Untraced | NodeConfig::AsyncHooks => Config::Untraced,
+    };
+    run::http_server(
+        server,
+        bins,
+        tracer_config,
+        plan.connections,
+        Duration::from_secs(plan.http_seconds),
+    )
+}
+
+/// The medians per configuration and their ratios to untraced.
+fn summary(version: &str, samples: &[(NodeConfig, HttpSample)]) -> Value {
+    let median = |config: NodeConfig, figure: &dyn Fn(&HttpSample) -> f64| {
+        let values = samples
+            .iter()
+            .filter(|(c, _)| *c == config)
+            .map(|(_, sample)| figure(sample))
+            .collect();
+        report::median(values).unwrap_or(f64::NAN)
+    };
+    let requests = |config| median(config, &|s| s.load.requests_per_s);
+    let p50 = |config| median(config, &|s| s.load.p50_us);
+    let p99 = |config| median(config, &|s| s.load.p99_us);
+    let events_per_request = |config| {
+        median(config, &|s| {
+            let events = s.tracer.as_ref().map_or(0, |cost| cost.events) as f64;
+            events / (s.load.requests as f64).max(1.0)
+        })
+    };
+    let configs: Vec<Value> = CONFIGS
+        .iter()
+        .map(|config| {
+            json!({
+                "config": config.name(),
+                "requests_per_s": requests(*config),
+                "p50_us": p50(*config),
+                "p99_us": p99(*config),
+                "requests_per_s_vs_untraced": requests(*config) / requests(NodeConfig::Untraced),
+                "p99_vs_untraced": p99(*config) / p99(NodeConfig::Untraced),
+                "tracer_events_per_request": matches!(config, NodeConfig::Tracer(_)).then(|| events_per_request(*config)),
+            })
+        })
+        .collect();
+    let samples: Vec<Value> = samples
+        .iter()
+        .map(|(config, sample)| {
+            json!({
+                "config": config.name(),
+                "requests_per_s": sample.load.requests_per_s,
+                "p50_us": sample.load.p50_us,
+                "p99_us": sample.load.p99_us,
+                "tracer": sample.tracer.as_ref().map(report::tracer_json),
+            })
+        })
+        .collect();
+    json!({ "node": version, "configs": configs, "samples": samples })
+}
+
+/// The Node section of the printed report.
+pub fn markdown(node: &Value) -> String {
+    let mut out = format!(
+        "\n### Node.js ({} `http` server)\n\n| config | requests/s | p50 µs | p99 µs | requests/s vs untraced | p99 vs untraced | events/request |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+        node["node"].as_str().unwrap_or("?")
+    );
+    for figures in node["configs"].as_array().into_iter().flatten() {
+        let number = |key: &str| figures[key].as_f64().unwrap_or(f64::NAN);
+        let events = figures["tracer_events_per_request"]
+            .as_f64()
+            .map_or("-".to_owned(), |events| format!("{events:.1}"));
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {events} |\n",
+            figures["config"].as_str().unwrap_or("?"),
+            number("requests_per_s"),
+            number("p50_us"),
+            number("p99_us"),
+            number("requests_per_s_vs_untraced"),
+            number("p99_vs_untraced"),
+        ));
+    }
+    out
+}
