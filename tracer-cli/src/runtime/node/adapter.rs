@@ -11,7 +11,7 @@ use tracer_common::node::layout;
 
 use super::{
     TYPE_PREFIX,
-    code::{self, WrapFields},
+    code::{self, ScopeClose, WrapFields},
     events::{NodeEvents, provider_address},
 };
 use crate::{
@@ -106,13 +106,19 @@ impl RuntimeAdapter for Node {
     }
 
     fn prepare(&self, pid: u32, objects: &mut Vec<TargetObject>) -> anyhow::Result<Prepared> {
-        let [object] = objects.as_slice() else {
+        let [object] = objects.as_mut_slice() else {
             bail!(
                 "Node's functions are in {} mapped objects; tracer traces one Node per process",
                 objects.len()
             );
         };
         let binary = NodeBinary::read(&object.attach_path, &as_seen(pid, &object.attach_path))?;
+        for site in &mut object.sites.sites {
+            if site.probe == Probe::NodeScopeClose {
+                site.address += binary.scope_close.probe_offset;
+                site.file_offset += binary.scope_close.probe_offset;
+            }
+        }
         let namer = Box::new(Providers(binary.providers));
         let table = NameTable::by_namer(namer, Box::new(NoLocation));
         Ok(Prepared {
@@ -120,7 +126,7 @@ impl RuntimeAdapter for Node {
                 (layout::WRAP_PROVIDER, binary.wrap.provider),
                 (layout::WRAP_ASYNC_ID, binary.wrap.async_id),
                 (layout::WRAP_TRIGGER_ID, binary.wrap.trigger_id),
-                (layout::SCOPE_CLOSED, binary.scope_closed),
+                (layout::SCOPE_CLOSED, binary.scope_close.closed),
             ]),
             names: SessionNames::without_sites(table),
             default_type: ResourceType::from_static("node.resource"),
@@ -135,7 +141,8 @@ struct NodeBinary {
     /// "20.20.2".
     version: String,
     wrap: WrapFields,
-    scope_closed: u64,
+    /// `closed_` and where `Close()` is probed.
+    scope_close: ScopeClose,
     /// Provider names by provider type.
     providers: Vec<String>,
 }
@@ -170,14 +177,14 @@ impl NodeBinary {
         let (ip, bytes) = function(ASYNC_RESET)?;
         let wrap = code::wrap_fields(bytes, ip).map_err(refuse)?;
         let (ip, bytes) = function(SCOPE_CLOSE)?;
-        let scope_closed = code::scope_closed(bytes, ip).map_err(refuse)?;
+        let scope_close = code::scope_closed(bytes, ip).map_err(refuse)?;
         let (ip, bytes) = function(CREATE_PROPERTIES)?;
         let providers = code::provider_names(&image, bytes, ip).map_err(refuse)?;
         check_wrap_scope(&file, &image, wrap).map_err(|what| refuse(&what))?;
         Ok(Self {
             version,
             wrap,
-            scope_closed,
+            scope_close,
             providers,
         })
     }

@@ -8,7 +8,7 @@
 //! - [`wrap_reads`]: the `InternalCallbackScope(AsyncWrap*, int)` constructor
 //!   loads the same two doubles from its wrap argument: a cross-check.
 //! - [`scope_closed`]: `InternalCallbackScope::Close()` begins by testing
-//!   `closed_`: `cmp byte [rdi+N], 0`.
+//!   `closed_`: `cmp byte [rdi+N], 0`, and then branches on it.
 //! - [`provider_names`]: `IsolateData::CreateProperties` creates one string per
 //!   provider, in provider order, and stores each in its slot of
 //!   `async_wrap_providers_` (consecutive 8-byte slots, `NONE` first).
@@ -27,6 +27,18 @@ pub struct WrapFields {
     pub async_id: u64,
     /// `trigger_async_id_` (a double).
     pub trigger_id: u64,
+}
+
+/// What `InternalCallbackScope::Close()`'s code gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScopeClose {
+    /// The offset of `closed_` in the scope.
+    pub closed: u64,
+    /// Where to probe the function, from its start: on the conditional branch
+    /// after the test of `closed_` when there is one (the kernel emulates a
+    /// branch, but single-steps a `cmp` out of line: two traps), else 0. The
+    /// registers are those of the entry: the branch follows a test only.
+    pub probe_offset: u64,
 }
 
 /// Instructions decoded at most before giving up on a pattern.
@@ -147,20 +159,25 @@ pub fn covers(reads: &[(u64, u64)], offset: u64) -> bool {
 
 /// The offset of `InternalCallbackScope::closed_`, from the first instruction
 /// of `Close()`.
-pub fn scope_closed(code: &[u8], ip: u64) -> Result<u64, &'static str> {
-    let first = until_call(code, ip)
-        .into_iter()
-        .next()
-        .ok_or("Close() has no code")?;
+pub fn scope_closed(code: &[u8], ip: u64) -> Result<ScopeClose, &'static str> {
+    let mut instructions = until_call(code, ip).into_iter();
+    let first = instructions.next().ok_or("Close() has no code")?;
     let tests_byte = first.mnemonic() == Mnemonic::Cmp
         && first.op0_kind() == OpKind::Memory
         && first.memory_base() == Register::RDI
         && first.memory_size() == MemorySize::UInt8
         && first.op1_kind() == OpKind::Immediate8
         && first.immediate8() == 0;
-    tests_byte
-        .then(|| first.memory_displacement64())
-        .ok_or("Close() does not begin by testing its closed flag")
+    if !tests_byte {
+        return Err("Close() does not begin by testing its closed flag");
+    }
+    let branches = instructions
+        .next()
+        .is_some_and(|second| second.is_jcc_short_or_near());
+    Ok(ScopeClose {
+        closed: first.memory_displacement64(),
+        probe_offset: if branches { first.len() as u64 } else { 0 },
+    })
 }
 
 /// The NUL-terminated provider-like name (`A-Z`, `0-9`, `_`) at `address`.
@@ -313,7 +330,18 @@ mod tests {
     fn close_begins_by_testing_closed() {
         // cmp byte [rdi+0x24],0 ; je ; ret
         let code = [0x80, 0x7f, 0x24, 0x00, 0x74, 0x0a, 0xc3];
-        assert_eq!(scope_closed(&code, 0x1000), Ok(0x24));
+        assert_eq!(
+            scope_closed(&code, 0x1000),
+            Ok(ScopeClose {
+                closed: 0x24,
+                probe_offset: 4
+            })
+        );
+        // Without the branch, the probe stays at the entry.
+        assert_eq!(
+            scope_closed(&[0x80, 0x7f, 0x24, 0x00, 0xc3], 0x1000).map(|c| c.probe_offset),
+            Ok(0)
+        );
         assert!(scope_closed(&[0xc3], 0x1000).is_err());
     }
 

@@ -6,7 +6,7 @@
 //! | `node::AsyncWrap::AsyncReset(Local<Object>, double, bool)` return | `init`: the wrap's `async_id_`, `trigger_async_id_`, `provider_type_` |
 //! | `AsyncReset` entry, the wrap still holding a valid id (reuse) | `destroy` of that id |
 //! | `node::InternalCallbackScope` constructors (both) | `before`, unless the scope's id is 0 or 1 (the bootstrap context, which async_hooks never reports); a `kSkipAsyncHooks` flag is no reason to skip: it only says Node's JS trampoline emits the hooks instead |
-//! | `node::InternalCallbackScope::Close()`, scope not yet closed | `after` of that scope's resource |
+//! | `node::InternalCallbackScope::Close()`, on the branch after its test of `closed_` (emulated by the kernel, where the `cmp` would be single-stepped), scope not yet closed | `after` of that scope's resource |
 //! | `~AsyncWrap` (D0, D1/D2), `AsyncWrap::EmitDestroy(bool)` | `destroy`, unless the id is already `kInvalidAsyncId` |
 //!
 //! - Ids: Node's async ids are doubles holding integers; the model keys tasks
