@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{
     Plan, progress, report,
-    run::{self, Bins, Config},
+    run::{self, Bins, Config, Instrumented},
 };
 use crate::{process::run as run_cmd, setup::go_binary};
 
@@ -20,33 +20,15 @@ use crate::{process::run as run_cmd, setup::go_binary};
 /// single-stepped, not emulated).
 const VERSIONS: [&str; 2] = ["1.23", "1.19"];
 
-/// How a Go run is instrumented.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum GoConfig {
-    /// Nothing.
-    Untraced,
-    /// `runtime/trace` written in-process, as a Go user would do it.
-    RuntimeTrace,
-    /// One of the tracer's own configurations.
-    Tracer(Config),
-}
+/// Go's own tracer, written in-process.
+const RUNTIME_TRACE: Instrumented = Instrumented::InProcess("runtime/trace");
 
-const CONFIGS: [GoConfig; 4] = [
-    GoConfig::Untraced,
-    GoConfig::RuntimeTrace,
-    GoConfig::Tracer(Config::Floor),
-    GoConfig::Tracer(Config::Trace),
+const CONFIGS: [Instrumented; 4] = [
+    Instrumented::Untraced,
+    RUNTIME_TRACE,
+    Instrumented::Tracer(Config::Floor),
+    Instrumented::Tracer(Config::Trace),
 ];
-
-impl GoConfig {
-    fn name(self) -> &'static str {
-        match self {
-            GoConfig::Untraced => "untraced",
-            GoConfig::RuntimeTrace => "runtime/trace",
-            GoConfig::Tracer(config) => config.name(),
-        }
-    }
-}
 
 /// Builds the workload with Go `version`; returns its directory.
 fn build(root: &Path, version: &str) -> Result<std::path::PathBuf> {
@@ -106,7 +88,7 @@ pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
             scratch: bins.scratch.clone(),
         };
         for (workload, args) in workloads(plan) {
-            let mut per_config: Vec<(GoConfig, Vec<f64>, Vec<f64>)> = CONFIGS
+            let mut per_config: Vec<(Instrumented, Vec<f64>, Vec<f64>)> = CONFIGS
                 .iter()
                 .map(|c| (*c, Vec::new(), Vec::new()))
                 .collect();
@@ -127,7 +109,7 @@ pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
                     slot.2.push(events_per_op);
                 }
             }
-            let figures: Vec<(GoConfig, f64, f64)> = per_config
+            let figures: Vec<(Instrumented, f64, f64)> = per_config
                 .into_iter()
                 .map(|(config, ns, events)| {
                     let median = |values| report::median(values).unwrap_or(f64::NAN);
@@ -141,20 +123,21 @@ pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
 }
 
 /// One run: (ns per operation, tracer events per operation).
-fn sample(bins: &Bins, config: GoConfig, workload: &str, args: &[String]) -> Result<(f64, f64)> {
+fn sample(
+    bins: &Bins,
+    config: Instrumented,
+    workload: &str,
+    args: &[String],
+) -> Result<(f64, f64)> {
     let mut args: Vec<String> = args.to_vec();
-    if config == GoConfig::RuntimeTrace {
+    if config == RUNTIME_TRACE {
         args.extend([
             "-trace".into(),
             bins.scratch.join("go.trace").display().to_string(),
         ]);
     }
     args.push(workload.into());
-    let tracer_config = match config {
-        GoConfig::Tracer(config) => config,
-        GoConfig::Untraced | GoConfig::RuntimeTrace => Config::Untraced,
-    };
-    let sample = run::workload(bins, tracer_config, "go-workload", &args)?;
+    let sample = run::workload(bins, config.tracer(), "go-workload", &args)?;
     let seconds = sample.result["seconds"].as_f64().context("seconds")?;
     let ops = sample.result["ops"].as_f64().context("ops")?.max(1.0);
     let events = sample.tracer.map_or(0, |cost| cost.delivered) as f64;
@@ -163,22 +146,22 @@ fn sample(bins: &Bins, config: GoConfig, workload: &str, args: &[String]) -> Res
 
 /// The figures of one workload: ns/op per configuration, extra ns/op over
 /// untraced, and the ratios the issue asks for.
-fn summary(figures: &[(GoConfig, f64, f64)]) -> Value {
-    let ns = |wanted: GoConfig| {
+fn summary(figures: &[(Instrumented, f64, f64)]) -> Value {
+    let ns = |wanted: Instrumented| {
         figures
             .iter()
             .find(|(config, ..)| *config == wanted)
             .map_or(f64::NAN, |(_, ns, _)| *ns)
     };
-    let base = ns(GoConfig::Untraced);
+    let base = ns(Instrumented::Untraced);
     let extra = |config| ns(config) - base;
-    let tracer = extra(GoConfig::Tracer(Config::Trace));
+    let tracer = extra(Instrumented::Tracer(Config::Trace));
     json!({
         "ns_per_op": figures.iter().map(|(c, ns, _)| (c.name().to_owned(), json!(*ns))).collect::<serde_json::Map<_, _>>(),
         "extra_ns_per_op": figures.iter().map(|(c, _, _)| (c.name().to_owned(), json!(extra(*c)))).collect::<serde_json::Map<_, _>>(),
-        "tracer_events_per_op": figures.iter().find(|(c, ..)| *c == GoConfig::Tracer(Config::Trace)).map(|(_, _, e)| *e),
-        "tracer_over_floor": tracer / extra(GoConfig::Tracer(Config::Floor)),
-        "tracer_over_runtime_trace": tracer / extra(GoConfig::RuntimeTrace),
+        "tracer_events_per_op": figures.iter().find(|(c, ..)| *c == Instrumented::Tracer(Config::Trace)).map(|(_, _, e)| *e),
+        "tracer_over_floor": tracer / extra(Instrumented::Tracer(Config::Floor)),
+        "tracer_over_runtime_trace": tracer / extra(RUNTIME_TRACE),
     })
 }
 

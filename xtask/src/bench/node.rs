@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{
     Plan, progress, report,
-    run::{self, Bins, Config, HttpSample},
+    run::{self, Bins, Config, HttpSample, Instrumented},
 };
 
 /// The Node measured: the machine's own (NodeSource's static build).
@@ -22,33 +22,15 @@ const NODE: &str = "/usr/bin/node";
 /// The server script, relative to the workspace root.
 const SERVER: &str = "bench/node-workloads/http_server.js";
 
-/// How a Node run is instrumented.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum NodeConfig {
-    /// Nothing.
-    Untraced,
-    /// async_hooks enabled in-process (`BENCH_ASYNC_HOOKS=1`).
-    AsyncHooks,
-    /// One of the tracer's own configurations.
-    Tracer(Config),
-}
+/// async_hooks enabled in-process (`BENCH_ASYNC_HOOKS=1`).
+const ASYNC_HOOKS: Instrumented = Instrumented::InProcess("async_hooks");
 
-const CONFIGS: [NodeConfig; 4] = [
-    NodeConfig::Untraced,
-    NodeConfig::AsyncHooks,
-    NodeConfig::Tracer(Config::FloorEverySite),
-    NodeConfig::Tracer(Config::Trace),
+const CONFIGS: [Instrumented; 4] = [
+    Instrumented::Untraced,
+    ASYNC_HOOKS,
+    Instrumented::Tracer(Config::FloorEverySite),
+    Instrumented::Tracer(Config::Trace),
 ];
-
-impl NodeConfig {
-    fn name(self) -> &'static str {
-        match self {
-            NodeConfig::Untraced => "untraced",
-            NodeConfig::AsyncHooks => "async_hooks",
-            NodeConfig::Tracer(config) => config.name(),
-        }
-    }
-}
 
 /// Every Node measurement: per configuration, the medians of requests/s, p50
 /// and p99, their ratios to untraced, and the tracer's events per request.
@@ -58,7 +40,7 @@ pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
         .output()
         .with_context(|| format!("cannot run {NODE}"))?;
     let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let mut samples: Vec<(NodeConfig, HttpSample)> = Vec::new();
+    let mut samples: Vec<(Instrumented, HttpSample)> = Vec::new();
     for round in 0..plan.rounds {
         for index in 0..CONFIGS.len() {
             let config = CONFIGS[(index + round) % CONFIGS.len()];
@@ -78,28 +60,24 @@ pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
 }
 
 /// One run of the server under `config`, loaded for the plan's time.
-fn sample(root: &Path, bins: &Bins, config: NodeConfig, plan: Plan) -> Result<HttpSample> {
+fn sample(root: &Path, bins: &Bins, config: Instrumented, plan: Plan) -> Result<HttpSample> {
     let mut server = Command::new(NODE);
     server.arg(root.join(SERVER));
-    if config == NodeConfig::AsyncHooks {
+    if config == ASYNC_HOOKS {
         server.env("BENCH_ASYNC_HOOKS", "1");
     }
-    let tracer_config = match config {
-        NodeConfig::Tracer(config) => config,
-        NodeConfig::Untraced | NodeConfig::AsyncHooks => Config::Untraced,
-    };
     run::http_server(
         server,
         bins,
-        tracer_config,
+        config.tracer(),
         plan.connections,
         Duration::from_secs(plan.http_seconds),
     )
 }
 
 /// The medians per configuration and their ratios to untraced.
-fn summary(version: &str, samples: &[(NodeConfig, HttpSample)]) -> Value {
-    let median = |config: NodeConfig, figure: &dyn Fn(&HttpSample) -> f64| {
+fn summary(version: &str, samples: &[(Instrumented, HttpSample)]) -> Value {
+    let median = |config: Instrumented, figure: &dyn Fn(&HttpSample) -> f64| {
         let values = samples
             .iter()
             .filter(|(c, _)| *c == config)
@@ -124,9 +102,9 @@ fn summary(version: &str, samples: &[(NodeConfig, HttpSample)]) -> Value {
                 "requests_per_s": requests(*config),
                 "p50_us": p50(*config),
                 "p99_us": p99(*config),
-                "requests_per_s_vs_untraced": requests(*config) / requests(NodeConfig::Untraced),
-                "p99_vs_untraced": p99(*config) / p99(NodeConfig::Untraced),
-                "tracer_events_per_request": matches!(config, NodeConfig::Tracer(_)).then(|| events_per_request(*config)),
+                "requests_per_s_vs_untraced": requests(*config) / requests(Instrumented::Untraced),
+                "p99_vs_untraced": p99(*config) / p99(Instrumented::Untraced),
+                "tracer_events_per_request": matches!(config, Instrumented::Tracer(_)).then(|| events_per_request(*config)),
             })
         })
         .collect();

@@ -102,6 +102,38 @@ impl Config {
     }
 }
 
+/// How a run of another runtime's workload (Go, Node) is instrumented:
+/// nothing, the runtime's own in-process instrumentation, or the tracer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Instrumented {
+    /// Nothing.
+    Untraced,
+    /// The runtime's own instrumentation, enabled in-process as its users do
+    /// (named: `runtime/trace`, `async_hooks`).
+    InProcess(&'static str),
+    /// One of the tracer's own configurations.
+    Tracer(Config),
+}
+
+impl Instrumented {
+    /// The name in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Instrumented::Untraced => "untraced",
+            Instrumented::InProcess(name) => name,
+            Instrumented::Tracer(config) => config.name(),
+        }
+    }
+
+    /// The tracer's configuration for the run ([`Config::Untraced`]: none).
+    pub fn tracer(self) -> Config {
+        match self {
+            Instrumented::Tracer(config) => config,
+            Instrumented::Untraced | Instrumented::InProcess(_) => Config::Untraced,
+        }
+    }
+}
+
 /// Where the binaries are.
 pub struct Bins {
     /// `target/release/tracer`.
