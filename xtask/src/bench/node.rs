@@ -75,7 +75,8 @@ fn sample(root: &Path, bins: &Bins, config: Instrumented, plan: Plan) -> Result<
     )
 }
 
-/// The medians per configuration and their ratios to untraced.
+/// The medians per configuration, their ratios to untraced, and the
+/// tracer's extra time a request against the floor's and async_hooks'.
 fn summary(version: &str, samples: &[(Instrumented, HttpSample)]) -> Value {
     let median = |config: Instrumented, figure: &dyn Fn(&HttpSample) -> f64| {
         let values = samples
@@ -94,11 +95,15 @@ fn summary(version: &str, samples: &[(Instrumented, HttpSample)]) -> Value {
             events / (s.load.requests as f64).max(1.0)
         })
     };
+    // The server's time a request (it serves on one thread), above untraced.
+    let extra_us = |config| 1e6 / requests(config) - 1e6 / requests(Instrumented::Untraced);
+    let tracer = extra_us(Instrumented::Tracer(Config::Trace));
     let configs: Vec<Value> = CONFIGS
         .iter()
         .map(|config| {
             json!({
                 "config": config.name(),
+                "extra_us_per_request": extra_us(*config),
                 "requests_per_s": requests(*config),
                 "p50_us": p50(*config),
                 "p99_us": p99(*config),
@@ -120,13 +125,19 @@ fn summary(version: &str, samples: &[(Instrumented, HttpSample)]) -> Value {
             })
         })
         .collect();
-    json!({ "node": version, "configs": configs, "samples": samples })
+    json!({
+        "node": version,
+        "configs": configs,
+        "tracer_over_floor": tracer / extra_us(Instrumented::Tracer(Config::FloorEverySite)),
+        "tracer_over_async_hooks": tracer / extra_us(ASYNC_HOOKS),
+        "samples": samples,
+    })
 }
 
 /// The Node section of the printed report.
 pub fn markdown(node: &Value) -> String {
     let mut out = format!(
-        "\n### Node.js ({} `http` server)\n\n| config | requests/s | p50 µs | p99 µs | requests/s vs untraced | p99 vs untraced | events/request |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+        "\n### Node.js ({} `http` server)\n\n| config | requests/s | p50 µs | p99 µs | requests/s vs untraced | p99 vs untraced | +µs/request | events/request |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
         node["node"].as_str().unwrap_or("?")
     );
     for figures in node["configs"].as_array().into_iter().flatten() {
@@ -135,14 +146,21 @@ pub fn markdown(node: &Value) -> String {
             .as_f64()
             .map_or("-".to_owned(), |events| format!("{events:.1}"));
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {events} |\n",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} | {events} |\n",
             figures["config"].as_str().unwrap_or("?"),
             number("requests_per_s"),
             number("p50_us"),
             number("p99_us"),
             number("requests_per_s_vs_untraced"),
             number("p99_vs_untraced"),
+            number("extra_us_per_request"),
         ));
     }
+    let ratio = |key: &str| node[key].as_f64().unwrap_or(f64::NAN);
+    out.push_str(&format!(
+        "\n- tracer's extra time a request: {:.2}× the floor's, {:.2}× in-process async_hooks'\n",
+        ratio("tracer_over_floor"),
+        ratio("tracer_over_async_hooks"),
+    ));
     out
 }
