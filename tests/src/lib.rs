@@ -1434,6 +1434,9 @@ pub fn run_attached_with(
 
 pub mod resources;
 
+/// Await chains against the `await_points` fixture's logged `.await`s.
+pub mod awaits;
+
 #[cfg(test)]
 mod unit;
 
