@@ -885,6 +885,8 @@ pub enum Profile {
     /// `tests/fixtures/target/release-await`: release with full type DWARF for
     /// the fixture crate only (`await_points`).
     ReleaseAwait,
+    /// `release-await-dwp`: the same DWARF in `await_points.dwp` beside the binary.
+    ReleaseAwaitDwp,
 }
 
 impl Profile {
@@ -897,6 +899,7 @@ impl Profile {
             Profile::ReleaseLto => "release-lto",
             Profile::ReleaseThinLto => "release-thin-lto",
             Profile::ReleaseAwait => "release-await",
+            Profile::ReleaseAwaitDwp => "release-await-dwp",
         }
     }
 }

@@ -21,10 +21,9 @@ use tracer_tests::{
 
 /// Traces the fixture with `args` and compares the chain of every Pending
 /// poll of its tasks with the ground truth.
-fn every_pending_poll_is_parked_at_its_ground_truth(args: &[&str]) {
+fn every_pending_poll_is_parked_at_its_ground_truth(profile: Profile, args: &[&str]) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
-    let fixture =
-        fixture_bin("await_points", Profile::ReleaseAwait).unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("await_points", profile).unwrap_or_else(|e| panic!("{e}"));
     let run =
         run_traced_with(Privileges::Root, &[], &fixture, args).unwrap_or_else(|e| panic!("{e}"));
     assert!(run.status.success(), "{}", run.describe());
@@ -90,12 +89,23 @@ fn every_pending_poll_is_parked_at_its_ground_truth(args: &[&str]) {
 
 #[test]
 fn every_pending_poll_of_a_multi_thread_runtime_carries_its_ground_truth_chain() {
-    every_pending_poll_is_parked_at_its_ground_truth(&["--cycles", "50", "--seconds", "1"]);
+    every_pending_poll_is_parked_at_its_ground_truth(
+        Profile::ReleaseAwait,
+        &["--cycles", "50", "--seconds", "1"],
+    );
+}
+
+#[test]
+fn every_pending_poll_of_a_split_debuginfo_build_carries_its_chain_from_the_dwp() {
+    every_pending_poll_is_parked_at_its_ground_truth(
+        Profile::ReleaseAwaitDwp,
+        &["--cycles", "50", "--seconds", "1"],
+    );
 }
 
 #[test]
 fn every_pending_poll_of_a_current_thread_runtime_carries_its_ground_truth_chain() {
-    every_pending_poll_is_parked_at_its_ground_truth(&[
+    every_pending_poll_is_parked_at_its_ground_truth(Profile::ReleaseAwait, &[
         "--cycles",
         "50",
         "--seconds",

@@ -2,8 +2,9 @@
 //! type DWARF for the fixture crate only): every task the fixture parked must
 //! be listed with the await chain its ground truth gives (each `.await` logged
 //! with task id, fn and file:line just before awaiting, and the leaf future's
-//! type), on both runtime flavours, and with the binary's DWARF moved to a
-//! separate file found by `.gnu_debuglink`. No task may be invented. Needs root
+//! type), on both runtime flavours, with the binary's DWARF moved to a
+//! separate file found by `.gnu_debuglink`, and split into a `.dwp` package
+//! beside the binary. No task may be invented. Needs root
 //! (to read another process's memory) and `cargo xtask build`; fails otherwise.
 
 use std::collections::BTreeMap;
@@ -133,4 +134,17 @@ fn dump_reads_the_dwarf_of_a_stripped_binary_from_its_debuglink_file() {
     ]);
     dump_matches_ground_truth(&stripped, &["--cycles", "5"], &[]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dump_reads_the_dwarf_package_beside_a_split_debuginfo_binary() {
+    let binary =
+        fixture_bin("await_points", Profile::ReleaseAwaitDwp).unwrap_or_else(|e| panic!("{e}"));
+    let package = binary.with_extension("dwp");
+    assert!(
+        package.is_file(),
+        "{} is missing: `split-debuginfo = \"packed\"` writes it (cargo xtask build)",
+        package.display()
+    );
+    dump_matches_ground_truth(&binary, &["--cycles", "5"], &[]);
 }

@@ -62,6 +62,14 @@ pub const FIXTURE_BUILDS: [&[&str]; 7] = [
         "--bin",
         "await_points",
     ],
+    // The same DWARF in a `.dwp` package beside the binary.
+    &[
+        "build",
+        "--profile",
+        "release-await-dwp",
+        "--bin",
+        "await_points",
+    ],
 ];
 
 /// Environment variables that would replace the fixtures' `--cfg tokio_unstable`
