@@ -105,13 +105,10 @@ fn every_pending_poll_of_a_split_debuginfo_build_carries_its_chain_from_the_dwp(
 
 #[test]
 fn every_pending_poll_of_a_current_thread_runtime_carries_its_ground_truth_chain() {
-    every_pending_poll_is_parked_at_its_ground_truth(Profile::ReleaseAwait, &[
-        "--cycles",
-        "50",
-        "--seconds",
-        "1",
-        "--current-thread",
-    ]);
+    every_pending_poll_is_parked_at_its_ground_truth(
+        Profile::ReleaseAwait,
+        &["--cycles", "50", "--seconds", "1", "--current-thread"],
+    );
 }
 
 /// Runs `tracer ARGS…` to completion: its stdout.

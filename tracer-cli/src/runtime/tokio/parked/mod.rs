@@ -72,7 +72,8 @@ impl Analysis {
         let debug_data = mapped_file::map(&path)?;
         let debug_file = object::File::parse(&*debug_data)
             .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
-        let poll_types = naming::dwarf::dwarf_poll_types(DwarfSource::of(&file, &debug_file), &image, &polls);
+        let poll_types =
+            naming::dwarf::dwarf_poll_types(DwarfSource::of(&file, &debug_file), &image, &polls);
         let names = naming::name_sites(exe, &found.sites)?;
         let holders = image.words_holding(&polls.iter().copied().collect::<HashSet<_>>());
         let mut vtables = HashMap::new();
@@ -149,7 +150,8 @@ pub fn session_programs(
         let debug_data = mapped_file::map(&path)?;
         let debug_file = object::File::parse(&*debug_data)
             .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
-        let poll_types = naming::dwarf::dwarf_poll_types(DwarfSource::of(&file, &debug_file), &image, &polls);
+        let poll_types =
+            naming::dwarf::dwarf_poll_types(DwarfSource::of(&file, &debug_file), &image, &polls);
         for poll in &polls {
             let Some(slot) = slots
                 .get(&(index, *poll))
