@@ -28,6 +28,10 @@ and `cargo build --release` in bench/workloads:
     python3 bench/bpf_stats.py --flavor multi --rounds 3
     python3 bench/bpf_stats.py --flavor current --rounds 3 --rt
 
+What await chains cost (the workload built with `--profile await-chains`):
+    python3 bench/bpf_stats.py --polls bench/workloads/target/await-chains/polls \
+        --configs "tracer trace,tracer --no-await-chains" --rounds 3
+
 `--rt` runs the workload and the tracer under `chrt -f 50`.
 """
 
@@ -46,6 +50,9 @@ CONFIGS = {
     "floor": ["trace", "--floor"],
     "floor (every site)": ["trace", "--floor-every-site"],
     "tracer trace": ["trace", "--json"],
+    # With --polls on a build with full type DWARF (profile await-chains), set
+    # against "tracer trace": what reading await chains costs.
+    "tracer --no-await-chains": ["trace", "--no-await-chains", "--json"],
 }
 RETURN_OF_POLL = ("poll_return", "floor_return")
 

@@ -885,6 +885,8 @@ pub enum Profile {
     /// `tests/fixtures/target/release-await`: release with full type DWARF for
     /// the fixture crate only (`await_points`).
     ReleaseAwait,
+    /// `release-await-dwp`: the same DWARF in `await_points.dwp` beside the binary.
+    ReleaseAwaitDwp,
 }
 
 impl Profile {
@@ -897,6 +899,7 @@ impl Profile {
             Profile::ReleaseLto => "release-lto",
             Profile::ReleaseThinLto => "release-thin-lto",
             Profile::ReleaseAwait => "release-await",
+            Profile::ReleaseAwaitDwp => "release-await-dwp",
         }
     }
 }
@@ -1452,6 +1455,9 @@ pub fn run_attached_with(
 }
 
 pub mod resources;
+
+/// Await chains against the `await_points` fixture's logged `.await`s.
+pub mod awaits;
 
 #[cfg(test)]
 mod unit;

@@ -5,91 +5,25 @@
 //! not complete, the task's await chain is the last record of each depth up to
 //! the deepest one written since, written before the poll returned; the
 //! `after`'s chain must be exactly that, on both runtime flavours, for every
-//! Pending poll of the fixture's tasks. Needs root and `cargo xtask build`.
+//! Pending poll of the fixture's tasks. A recording of a session that ends
+//! while the tasks are parked shows each one in `tree` and `stats` parked at
+//! its last chain. Needs root and `cargo xtask build`.
 
-use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
-use tracer_tests::{Privileges, Profile, fixture_bin, require_root, run_traced_with};
-
-/// One level as the comparison sees it: (fn, at) of an `.await`, or ("", type)
-/// of the leaf future.
-type Level = (String, String);
-
-/// One `await` record of the ground truth.
-struct Await {
-    ts_ns: u64,
-    depth: usize,
-    function: String,
-    at: String,
-    leaf: Option<String>,
-}
-
-/// Each task's `await` records, in the order written.
-fn ground_truth_awaits(text: &str) -> BTreeMap<u64, Vec<Await>> {
-    let mut awaits: BTreeMap<u64, Vec<Await>> = BTreeMap::new();
-    for line in text.lines() {
-        let record: Value = serde_json::from_str(line).expect("ground truth is JSON lines");
-        if record["event"] != "await" {
-            continue;
-        }
-        awaits
-            .entry(record["id"].as_u64().expect("await id"))
-            .or_default()
-            .push(Await {
-                ts_ns: record["ts_ns"].as_u64().expect("await ts_ns"),
-                depth: record["depth"].as_u64().expect("await depth") as usize,
-                function: record["fn"].as_str().unwrap().to_owned(),
-                at: record["at"].as_str().unwrap().to_owned(),
-                leaf: record["leaf"].as_str().map(str::to_owned),
-            });
-    }
-    awaits
-}
-
-/// The chain of a task at `ts_ns` from its records: the last record of each
-/// depth up to the deepest written since, then the leaf.
-fn chain_at(awaits: &[Await], ts_ns: u64) -> Vec<Level> {
-    let mut stack: Vec<&Await> = Vec::new();
-    for record in awaits.iter().take_while(|a| a.ts_ns < ts_ns) {
-        stack.truncate(record.depth);
-        stack.push(record);
-    }
-    let leaf = stack.last().and_then(|a| a.leaf.clone());
-    let mut chain: Vec<Level> = stack
-        .iter()
-        .map(|a| (a.function.clone(), a.at.clone()))
-        .collect();
-    chain.extend(leaf.map(|leaf| (String::new(), leaf)));
-    chain
-}
-
-/// An `after`'s chain as the comparison sees it: its `.await`s, and the last
-/// frame when it is a future (combinators in between are not in the ground
-/// truth).
-fn traced_chain(frames: &[Value]) -> Vec<Level> {
-    let mut chain: Vec<Level> = frames
-        .iter()
-        .filter(|f| f.get("at").is_some())
-        .map(|f| {
-            (
-                f["fn"].as_str().unwrap().to_owned(),
-                f["at"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    if let Some(future) = frames.last().and_then(|f| f["future"].as_str()) {
-        chain.push((String::new(), future.to_owned()));
-    }
-    chain
-}
+use tracer_tests::{
+    Privileges, Profile,
+    awaits::{ParkedFixture, chain_at, final_chains, ground_truth_awaits, traced_chain},
+    fixture_bin, require_root, run_traced_with, temp_path, tracer_bin,
+};
 
 /// Traces the fixture with `args` and compares the chain of every Pending
 /// poll of its tasks with the ground truth.
-fn every_pending_poll_is_parked_at_its_ground_truth(args: &[&str]) {
+fn every_pending_poll_is_parked_at_its_ground_truth(profile: Profile, args: &[&str]) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
-    let fixture =
-        fixture_bin("await_points", Profile::ReleaseAwait).unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("await_points", profile).unwrap_or_else(|e| panic!("{e}"));
     let run =
         run_traced_with(Privileges::Root, &[], &fixture, args).unwrap_or_else(|e| panic!("{e}"));
     assert!(run.status.success(), "{}", run.describe());
@@ -103,9 +37,20 @@ fn every_pending_poll_is_parked_at_its_ground_truth(args: &[&str]) {
     let mut pending = 0usize;
     let mut mismatches = Vec::new();
     let mut lines = 0usize;
+    let mut resolved = std::collections::BTreeSet::new();
     for line in run.stdout.lines() {
         let event: Value = serde_json::from_str(line).expect("tracer --json is JSON lines");
-        if event["event"] != "after" || event["completed"] == true {
+        if event["event"] == "resolve" {
+            // A cancelled task can still be polled once (it was queued): that
+            // poll runs no future, so it has no chain.
+            resolved.extend(event["async_id"].as_u64());
+        }
+        if event["event"] != "after"
+            || event["completed"] == true
+            || event["async_id"]
+                .as_u64()
+                .is_some_and(|id| resolved.contains(&id))
+        {
             continue;
         }
         let Some(task) = event["async_id"].as_u64().and_then(|id| awaits.get(&id)) else {
@@ -144,16 +89,125 @@ fn every_pending_poll_is_parked_at_its_ground_truth(args: &[&str]) {
 
 #[test]
 fn every_pending_poll_of_a_multi_thread_runtime_carries_its_ground_truth_chain() {
-    every_pending_poll_is_parked_at_its_ground_truth(&["--cycles", "50", "--seconds", "1"]);
+    every_pending_poll_is_parked_at_its_ground_truth(
+        Profile::ReleaseAwait,
+        &["--cycles", "50", "--seconds", "1"],
+    );
+}
+
+#[test]
+fn every_pending_poll_of_a_split_debuginfo_build_carries_its_chain_from_the_dwp() {
+    every_pending_poll_is_parked_at_its_ground_truth(
+        Profile::ReleaseAwaitDwp,
+        &["--cycles", "50", "--seconds", "1"],
+    );
 }
 
 #[test]
 fn every_pending_poll_of_a_current_thread_runtime_carries_its_ground_truth_chain() {
-    every_pending_poll_is_parked_at_its_ground_truth(&[
-        "--cycles",
-        "50",
-        "--seconds",
-        "1",
-        "--current-thread",
-    ]);
+    every_pending_poll_is_parked_at_its_ground_truth(
+        Profile::ReleaseAwait,
+        &["--cycles", "50", "--seconds", "1", "--current-thread"],
+    );
+}
+
+/// Runs `tracer ARGS…` to completion: its stdout.
+fn tracer_output(args: &[&str]) -> String {
+    let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
+    let output = Command::new(tracer)
+        .args(args)
+        .output()
+        .expect("tracer runs");
+    assert!(
+        output.status.success(),
+        "tracer {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Every node of a `tree --json` forest, by task id.
+fn tree_nodes(nodes: &[Value], out: &mut std::collections::BTreeMap<u64, Value>) {
+    for node in nodes {
+        out.insert(node["async_id"].as_u64().expect("async_id"), node.clone());
+        tree_nodes(node["children"].as_array().map_or(&[], Vec::as_slice), out);
+    }
+}
+
+#[test]
+fn tasks_parked_when_the_session_ends_are_shown_parked_at_their_ground_truth_chain() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let fixture =
+        fixture_bin("await_points", Profile::ReleaseAwait).unwrap_or_else(|e| panic!("{e}"));
+    // Enough cycles (1 ms sleeps) that the tracer attaches while they run, so
+    // each task's last Pending poll is seen.
+    let parked = ParkedFixture::start(&fixture, &["--cycles", "300", "--seconds", "60"]);
+    let recording = temp_path("parked-recording");
+    let tracer = Command::new(tracer_bin().unwrap_or_else(|e| panic!("{e}")))
+        .args(["record", "-p", &parked.pid().to_string(), "-o"])
+        .arg(&recording)
+        .arg("--force")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tracer starts");
+    parked.wait_parked();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    let finished = tracer.wait_with_output().expect("tracer exits");
+    assert!(
+        finished.status.success(),
+        "tracer record exited with {}:\n{}",
+        finished.status,
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let truth = final_chains(&parked.truth_text());
+    parked.stop();
+    assert_eq!(truth.len(), 5, "the fixture parks five tasks");
+
+    let path = recording.to_str().expect("temp paths are UTF-8");
+    let tree: Value = serde_json::from_str(&tracer_output(&["tree", "--json", path]))
+        .expect("tree --json is JSON");
+    let mut nodes = std::collections::BTreeMap::new();
+    for root in tree["roots"].as_array().expect("roots") {
+        tree_nodes(root["children"].as_array().expect("children"), &mut nodes);
+    }
+    let stats: Value = serde_json::from_str(&tracer_output(&["stats", "--json", path]))
+        .expect("stats --json is JSON");
+    let rows: std::collections::BTreeMap<u64, Value> = stats["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|row| (row["async_id"].as_u64().expect("async_id"), row.clone()))
+        .collect();
+    let text = tracer_output(&["tree", path]);
+    let _ = std::fs::remove_file(&recording);
+    for (id, chain) in &truth {
+        let node = nodes
+            .get(id)
+            .unwrap_or_else(|| panic!("task {id} not in the tree"));
+        let frames = node["awaiting"].as_array().map_or(&[][..], Vec::as_slice);
+        assert_eq!(
+            traced_chain(frames),
+            *chain,
+            "task {id} in the tree: {node}"
+        );
+        let parked_at = rows[id]["parked_at"].as_str().unwrap_or_default();
+        for (_, at) in chain {
+            assert!(
+                parked_at.contains(at.as_str()),
+                "task {id}: stats says parked at {parked_at:?}, ground truth {chain:?}"
+            );
+        }
+        assert!(
+            text.lines()
+                .any(|line| line.contains(&format!("#{id} ")) && line.contains(" parked at ")),
+            "task {id} not shown parked in the text tree:\n{text}"
+        );
+    }
+    eprintln!(
+        "{} of {} tasks parked at the end are shown at their ground-truth chain",
+        truth.len(),
+        truth.len()
+    );
 }

@@ -23,7 +23,7 @@ pub const FIXTURES_DIR: &str = "tests/fixtures";
 /// The cargo arguments of each fixture build: debug, release, and release without
 /// symbols (`stripped`), since the tests trace all three; and the Tokio matrix's
 /// fat- and thin-LTO rows for the fixtures' own Tokio (only the bins the matrix runs).
-pub const FIXTURE_BUILDS: [&[&str]; 7] = [
+pub const FIXTURE_BUILDS: [&[&str]; 8] = [
     &["build"],
     &["build", "--release"],
     &["build", "--profile", "stripped"],
@@ -59,6 +59,14 @@ pub const FIXTURE_BUILDS: [&[&str]; 7] = [
         "build",
         "--profile",
         "release-await",
+        "--bin",
+        "await_points",
+    ],
+    // The same DWARF in a `.dwp` package beside the binary.
+    &[
+        "build",
+        "--profile",
+        "release-await-dwp",
         "--bin",
         "await_points",
     ],

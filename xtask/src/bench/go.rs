@@ -84,6 +84,7 @@ pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
             tracer: bins.tracer.clone(),
             baseline: None,
             plain: dir.clone(),
+            await_chains: dir.clone(),
             console: dir,
             scratch: bins.scratch.clone(),
         };

@@ -177,6 +177,7 @@ fn tracer_only(root: &Path) -> Result<Bins> {
         baseline: None,
         plain: scratch.clone(),
         console: scratch.clone(),
+        await_chains: scratch.clone(),
         scratch,
     })
 }
@@ -213,6 +214,17 @@ fn build(root: &Path) -> Result<Bins> {
             .args(["build", "--release", "--features", "console"])
             .args(["--bin", "polls", "--bin", "http_server"]),
     )?;
+    // Full type DWARF for the workload crate only, as the README tells users
+    // who want await chains: what reading them costs is measured on this build.
+    run_cmd(
+        cargo()
+            .current_dir(&workloads)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env("CARGO_TARGET_DIR", &plain_target)
+            .args(["build", "--profile", "await-chains"])
+            .args(["--bin", "polls", "--bin", "http_server"]),
+    )?;
     let scratch = std::env::temp_dir().join("tracer-bench");
     std::fs::create_dir_all(&scratch)?;
     Ok(Bins {
@@ -220,6 +232,7 @@ fn build(root: &Path) -> Result<Bins> {
         baseline: std::env::var_os("TRACER_BENCH_BASELINE").map(Into::into),
         plain: plain_target.join("release"),
         console: console_target.join("release"),
+        await_chains: plain_target.join("await-chains"),
         scratch,
     })
 }

@@ -113,6 +113,9 @@ pub fn with_figures(mut results: Value, configs: &[Config]) -> Value {
                 // Every poll of this workload yields: one deferral, one wake.
                 "wake_ns_per_poll": above("tracer trace").zip(above("tracer --no-wakes")).map(|(all, no_wakes)| all - no_wakes),
                 "no_wakes_over_floor": ratio(above("tracer --no-wakes"), above("floor")),
+                // Every poll of this workload but its last returns Pending.
+                "await_chains_ns_per_poll": above(Config::AwaitChains.name()).zip(above(Config::NoAwaitChains.name())).map(|(chains, none)| chains - none),
+                "await_chains_over_no_chains": ratio(above(Config::AwaitChains.name()), above(Config::NoAwaitChains.name())),
             }),
         );
         }
@@ -228,7 +231,7 @@ pub fn markdown(results: &Value, configs: &[Config]) -> String {
             let ratio = f["tracer_over_floor"].as_f64();
             let _ = writeln!(
                 out,
-                "- {flavor}: tracer/floor = {} (goal ≤ {FLOOR_RATIO_GOAL}: {}); tracer/floor (every site) = {}; tracer/console-subscriber = {} (goal < 1: {}); --no-polls/console-subscriber = {}; wakes (a yield: defer + wake probe) = {} ns a poll, --no-wakes/floor = {}{}",
+                "- {flavor}: tracer/floor = {} (goal ≤ {FLOOR_RATIO_GOAL}: {}); tracer/floor (every site) = {}; tracer/console-subscriber = {} (goal < 1: {}); --no-polls/console-subscriber = {}; wakes (a yield: defer + wake probe) = {} ns a poll, --no-wakes/floor = {}; await chains = {} ns a poll (with/without = {}){}",
                 num(&f["tracer_over_floor"], 2),
                 goal(ratio.map(|r| r <= FLOOR_RATIO_GOAL)),
                 num(&f["tracer_over_floor_every_site"], 2),
@@ -237,6 +240,8 @@ pub fn markdown(results: &Value, configs: &[Config]) -> String {
                 num(&f["no_polls_over_console"], 2),
                 num(&f["wake_ns_per_poll"], 0),
                 num(&f["no_wakes_over_floor"], 2),
+                num(&f["await_chains_ns_per_poll"], 0),
+                num(&f["await_chains_over_no_chains"], 2),
                 if f["tracer_over_baseline"].is_number() {
                     format!(
                         "; tracer/baseline build = {}, baseline/floor = {}",

@@ -41,6 +41,13 @@ pub enum Config {
     OtherTasks,
     /// `tracer record` to a file (overwritten each run).
     Record,
+    /// `tracer trace --json` on the workload built with full type DWARF for its
+    /// crate (`debug = 2`, profile `await-chains`): every Pending poll's await
+    /// chain is read.
+    AwaitChains,
+    /// The same build with `--no-await-chains`: set against [`Config::AwaitChains`],
+    /// what reading the chains costs.
+    NoAwaitChains,
     /// The workload rebuilt with tokio-console's `console-subscriber`.
     Console,
     /// `tracer trace --json` with another tracer build (`TRACER_BENCH_BASELINE`):
@@ -50,7 +57,7 @@ pub enum Config {
 
 impl Config {
     /// Every configuration, in table order.
-    pub const ALL: [Config; 9] = [
+    pub const ALL: [Config; 11] = [
         Config::Untraced,
         Config::Floor,
         Config::FloorEverySite,
@@ -59,6 +66,8 @@ impl Config {
         Config::NoPolls,
         Config::OtherTasks,
         Config::Record,
+        Config::AwaitChains,
+        Config::NoAwaitChains,
         Config::Console,
     ];
 
@@ -73,6 +82,8 @@ impl Config {
             Config::NoPolls => "tracer --no-polls",
             Config::OtherTasks => "tracer --task (none chosen)",
             Config::Record => "tracer record",
+            Config::AwaitChains => "tracer trace (debug = 2 build, await chains)",
+            Config::NoAwaitChains => "tracer --no-await-chains (debug = 2 build)",
             Config::Console => "console-subscriber",
             Config::Baseline => "tracer trace (baseline build)",
         }
@@ -84,7 +95,8 @@ impl Config {
             Config::Untraced | Config::Console => return None,
             Config::Floor => &["trace", "--floor"],
             Config::FloorEverySite => &["trace", "--floor-every-site"],
-            Config::Trace | Config::Baseline => &["trace", "--json"],
+            Config::Trace | Config::Baseline | Config::AwaitChains => &["trace", "--json"],
+            Config::NoAwaitChains => &["trace", "--no-await-chains", "--json"],
             Config::NoWakes => &["trace", "--no-wakes", "--json"],
             Config::NoPolls => &["trace", "--no-polls", "--json"],
             Config::OtherTasks => &["trace", "--task", "no_such_crate::*", "--json"],
@@ -144,16 +156,18 @@ pub struct Bins {
     pub plain: PathBuf,
     /// The console-subscriber workload build.
     pub console: PathBuf,
+    /// The workload build with full type DWARF for its crate (await chains).
+    pub await_chains: PathBuf,
     /// A directory for recordings.
     pub scratch: PathBuf,
 }
 
 impl Bins {
     fn workload(&self, config: Config, name: &str) -> PathBuf {
-        let dir = if config == Config::Console {
-            &self.console
-        } else {
-            &self.plain
+        let dir = match config {
+            Config::Console => &self.console,
+            Config::AwaitChains | Config::NoAwaitChains => &self.await_chains,
+            _ => &self.plain,
         };
         dir.join(name)
     }

@@ -23,7 +23,7 @@ use std::{
 
 use crate::{
     model::TaskKey,
-    model::event::{HookEvent, HookKind, ResourceType},
+    model::event::{AwaitFrame, HookEvent, HookKind, ResourceType},
     sinks::output::{SessionEnd, SessionInfo, Sink},
 };
 use anyhow::bail;
@@ -92,6 +92,9 @@ pub struct TaskRecord {
     pub long_waits: u64,
     /// Its wakes by waking task (0: no task), where the waker is known.
     pub wakers: BTreeMap<u64, u64>,
+    /// Where it is parked: the await chain of its last poll, when that poll
+    /// returned Pending with a chain; `None` once it runs again or ends.
+    pub awaiting: Option<Vec<AwaitFrame>>,
     /// Polls running now, by thread, with their start.
     open_polls: Vec<(u32, u64)>,
     /// Index of the poll-time histogram of its group (see [`PollGroup`]), once polled.
@@ -188,6 +191,7 @@ impl TaskRecord {
             sched: histogram::Histogram::default(),
             long_waits: 0,
             wakers: BTreeMap::new(),
+            awaiting: None,
             open_polls: Vec::new(),
             group: None,
         }
@@ -291,13 +295,15 @@ impl Collector {
             }
             HookKind::Before { sched_ns } => {
                 task.open_polls.push((event.tid, event.ts_ns));
+                task.awaiting = None;
                 if let Some(sched_ns) = *sched_ns {
                     task.sched.record(sched_ns);
                     task.long_waits += u64::from(sched_ns > self.sched_threshold_ns);
                 }
                 None
             }
-            HookKind::After { .. } => {
+            HookKind::After { awaiting, .. } => {
+                task.awaiting.clone_from(awaiting);
                 let poll = task.end_poll(event, self.blocking_threshold_ns)?;
                 let group = match task.group {
                     Some(group) => group,
@@ -317,10 +323,12 @@ impl Collector {
             }
             HookKind::Resolve => {
                 task.resolve_ns = Some(event.ts_ns);
+                task.awaiting = None;
                 None
             }
             HookKind::Destroy => {
                 task.destroy_ns = Some(event.ts_ns);
+                task.awaiting = None;
                 None
             }
             HookKind::Wake {
@@ -713,6 +721,28 @@ pub(crate) mod test_events {
         events.extend(poll(1, 30, 31, 11));
         events.extend(finish(1, 31));
         events
+    }
+
+    /// [`session`] with task 9's poll returning Pending parked at
+    /// `src/main.rs:32 > tokio::time::sleep::Sleep`.
+    pub fn parked_analysis() -> Analysis {
+        let events = session().into_iter().map(|mut event| {
+            if event.async_id == 9
+                && let HookKind::After { awaiting, .. } = &mut event.kind
+            {
+                *awaiting = Some(vec![
+                    AwaitFrame::Await {
+                        function: "app::consumer".to_owned(),
+                        at: "src/main.rs:32".to_owned(),
+                    },
+                    AwaitFrame::Future {
+                        future: "tokio::time::sleep::Sleep".to_owned(),
+                    },
+                ]);
+            }
+            Ok(event)
+        });
+        Analysis::from_events(&info(), events, DEFAULT_BLOCKING_THRESHOLD).unwrap()
     }
 
     /// [`session`] in process 1, then the same task ids in process 2 (a forked

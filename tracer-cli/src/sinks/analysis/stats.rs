@@ -7,6 +7,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::model::event::parked_at;
+
 use super::{
     Analysis, TaskState, human_duration,
     warnings::{self, Warning},
@@ -69,6 +71,9 @@ pub struct Row {
     pub name: Option<String>,
     /// Where it was spawned (`file:line:col`), empty/`null` when unknown.
     pub location: Option<String>,
+    /// Where an idle task is parked (`src/main.rs:32 > tokio::time::Sleep`):
+    /// its last poll's await chain; empty/`null` when not known.
+    pub parked_at: Option<String>,
 }
 
 /// How `stats` groups its rows.
@@ -116,6 +121,7 @@ impl Table {
                 sched_max_ns: task.sched.max(),
                 name: task.name.clone(),
                 location: task.location.clone(),
+                parked_at: task.awaiting.as_deref().map(parked_at),
             })
             .collect();
         tasks.sort_by_key(|row| {
@@ -188,7 +194,7 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
             .map_or_else(|| "?".to_owned(), |id| id.to_string());
         writeln!(
             out,
-            "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>9} {:>9} {:>9}  {}",
+            "{}{:>8}  {:<14} {:>8}  {:<7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>9} {:>9} {:>9}  {}{}",
             pid_column(&row.pid),
             row.async_id,
             row.resource_type,
@@ -205,6 +211,9 @@ pub fn write_text(out: &mut impl Write, analysis: &Analysis, table: &Table) -> a
             sched(row.sched_p99_ns),
             sched(row.sched_max_ns),
             row.name.as_deref().unwrap_or("?"),
+            row.parked_at
+                .as_ref()
+                .map_or_else(String::new, |chain| format!("  parked at {chain}")),
         )?;
     }
     let processes = match analysis.pids.len() {
@@ -259,11 +268,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "pid,async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls,wakes,self_wakes,sched_p50_ns,sched_p99_ns,sched_max_ns,name,location"
+            "pid,async_id,type,trigger_id,state,polls,busy_ns,idle_ns,lifetime_ns,longest_poll_ns,blocking_polls,wakes,self_wakes,sched_p50_ns,sched_p99_ns,sched_max_ns,name,location,parked_at"
         );
         assert_eq!(
             lines[1],
-            "1,2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1,0,0,,,,,"
+            "1,2,tokio.task,1,done,2,17000000,5000000,22000000,16000000,1,0,0,,,,,,"
         );
         assert_eq!(lines.len(), 1 + analysis.tasks.len());
         assert!(text.contains("\n1,9,tokio.task,,idle,"));
@@ -285,6 +294,33 @@ mod tests {
         assert!(
             text.contains("\n  pid 2 #3: spawned at 0.003000s, never polled"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn an_idle_task_shows_where_it_is_parked_in_every_format() {
+        let analysis = super::super::test_events::parked_analysis();
+        let table = Table::new(&analysis, SortBy::Busy, 1000);
+        let nine = table.tasks.iter().find(|row| row.async_id == 9).unwrap();
+        let chain = "src/main.rs:32 > tokio::time::sleep::Sleep";
+        assert_eq!(nine.parked_at.as_deref(), Some(chain));
+        let parked: Vec<u64> = table
+            .tasks
+            .iter()
+            .filter(|row| row.parked_at.is_some())
+            .map(|row| row.async_id)
+            .collect();
+        assert_eq!(parked, [9], "done tasks are parked nowhere");
+        let mut out = anstream::StripStream::new(Vec::new());
+        write_text(&mut out, &analysis, &table).unwrap();
+        let text = String::from_utf8(out.into_inner()).unwrap();
+        assert!(text.contains(&format!("?  parked at {chain}\n")), "{text}");
+        let mut out = Vec::new();
+        write_csv(&mut out, &table).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains(&format!(",{chain}\n"))
         );
     }
 

@@ -14,7 +14,10 @@ use anyhow::bail;
 use serde::Serialize;
 
 use super::{Analysis, TaskKey, TaskRecord, TaskState, human_duration};
-use crate::runtime::node;
+use crate::{
+    model::event::{AwaitFrame, parked_at},
+    runtime::node,
+};
 
 /// How to trim a large tree.
 #[derive(Clone, Debug, Default)]
@@ -119,6 +122,10 @@ pub struct Node {
     pub busy_ns: u64,
     /// State at the session's end.
     pub state: TaskState,
+    /// Where an idle task is parked: its last poll's await chain, outermost
+    /// first (left out when not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting: Option<Vec<AwaitFrame>>,
     /// With [`TreeOptions::woken_by`]: its wakers, most wakes first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub woken_by: Vec<WokenBy>,
@@ -228,6 +235,7 @@ impl Builder<'_> {
                         polls: task.polls,
                         busy_ns: task.busy_ns,
                         state: task.state(),
+                        awaiting: task.awaiting.clone(),
                         woken_by: if self.options.woken_by {
                             woken_by(task)
                         } else {
@@ -337,7 +345,7 @@ fn write_nodes(out: &mut impl Write, nodes: &[Node], prefix: &str) -> anyhow::Re
         }
         writeln!(
             out,
-            "{DIM}{prefix}{branch}{DIM:#}{ID}#{}{ID:#} {identity}{TYPE}{}{TYPE:#}  {:.6}s → {end}  lifetime {}  polls {}  busy {}  {DIM}{}{DIM:#}{}",
+            "{DIM}{prefix}{branch}{DIM:#}{ID}#{}{ID:#} {identity}{TYPE}{}{TYPE:#}  {:.6}s → {end}  lifetime {}  polls {}  busy {}  {DIM}{}{DIM:#}{}{}",
             node.async_id,
             node.resource_type,
             node.start_ns as f64 / 1e9,
@@ -345,6 +353,12 @@ fn write_nodes(out: &mut impl Write, nodes: &[Node], prefix: &str) -> anyhow::Re
             node.polls,
             human_duration(node.busy_ns),
             node.state.as_str(),
+            node.awaiting
+                .as_deref()
+                .map_or_else(String::new, |chain| format!(
+                    " parked at {}",
+                    parked_at(chain)
+                )),
             woken_by_text(&node.woken_by),
         )?;
         write_nodes(out, &node.children, &format!("{prefix}{indent}"))?;
@@ -419,6 +433,31 @@ mod tests {
             ]
         );
         assert_eq!(ids(&tree.roots[1].children[0].children), [7]);
+    }
+
+    #[test]
+    fn an_idle_task_is_shown_parked_at_its_last_chain() {
+        let analysis = super::super::test_events::parked_analysis();
+        let tree = TriggerTree::build(&analysis, &TreeOptions::default()).unwrap();
+        let nine = &tree.roots[1].children[0];
+        assert_eq!(nine.async_id, 9);
+        let json = serde_json::to_value(nine).unwrap();
+        assert_eq!(
+            json["awaiting"],
+            serde_json::json!([
+                {"fn": "app::consumer", "at": "src/main.rs:32"},
+                {"future": "tokio::time::sleep::Sleep"}
+            ])
+        );
+        let one = serde_json::to_value(&tree.roots[0].children[0]).unwrap();
+        assert!(one.get("awaiting").is_none(), "{one}");
+        let mut out = anstream::StripStream::new(Vec::new());
+        write_text(&mut out, &analysis, &tree).unwrap();
+        let text = String::from_utf8(out.into_inner()).unwrap();
+        assert!(
+            text.contains("idle parked at src/main.rs:32 > tokio::time::sleep::Sleep\n"),
+            "{text}"
+        );
     }
 
     #[test]

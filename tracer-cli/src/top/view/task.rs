@@ -94,6 +94,13 @@ impl Details<'_> {
             ),
             self.field("state", row.state.as_str().to_owned()),
             self.field(
+                "parked at",
+                record
+                    .awaiting
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), crate::model::event::parked_at),
+            ),
+            self.field(
                 "spawned",
                 format!(
                     "{:.6}s, {}",

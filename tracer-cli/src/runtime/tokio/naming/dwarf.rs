@@ -16,7 +16,7 @@ use object::Object as _;
 
 use super::drop_glue;
 use crate::target::{
-    dwarf::{Reader, for_each_unit},
+    dwarf::{DwarfSource, Reader},
     image::Image,
 };
 
@@ -59,7 +59,7 @@ pub fn poll_types(
     image: &Image<'_>,
     sites: &[u64],
 ) -> HashMap<u64, PollType> {
-    let types = dwarf_poll_types(file, image, sites);
+    let types = dwarf_poll_types(DwarfSource::File(file), image, sites);
     let impls = ImplNames::new(
         image,
         types
@@ -81,11 +81,13 @@ pub fn poll_types(
 /// [`poll_types`] as DWARF spells them (`app::f::{async_fn_env#0}`), the
 /// names of DWARF's own types (`Cell<T, S>`).
 pub fn dwarf_poll_types(
-    file: &object::File<'_>,
+    source: DwarfSource<'_, '_>,
     image: &Image<'_>,
     sites: &[u64],
 ) -> HashMap<u64, PollType> {
-    if file.section_by_name(".debug_info").is_none() {
+    if let DwarfSource::File(file) = source
+        && file.section_by_name(".debug_info").is_none()
+    {
         return HashMap::new();
     }
     let harness_polls: HashMap<u64, Vec<u64>> = sites
@@ -103,7 +105,7 @@ pub fn dwarf_poll_types(
         .copied()
         .chain(harness_polls.values().flatten().copied())
         .collect();
-    let subprograms = subprograms(file, &wanted);
+    let subprograms = subprograms(source, &wanted);
     let mut callers: HashMap<u64, usize> = HashMap::new();
     for callee in harness_polls.values().flatten() {
         *callers.entry(*callee).or_default() += 1;
@@ -150,12 +152,9 @@ fn is_harness_poll(image: &Image<'_>, address: u64) -> bool {
 }
 
 /// The `poll<…>` subprograms DWARF places at `wanted` addresses.
-fn subprograms(file: &object::File<'_>, wanted: &HashSet<u64>) -> HashMap<u64, Subprogram> {
+fn subprograms(source: DwarfSource<'_, '_>, wanted: &HashSet<u64>) -> HashMap<u64, Subprogram> {
     let mut found = HashMap::new();
-    for_each_unit(file, &mut |dwarf, unit| {
-        unit_subprograms(dwarf, unit, wanted, &mut found)?;
-        Ok(true)
-    });
+    source.for_each_unit(&mut |dwarf, unit, _| unit_subprograms(dwarf, unit, wanted, &mut found));
     found
 }
 

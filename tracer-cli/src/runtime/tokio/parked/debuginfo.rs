@@ -1,8 +1,9 @@
 //! Finds the file holding a binary's type DWARF the way debuggers do: the
 //! binary itself; `/usr/lib/debug/.build-id/xx/yyyy.debug` by its build id;
 //! its `.gnu_debuglink` name beside it, in `.debug/` beside it, or under
-//! `/usr/lib/debug` + its directory; or the file the user names. A `.dwp`
-//! (split DWARF) is not read yet.
+//! `/usr/lib/debug` + its directory; a DWARF package (`.dwp`, what
+//! `split-debuginfo = "packed"` writes) beside it, read with the binary's
+//! skeleton units; or the file the user names.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use anyhow::bail;
 use object::Object as _;
 
 use super::types::Types;
-use crate::target::mapped_file;
+use crate::target::{dwarf::DwarfSource, mapped_file};
 
 /// Where distributions install separate debug files.
 const DEBUG_ROOT: &str = "/usr/lib/debug";
@@ -33,7 +34,7 @@ pub fn locate(
         None => candidates(exe, file),
     };
     for path in &candidates {
-        if let Some(types) = read_types(path) {
+        if let Some(types) = read_types(path, file) {
             return Ok((path.clone(), types));
         }
     }
@@ -45,11 +46,12 @@ pub fn locate(
     )
 }
 
-/// The types of the ELF file at `path`, when they describe task cells.
-fn read_types(path: &Path) -> Option<Types> {
+/// The types of the ELF file at `path`, when they describe task cells; a
+/// DWARF package is read for the skeleton units of `exe`.
+fn read_types(path: &Path, exe: &object::File<'_>) -> Option<Types> {
     let data = mapped_file::map(path).ok()?;
     let file = object::File::parse(&*data).ok()?;
-    let types = Types::read(&file);
+    let types = Types::read(DwarfSource::of(exe, &file));
     let has_cells = types
         .named(|name| name.starts_with("tokio::runtime::task::core::Cell<"))
         .next()
@@ -78,6 +80,11 @@ pub fn candidates(exe: &Path, file: &object::File<'_>) -> Vec<PathBuf> {
         found.push(dir.join(".debug").join(&name));
         let relative = dir.strip_prefix("/").unwrap_or(&dir);
         found.push(Path::new(DEBUG_ROOT).join(relative).join(&name));
+    }
+    if let Ok(real) = std::fs::canonicalize(exe) {
+        let mut package = real.into_os_string();
+        package.push(".dwp");
+        found.push(package.into());
     }
     found
 }

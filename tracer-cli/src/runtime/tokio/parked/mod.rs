@@ -29,7 +29,7 @@ use super::{Tokio, naming};
 use crate::{
     model::names::SiteName,
     runtime::{Probe, sites, sites::TargetObject},
-    target::{image::Image, mapped_file},
+    target::{dwarf::DwarfSource, image::Image, mapped_file},
 };
 use layout::cell_layout;
 use tasks::TaskType;
@@ -72,7 +72,8 @@ impl Analysis {
         let debug_data = mapped_file::map(&path)?;
         let debug_file = object::File::parse(&*debug_data)
             .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
-        let poll_types = naming::dwarf::dwarf_poll_types(&debug_file, &image, &polls);
+        let poll_types =
+            naming::dwarf::dwarf_poll_types(DwarfSource::of(&file, &debug_file), &image, &polls);
         let names = naming::name_sites(exe, &found.sites)?;
         let holders = image.words_holding(&polls.iter().copied().collect::<HashSet<_>>());
         let mut vtables = HashMap::new();
@@ -149,7 +150,8 @@ pub fn session_programs(
         let debug_data = mapped_file::map(&path)?;
         let debug_file = object::File::parse(&*debug_data)
             .with_context(|| format!("{} is not an ELF file tracer can read", path.display()))?;
-        let poll_types = naming::dwarf::dwarf_poll_types(&debug_file, &image, &polls);
+        let poll_types =
+            naming::dwarf::dwarf_poll_types(DwarfSource::of(&file, &debug_file), &image, &polls);
         for poll in &polls {
             let Some(slot) = slots
                 .get(&(index, *poll))
@@ -182,17 +184,24 @@ mod tests {
     use super::types::Kind;
     use super::*;
 
-    /// The await-points fixture, built by `cargo xtask build` with full type
-    /// DWARF for the fixture crate only.
-    fn fixture() -> PathBuf {
+    /// The await-points fixture built by `cargo xtask build` in `profile`
+    /// (full type DWARF for the fixture crate only).
+    fn fixture_in(profile: &str) -> PathBuf {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/target/release-await/await_points");
+            .join("../tests/fixtures/target")
+            .join(profile)
+            .join("await_points");
         assert!(
             path.exists(),
-            "{} is missing: run `cargo xtask build` (or `cd tests/fixtures && cargo build --profile release-await --bin await_points`)",
+            "{} is missing: run `cargo xtask build` (or `cd tests/fixtures && cargo build --profile {profile} --bin await_points`)",
             path.display()
         );
         path
+    }
+
+    /// The await-points fixture with its DWARF in the binary.
+    fn fixture() -> PathBuf {
+        fixture_in("release-await")
     }
 
     /// Each fixture function's `.await` lines, from its source: the lines that
@@ -213,12 +222,9 @@ mod tests {
         found
     }
 
-    #[test]
-    fn every_suspend_state_of_the_fixture_is_at_its_await_line() {
-        let path = fixture();
-        let data = mapped_file::map(&path).unwrap();
-        let file = object::File::parse(&*data).unwrap();
-        let types = Types::read(&file);
+    /// Checks that every async fn of the fixture has its suspend states at
+    /// the lines of its source's `.await`s in `types`.
+    fn suspend_states_are_at_the_await_lines(types: &Types) {
         for (function, lines) in source_awaits() {
             let name = format!("{function}::{{async_fn_env#0}}");
             let at = types.by_name(&name).unwrap_or_else(|| panic!("no {name}"));
@@ -238,6 +244,32 @@ mod tests {
                 .collect();
             assert_eq!(suspends, lines, "{name}");
         }
+    }
+
+    #[test]
+    fn every_suspend_state_of_the_fixture_is_at_its_await_line() {
+        let path = fixture();
+        let data = mapped_file::map(&path).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        suspend_states_are_at_the_await_lines(&Types::read(DwarfSource::File(&file)));
+    }
+
+    #[test]
+    fn a_dwarf_package_gives_the_same_suspend_states_through_the_skeleton_units() {
+        let path = fixture_in("release-await-dwp");
+        let data = mapped_file::map(&path).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let package_data = mapped_file::map(&path.with_extension("dwp")).unwrap();
+        let package = object::File::parse(&*package_data).unwrap();
+        let source = DwarfSource::of(&file, &package);
+        assert!(matches!(source, DwarfSource::Package { .. }));
+        suspend_states_are_at_the_await_lines(&Types::read(source));
+        assert!(
+            Types::read(DwarfSource::File(&file))
+                .by_name("await_points::nested::{async_fn_env#0}")
+                .is_none(),
+            "the split binary itself has no type DWARF"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::target::dwarf::{Reader, for_each_unit};
+use crate::target::dwarf::{DwarfSource, Reader};
 
 /// A type's place in `.debug_info`, unique in the file.
 pub type TypeRef = u64;
@@ -78,12 +78,9 @@ pub struct Types {
 
 impl Types {
     /// Reads the types of `file`'s DWARF (none when it has no `.debug_info`).
-    pub fn read(file: &object::File<'_>) -> Self {
+    pub fn read(source: DwarfSource<'_, '_>) -> Self {
         let mut types = Self::default();
-        for_each_unit(file, &mut |dwarf, unit| {
-            read_unit(dwarf, unit, &mut types)?;
-            Ok(true)
-        });
+        source.for_each_unit(&mut |dwarf, unit, base| read_unit(dwarf, unit, base, &mut types));
         types
     }
 
@@ -181,10 +178,12 @@ struct Open {
     variant: Option<Option<u64>>,
 }
 
-/// Adds the types of `unit` to `types`.
+/// Adds the types of `unit` to `types`, their offsets made unique with
+/// `base` (0 but in a DWARF package).
 fn read_unit(
     dwarf: &gimli::Dwarf<Reader<'_>>,
     unit: &gimli::Unit<Reader<'_>>,
+    base: u64,
     types: &mut Types,
 ) -> gimli::Result<()> {
     let files = FileNames::new(dwarf, unit);
@@ -199,7 +198,7 @@ fn read_unit(
         while stack.last().is_some_and(|open| open.depth >= depth) {
             stack.pop();
         }
-        let at = global(unit, entry.offset());
+        let at = global(unit, base, entry.offset());
         let name = match entry.attr_value(gimli::DW_AT_name)? {
             Some(value) => Some(
                 dwarf
@@ -225,11 +224,11 @@ fn read_unit(
             | gimli::DW_TAG_base_type
             | gimli::DW_TAG_array_type
             | gimli::DW_TAG_enumeration_type => {
-                open.at = type_entry(unit, entry, &stack, at, name.clone(), types)?;
+                open.at = type_entry(unit, base, entry, &stack, at, name.clone(), types)?;
                 open.segment = name;
             }
             gimli::DW_TAG_template_type_parameter => {
-                let ty = type_ref(unit, entry.attr_value(gimli::DW_AT_type)?);
+                let ty = type_ref(unit, base, entry.attr_value(gimli::DW_AT_type)?);
                 if let Some(Type {
                     kind: Kind::Struct { params, .. },
                     ..
@@ -242,7 +241,7 @@ fn read_unit(
                 }
             }
             gimli::DW_TAG_variant_part => {
-                let discr = type_ref(unit, entry.attr_value(gimli::DW_AT_discr)?);
+                let discr = type_ref(unit, base, entry.attr_value(gimli::DW_AT_discr)?);
                 open.variant_part = Some(discr);
             }
             gimli::DW_TAG_variant => {
@@ -254,7 +253,7 @@ fn read_unit(
                     name: name.unwrap_or_default(),
                     offset: udata(entry.attr_value(gimli::DW_AT_data_member_location)?)
                         .unwrap_or(0),
-                    ty: type_ref(unit, entry.attr_value(gimli::DW_AT_type)?),
+                    ty: type_ref(unit, base, entry.attr_value(gimli::DW_AT_type)?),
                     declared_at: files.declared_at(entry)?,
                 };
                 add_member(&stack, at, member, types, &mut parts, &mut loose);
@@ -271,6 +270,7 @@ fn read_unit(
 /// `types`; `Some(at)` when it is a structure whose members follow.
 fn type_entry(
     unit: &gimli::Unit<Reader<'_>>,
+    base: u64,
     entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>,
     stack: &[Open],
     at: TypeRef,
@@ -293,7 +293,7 @@ fn type_entry(
             Ok(Some(at))
         }
         gimli::DW_TAG_pointer_type | gimli::DW_TAG_reference_type => {
-            let target = type_ref(unit, entry.attr_value(gimli::DW_AT_type)?);
+            let target = type_ref(unit, base, entry.attr_value(gimli::DW_AT_type)?);
             let name = name.unwrap_or_default();
             types.types.insert(
                 at,
@@ -402,9 +402,10 @@ fn full_name(stack: &[Open], name: &str) -> String {
     parts.join("::")
 }
 
-/// A unit-relative offset as a `.debug_info` offset.
-fn global(unit: &gimli::Unit<Reader<'_>>, offset: gimli::UnitOffset) -> TypeRef {
-    match offset.to_unit_section_offset(unit) {
+/// A unit-relative offset as a `.debug_info` offset, made unique with `base`
+/// (see [`DwarfSource::for_each_unit`]).
+fn global(unit: &gimli::Unit<Reader<'_>>, base: u64, offset: gimli::UnitOffset) -> TypeRef {
+    base | match offset.to_unit_section_offset(unit) {
         gimli::UnitSectionOffset::DebugInfoOffset(o) => o.0 as u64,
         gimli::UnitSectionOffset::DebugTypesOffset(o) => o.0 as u64 | 1 << 63,
     }
@@ -413,11 +414,12 @@ fn global(unit: &gimli::Unit<Reader<'_>>, offset: gimli::UnitOffset) -> TypeRef 
 /// The type a `DW_AT_type` (or `DW_AT_discr`) value refers to.
 fn type_ref(
     unit: &gimli::Unit<Reader<'_>>,
+    base: u64,
     value: Option<gimli::AttributeValue<Reader<'_>>>,
 ) -> Option<TypeRef> {
     match value? {
-        gimli::AttributeValue::UnitRef(offset) => Some(global(unit, offset)),
-        gimli::AttributeValue::DebugInfoRef(offset) => Some(offset.0 as u64),
+        gimli::AttributeValue::UnitRef(offset) => Some(global(unit, base, offset)),
+        gimli::AttributeValue::DebugInfoRef(offset) => Some(base | offset.0 as u64),
         _ => None,
     }
 }
