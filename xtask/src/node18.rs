@@ -40,6 +40,24 @@ pub fn binary(root: &Path) -> PathBuf {
     root.join("usr/bin/node")
 }
 
+/// A command that runs the unpacked `node` under `root` (a workspace root) with
+/// the arguments added after: in a mount namespace of its own with the
+/// unpacked `usr/share` over `/usr/share` (Debian's libnode reads builtins
+/// from `/usr/share/nodejs`), its libraries first on the library path. The
+/// process keeps its pid through unshare's and sh's execs.
+pub fn command(root: &Path) -> Command {
+    let dest = root.join(DIR);
+    let script = format!(
+        "mount --bind {dest}/usr/share /usr/share && LD_LIBRARY_PATH={dest}/usr/lib/x86_64-linux-gnu exec \"$@\"",
+        dest = dest.display(),
+    );
+    let mut command = Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c", &script, "sh"])
+        .arg(binary(&dest));
+    command
+}
+
 /// Debian's version of `libnode108` (and so of its `nodejs`, one source
 /// package): the machine's `nodejs` candidate may be another vendor's.
 fn debian_version() -> Result<String> {

@@ -1,6 +1,7 @@
 //! What tracer costs a Node.js server (`bench/node-workloads/http_server.js`:
-//! Node's own `http` module, keep-alive, on `/usr/bin/node`, Node 20) under the
-//! bench's closed-loop HTTP load: requests/s and latency untraced, with
+//! Node's own `http` module, keep-alive) under the bench's closed-loop HTTP
+//! load, on `/usr/bin/node` (Node 20, static) and Debian's Node 18 (its
+//! functions in a shared `libnode`, unpacked by `cargo xtask setup`): requests/s and latency untraced, with
 //! in-process async_hooks on as Node users enable it (a `createHook` with all
 //! four callbacks, each counting), with the kernel's trap floor (empty
 //! programs on every site tracer probes) and with `tracer trace`. Same rules
@@ -17,8 +18,27 @@ use super::{
     run::{self, Bins, Config, HttpSample, Instrumented},
 };
 
-/// The Node measured: the machine's own (NodeSource's static build).
+/// The machine's own Node (NodeSource's static build, 20).
 const NODE: &str = "/usr/bin/node";
+
+/// Which Node a run uses.
+#[derive(Clone, Copy, Debug)]
+enum Which {
+    /// [`NODE`].
+    Machine,
+    /// Debian's Node 18 ([`crate::node18`]).
+    Debian18,
+}
+
+impl Which {
+    /// A command that starts this node with the arguments added after.
+    fn command(self, root: &Path) -> Command {
+        match self {
+            Which::Machine => Command::new(NODE),
+            Which::Debian18 => crate::node18::command(root),
+        }
+    }
+}
 /// The server script, relative to the workspace root.
 const SERVER: &str = "bench/node-workloads/http_server.js";
 
@@ -32,36 +52,52 @@ const CONFIGS: [Instrumented; 4] = [
     Instrumented::Tracer(Config::Trace),
 ];
 
-/// Every Node measurement: per configuration, the medians of requests/s, p50
-/// and p99, their ratios to untraced, and the tracer's events per request.
+/// Every Node measurement, per Node: per configuration, the medians of
+/// requests/s, p50 and p99, their ratios to untraced, and the tracer's events
+/// per request.
 pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
-    let version = Command::new(NODE)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("cannot run {NODE}"))?;
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let mut samples: Vec<(Instrumented, HttpSample)> = Vec::new();
-    for round in 0..plan.rounds {
-        for index in 0..CONFIGS.len() {
-            let config = CONFIGS[(index + round) % CONFIGS.len()];
-            progress(&format!(
-                "node http · {} · round {}/{}",
-                config.name(),
-                round + 1,
-                plan.rounds
-            ));
-            let sample = sample(root, bins, config, plan)
-                .with_context(|| format!("node http under {}", config.name()))?;
-            samples.push((config, sample));
-            run::settle();
+    let mut results = serde_json::Map::new();
+    for which in [Which::Machine, Which::Debian18] {
+        let version = which
+            .command(root)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("cannot run {which:?}'s node"))?;
+        let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+        if version.is_empty() {
+            anyhow::bail!("{which:?}'s node gives no version (for Node 18: `cargo xtask setup`)");
         }
+        let mut samples: Vec<(Instrumented, HttpSample)> = Vec::new();
+        for round in 0..plan.rounds {
+            for index in 0..CONFIGS.len() {
+                let config = CONFIGS[(index + round) % CONFIGS.len()];
+                progress(&format!(
+                    "node {version} http · {} · round {}/{}",
+                    config.name(),
+                    round + 1,
+                    plan.rounds
+                ));
+                let sample = sample(root, which, bins, config, plan)
+                    .with_context(|| format!("node {version} http under {}", config.name()))?;
+                samples.push((config, sample));
+                run::settle();
+            }
+        }
+        results.insert(format!("node {version}"), summary(&samples));
     }
-    Ok(summary(&version, &samples))
+    Ok(Value::Object(results))
 }
 
-/// One run of the server under `config`, loaded for the plan's time.
-fn sample(root: &Path, bins: &Bins, config: Instrumented, plan: Plan) -> Result<HttpSample> {
-    let mut server = Command::new(NODE);
+/// One run of the server on `which` node under `config`, loaded for the
+/// plan's time.
+fn sample(
+    root: &Path,
+    which: Which,
+    bins: &Bins,
+    config: Instrumented,
+    plan: Plan,
+) -> Result<HttpSample> {
+    let mut server = which.command(root);
     server.arg(root.join(SERVER));
     if config == ASYNC_HOOKS {
         server.env("BENCH_ASYNC_HOOKS", "1");
@@ -77,7 +113,7 @@ fn sample(root: &Path, bins: &Bins, config: Instrumented, plan: Plan) -> Result<
 
 /// The medians per configuration, their ratios to untraced, and the
 /// tracer's extra time a request against the floor's and async_hooks'.
-fn summary(version: &str, samples: &[(Instrumented, HttpSample)]) -> Value {
+fn summary(samples: &[(Instrumented, HttpSample)]) -> Value {
     let median = |config: Instrumented, figure: &dyn Fn(&HttpSample) -> f64| {
         let values = samples
             .iter()
@@ -126,7 +162,6 @@ fn summary(version: &str, samples: &[(Instrumented, HttpSample)]) -> Value {
         })
         .collect();
     json!({
-        "node": version,
         "configs": configs,
         "tracer_over_floor": tracer / extra_us(Instrumented::Tracer(Config::FloorEverySite)),
         "tracer_over_async_hooks": tracer / extra_us(ASYNC_HOOKS),
@@ -134,33 +169,35 @@ fn summary(version: &str, samples: &[(Instrumented, HttpSample)]) -> Value {
     })
 }
 
-/// The Node section of the printed report.
-pub fn markdown(node: &Value) -> String {
-    let mut out = format!(
-        "\n### Node.js ({} `http` server)\n\n| config | requests/s | p50 µs | p99 µs | requests/s vs untraced | p99 vs untraced | +µs/request | events/request |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
-        node["node"].as_str().unwrap_or("?")
-    );
-    for figures in node["configs"].as_array().into_iter().flatten() {
-        let number = |key: &str| figures[key].as_f64().unwrap_or(f64::NAN);
-        let events = figures["tracer_events_per_request"]
-            .as_f64()
-            .map_or("-".to_owned(), |events| format!("{events:.1}"));
+/// The Node section of the printed report: a table per Node.
+pub fn markdown(nodes: &Value) -> String {
+    let mut out = String::new();
+    for (name, node) in nodes.as_object().into_iter().flatten() {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} | {events} |\n",
-            figures["config"].as_str().unwrap_or("?"),
-            number("requests_per_s"),
-            number("p50_us"),
-            number("p99_us"),
-            number("requests_per_s_vs_untraced"),
-            number("p99_vs_untraced"),
-            number("extra_us_per_request"),
+            "\n### Node.js ({name} `http` server)\n\n| config | requests/s | p50 µs | p99 µs | requests/s vs untraced | p99 vs untraced | +µs/request | events/request |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        ));
+        for figures in node["configs"].as_array().into_iter().flatten() {
+            let number = |key: &str| figures[key].as_f64().unwrap_or(f64::NAN);
+            let events = figures["tracer_events_per_request"]
+                .as_f64()
+                .map_or("-".to_owned(), |events| format!("{events:.1}"));
+            out.push_str(&format!(
+                "| {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} | {events} |\n",
+                figures["config"].as_str().unwrap_or("?"),
+                number("requests_per_s"),
+                number("p50_us"),
+                number("p99_us"),
+                number("requests_per_s_vs_untraced"),
+                number("p99_vs_untraced"),
+                number("extra_us_per_request"),
+            ));
+        }
+        let ratio = |key: &str| node[key].as_f64().unwrap_or(f64::NAN);
+        out.push_str(&format!(
+            "\n- tracer's extra time a request: {:.2}× the floor's, {:.2}× in-process async_hooks'\n",
+            ratio("tracer_over_floor"),
+            ratio("tracer_over_async_hooks"),
         ));
     }
-    let ratio = |key: &str| node[key].as_f64().unwrap_or(f64::NAN);
-    out.push_str(&format!(
-        "\n- tracer's extra time a request: {:.2}× the floor's, {:.2}× in-process async_hooks'\n",
-        ratio("tracer_over_floor"),
-        ratio("tracer_over_async_hooks"),
-    ));
     out
 }
