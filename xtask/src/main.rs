@@ -168,7 +168,7 @@ enum Cmd {
         writes bench/results/latest.json. Then Go: channel ping-pong and loopback TCP \
         on Go 1.23 and 1.19, untraced, with runtime/trace in-process, under the floor \
         (an empty probe on runtime.casgstatus) and tracer trace. Then Node.js: an http \
-        server (Node 20) under the same load, untraced, with in-process async_hooks \
+        server (Node 20, and Debian's 18) under the same load, untraced, with in-process async_hooks \
         (all four callbacks), under the floor (empty programs on every site) and \
         tracer trace. About 10 minutes; \
         --quick about 2.\n\n\

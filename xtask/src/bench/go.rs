@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::{
-    Plan, progress, report,
+    Plan, progress, report, rotated,
     run::{self, Bins, Config, Instrumented},
 };
 use crate::{process::run as run_cmd, setup::go_binary};
@@ -94,8 +94,7 @@ pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
                 .map(|c| (*c, Vec::new(), Vec::new()))
                 .collect();
             for round in 0..plan.rounds {
-                for index in 0..CONFIGS.len() {
-                    let config = CONFIGS[(index + round) % CONFIGS.len()];
+                for config in rotated(&CONFIGS, round) {
                     progress(&format!(
                         "go{version} {workload} {} round {}",
                         config.name(),

@@ -281,7 +281,7 @@ fn progress(what: &str) {
 }
 
 /// The configurations of round `round`, rotated so none always goes first.
-fn rotated(configs: &[Config], round: usize) -> Vec<Config> {
+fn rotated<C: Copy>(configs: &[C], round: usize) -> Vec<C> {
     let mut order = configs.to_vec();
     order.rotate_left(round % configs.len().max(1));
     order

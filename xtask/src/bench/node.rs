@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::{
-    Plan, progress, report,
+    Plan, progress, report, rotated,
     run::{self, Bins, Config, HttpSample, Instrumented},
 };
 
@@ -69,8 +69,7 @@ pub fn rounds(root: &Path, bins: &Bins, plan: Plan) -> Result<Value> {
         }
         let mut samples: Vec<(Instrumented, HttpSample)> = Vec::new();
         for round in 0..plan.rounds {
-            for index in 0..CONFIGS.len() {
-                let config = CONFIGS[(index + round) % CONFIGS.len()];
+            for config in rotated(&CONFIGS, round) {
                 progress(&format!(
                     "node {version} http · {} · round {}/{}",
                     config.name(),
