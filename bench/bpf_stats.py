@@ -28,7 +28,10 @@ and `cargo build --release` in bench/workloads:
     python3 bench/bpf_stats.py --flavor multi --rounds 3
     python3 bench/bpf_stats.py --flavor current --rounds 3 --rt
 
-`--rt` runs the workload and the tracer under `chrt -f 50`.
+`--rt` runs the workload and the tracer under `chrt -f 50`. `--baseline
+/path/to/tracer` adds "baseline trace", `tracer trace` of that other build, to
+the same interleaved rounds, so that a change to the BPF side is judged side by
+side (`--configs "tracer trace,baseline trace"` runs just the two).
 """
 
 import argparse
@@ -46,6 +49,7 @@ CONFIGS = {
     "floor": ["trace", "--floor"],
     "floor (every site)": ["trace", "--floor-every-site"],
     "tracer trace": ["trace", "--json"],
+    "baseline trace": ["trace", "--json"],
 }
 RETURN_OF_POLL = ("poll_return", "floor_return")
 
@@ -104,7 +108,8 @@ def run(args, config):
     tracer = None
     if CONFIGS[config] is not None:
         tracer = subprocess.Popen(
-            rt + [args.tracer] + CONFIGS[config] + ["-p", str(workload.pid)],
+            rt + [args.baseline if config == "baseline trace" else args.tracer]
+            + CONFIGS[config] + ["-p", str(workload.pid)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )
@@ -144,6 +149,8 @@ def run(args, config):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracer", default=os.path.join(ROOT, "target/release/tracer"))
+    parser.add_argument("--baseline",
+                        help="another tracer build: adds the \"baseline trace\" configuration")
     parser.add_argument(
         "--polls", default=os.path.join(ROOT, "bench/workloads/target/release/polls"))
     parser.add_argument("--flavor", default="multi", choices=["multi", "current"])
@@ -152,11 +159,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=0.3,
                         help="seconds after go before the first reading")
-    parser.add_argument("--configs", default=",".join(CONFIGS),
+    parser.add_argument("--configs",
                         help="comma-separated, from: " + ", ".join(CONFIGS))
     parser.add_argument("--rt", action="store_true", help="chrt -f 50 for both processes")
     args = parser.parse_args()
-    configs = args.configs.split(",")
+    configs = (args.configs.split(",") if args.configs
+               else [c for c in CONFIGS if c != "baseline trace" or args.baseline])
+    if "baseline trace" in configs and not args.baseline:
+        sys.exit("the \"baseline trace\" configuration needs --baseline")
     if "untraced" not in configs:
         configs.insert(0, "untraced")
 
@@ -215,6 +225,11 @@ def main():
                                                  key=lambda kv: -kv[1]["ns_per_poll"]))
         print("| %s | %.0f | %.0f | %.0f | %.0f | %s |"
               % (config, extra, extra_cpu, inside, extra_cpu - inside, detail))
+    if "tracer trace" in report["configs"] and "baseline trace" in report["configs"]:
+        new, old = report["configs"]["tracer trace"], report["configs"]["baseline trace"]
+        print("\ntracer/baseline: extra wall %.3f, extra CPU %.3f, in BPF programs %.3f"
+              % tuple(new[key] / old[key] for key in
+                      ["extra_ns_per_poll", "extra_cpu_ns_per_poll", "bpf_ns_per_poll"]))
     print("\n" + json.dumps(report))
 
 
