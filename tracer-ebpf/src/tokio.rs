@@ -79,31 +79,134 @@ static SPAWN_CALLS: LruHashMap<u64, SpawnCall> = LruHashMap::with_max_entries(16
 /// layout is not the one we know.
 const MAX_ID_OFFSET: u64 = 4096;
 
-/// Reads Tokio's task id from a task header: `*(hdr + vtable.id_offset)`.
-///
-/// When `poll_fn` is given (at `raw::poll` entry), the vtable's first slot must be
-/// that very function, which proves the header and vtable offsets are right.
+/// Poll sites whose slot is below this have an entry in [`POLL_SITES`].
+const POLL_SITE_SLOTS: u32 = 1 << 16;
+
+/// By poll-site slot (the `raw::poll` entry's cookie): what every poll there
+/// reads alike, learnt at the site's first poll and checked against the
+/// header at each one: the task vtable whose first slot is that `raw::poll`,
+/// with the id offset read from it, packed in one word ([`pack_site`]) so that
+/// two CPUs learning a site at once never leave half of each. 0: not learnt.
+#[map]
+static POLL_SITES: Array<u64> = Array::with_max_entries(POLL_SITE_SLOTS, 0);
+
+/// Bits of a [`POLL_SITES`] entry holding the vtable address (user addresses
+/// are below 2^47); the id offset, in words, sits above them.
+const SITE_VTABLE_MASK: u64 = (1 << 48) - 1;
+
+/// A [`POLL_SITES`] entry: `vtable` with the task id at `id_offset`.
 #[inline(always)]
-fn read_task_id(header: u64, poll_fn: Option<u64>) -> Result<u64, Counter> {
-    read_task(header, poll_fn).map(|(id, _)| id)
+fn pack_site(vtable: u64, id_offset: u64) -> u64 {
+    (id_offset / 8) << 48 | vtable
+}
+
+/// Words of a task cell read at once from its header: the state (+0x00), the
+/// vtable pointer and, in the layouts seen, the task id. A cell is always
+/// larger (header, scheduler, id, stage and trailer).
+const HEAD_WORDS: usize = 8;
+
+/// The first [`HEAD_WORDS`] words of a task cell, read with one probe read.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CellHead {
+    /// The words, from the header on.
+    words: [u64; HEAD_WORDS],
+}
+
+impl CellHead {
+    /// Reads the head of the cell at `header`.
+    #[inline(always)]
+    fn read(header: u64) -> Result<Self, Counter> {
+        // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+        unsafe { bpf_probe_read_user(header as *const CellHead) }.map_err(|_| Counter::ReadFailed)
+    }
+
+    /// The word at `offset` from the header: from the head when it holds it,
+    /// else read.
+    #[inline(always)]
+    fn word(&self, header: u64, offset: u64) -> Result<u64, Counter> {
+        // One arm a word: the verifier refuses a stack read at an offset it
+        // cannot prove aligned, and volatile keeps LLVM from merging the arms
+        // into one.
+        let at = |index: usize| {
+            // SAFETY: a read of a word of `self`.
+            Ok(unsafe { core::ptr::read_volatile(&self.words[index]) })
+        };
+        match offset {
+            0x00 => at(0),
+            0x08 => at(1),
+            0x10 => at(2),
+            0x18 => at(3),
+            0x20 => at(4),
+            0x28 => at(5),
+            0x30 => at(6),
+            0x38 => at(7),
+            _ => read_u64(header + offset),
+        }
+    }
+}
+
+/// Reads Tokio's task id from a task header: `*(hdr + vtable.id_offset)`.
+#[inline(always)]
+fn read_task_id(header: u64) -> Result<u64, Counter> {
+    read_task(header).map(|(id, _)| id)
 }
 
 /// [`read_task_id`], and the address of the task's vtable.
 #[inline(always)]
-fn read_task(header: u64, poll_fn: Option<u64>) -> Result<(u64, u64), Counter> {
+fn read_task(header: u64) -> Result<(u64, u64), Counter> {
     let vtable = read_u64(header + LAYOUT_VTABLE_FIELD.load())?;
-    if let Some(poll_fn) = poll_fn
-        && read_u64(vtable)? != poll_fn
-    {
-        return Err(Counter::LayoutMismatch);
+    let id_offset = read_id_offset(vtable)?;
+    match read_u64(header + id_offset)? {
+        0 => Err(Counter::LayoutMismatch),
+        id => Ok((id, vtable)),
     }
+}
+
+/// The offset of the task id in the cells of `vtable`'s tasks, checked.
+#[inline(always)]
+fn read_id_offset(vtable: u64) -> Result<u64, Counter> {
     let id_offset = read_u64(vtable + LAYOUT_ID_OFFSET_SLOT.load())?;
     if id_offset == 0 || id_offset > MAX_ID_OFFSET || id_offset % 8 != 0 {
         return Err(Counter::LayoutMismatch);
     }
-    match read_u64(header + id_offset)? {
+    Ok(id_offset)
+}
+
+/// The id of the task at `header` polled at `raw::poll` site `slot` (whose code
+/// is at `poll_fn`): one probe read of the cell's head once the site has been
+/// learnt in [`POLL_SITES`]. At its first poll, and for any task whose vtable is
+/// not the one learnt, the vtable's first slot must be that very function,
+/// which proves the header and vtable offsets are right.
+#[inline(always)]
+fn read_polled_task_id(header: u64, poll_fn: u64, slot: u64) -> Result<u64, Counter> {
+    let head = CellHead::read(header)?;
+    let vtable = head.word(header, LAYOUT_VTABLE_FIELD.load())?;
+    let learnt = if slot < u64::from(POLL_SITE_SLOTS) {
+        POLL_SITES.get_ptr_mut(slot as u32)
+    } else {
+        None
+    };
+    // SAFETY: an aligned word of the map value: read and written whole.
+    let id_offset = match learnt.map(|entry| unsafe { *entry }) {
+        Some(site) if site != 0 && site & SITE_VTABLE_MASK == vtable => (site >> 48) * 8,
+        _ => {
+            if read_u64(vtable)? != poll_fn {
+                return Err(Counter::LayoutMismatch);
+            }
+            let id_offset = read_id_offset(vtable)?;
+            if let Some(entry) = learnt
+                && vtable & !SITE_VTABLE_MASK == 0
+            {
+                // SAFETY: as above.
+                unsafe { *entry = pack_site(vtable, id_offset) };
+            }
+            id_offset
+        }
+    };
+    match head.word(header, id_offset)? {
         0 => Err(Counter::LayoutMismatch),
-        id => Ok((id, vtable)),
+        id => Ok(id),
     }
 }
 
@@ -212,18 +315,22 @@ fn try_poll_enter(ctx: &ProbeContext) -> Result<(), Counter> {
         return Ok(());
     }
     let header: u64 = ctx.arg(0).ok_or(Counter::ReadFailed)?;
-    let regs = regs(ctx);
-    let task_id = read_task_id(header, Some(regs.rip))?;
-    let sp = regs.rsp;
     // The cookie is the site's slot in userspace's table of poll sites: it names
     // the future type of a task first seen here, and its await-chain program.
     // SAFETY: helper reading the attach cookie of this probe.
     let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let regs = regs(ctx);
+    let task_id = read_polled_task_id(header, regs.rip, site)?;
+    let sp = regs.rsp;
 
-    if POLL_STACKS.get_ptr_mut(pid_tgid).is_none() {
-        let _ = POLL_STACKS.insert(pid_tgid, &EMPTY_STACK, 0);
-    }
-    if let Some(stack) = POLL_STACKS.get_ptr_mut(pid_tgid) {
+    let stack = match POLL_STACKS.get_ptr_mut(pid_tgid) {
+        Some(stack) => Some(stack),
+        None => {
+            let _ = POLL_STACKS.insert(pid_tgid, &EMPTY_STACK, 0);
+            POLL_STACKS.get_ptr_mut(pid_tgid)
+        }
+    };
+    if let Some(stack) = stack {
         // SAFETY: the map value is ours for this thread; no other thread uses the key.
         let stack = unsafe { &mut *stack };
         // A frame at or below the new one is a poll whose return we never saw.
@@ -422,7 +529,7 @@ fn report_spawn(
     header: u64,
     site: u64,
 ) -> Result<(), Counter> {
-    let (task_id, vtable) = read_task(header, None)?;
+    let (task_id, vtable) = read_task(header)?;
     let sp = regs(ctx).rsp;
     let trigger_id = current_task(pid_tgid, sp);
     let location = spawn_location(pid_tgid, sp);
@@ -579,7 +686,7 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
     if indirect {
         header = read_u64(header)?;
     }
-    let (task_id, vtable) = read_task(header, None)?;
+    let (task_id, vtable) = read_task(header)?;
     let state = (read_u64(header)? & STATE_BITS) as u32;
     if kind as u32 != RawKind::Wake as u32 {
         emit(pid_tgid, kind, task_id, 0, state);
@@ -653,7 +760,7 @@ fn try_task_event(ctx: &ProbeContext, kind: RawKind) -> Result<u64, Counter> {
     }
     // SAFETY: helper reading the attach cookie of this probe.
     let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let task_id = read_task_id(site_header(ctx, site)?, None)?;
+    let task_id = read_task_id(site_header(ctx, site)?)?;
     emit(pid_tgid, kind, task_id, 0, 0);
     Ok(task_id)
 }
