@@ -149,17 +149,34 @@ impl CellHead {
 /// Reads Tokio's task id from a task header: `*(hdr + vtable.id_offset)`.
 #[inline(always)]
 fn read_task_id(header: u64) -> Result<u64, Counter> {
-    read_task(header).map(|(id, _)| id)
+    read_task(header).map(|task| task.id)
 }
 
-/// [`read_task_id`], and the address of the task's vtable.
+/// What the programs other than `raw::poll`'s read of a task.
+#[derive(Clone, Copy)]
+struct Task {
+    /// Tokio's task id.
+    id: u64,
+    /// The address of its vtable.
+    vtable: u64,
+    /// Its state word (`Header::state`).
+    state: u64,
+}
+
+/// Reads the task at `header`: two probe reads, the cell's head and the id
+/// offset in the vtable (three when the id lies beyond the head).
 #[inline(always)]
-fn read_task(header: u64) -> Result<(u64, u64), Counter> {
-    let vtable = read_u64(header + LAYOUT_VTABLE_FIELD.load())?;
+fn read_task(header: u64) -> Result<Task, Counter> {
+    let head = CellHead::read(header)?;
+    let vtable = head.word(header, LAYOUT_VTABLE_FIELD.load())?;
     let id_offset = read_id_offset(vtable)?;
-    match read_u64(header + id_offset)? {
+    match head.word(header, id_offset)? {
         0 => Err(Counter::LayoutMismatch),
-        id => Ok((id, vtable)),
+        id => Ok(Task {
+            id,
+            vtable,
+            state: head.word(header, 0)?,
+        }),
     }
 }
 
@@ -529,7 +546,11 @@ fn report_spawn(
     header: u64,
     site: u64,
 ) -> Result<(), Counter> {
-    let (task_id, vtable) = read_task(header)?;
+    let Task {
+        id: task_id,
+        vtable,
+        ..
+    } = read_task(header)?;
     let sp = regs(ctx).rsp;
     let trigger_id = current_task(pid_tgid, sp);
     let location = spawn_location(pid_tgid, sp);
@@ -686,8 +707,12 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
     if indirect {
         header = read_u64(header)?;
     }
-    let (task_id, vtable) = read_task(header)?;
-    let state = (read_u64(header)? & STATE_BITS) as u32;
+    let Task {
+        id: task_id,
+        vtable,
+        state,
+    } = read_task(header)?;
+    let state = (state & STATE_BITS) as u32;
     if kind as u32 != RawKind::Wake as u32 {
         emit(pid_tgid, kind, task_id, 0, state);
         return Ok(());
