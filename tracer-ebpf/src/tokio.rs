@@ -5,14 +5,15 @@
 
 use aya_ebpf::{
     EbpfContext, Global,
+    bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
     macros::{map, uprobe, uretprobe},
     maps::{Array, LruHashMap},
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::{
-    Counter, MAX_POLL_DEPTH, PollFrame, PollStack, RawEvent, RawKind, SpawnCall, chain, cookie,
-    frame,
+    Counter, DEFERRED_SLOTS, MAX_POLL_DEPTH, PollFrame, PollStack, RawEvent, RawKind, SpawnCall,
+    chain, cookie, frame,
 };
 
 use aya_ebpf::helpers::bpf_probe_read_user;
@@ -63,9 +64,10 @@ struct TaskKey {
     task_id: u64,
 }
 
-/// Tasks that deferred a wake of themselves (`context::defer`) not yet run: the
-/// next wake of one, after its poll, is that wake. Kept here so a deferral costs
-/// no ring record; LRU, so deferrals never run (a runtime shut down) age out.
+/// Tasks that deferred a wake of themselves (`context::defer`) not yet run, whose
+/// slot in the thread's [`PollStack::deferred`] was taken: the next wake of one,
+/// after its poll, is that wake. LRU, so deferrals never run (a runtime shut
+/// down) age out.
 #[map]
 static DEFERRED: LruHashMap<TaskKey, u8> = LruHashMap::with_max_entries(16384, 0);
 
@@ -265,13 +267,11 @@ fn top_index(depth: u64) -> Option<usize> {
     Some((depth as usize - 1) & (MAX_POLL_DEPTH - 1))
 }
 
-/// The innermost poll frame still live on this thread (frames at or below `sp`
-/// belong to polls whose return was missed), skipping, when `skip_completing`,
-/// those whose `Harness::complete` has begun.
+/// The innermost poll frame still live in a thread's `stack` (frames at or
+/// below `sp` belong to polls whose return was missed), skipping, when
+/// `skip_completing`, those whose `Harness::complete` has begun.
 #[inline(always)]
-fn innermost_frame(pid_tgid: u64, sp: u64, skip_completing: bool) -> Option<PollFrame> {
-    // SAFETY: the map value is only read.
-    let stack = unsafe { POLL_STACKS.get(pid_tgid) }?;
+fn innermost_frame(stack: &PollStack, sp: u64, skip_completing: bool) -> Option<PollFrame> {
     let mut depth = stack.depth;
     for _ in 0..MAX_POLL_DEPTH {
         let top = top_index(depth)?;
@@ -288,7 +288,11 @@ fn innermost_frame(pid_tgid: u64, sp: u64, skip_completing: bool) -> Option<Poll
 /// trigger.
 #[inline(always)]
 fn current_task(pid_tgid: u64, sp: u64) -> u64 {
-    innermost_frame(pid_tgid, sp, false).map_or(0, |frame| frame.task_id)
+    // SAFETY: the map value is only read.
+    let Some(stack) = (unsafe { POLL_STACKS.get(pid_tgid) }) else {
+        return 0;
+    };
+    innermost_frame(stack, sp, false).map_or(0, |frame| frame.task_id)
 }
 
 /// Drops frames whose stack pointer is below `sp`: their polls are gone.
@@ -315,6 +319,8 @@ static EMPTY_STACK: PollStack = PollStack {
         slot: 0,
         flags: 0,
     }; MAX_POLL_DEPTH],
+    deferred: [0; DEFERRED_SLOTS],
+    spilled: 0,
 };
 
 /// `raw::poll` entry: `before`. Pushes the task on the thread's poll stack.
@@ -661,12 +667,12 @@ pub fn worker_run(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// The task whose code runs on this thread, as `tokio::task::try_id()` would
-/// name it, 0 for none or the runtime's own: the innermost live poll frame,
-/// skipping those whose `Harness::complete` has begun.
+/// The task whose code runs on the thread of `stack`, as `tokio::task::try_id()`
+/// would name it, 0 for none or the runtime's own: the innermost live poll
+/// frame, skipping those whose `Harness::complete` has begun.
 #[inline(always)]
-fn running_task(pid_tgid: u64, sp: u64) -> u64 {
-    match innermost_frame(pid_tgid, sp, true) {
+fn running_task(stack: &PollStack, sp: u64) -> u64 {
+    match innermost_frame(stack, sp, true) {
         Some(frame) if frame.flags & frame::RUNTIME == 0 => frame.task_id,
         _ => 0,
     }
@@ -717,23 +723,22 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
         emit(pid_tgid, kind, task_id, 0, state);
         return Ok(());
     }
-    let waker = running_task(pid_tgid, regs(ctx).rsp);
+    let stack = POLL_STACKS.get_ptr_mut(pid_tgid);
+    // SAFETY: the map value is ours for this thread; no other thread uses the key.
+    let stack = stack.map(|stack| unsafe { &mut *stack });
+    let waker = stack
+        .as_ref()
+        .map_or(0, |stack| running_task(stack, regs(ctx).rsp));
     let running = state & tracer_common::state::RUNNING != 0;
     let mut detail = state;
     // The deferred wake comes after the poll; outside a scheduler
     // `context::defer` wakes the task at once, in its own poll.
-    if !running || waker == task_id {
-        let key = TaskKey {
-            tgid: pid_tgid >> 32,
-            task_id,
-        };
-        // SAFETY: the value is not read.
-        if unsafe { DEFERRED.get(&key) }.is_some() {
-            let _ = DEFERRED.remove(&key);
-            if !running {
-                detail |= tracer_common::state::DEFERRED;
-            }
-        }
+    if (!running || waker == task_id)
+        && let Some(stack) = stack
+        && take_deferral(stack, pid_tgid, task_id)
+        && !running
+    {
+        detail |= tracer_common::state::DEFERRED;
     }
     let event = RawEvent {
         // SAFETY: helper without preconditions.
@@ -748,21 +753,66 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
     Ok(())
 }
 
-/// `context::defer`: the running task deferred a wake of itself until
-/// after its poll (`yield_now`): marked in [`DEFERRED`], no event.
+/// Whether `task_id` deferred a wake of itself on the thread of `stack` (or, its
+/// slot taken, in [`DEFERRED`]) not yet taken; takes it.
+#[inline(always)]
+fn take_deferral(stack: &mut PollStack, pid_tgid: u64, task_id: u64) -> bool {
+    let slot = &mut stack.deferred[deferred_slot(task_id)];
+    let mut deferred = false;
+    if *slot == task_id {
+        *slot = 0;
+        deferred = true;
+    }
+    // A deferral may be in both places (deferred again once its slot was free).
+    if stack.spilled != 0 {
+        let key = TaskKey {
+            tgid: pid_tgid >> 32,
+            task_id,
+        };
+        if DEFERRED.remove(&key).is_ok() {
+            stack.spilled -= 1;
+            deferred = true;
+        }
+    }
+    deferred
+}
+
+/// The slot of `task_id` in [`PollStack::deferred`].
+#[inline(always)]
+fn deferred_slot(task_id: u64) -> usize {
+    task_id as usize & (DEFERRED_SLOTS - 1)
+}
+
+/// `context::defer`: the running task deferred a wake of itself until after its
+/// poll (`yield_now`), which Tokio runs on this thread: marked in the thread's
+/// [`PollStack::deferred`] (in [`DEFERRED`] when its slot is taken), no event.
 #[uprobe]
 pub fn task_defer(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if is_target(pid_tgid) {
-        let task_id = running_task(pid_tgid, regs(&ctx).rsp);
-        if task_id != 0 {
-            let key = TaskKey {
-                tgid: pid_tgid >> 32,
-                task_id,
-            };
-            // A full map evicts the oldest deferral: its wake is then not `self`.
-            let _ = DEFERRED.insert(&key, &1, 0);
-        }
+    if !is_target(pid_tgid) {
+        return 0;
+    }
+    let Some(stack) = POLL_STACKS.get_ptr_mut(pid_tgid) else {
+        return 0;
+    };
+    // SAFETY: the map value is ours for this thread; no other thread uses the key.
+    let stack = unsafe { &mut *stack };
+    let task_id = running_task(stack, regs(&ctx).rsp);
+    if task_id == 0 {
+        return 0;
+    }
+    let slot = &mut stack.deferred[deferred_slot(task_id)];
+    if *slot == 0 || *slot == task_id {
+        *slot = task_id;
+        return 0;
+    }
+    let key = TaskKey {
+        tgid: pid_tgid >> 32,
+        task_id,
+    };
+    // A full map evicts the oldest deferral: its wake is then not `self`.
+    if DEFERRED.insert(&key, &1, BPF_NOEXIST.into()).is_ok() {
+        stack.spilled += 1;
     }
     0
 }
