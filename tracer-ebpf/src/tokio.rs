@@ -18,7 +18,7 @@ use tracer_common::{
 
 use aya_ebpf::helpers::bpf_probe_read_user;
 
-use crate::{bump, emit, emit_named, is_target, read_u64, regs};
+use crate::{TARGET_TGID, bump, emit, emit_named, is_target, read_u64, regs};
 
 /// Offset of the vtable pointer in Tokio's task `Header`.
 #[unsafe(no_mangle)]
@@ -92,14 +92,58 @@ const POLL_SITE_SLOTS: u32 = 1 << 16;
 #[map]
 static POLL_SITES: Array<u64> = Array::with_max_entries(POLL_SITE_SLOTS, 0);
 
-/// Bits of a [`POLL_SITES`] entry holding the vtable address (user addresses
-/// are below 2^47); the id offset, in words, sits above them.
+/// Bits of a [`POLL_SITES`] or [`VTABLES`] entry holding the vtable address
+/// (user addresses are below 2^47); the id offset, in words, sits above them.
 const SITE_VTABLE_MASK: u64 = (1 << 48) - 1;
 
-/// A [`POLL_SITES`] entry: `vtable` with the task id at `id_offset`.
+/// A [`POLL_SITES`] or [`VTABLES`] entry: `vtable` with the task id at
+/// `id_offset`.
 #[inline(always)]
 fn pack_site(vtable: u64, id_offset: u64) -> u64 {
     (id_offset / 8) << 48 | vtable
+}
+
+/// Entries of [`VTABLES`]: more than the task types of most programs.
+const VTABLE_SLOTS: u32 = 1024;
+
+/// Task vtables seen by the programs other than `raw::poll` entry's, each with
+/// the id offset read from it, packed as in [`POLL_SITES`], at a hash of the
+/// vtable's address (a vtable whose entry another took is read again): a wake,
+/// spawn, complete or free then reads only the cell's head.
+#[map]
+static VTABLES: Array<u64> = Array::with_max_entries(VTABLE_SLOTS, 0);
+
+/// The learnt entry, in [`POLL_SITES`] or [`VTABLES`], for the id offset of
+/// `vtable`: its value when it is `vtable`'s, and where to learn it otherwise.
+/// Only the target process's own tasks use them: a descendant that has run
+/// another program (followed until userspace sees it) may have other tasks at
+/// the same addresses.
+#[inline(always)]
+fn learnt_id_offset(
+    entry: Option<*mut u64>,
+    pid_tgid: u64,
+    vtable: u64,
+) -> (Option<u64>, Option<*mut u64>) {
+    if (pid_tgid >> 32) as u32 != TARGET_TGID.load() || vtable & !SITE_VTABLE_MASK != 0 {
+        return (None, None);
+    }
+    // SAFETY: an aligned word of the map value: read and written whole.
+    match entry.map(|entry| unsafe { *entry }) {
+        Some(site) if site != 0 && site & SITE_VTABLE_MASK == vtable => {
+            (Some((site >> 48) * 8), None)
+        }
+        _ => (None, entry),
+    }
+}
+
+/// Keeps `id_offset`, read from `vtable`, in the entry [`learnt_id_offset`]
+/// said to learn it in.
+#[inline(always)]
+fn learn_id_offset(entry: Option<*mut u64>, vtable: u64, id_offset: u64) {
+    if let Some(entry) = entry {
+        // SAFETY: as in `learnt_id_offset`.
+        unsafe { *entry = pack_site(vtable, id_offset) };
+    }
 }
 
 /// Words of a task cell read at once from its header: the state (+0x00), the
@@ -150,8 +194,8 @@ impl CellHead {
 
 /// Reads Tokio's task id from a task header: `*(hdr + vtable.id_offset)`.
 #[inline(always)]
-fn read_task_id(header: u64) -> Result<u64, Counter> {
-    read_task(header).map(|task| task.id)
+fn read_task_id(header: u64, pid_tgid: u64) -> Result<u64, Counter> {
+    read_task(header, pid_tgid).map(|task| task.id)
 }
 
 /// What the programs other than `raw::poll`'s read of a task.
@@ -165,13 +209,28 @@ struct Task {
     state: u64,
 }
 
-/// Reads the task at `header`: two probe reads, the cell's head and the id
-/// offset in the vtable (three when the id lies beyond the head).
+/// Reads the task at `header` of process `pid_tgid`: one probe read, the cell's
+/// head, once its vtable is learnt in [`VTABLES`], and one more, of the id
+/// offset in the vtable, until then (one more again when the id lies beyond
+/// the head).
 #[inline(always)]
-fn read_task(header: u64) -> Result<Task, Counter> {
+fn read_task(header: u64, pid_tgid: u64) -> Result<Task, Counter> {
     let head = CellHead::read(header)?;
     let vtable = head.word(header, LAYOUT_VTABLE_FIELD.load())?;
-    let id_offset = read_id_offset(vtable)?;
+    let hash = (vtable >> 3) ^ (vtable >> 13);
+    let (learnt, learn) = learnt_id_offset(
+        VTABLES.get_ptr_mut(hash as u32 & (VTABLE_SLOTS - 1)),
+        pid_tgid,
+        vtable,
+    );
+    let id_offset = match learnt {
+        Some(id_offset) => id_offset,
+        None => {
+            let id_offset = read_id_offset(vtable)?;
+            learn_id_offset(learn, vtable, id_offset);
+            id_offset
+        }
+    };
     match head.word(header, id_offset)? {
         0 => Err(Counter::LayoutMismatch),
         id => Ok(Task {
@@ -198,28 +257,28 @@ fn read_id_offset(vtable: u64) -> Result<u64, Counter> {
 /// not the one learnt, the vtable's first slot must be that very function,
 /// which proves the header and vtable offsets are right.
 #[inline(always)]
-fn read_polled_task_id(header: u64, poll_fn: u64, slot: u64) -> Result<u64, Counter> {
+fn read_polled_task_id(
+    header: u64,
+    pid_tgid: u64,
+    poll_fn: u64,
+    slot: u64,
+) -> Result<u64, Counter> {
     let head = CellHead::read(header)?;
     let vtable = head.word(header, LAYOUT_VTABLE_FIELD.load())?;
-    let learnt = if slot < u64::from(POLL_SITE_SLOTS) {
+    let entry = if slot < u64::from(POLL_SITE_SLOTS) {
         POLL_SITES.get_ptr_mut(slot as u32)
     } else {
         None
     };
-    // SAFETY: an aligned word of the map value: read and written whole.
-    let id_offset = match learnt.map(|entry| unsafe { *entry }) {
-        Some(site) if site != 0 && site & SITE_VTABLE_MASK == vtable => (site >> 48) * 8,
-        _ => {
+    let (learnt, learn) = learnt_id_offset(entry, pid_tgid, vtable);
+    let id_offset = match learnt {
+        Some(id_offset) => id_offset,
+        None => {
             if read_u64(vtable)? != poll_fn {
                 return Err(Counter::LayoutMismatch);
             }
             let id_offset = read_id_offset(vtable)?;
-            if let Some(entry) = learnt
-                && vtable & !SITE_VTABLE_MASK == 0
-            {
-                // SAFETY: as above.
-                unsafe { *entry = pack_site(vtable, id_offset) };
-            }
+            learn_id_offset(learn, vtable, id_offset);
             id_offset
         }
     };
@@ -343,7 +402,7 @@ fn try_poll_enter(ctx: &ProbeContext) -> Result<(), Counter> {
     // SAFETY: helper reading the attach cookie of this probe.
     let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let regs = regs(ctx);
-    let task_id = read_polled_task_id(header, regs.rip, site)?;
+    let task_id = read_polled_task_id(header, pid_tgid, regs.rip, site)?;
     let sp = regs.rsp;
 
     let stack = match POLL_STACKS.get_ptr_mut(pid_tgid) {
@@ -556,7 +615,7 @@ fn report_spawn(
         id: task_id,
         vtable,
         ..
-    } = read_task(header)?;
+    } = read_task(header, pid_tgid)?;
     let sp = regs(ctx).rsp;
     let trigger_id = current_task(pid_tgid, sp);
     let location = spawn_location(pid_tgid, sp);
@@ -717,7 +776,7 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
         id: task_id,
         vtable,
         state,
-    } = read_task(header)?;
+    } = read_task(header, pid_tgid)?;
     let state = (state & STATE_BITS) as u32;
     if kind as u32 != RawKind::Wake as u32 {
         emit(pid_tgid, kind, task_id, 0, state);
@@ -835,7 +894,7 @@ fn try_task_event(ctx: &ProbeContext, kind: RawKind) -> Result<u64, Counter> {
     }
     // SAFETY: helper reading the attach cookie of this probe.
     let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let task_id = read_task_id(site_header(ctx, site)?)?;
+    let task_id = read_task_id(site_header(ctx, site)?, pid_tgid)?;
     emit(pid_tgid, kind, task_id, 0, 0);
     Ok(task_id)
 }
