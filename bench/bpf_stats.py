@@ -32,7 +32,10 @@ What await chains cost (the workload built with `--profile await-chains`):
     python3 bench/bpf_stats.py --polls bench/workloads/target/await-chains/polls \
         --configs "tracer trace,tracer --no-await-chains" --rounds 3
 
-`--rt` runs the workload and the tracer under `chrt -f 50`.
+`--rt` runs the workload and the tracer under `chrt -f 50`. `--baseline
+/path/to/tracer` adds "baseline trace", `tracer trace` of that other build, to
+the same interleaved rounds, so that a change to the BPF side is judged side by
+side (`--configs "tracer trace,baseline trace"` runs just the two).
 """
 
 import argparse
@@ -53,6 +56,7 @@ CONFIGS = {
     # With --polls on a build with full type DWARF (profile await-chains), set
     # against "tracer trace": what reading await chains costs.
     "tracer --no-await-chains": ["trace", "--no-await-chains", "--json"],
+    "baseline trace": ["trace", "--json"],
 }
 RETURN_OF_POLL = ("poll_return", "floor_return")
 
@@ -111,7 +115,8 @@ def run(args, config):
     tracer = None
     if CONFIGS[config] is not None:
         tracer = subprocess.Popen(
-            rt + [args.tracer] + CONFIGS[config] + ["-p", str(workload.pid)],
+            rt + [args.baseline if config == "baseline trace" else args.tracer]
+            + CONFIGS[config] + ["-p", str(workload.pid)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )
@@ -151,6 +156,8 @@ def run(args, config):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracer", default=os.path.join(ROOT, "target/release/tracer"))
+    parser.add_argument("--baseline",
+                        help="another tracer build: adds the \"baseline trace\" configuration")
     parser.add_argument(
         "--polls", default=os.path.join(ROOT, "bench/workloads/target/release/polls"))
     parser.add_argument("--flavor", default="multi", choices=["multi", "current"])
@@ -159,11 +166,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=0.3,
                         help="seconds after go before the first reading")
-    parser.add_argument("--configs", default=",".join(CONFIGS),
+    parser.add_argument("--configs",
                         help="comma-separated, from: " + ", ".join(CONFIGS))
     parser.add_argument("--rt", action="store_true", help="chrt -f 50 for both processes")
     args = parser.parse_args()
-    configs = args.configs.split(",")
+    configs = (args.configs.split(",") if args.configs
+               else [c for c in CONFIGS if c != "baseline trace" or args.baseline])
+    if "baseline trace" in configs and not args.baseline:
+        sys.exit("the \"baseline trace\" configuration needs --baseline")
     if "untraced" not in configs:
         configs.insert(0, "untraced")
 
@@ -222,6 +232,20 @@ def main():
                                                  key=lambda kv: -kv[1]["ns_per_poll"]))
         print("| %s | %.0f | %.0f | %.0f | %.0f | %s |"
               % (config, extra, extra_cpu, inside, extra_cpu - inside, detail))
+    if "tracer trace" in report["configs"] and "baseline trace" in report["configs"]:
+        new, old = report["configs"]["tracer trace"], report["configs"]["baseline trace"]
+        print("\ntracer/baseline: extra wall %.3f, extra CPU %.3f, in BPF programs %.3f"
+              % tuple(new[key] / old[key] for key in
+                      ["extra_ns_per_poll", "extra_cpu_ns_per_poll", "bpf_ns_per_poll"]))
+        # Each round's two runs are adjacent, so their ratio sees one state of a
+        # noisy machine: the median of those ratios is the steadier figure.
+        paired = [
+            [(n[i] - u[i]) / (o[i] - u[i]) for n, o, u in
+             zip(samples["tracer trace"], samples["baseline trace"], samples["untraced"])]
+            for i in (0, 1)]
+        report["paired_ratios"] = {"extra_wall": paired[0], "extra_cpu": paired[1]}
+        print("tracer/baseline, median of each round's ratio: extra wall %.3f, extra CPU %.3f"
+              % (statistics.median(paired[0]), statistics.median(paired[1])))
     print("\n" + json.dumps(report))
 
 

@@ -361,7 +361,13 @@ pub mod frame {
     pub const COMPLETING: u64 = 2;
 }
 
-/// The tasks being polled on one thread, innermost last.
+/// Slots of [`PollStack::deferred`]: more than the deferrals a Tokio worker
+/// gathers between two runs of its deferred wakes (at most one a task it runs
+/// meanwhile: its event interval, 61 by default), so that a slot is seldom taken.
+pub const DEFERRED_SLOTS: usize = 64;
+
+/// The tasks being polled on one thread, innermost last, and the wakes they
+/// deferred there.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PollStack {
@@ -369,6 +375,15 @@ pub struct PollStack {
     pub depth: u64,
     /// Frames, outermost first.
     pub frames: [PollFrame; MAX_POLL_DEPTH],
+    /// Tasks that deferred a wake of themselves on this thread
+    /// (`context::defer`: Tokio runs the wake later on the same thread) and
+    /// have not been woken since, at their id modulo [`DEFERRED_SLOTS`]; 0 is
+    /// a free slot.
+    pub deferred: [u64; DEFERRED_SLOTS],
+    /// Deferrals of this thread that found their slot taken and went to a map
+    /// shared by all threads instead, not yet woken: while not 0, a wake here
+    /// looks there too.
+    pub spilled: u64,
 }
 
 /// Await chains: where a task is parked, read at the return of a Pending poll.

@@ -5,19 +5,20 @@
 
 use aya_ebpf::{
     EbpfContext, Global,
+    bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
     macros::{map, uprobe, uretprobe},
     maps::{Array, LruHashMap},
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::{
-    Counter, MAX_POLL_DEPTH, PollFrame, PollStack, RawEvent, RawKind, SpawnCall, chain, cookie,
-    frame,
+    Counter, DEFERRED_SLOTS, MAX_POLL_DEPTH, PollFrame, PollStack, RawEvent, RawKind, SpawnCall,
+    chain, cookie, frame,
 };
 
 use aya_ebpf::helpers::bpf_probe_read_user;
 
-use crate::{bump, emit, emit_named, is_target, read_u64, regs};
+use crate::{TARGET_TGID, bump, emit, emit_named, is_target, read_u64, regs};
 
 /// Offset of the vtable pointer in Tokio's task `Header`.
 #[unsafe(no_mangle)]
@@ -63,9 +64,10 @@ struct TaskKey {
     task_id: u64,
 }
 
-/// Tasks that deferred a wake of themselves (`context::defer`) not yet run: the
-/// next wake of one, after its poll, is that wake. Kept here so a deferral costs
-/// no ring record; LRU, so deferrals never run (a runtime shut down) age out.
+/// Tasks that deferred a wake of themselves (`context::defer`) not yet run, whose
+/// slot in the thread's [`PollStack::deferred`] was taken: the next wake of one,
+/// after its poll, is that wake. LRU, so deferrals never run (a runtime shut
+/// down) age out.
 #[map]
 static DEFERRED: LruHashMap<TaskKey, u8> = LruHashMap::with_max_entries(16384, 0);
 
@@ -79,31 +81,210 @@ static SPAWN_CALLS: LruHashMap<u64, SpawnCall> = LruHashMap::with_max_entries(16
 /// layout is not the one we know.
 const MAX_ID_OFFSET: u64 = 4096;
 
-/// Reads Tokio's task id from a task header: `*(hdr + vtable.id_offset)`.
-///
-/// When `poll_fn` is given (at `raw::poll` entry), the vtable's first slot must be
-/// that very function, which proves the header and vtable offsets are right.
+/// Poll sites whose slot is below this have an entry in [`POLL_SITES`].
+const POLL_SITE_SLOTS: u32 = 1 << 16;
+
+/// By poll-site slot (the `raw::poll` entry's cookie): what every poll there
+/// reads alike, learnt at the site's first poll and checked against the
+/// header at each one: the task vtable whose first slot is that `raw::poll`,
+/// with the id offset read from it, packed in one word ([`pack_site`]) so that
+/// two CPUs learning a site at once never leave half of each. 0: not learnt.
+#[map]
+static POLL_SITES: Array<u64> = Array::with_max_entries(POLL_SITE_SLOTS, 0);
+
+/// Bits of a [`POLL_SITES`] or [`VTABLES`] entry holding the vtable address
+/// (user addresses are below 2^47); the id offset, in words, sits above them.
+const SITE_VTABLE_MASK: u64 = (1 << 48) - 1;
+
+/// A [`POLL_SITES`] or [`VTABLES`] entry: `vtable` with the task id at
+/// `id_offset`.
 #[inline(always)]
-fn read_task_id(header: u64, poll_fn: Option<u64>) -> Result<u64, Counter> {
-    read_task(header, poll_fn).map(|(id, _)| id)
+fn pack_site(vtable: u64, id_offset: u64) -> u64 {
+    (id_offset / 8) << 48 | vtable
 }
 
-/// [`read_task_id`], and the address of the task's vtable.
+/// Entries of [`VTABLES`]: more than the task types of most programs.
+const VTABLE_SLOTS: u32 = 1024;
+
+/// Task vtables seen by the programs other than `raw::poll` entry's, each with
+/// the id offset read from it, packed as in [`POLL_SITES`], at a hash of the
+/// vtable's address (a vtable whose entry another took is read again): a wake,
+/// spawn, complete or free then reads only the cell's head.
+#[map]
+static VTABLES: Array<u64> = Array::with_max_entries(VTABLE_SLOTS, 0);
+
+/// The learnt entry, in [`POLL_SITES`] or [`VTABLES`], for the id offset of
+/// `vtable`: its value when it is `vtable`'s, and where to learn it otherwise.
+/// Only the target process's own tasks use them: a descendant that has run
+/// another program (followed until userspace sees it) may have other tasks at
+/// the same addresses.
 #[inline(always)]
-fn read_task(header: u64, poll_fn: Option<u64>) -> Result<(u64, u64), Counter> {
-    let vtable = read_u64(header + LAYOUT_VTABLE_FIELD.load())?;
-    if let Some(poll_fn) = poll_fn
-        && read_u64(vtable)? != poll_fn
-    {
-        return Err(Counter::LayoutMismatch);
+fn learnt_id_offset(
+    entry: Option<*mut u64>,
+    pid_tgid: u64,
+    vtable: u64,
+) -> (Option<u64>, Option<*mut u64>) {
+    if (pid_tgid >> 32) as u32 != TARGET_TGID.load() || vtable & !SITE_VTABLE_MASK != 0 {
+        return (None, None);
     }
+    // SAFETY: an aligned word of the map value: read and written whole.
+    match entry.map(|entry| unsafe { *entry }) {
+        Some(site) if site != 0 && site & SITE_VTABLE_MASK == vtable => {
+            (Some((site >> 48) * 8), None)
+        }
+        _ => (None, entry),
+    }
+}
+
+/// Keeps `id_offset`, read from `vtable`, in the entry [`learnt_id_offset`]
+/// said to learn it in.
+#[inline(always)]
+fn learn_id_offset(entry: Option<*mut u64>, vtable: u64, id_offset: u64) {
+    if let Some(entry) = entry {
+        // SAFETY: as in `learnt_id_offset`.
+        unsafe { *entry = pack_site(vtable, id_offset) };
+    }
+}
+
+/// Words of a task cell read at once from its header: the state (+0x00), the
+/// vtable pointer and, in the layouts seen, the task id. A cell is always
+/// larger (header, scheduler, id, stage and trailer).
+const HEAD_WORDS: usize = 8;
+
+/// The first [`HEAD_WORDS`] words of a task cell, read with one probe read.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CellHead {
+    /// The words, from the header on.
+    words: [u64; HEAD_WORDS],
+}
+
+impl CellHead {
+    /// Reads the head of the cell at `header`.
+    #[inline(always)]
+    fn read(header: u64) -> Result<Self, Counter> {
+        // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+        unsafe { bpf_probe_read_user(header as *const CellHead) }.map_err(|_| Counter::ReadFailed)
+    }
+
+    /// The word at `offset` from the header: from the head when it holds it,
+    /// else read.
+    #[inline(always)]
+    fn word(&self, header: u64, offset: u64) -> Result<u64, Counter> {
+        // One arm a word: the verifier refuses a stack read at an offset it
+        // cannot prove aligned, and volatile keeps LLVM from merging the arms
+        // into one.
+        let at = |index: usize| {
+            // SAFETY: a read of a word of `self`.
+            Ok(unsafe { core::ptr::read_volatile(&self.words[index]) })
+        };
+        match offset {
+            0x00 => at(0),
+            0x08 => at(1),
+            0x10 => at(2),
+            0x18 => at(3),
+            0x20 => at(4),
+            0x28 => at(5),
+            0x30 => at(6),
+            0x38 => at(7),
+            _ => read_u64(header + offset),
+        }
+    }
+}
+
+/// Reads Tokio's task id from a task header: `*(hdr + vtable.id_offset)`.
+#[inline(always)]
+fn read_task_id(header: u64, pid_tgid: u64) -> Result<u64, Counter> {
+    read_task(header, pid_tgid).map(|task| task.id)
+}
+
+/// What the programs other than `raw::poll`'s read of a task.
+#[derive(Clone, Copy)]
+struct Task {
+    /// Tokio's task id.
+    id: u64,
+    /// The address of its vtable.
+    vtable: u64,
+    /// Its state word (`Header::state`).
+    state: u64,
+}
+
+/// Reads the task at `header` of process `pid_tgid`: one probe read, the cell's
+/// head, once its vtable is learnt in [`VTABLES`], and one more, of the id
+/// offset in the vtable, until then (one more again when the id lies beyond
+/// the head).
+#[inline(always)]
+fn read_task(header: u64, pid_tgid: u64) -> Result<Task, Counter> {
+    let head = CellHead::read(header)?;
+    let vtable = head.word(header, LAYOUT_VTABLE_FIELD.load())?;
+    let hash = (vtable >> 3) ^ (vtable >> 13);
+    let (learnt, learn) = learnt_id_offset(
+        VTABLES.get_ptr_mut(hash as u32 & (VTABLE_SLOTS - 1)),
+        pid_tgid,
+        vtable,
+    );
+    let id_offset = match learnt {
+        Some(id_offset) => id_offset,
+        None => {
+            let id_offset = read_id_offset(vtable)?;
+            learn_id_offset(learn, vtable, id_offset);
+            id_offset
+        }
+    };
+    match head.word(header, id_offset)? {
+        0 => Err(Counter::LayoutMismatch),
+        id => Ok(Task {
+            id,
+            vtable,
+            state: head.word(header, 0)?,
+        }),
+    }
+}
+
+/// The offset of the task id in the cells of `vtable`'s tasks, checked.
+#[inline(always)]
+fn read_id_offset(vtable: u64) -> Result<u64, Counter> {
     let id_offset = read_u64(vtable + LAYOUT_ID_OFFSET_SLOT.load())?;
     if id_offset == 0 || id_offset > MAX_ID_OFFSET || id_offset % 8 != 0 {
         return Err(Counter::LayoutMismatch);
     }
-    match read_u64(header + id_offset)? {
+    Ok(id_offset)
+}
+
+/// The id of the task at `header` polled at `raw::poll` site `slot` (whose code
+/// is at `poll_fn`): one probe read of the cell's head once the site has been
+/// learnt in [`POLL_SITES`]. At its first poll, and for any task whose vtable is
+/// not the one learnt, the vtable's first slot must be that very function,
+/// which proves the header and vtable offsets are right.
+#[inline(always)]
+fn read_polled_task_id(
+    header: u64,
+    pid_tgid: u64,
+    poll_fn: u64,
+    slot: u64,
+) -> Result<u64, Counter> {
+    let head = CellHead::read(header)?;
+    let vtable = head.word(header, LAYOUT_VTABLE_FIELD.load())?;
+    let entry = if slot < u64::from(POLL_SITE_SLOTS) {
+        POLL_SITES.get_ptr_mut(slot as u32)
+    } else {
+        None
+    };
+    let (learnt, learn) = learnt_id_offset(entry, pid_tgid, vtable);
+    let id_offset = match learnt {
+        Some(id_offset) => id_offset,
+        None => {
+            if read_u64(vtable)? != poll_fn {
+                return Err(Counter::LayoutMismatch);
+            }
+            let id_offset = read_id_offset(vtable)?;
+            learn_id_offset(learn, vtable, id_offset);
+            id_offset
+        }
+    };
+    match head.word(header, id_offset)? {
         0 => Err(Counter::LayoutMismatch),
-        id => Ok((id, vtable)),
+        id => Ok(id),
     }
 }
 
@@ -145,13 +326,11 @@ fn top_index(depth: u64) -> Option<usize> {
     Some((depth as usize - 1) & (MAX_POLL_DEPTH - 1))
 }
 
-/// The innermost poll frame still live on this thread (frames at or below `sp`
-/// belong to polls whose return was missed), skipping, when `skip_completing`,
-/// those whose `Harness::complete` has begun.
+/// The innermost poll frame still live in a thread's `stack` (frames at or
+/// below `sp` belong to polls whose return was missed), skipping, when
+/// `skip_completing`, those whose `Harness::complete` has begun.
 #[inline(always)]
-fn innermost_frame(pid_tgid: u64, sp: u64, skip_completing: bool) -> Option<PollFrame> {
-    // SAFETY: the map value is only read.
-    let stack = unsafe { POLL_STACKS.get(pid_tgid) }?;
+fn innermost_frame(stack: &PollStack, sp: u64, skip_completing: bool) -> Option<PollFrame> {
     let mut depth = stack.depth;
     for _ in 0..MAX_POLL_DEPTH {
         let top = top_index(depth)?;
@@ -168,7 +347,11 @@ fn innermost_frame(pid_tgid: u64, sp: u64, skip_completing: bool) -> Option<Poll
 /// trigger.
 #[inline(always)]
 fn current_task(pid_tgid: u64, sp: u64) -> u64 {
-    innermost_frame(pid_tgid, sp, false).map_or(0, |frame| frame.task_id)
+    // SAFETY: the map value is only read.
+    let Some(stack) = (unsafe { POLL_STACKS.get(pid_tgid) }) else {
+        return 0;
+    };
+    innermost_frame(stack, sp, false).map_or(0, |frame| frame.task_id)
 }
 
 /// Drops frames whose stack pointer is below `sp`: their polls are gone.
@@ -195,6 +378,8 @@ static EMPTY_STACK: PollStack = PollStack {
         slot: 0,
         flags: 0,
     }; MAX_POLL_DEPTH],
+    deferred: [0; DEFERRED_SLOTS],
+    spilled: 0,
 };
 
 /// `raw::poll` entry: `before`. Pushes the task on the thread's poll stack.
@@ -212,18 +397,22 @@ fn try_poll_enter(ctx: &ProbeContext) -> Result<(), Counter> {
         return Ok(());
     }
     let header: u64 = ctx.arg(0).ok_or(Counter::ReadFailed)?;
-    let regs = regs(ctx);
-    let task_id = read_task_id(header, Some(regs.rip))?;
-    let sp = regs.rsp;
     // The cookie is the site's slot in userspace's table of poll sites: it names
     // the future type of a task first seen here, and its await-chain program.
     // SAFETY: helper reading the attach cookie of this probe.
     let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let regs = regs(ctx);
+    let task_id = read_polled_task_id(header, pid_tgid, regs.rip, site)?;
+    let sp = regs.rsp;
 
-    if POLL_STACKS.get_ptr_mut(pid_tgid).is_none() {
-        let _ = POLL_STACKS.insert(pid_tgid, &EMPTY_STACK, 0);
-    }
-    if let Some(stack) = POLL_STACKS.get_ptr_mut(pid_tgid) {
+    let stack = match POLL_STACKS.get_ptr_mut(pid_tgid) {
+        Some(stack) => Some(stack),
+        None => {
+            let _ = POLL_STACKS.insert(pid_tgid, &EMPTY_STACK, 0);
+            POLL_STACKS.get_ptr_mut(pid_tgid)
+        }
+    };
+    if let Some(stack) = stack {
         // SAFETY: the map value is ours for this thread; no other thread uses the key.
         let stack = unsafe { &mut *stack };
         // A frame at or below the new one is a poll whose return we never saw.
@@ -422,7 +611,11 @@ fn report_spawn(
     header: u64,
     site: u64,
 ) -> Result<(), Counter> {
-    let (task_id, vtable) = read_task(header, None)?;
+    let Task {
+        id: task_id,
+        vtable,
+        ..
+    } = read_task(header, pid_tgid)?;
     let sp = regs(ctx).rsp;
     let trigger_id = current_task(pid_tgid, sp);
     let location = spawn_location(pid_tgid, sp);
@@ -533,12 +726,12 @@ pub fn worker_run(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// The task whose code runs on this thread, as `tokio::task::try_id()` would
-/// name it, 0 for none or the runtime's own: the innermost live poll frame,
-/// skipping those whose `Harness::complete` has begun.
+/// The task whose code runs on the thread of `stack`, as `tokio::task::try_id()`
+/// would name it, 0 for none or the runtime's own: the innermost live poll
+/// frame, skipping those whose `Harness::complete` has begun.
 #[inline(always)]
-fn running_task(pid_tgid: u64, sp: u64) -> u64 {
-    match innermost_frame(pid_tgid, sp, true) {
+fn running_task(stack: &PollStack, sp: u64) -> u64 {
+    match innermost_frame(stack, sp, true) {
         Some(frame) if frame.flags & frame::RUNTIME == 0 => frame.task_id,
         _ => 0,
     }
@@ -579,29 +772,32 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
     if indirect {
         header = read_u64(header)?;
     }
-    let (task_id, vtable) = read_task(header, None)?;
-    let state = (read_u64(header)? & STATE_BITS) as u32;
+    let Task {
+        id: task_id,
+        vtable,
+        state,
+    } = read_task(header, pid_tgid)?;
+    let state = (state & STATE_BITS) as u32;
     if kind as u32 != RawKind::Wake as u32 {
         emit(pid_tgid, kind, task_id, 0, state);
         return Ok(());
     }
-    let waker = running_task(pid_tgid, regs(ctx).rsp);
+    let stack = POLL_STACKS.get_ptr_mut(pid_tgid);
+    // SAFETY: the map value is ours for this thread; no other thread uses the key.
+    let stack = stack.map(|stack| unsafe { &mut *stack });
+    let waker = stack
+        .as_ref()
+        .map_or(0, |stack| running_task(stack, regs(ctx).rsp));
     let running = state & tracer_common::state::RUNNING != 0;
     let mut detail = state;
     // The deferred wake comes after the poll; outside a scheduler
     // `context::defer` wakes the task at once, in its own poll.
-    if !running || waker == task_id {
-        let key = TaskKey {
-            tgid: pid_tgid >> 32,
-            task_id,
-        };
-        // SAFETY: the value is not read.
-        if unsafe { DEFERRED.get(&key) }.is_some() {
-            let _ = DEFERRED.remove(&key);
-            if !running {
-                detail |= tracer_common::state::DEFERRED;
-            }
-        }
+    if (!running || waker == task_id)
+        && let Some(stack) = stack
+        && take_deferral(stack, pid_tgid, task_id)
+        && !running
+    {
+        detail |= tracer_common::state::DEFERRED;
     }
     let event = RawEvent {
         // SAFETY: helper without preconditions.
@@ -616,21 +812,66 @@ fn try_task_notify(ctx: &ProbeContext, kind: RawKind, indirect: bool) -> Result<
     Ok(())
 }
 
-/// `context::defer`: the running task deferred a wake of itself until
-/// after its poll (`yield_now`): marked in [`DEFERRED`], no event.
+/// Whether `task_id` deferred a wake of itself on the thread of `stack` (or, its
+/// slot taken, in [`DEFERRED`]) not yet taken; takes it.
+#[inline(always)]
+fn take_deferral(stack: &mut PollStack, pid_tgid: u64, task_id: u64) -> bool {
+    let slot = &mut stack.deferred[deferred_slot(task_id)];
+    let mut deferred = false;
+    if *slot == task_id {
+        *slot = 0;
+        deferred = true;
+    }
+    // A deferral may be in both places (deferred again once its slot was free).
+    if stack.spilled != 0 {
+        let key = TaskKey {
+            tgid: pid_tgid >> 32,
+            task_id,
+        };
+        if DEFERRED.remove(&key).is_ok() {
+            stack.spilled -= 1;
+            deferred = true;
+        }
+    }
+    deferred
+}
+
+/// The slot of `task_id` in [`PollStack::deferred`].
+#[inline(always)]
+fn deferred_slot(task_id: u64) -> usize {
+    task_id as usize & (DEFERRED_SLOTS - 1)
+}
+
+/// `context::defer`: the running task deferred a wake of itself until after its
+/// poll (`yield_now`), which Tokio runs on this thread: marked in the thread's
+/// [`PollStack::deferred`] (in [`DEFERRED`] when its slot is taken), no event.
 #[uprobe]
 pub fn task_defer(ctx: ProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if is_target(pid_tgid) {
-        let task_id = running_task(pid_tgid, regs(&ctx).rsp);
-        if task_id != 0 {
-            let key = TaskKey {
-                tgid: pid_tgid >> 32,
-                task_id,
-            };
-            // A full map evicts the oldest deferral: its wake is then not `self`.
-            let _ = DEFERRED.insert(&key, &1, 0);
-        }
+    if !is_target(pid_tgid) {
+        return 0;
+    }
+    let Some(stack) = POLL_STACKS.get_ptr_mut(pid_tgid) else {
+        return 0;
+    };
+    // SAFETY: the map value is ours for this thread; no other thread uses the key.
+    let stack = unsafe { &mut *stack };
+    let task_id = running_task(stack, regs(&ctx).rsp);
+    if task_id == 0 {
+        return 0;
+    }
+    let slot = &mut stack.deferred[deferred_slot(task_id)];
+    if *slot == 0 || *slot == task_id {
+        *slot = task_id;
+        return 0;
+    }
+    let key = TaskKey {
+        tgid: pid_tgid >> 32,
+        task_id,
+    };
+    // A full map evicts the oldest deferral: its wake is then not `self`.
+    if DEFERRED.insert(&key, &1, BPF_NOEXIST.into()).is_ok() {
+        stack.spilled += 1;
     }
     0
 }
@@ -653,7 +894,7 @@ fn try_task_event(ctx: &ProbeContext, kind: RawKind) -> Result<u64, Counter> {
     }
     // SAFETY: helper reading the attach cookie of this probe.
     let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let task_id = read_task_id(site_header(ctx, site)?, None)?;
+    let task_id = read_task_id(site_header(ctx, site)?, pid_tgid)?;
     emit(pid_tgid, kind, task_id, 0, 0);
     Ok(task_id)
 }
