@@ -25,13 +25,14 @@ use crate::{
     top,
 };
 
-/// async_hooks for Tokio and Go, from the outside: see every task or goroutine
-/// of a running, unmodified process as init / before / after / wake / resolve /
-/// destroy events.
+/// async_hooks for Tokio, Go and Node.js, from the outside: see every task,
+/// goroutine or native Node resource of a running, unmodified process as
+/// init / before / after / wake / resolve / destroy events.
 #[derive(Parser, Debug)]
 #[command(name = "tracer", version, propagate_version = true)]
 #[command(
-    after_help = "The runtime is found in the binary: Tokio 1.43 to 1.54 (tasks), Go 1.19 and 1.21 to 1.23 (goroutines).\n\
+    after_help = "The runtime is found in the binary: Tokio 1.43 to 1.54 (tasks), Go 1.19 and 1.21 to 1.23 (goroutines),\n\
+                  Node.js 18.20.4 (Debian's libnode) and 20.20.2 (native resources: TCPWRAP, FSREQCALLBACK, ...).\n\
                   Go cost: one trap per goroutine status change, about 0.7 us. Go 1.19's runtime.casgstatus starts with an\n\
                   instruction the kernel would single-step (about 6.5 us a hit), so tracer probes it a few instructions in,\n\
                   at one the kernel emulates, where the arguments are still in their registers.\n\n\
