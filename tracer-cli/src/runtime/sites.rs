@@ -45,6 +45,17 @@ pub struct ObjectSites {
     pub runtime_version: Option<String>,
 }
 
+impl ObjectSites {
+    /// The addresses of the sites probed as `probe`.
+    pub fn addresses(&self, probe: Probe) -> Vec<u64> {
+        self.sites
+            .iter()
+            .filter(|s| s.probe == probe)
+            .map(|s| s.address)
+            .collect()
+    }
+}
+
 /// Reads `path` and returns the sites `adapter` wants probed, and the version of
 /// the runtime crate the file was built with.
 ///

@@ -195,14 +195,16 @@ fn build(root: &Path) -> Result<Bins> {
     let workloads = root.join(WORKLOADS_DIR);
     let plain_target = workloads.join("target");
     let console_target = workloads.join("target/console");
-    run_cmd(
-        cargo()
+    let plain_cargo = || {
+        let mut command = cargo();
+        command
             .current_dir(&workloads)
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env("CARGO_TARGET_DIR", &plain_target)
-            .args(["build", "--release"]),
-    )?;
+            .env("CARGO_TARGET_DIR", &plain_target);
+        command
+    };
+    run_cmd(plain_cargo().args(["build", "--release"]))?;
     // As tokio-console's README asks: Tokio's `tracing` feature (in the `console`
     // feature) and `--cfg tokio_unstable`.
     run_cmd(
@@ -217,11 +219,7 @@ fn build(root: &Path) -> Result<Bins> {
     // Full type DWARF for the workload crate only, as the README tells users
     // who want await chains: what reading them costs is measured on this build.
     run_cmd(
-        cargo()
-            .current_dir(&workloads)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env("CARGO_TARGET_DIR", &plain_target)
+        plain_cargo()
             .args(["build", "--profile", "await-chains"])
             .args(["--bin", "polls", "--bin", "http_server"]),
     )?;

@@ -510,8 +510,9 @@ pub fn encode_names(names: &Names) -> Vec<u8> {
     out
 }
 
-/// Reads a names chunk's payload holding `count` inits.
-pub fn decode_names(payload: &[u8], count: u32) -> Result<Names, Malformed> {
+/// The start of a names or chains chunk's payload: the CRC of its events
+/// chunk, then its table of texts; with the cursor after them.
+fn text_table(payload: &[u8]) -> Result<(&[u8; 4], Cursor<'_>, Vec<String>), Malformed> {
     let (crc, rest) = payload
         .split_first_chunk::<4>()
         .ok_or(Malformed("ends early"))?;
@@ -522,14 +523,24 @@ pub fn decode_names(payload: &[u8], count: u32) -> Result<Names, Malformed> {
     for _ in 0..texts_len {
         texts.push(cursor.string()?);
     }
+    Ok((crc, cursor, texts))
+}
+
+/// Text `n` (1-based, as chunks refer to them) of `texts`.
+fn text_at(texts: &[String], n: u64) -> Result<String, Malformed> {
+    texts
+        .get(usize::try_from(n - 1).unwrap_or(usize::MAX))
+        .cloned()
+        .ok_or(Malformed("names a text the chunk does not hold"))
+}
+
+/// Reads a names chunk's payload holding `count` inits.
+pub fn decode_names(payload: &[u8], count: u32) -> Result<Names, Malformed> {
+    let (crc, mut cursor, texts) = text_table(payload)?;
     let text = |cursor: &mut Cursor<'_>| -> Result<Option<String>, Malformed> {
         match cursor.varint()? {
             0 => Ok(None),
-            n => texts
-                .get(usize::try_from(n - 1).unwrap_or(usize::MAX))
-                .cloned()
-                .map(Some)
-                .ok_or(Malformed("names a text the chunk does not hold")),
+            n => text_at(&texts, n).map(Some),
         }
     };
     let mut inits = Vec::new();
@@ -608,22 +619,11 @@ pub fn encode_chains(chains: &Chains) -> Vec<u8> {
 
 /// Reads a chains chunk's payload holding `count` chains.
 pub fn decode_chains(payload: &[u8], count: u32) -> Result<Chains, Malformed> {
-    let (crc, rest) = payload
-        .split_first_chunk::<4>()
-        .ok_or(Malformed("ends early"))?;
-    let mut cursor = Cursor::new(rest);
-    let texts_len = cursor.varint()?;
-    let mut texts = Vec::new();
-    for _ in 0..texts_len {
-        texts.push(cursor.string()?);
-    }
+    let (crc, mut cursor, texts) = text_table(payload)?;
     let text = |cursor: &mut Cursor<'_>| -> Result<String, Malformed> {
         match cursor.varint()? {
             0 => Ok(String::new()),
-            n => texts
-                .get(usize::try_from(n - 1).unwrap_or(usize::MAX))
-                .cloned()
-                .ok_or(Malformed("names a text the chunk does not hold")),
+            n => text_at(&texts, n),
         }
     };
     let mut afters = Vec::new();

@@ -194,8 +194,9 @@ pub fn is_state_machine(name: &str) -> bool {
     last.starts_with("{async_fn_env#") || last.starts_with("{async_block_env#")
 }
 
-/// Whether the type `ty` is a state machine, or a pin or box of one.
-fn holds_state_machine(types: &Types, ty: TypeRef) -> bool {
+/// Whether the type `ty` is a state machine, or a pin or box of one: what
+/// a combinator holds that the chain goes through.
+pub fn holds_state_machine(types: &Types, ty: TypeRef) -> bool {
     let Some(found) = types.get(ty) else {
         return false;
     };

@@ -59,12 +59,7 @@ impl Analysis {
             .with_context(|| format!("{} is not an ELF file tracer can read", exe.display()))?;
         let image = Image::new(&file);
         let found = sites::scan(exe, &Tokio)?;
-        let polls: Vec<u64> = found
-            .sites
-            .iter()
-            .filter(|s| s.probe == Probe::Poll)
-            .map(|s| s.address)
-            .collect();
+        let polls = found.addresses(Probe::Poll);
         if polls.is_empty() {
             bail!("{} holds no Tokio task (no raw::poll found)", exe.display());
         }
@@ -125,13 +120,7 @@ pub fn session_programs(
     let mut walked = 0;
     let mut problem = None;
     for (index, object) in objects.iter().enumerate() {
-        let polls: Vec<u64> = object
-            .sites
-            .sites
-            .iter()
-            .filter(|s| s.probe == Probe::Poll)
-            .map(|s| s.address)
-            .collect();
+        let polls = object.sites.addresses(Probe::Poll);
         if polls.is_empty() {
             continue;
         }

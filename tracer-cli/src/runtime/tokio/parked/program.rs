@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use tracer_common::chain::{Edge, FIRST_SUSPEND, Node, Site};
 
 use super::{
-    chain::{Frame, function_name, is_state_machine},
+    chain::{Frame, function_name, holds_state_machine, is_state_machine},
     layout::CellLayout,
     types::{Kind, Member, TypeRef, Types},
 };
@@ -307,24 +307,6 @@ fn resolve(
             });
             None
         }
-    }
-}
-
-/// Whether the type `ty` is a state machine, or a pin or box of one (as
-/// [`super::chain`] decides it).
-fn holds_state_machine(types: &Types, ty: TypeRef) -> bool {
-    let Some(found) = types.get(ty) else {
-        return false;
-    };
-    match &found.kind {
-        Kind::Pointer(Some(target)) => types
-            .get(*target)
-            .is_some_and(|t| is_state_machine(&t.name)),
-        Kind::Struct { .. } if found.name.starts_with("core::pin::Pin<") => types
-            .member(ty, "pointer")
-            .and_then(|m| m.ty)
-            .is_some_and(|inner| holds_state_machine(types, inner)),
-        _ => is_state_machine(&found.name),
     }
 }
 
