@@ -1,6 +1,7 @@
 //! DWARF as tracer reads it, for every runtime: the sections of an ELF file,
 //! decompressed where the linker compressed them (Go's linker always does),
-//! walked one unit at a time.
+//! walked one unit at a time; or a DWARF package's split units, through the
+//! binary's skeleton units ([`DwarfSource`]).
 
 use std::borrow::Cow;
 
