@@ -571,6 +571,14 @@ mod tests {
         );
     }
 
+    /// An `after` without an await chain, `completed` or not.
+    fn after(completed: bool) -> HookKind {
+        HookKind::After {
+            completed,
+            awaiting: None,
+        }
+    }
+
     #[test]
     fn after_reports_completion_only_for_the_poll_that_completed() {
         let mut model = TaskModel::new();
@@ -585,20 +593,8 @@ mod tests {
                 raw(RawKind::PollEnd, 1, 1),
             ],
         );
-        assert_eq!(
-            out[2].kind,
-            HookKind::After {
-                completed: false,
-                awaiting: None
-            }
-        );
-        assert_eq!(
-            out[5].kind,
-            HookKind::After {
-                completed: true,
-                awaiting: None
-            }
-        );
+        assert_eq!(out[2].kind, after(false));
+        assert_eq!(out[5].kind, after(true));
     }
 
     #[test]
@@ -615,20 +611,8 @@ mod tests {
                 raw(RawKind::PollEnd, 1, 2),
             ],
         );
-        assert_eq!(
-            out[4].kind,
-            HookKind::After {
-                completed: false,
-                awaiting: None
-            }
-        );
-        assert_eq!(
-            out[5].kind,
-            HookKind::After {
-                completed: true,
-                awaiting: None
-            }
-        );
+        assert_eq!(out[4].kind, after(false));
+        assert_eq!(out[5].kind, after(true));
     }
 
     #[test]
@@ -666,13 +650,7 @@ mod tests {
             names(&out),
             ["init", "before", "resolve", "after", "destroy"]
         );
-        assert_eq!(
-            out[3].kind,
-            HookKind::After {
-                completed: true,
-                awaiting: None
-            }
-        );
+        assert_eq!(out[3].kind, after(true));
         assert_eq!(model.live_tasks(), 0);
         assert_eq!(model.anomalies(), ModelAnomalies::default());
     }
