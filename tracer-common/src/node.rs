@@ -21,6 +21,17 @@ pub enum NodeKind {
     /// An `AsyncWrap` with a valid `async_id` is destroyed, or reset for reuse
     /// (its old id ends): a `destroy`.
     Destroy = 4,
+    /// `--js-resources`: Node's async-id counter was written (a new id,
+    /// `async_id`) outside `AsyncReset`: a JS-level resource's id. `trigger_id`:
+    /// the trigger Node's `getDefaultTriggerAsyncId()` gives it (the default
+    /// trigger slot when set, else the current id); `provider`: 1 when the
+    /// thread was inside `AsyncReset` (a native resource's id), else 0.
+    JsId = 5,
+    /// `--js-resources`: a watched word other than the counter was written
+    /// (its address in `object`, its new 8 bytes in `async_id`): the current
+    /// async id (Node's `pushAsyncContext`/`popAsyncContext`) or one of the
+    /// timer counters that tell the type of a JS-level resource.
+    JsWrite = 6,
 }
 
 impl TryFrom<u32> for NodeKind {
@@ -32,6 +43,8 @@ impl TryFrom<u32> for NodeKind {
             2 => Self::ScopeEnter,
             3 => Self::ScopeClose,
             4 => Self::Destroy,
+            5 => Self::JsId,
+            6 => Self::JsWrite,
             other => return Err(other),
         })
     }
@@ -65,11 +78,14 @@ pub struct RawNodeEvent {
     pub object: u64,
     /// The bits of the async id (a double); 0 for a close.
     pub async_id: u64,
-    /// Init: the bits of the trigger async id (a double); else 0.
+    /// Init and JsId: the bits of the trigger async id (a double); a scope
+    /// entered through the `(Environment*, …)` constructor: the
+    /// `node::Environment*` it runs in (which `--js-resources` watches); else 0.
     pub trigger_id: u64,
     /// A [`NodeKind`].
     pub kind: u32,
-    /// Init: the provider type (`AsyncWrap::ProviderType`), which names it.
+    /// Init: the provider type (`AsyncWrap::ProviderType`), which names it;
+    /// JsId: whether it was drawn inside `AsyncReset` (see [`NodeKind::JsId`]).
     pub provider: u32,
 }
 
@@ -84,4 +100,20 @@ pub mod layout {
     pub const WRAP_TRIGGER_ID: &str = "NODE_WRAP_TRIGGER_ID";
     /// Global: offset of `InternalCallbackScope::closed_` (a bool).
     pub const SCOPE_CLOSED: &str = "NODE_SCOPE_CLOSED";
+}
+
+/// The perf-event programs a hardware write-watchpoint runs (`--js-resources`).
+pub mod watch {
+    /// On the async-id counter (`async_id_fields[kAsyncIdCounter]`): a
+    /// [`super::NodeKind::JsId`]. It reads the default trigger and the current
+    /// id next to the counter, at [`DEFAULT_TRIGGER_FROM_COUNTER`] and
+    /// [`EXECUTION_FROM_COUNTER`].
+    pub const COUNTER_PROGRAM: &str = "node_js_counter";
+    /// On any other watched word: a [`super::NodeKind::JsWrite`].
+    pub const WRITE_PROGRAM: &str = "node_js_write";
+    /// `kDefaultTriggerAsyncId` from `kAsyncIdCounter` in `async_id_fields`
+    /// (fields 3 and 2, doubles).
+    pub const DEFAULT_TRIGGER_FROM_COUNTER: u64 = 8;
+    /// `kExecutionAsyncId` from `kAsyncIdCounter` (fields 0 and 2), negated.
+    pub const EXECUTION_FROM_COUNTER: u64 = 16;
 }

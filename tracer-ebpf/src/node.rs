@@ -8,6 +8,12 @@
 //!
 //! Node's ids are doubles: they are read from memory as their bits, never from
 //! the xmm registers (which BPF cannot read).
+//!
+//! With `--js-resources`, userspace also puts hardware write-watchpoints on
+//! words of the main thread's `node::Environment` (the async-id counter, the
+//! current async id, two timer counters): [`node_js_counter`] and
+//! [`node_js_write`] run after each write (x86 data breakpoints trap after the
+//! write) and report the new values.
 
 use core::ptr::read_volatile;
 
@@ -17,13 +23,14 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::bpf_get_attach_cookie,
     },
-    macros::{map, uprobe, uretprobe},
+    bindings::bpf_perf_event_data,
+    macros::{map, perf_event, uprobe, uretprobe},
     maps::LruHashMap,
-    programs::{ProbeContext, RetProbeContext},
+    programs::{PerfEventContext, ProbeContext, RetProbeContext},
 };
 use tracer_common::{
     Counter,
-    node::{INVALID_ASYNC_ID_BITS, NodeKind, RawNodeEvent, scope_cookie},
+    node::{INVALID_ASYNC_ID_BITS, NodeKind, RawNodeEvent, scope_cookie, watch},
 };
 
 use crate::{bump, is_target, read_u64, regs, reserve, submit_flags};
@@ -150,10 +157,10 @@ pub fn node_scope_enter(ctx: ProbeContext) -> u32 {
     // the verifier refuses a context pointer moved by a computed offset.
     // SAFETY: reads of fields of the live register context.
     let (rsi, rcx) = unsafe { (read_volatile(&regs.rsi), read_volatile(&regs.rcx)) };
-    let ids = if site == scope_cookie::WRAP {
-        rsi + NODE_WRAP_ASYNC_ID.load()
+    let (ids, env) = if site == scope_cookie::WRAP {
+        (rsi + NODE_WRAP_ASYNC_ID.load(), 0)
     } else {
-        rcx
+        (rcx, rsi)
     };
     let Ok(id) = read_u64(ids).inspect_err(|c| bump(*c)) else {
         return 0;
@@ -161,7 +168,57 @@ pub fn node_scope_enter(ctx: ProbeContext) -> u32 {
     if id == 0 {
         return 0;
     }
-    emit(pid_tgid, NodeKind::ScopeEnter, regs.rdi, id, 0, 0);
+    emit(pid_tgid, NodeKind::ScopeEnter, regs.rdi, id, env, 0);
+    0
+}
+
+/// The watched word a perf event's hit is for, and the thread.
+#[inline(always)]
+fn watched(ctx: &PerfEventContext) -> Option<(u64, u64)> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target(pid_tgid) {
+        return None;
+    }
+    // SAFETY: a perf-event program's context is its bpf_perf_event_data; for a
+    // breakpoint, `addr` is the watched address.
+    let address = unsafe { read_volatile(&(*(ctx.as_ptr() as *const bpf_perf_event_data)).addr) };
+    Some((pid_tgid, address))
+}
+
+/// Watchpoint on `async_id_fields[kAsyncIdCounter]`: a new async id, with the
+/// trigger `getDefaultTriggerAsyncId()` gives (the default trigger slot unless
+/// it is negative, else the current id), and whether the thread is inside
+/// `AsyncReset` (a native resource's id, reported at its return).
+#[perf_event]
+pub fn node_js_counter(ctx: PerfEventContext) -> u32 {
+    let Some((pid_tgid, counter)) = watched(&ctx) else {
+        return 0;
+    };
+    let read = |address| read_u64(address).inspect_err(|c| bump(*c)).ok();
+    let (Some(id), Some(default), Some(current)) = (
+        read(counter),
+        read(counter + watch::DEFAULT_TRIGGER_FROM_COUNTER),
+        read(counter - watch::EXECUTION_FROM_COUNTER),
+    ) else {
+        return 0;
+    };
+    let trigger = if default >> 63 == 0 { default } else { current };
+    // SAFETY: the value is not read.
+    let in_reset = unsafe { NODE_RESETS.get(&pid_tgid) }.is_some_and(|stack| stack.depth > 0);
+    emit(pid_tgid, NodeKind::JsId, counter, id, trigger, u32::from(in_reset));
+    0
+}
+
+/// Watchpoint on any other word: its address and new value.
+#[perf_event]
+pub fn node_js_write(ctx: PerfEventContext) -> u32 {
+    let Some((pid_tgid, address)) = watched(&ctx) else {
+        return 0;
+    };
+    match read_u64(address) {
+        Ok(value) => emit(pid_tgid, NodeKind::JsWrite, address, value, 0, 0),
+        Err(counter) => bump(counter),
+    }
     0
 }
 

@@ -218,6 +218,15 @@ struct OutputArgs {
     /// costs a probe hit.
     #[arg(long, requires = "no_polls")]
     wakes: bool,
+    /// Node.js: also report the JS-level resources (node.Timeout,
+    /// node.Immediate, node.TickObject), which never reach Node's native code,
+    /// through hardware write-watchpoints on the main thread's async-id counter,
+    /// current async id and timer counters, armed once the first callback
+    /// shows where they are. Costly: every JS-level init, before and after
+    /// traps (COST). Worker threads' JS-level resources and promises are not
+    /// seen; the summary counts what went by unseen.
+    #[arg(long)]
+    js_resources: bool,
     /// Benchmark: every event but wakes (no wake probes; sched_ns null).
     #[arg(long, hide = true, conflicts_with_all = ["no_polls", "floor"])]
     no_wakes: bool,
@@ -330,6 +339,7 @@ impl OutputArgs {
             follow_forks: self.follow_forks,
             tasks: crate::model::task_filter::TaskGlobs::new(self.tasks.clone()),
             await_chains: !self.no_await_chains,
+            js_resources: self.js_resources,
         }
     }
 }

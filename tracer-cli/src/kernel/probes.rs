@@ -12,7 +12,11 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        TracePoint, UProbe,
+        PerfEvent, TracePoint, UProbe,
+        perf_event::{
+            BreakpointConfig, PerfBreakpointLength, PerfBreakpointType, PerfEventConfig,
+            PerfEventScope, SamplePolicy,
+        },
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
@@ -22,7 +26,7 @@ use crate::{
     kernel::multi_attach::MultiPrograms,
     kernel::new_task::{NEW_TASK_TRACEPOINT, NewTaskFields},
     runtime::sites::Site,
-    runtime::{BpfGlobals, Probe},
+    runtime::{BpfGlobals, Probe, WriteWatch},
 };
 
 /// The BPF object built from `tracer-ebpf`.
@@ -441,6 +445,51 @@ impl Probes {
         };
         let scope = only_pid.map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
         program.attach(point, object, scope)?;
+        Ok(())
+    }
+
+    /// Puts a hardware write-watchpoint on each word of `watches`: its program
+    /// runs after every write to the word by that thread. Each thread has four
+    /// debug registers; the kernel refuses a fifth.
+    pub fn watch_writes(&mut self, watches: &[WriteWatch]) -> anyhow::Result<()> {
+        for watch in watches {
+            let program: &mut PerfEvent = self
+                .ebpf
+                .program_mut(watch.program)
+                .ok_or_else(|| anyhow!("BPF program {} missing", watch.program))?
+                .try_into()?;
+            if program.fd().is_err() {
+                program.load().map_err(|error| {
+                    anyhow!(
+                        "the kernel refused BPF program {}: {}",
+                        watch.program,
+                        last_lines(&error.to_string(), 12)
+                    )
+                })?;
+            }
+            let length = match watch.len {
+                4 => PerfBreakpointLength::Len4,
+                8 => PerfBreakpointLength::Len8,
+                other => bail!("no {other}-byte watchpoint"),
+            };
+            let config = PerfEventConfig::Breakpoint(BreakpointConfig::Data {
+                r#type: PerfBreakpointType::Write,
+                address: watch.address,
+                length,
+            });
+            let scope = PerfEventScope::OneProcess {
+                pid: watch.thread,
+                cpu: None,
+            };
+            program
+                .attach(config, scope, SamplePolicy::Period(1), false)
+                .with_context(|| {
+                    format!(
+                        "cannot watch {:#x} in thread {} (perf_event_open of a hardware breakpoint)",
+                        watch.address, watch.thread
+                    )
+                })?;
+        }
         Ok(())
     }
 

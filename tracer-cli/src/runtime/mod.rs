@@ -151,6 +151,20 @@ pub struct LocationRange {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BpfGlobals(pub Vec<(&'static str, u64)>);
 
+/// A hardware write-watchpoint a runtime's mapping asks for: `program` runs
+/// after every write by `thread` to the `len` bytes at `address`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteWatch {
+    /// The perf-event program to run.
+    pub program: &'static str,
+    /// The thread (its tid) whose writes are watched.
+    pub thread: u32,
+    /// The watched word.
+    pub address: u64,
+    /// Its size: 4 or 8.
+    pub len: u8,
+}
+
 /// A record the model takes: what a runtime's own records are mapped to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelRecord {
@@ -170,6 +184,21 @@ pub trait RecordMapper: Send {
 
     /// Summary lines: what the mapping set aside or could not finish, counted.
     fn summary(&self) -> Vec<String>;
+
+    /// Asks the mapping to report the runtime's JS-level resources through
+    /// hardware watchpoints (`--js-resources`); false when the runtime has none.
+    fn watch_js_resources(&mut self) -> bool {
+        false
+    }
+
+    /// The watchpoints the mapping wants armed now, once it has seen where
+    /// they go; given once.
+    fn take_watches(&mut self) -> Vec<WriteWatch> {
+        Vec::new()
+    }
+
+    /// What arming the watchpoints [`RecordMapper::take_watches`] gave did.
+    fn watches_armed(&mut self, _result: Result<(), String>) {}
 }
 
 /// What an adapter prepares for a session once its sites are found.

@@ -92,6 +92,7 @@ impl Live<'_> {
                     let mut guard = guard?;
                     let drained = self.decoders.drain(guard.get_inner_mut(), &mut self.stats, self.sink, DRAIN_BATCH);
                     guard.clear_ready();
+                    self.arm_watches();
                     drained_again(drained, &mut turns)
                 }
                 _ = turns.housekeeping.tick() => self.housekeeping(&mut turns),
@@ -102,6 +103,22 @@ impl Live<'_> {
             if let Some(stop) = stop {
                 return Ok(stop);
             }
+        }
+    }
+
+    /// Arms the watchpoints the runtime's mapping asks for, once it has seen
+    /// where they go (after a drain), and tells it how that went.
+    fn arm_watches(&mut self) {
+        let Some(records) = self.decoders.records.as_mut() else {
+            return;
+        };
+        let watches = records.take_watches();
+        if !watches.is_empty() {
+            let armed = self
+                .probes
+                .watch_writes(&watches)
+                .map_err(|error| format!("{error:#}"));
+            records.watches_armed(armed);
         }
     }
 
@@ -117,6 +134,7 @@ impl Live<'_> {
             self.sink,
             DRAIN_BATCH,
         );
+        self.arm_watches();
         Ok(drained_again(drained, turns))
     }
 

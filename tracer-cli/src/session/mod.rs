@@ -54,6 +54,9 @@ pub struct SessionOptions {
     /// Read each Pending poll's await chain (Tokio, with type DWARF); off with
     /// `--no-await-chains`.
     pub await_chains: bool,
+    /// `--js-resources`: Node's JS-level resources through hardware
+    /// watchpoints.
+    pub js_resources: bool,
 }
 
 /// How often sinks are flushed while the target is quiet, and its program checked.
@@ -132,7 +135,19 @@ pub async fn trace(
 ) -> anyhow::Result<Outcome> {
     preflight::check_privileges()?;
     let target = Target::inspect(pid)?;
-    let found = setup::find(&target, pid)?;
+    let mut found = setup::find(&target, pid)?;
+    if options.js_resources
+        && !found
+            .prepared
+            .records
+            .as_mut()
+            .is_some_and(|records| records.watch_js_resources())
+    {
+        anyhow::bail!(
+            "--js-resources is for Node.js only: process {pid} runs {}",
+            found.runtime
+        );
+    }
     let chains = setup::chains(&found, &options);
     let mut probes = load(
         pid,

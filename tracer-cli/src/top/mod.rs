@@ -103,6 +103,7 @@ impl TopArgs {
             follow_forks: false,
             tasks: crate::model::task_filter::TaskGlobs::default(),
             await_chains: false,
+            js_resources: false,
         };
         if let Some(pid) = self.pid {
             live::run(pid, None, session, self.state_options()).await?;

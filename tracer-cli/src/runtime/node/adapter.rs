@@ -6,13 +6,15 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use iced_x86::MemorySize;
 use object::{Object as _, ObjectSymbol as _};
 use tracer_common::node::layout;
 
 use super::{
     TYPE_PREFIX,
     code::{self, ScopeClose, WrapFields},
-    events::{NodeEvents, provider_address},
+    events::{JS_TYPE_BASE, NodeEvents, provider_address},
+    js::{JsLayout, JsResources, JsType},
 };
 use crate::{
     model::{
@@ -38,6 +40,12 @@ const ASYNC_RESET: &str = "_ZN4node9AsyncWrap10AsyncResetEN2v85LocalINS1_6Object
 const SCOPE_CLOSE: &str = "_ZN4node21InternalCallbackScope5CloseEv";
 /// `node::IsolateData::CreateProperties()`, which creates the provider names.
 const CREATE_PROPERTIES: &str = "_ZN4node11IsolateData16CreatePropertiesEv";
+/// `node::AsyncHooksGetExecutionAsyncId(v8::Isolate*)`, which reads
+/// `async_id_fields` through its environment.
+const GET_EXECUTION_ASYNC_ID: &str = "_ZN4node29AsyncHooksGetExecutionAsyncIdEPN2v87IsolateE";
+/// `node::Environment::CheckImmediate(uv_check_s*)`, which reads
+/// `immediate_info` through its environment.
+const CHECK_IMMEDIATE: &str = "_ZN4node11Environment14CheckImmediateEP10uv_check_s";
 
 /// Why a resource has no location.
 const NO_LOCATION: &str = "Node's native resources carry no creation site";
@@ -119,6 +127,7 @@ impl RuntimeAdapter for Node {
                 site.file_offset += binary.scope_close.probe_offset;
             }
         }
+        let js = JsResources::new(pid, binary.js);
         let namer = Box::new(Providers(binary.providers));
         let table = NameTable::by_namer(namer, Box::new(NoLocation));
         Ok(Prepared {
@@ -130,7 +139,7 @@ impl RuntimeAdapter for Node {
             ]),
             names: SessionNames::without_sites(table),
             default_type: ResourceType::from_static("node.resource"),
-            records: Some(Box::new(NodeEvents::new())),
+            records: Some(Box::new(NodeEvents::new(js))),
             version: Some(binary.version),
         })
     }
@@ -145,6 +154,8 @@ struct NodeBinary {
     scope_close: ScopeClose,
     /// Provider names by provider type.
     providers: Vec<String>,
+    /// Where `--js-resources` watches, or why this build shows no place.
+    js: Result<JsLayout, String>,
 }
 
 impl NodeBinary {
@@ -181,11 +192,25 @@ impl NodeBinary {
         let (ip, bytes) = function(CREATE_PROPERTIES)?;
         let providers = code::provider_names(&image, bytes, ip).map_err(refuse)?;
         check_wrap_scope(&file, &image, wrap).map_err(|what| refuse(&what))?;
+        let buffer = |function: &str, size| {
+            let (ip, bytes) = function_code(&file, &image, function)
+                .ok_or_else(|| format!("{} has no function {function}", shown.display()))?;
+            code::env_buffer(bytes, ip, size).ok_or_else(|| {
+                format!("{function} in {} reads no Environment field tracer knows", shown.display())
+            })
+        };
+        let js = buffer(GET_EXECUTION_ASYNC_ID, MemorySize::Float64).and_then(|async_id_fields| {
+            Ok(JsLayout {
+                async_id_fields,
+                immediate_info: buffer(CHECK_IMMEDIATE, MemorySize::UInt32)?,
+            })
+        });
         Ok(Self {
             version,
             wrap,
             scope_close,
             providers,
+            js,
         })
     }
 }
@@ -258,6 +283,15 @@ struct Providers(Vec<String>);
 
 impl AddressNamer for Providers {
     fn name(&mut self, address: u64) -> SiteName {
+        if let Some(js) = address
+            .checked_sub(JS_TYPE_BASE)
+            .and_then(|index| JsType::ALL.get(usize::try_from(index).ok()?))
+        {
+            return SiteName::Named {
+                name: js.name().to_owned(),
+                resource_type: Some(ResourceType::named(format!("{TYPE_PREFIX}{}", js.name()))),
+            };
+        }
         let name = address
             .checked_sub(provider_address(0))
             .and_then(|index| self.0.get(usize::try_from(index).ok()?));

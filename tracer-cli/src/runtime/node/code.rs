@@ -12,6 +12,11 @@
 //! - [`provider_names`]: `IsolateData::CreateProperties` creates one string per
 //!   provider, in provider order, and stores each in its slot of
 //!   `async_wrap_providers_` (consecutive 8-byte slots, `NONE` first).
+//! - [`env_buffer`]: where a `node::Environment` keeps the buffer of one of
+//!   its aliased arrays: `node::AsyncHooksGetExecutionAsyncId` loads the
+//!   `async_id_fields` buffer from the environment and a double from it;
+//!   `Environment::CheckImmediate` loads the `immediate_info` buffer and its
+//!   first 4-byte field (`count`) (`--js-resources`).
 //! - [`version`]: the `node.js/vX.Y.Z` string of the binary.
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, MemorySize, Mnemonic, OpKind, Register};
@@ -180,6 +185,48 @@ pub fn scope_closed(code: &[u8], ip: u64) -> Result<ScopeClose, &'static str> {
     })
 }
 
+/// The offset in the object a function reads through of the pointer it loads
+/// first and then reads a `size` value from (at offset 0): the first
+/// `mov r64, [base+disp]` (not stack- or rip-relative) whose register is next
+/// the base of a load of `size` with no displacement.
+pub fn env_buffer(code: &[u8], ip: u64, size: MemorySize) -> Option<u64> {
+    let mut loaded: Vec<(Register, u64)> = Vec::new();
+    for instruction in Decoder::with_ip(64, code, ip, DecoderOptions::NONE).into_iter() {
+        if instruction.is_invalid() {
+            return None;
+        }
+        let reads_memory = instruction.op_count() == 2
+            && instruction.op0_kind() == OpKind::Register
+            && instruction.op1_kind() == OpKind::Memory
+            && instruction.memory_index() == Register::None;
+        if reads_memory
+            && instruction.memory_size() == size
+            && instruction.memory_displacement64() == 0
+            && let Some((_, displacement)) = loaded
+                .iter()
+                .find(|(register, _)| *register == instruction.memory_base())
+        {
+            return Some(*displacement);
+        }
+        if instruction.op_count() == 0 || instruction.op0_kind() != OpKind::Register {
+            continue;
+        }
+        let target = instruction.op0_register().full_register();
+        loaded.retain(|(register, _)| *register != target);
+        let loads_pointer = reads_memory
+            && instruction.mnemonic() == Mnemonic::Mov
+            && instruction.memory_size() == MemorySize::UInt64
+            && !matches!(
+                instruction.memory_base(),
+                Register::RSP | Register::RBP | Register::RIP
+            );
+        if loads_pointer {
+            loaded.push((target, instruction.memory_displacement64()));
+        }
+    }
+    None
+}
+
 /// The NUL-terminated provider-like name (`A-Z`, `0-9`, `_`) at `address`.
 fn provider_string(image: &Image<'_>, address: u64) -> Option<String> {
     const LONGEST: u64 = 40;
@@ -343,6 +390,27 @@ mod tests {
             Ok(0)
         );
         assert!(scope_closed(&[0xc3], 0x1000).is_err());
+    }
+
+    #[test]
+    fn an_environment_buffer_is_the_pointer_a_field_is_then_read_through() {
+        // Node 20.20.2's AsyncHooksGetExecutionAsyncId, its end.
+        let code = [
+            0x49, 0x8b, 0x84, 0x24, 0x80, 0x04, 0x00, 0x00, // mov rax,[r12+0x480]
+            0x4c, 0x8b, 0x65, 0xf8, // mov r12,[rbp-0x8]
+            0xf2, 0x0f, 0x10, 0x00, // movsd xmm0,[rax]
+            0xc9, 0xc3, // leave; ret
+        ];
+        assert_eq!(env_buffer(&code, 0x1000, MemorySize::Float64), Some(0x480));
+        // Node 20.20.2's CheckImmediate: a vtable load first, then the count.
+        let code = [
+            0x48, 0x8b, 0xbb, 0x10, 0x0b, 0x00, 0x00, // mov rdi,[rbx+0xb10]
+            0x48, 0x8b, 0x07, // mov rax,[rdi]
+            0x48, 0x8b, 0x83, 0x08, 0x05, 0x00, 0x00, // mov rax,[rbx+0x508]
+            0x8b, 0x00, // mov eax,[rax]
+        ];
+        assert_eq!(env_buffer(&code, 0x1000, MemorySize::UInt32), Some(0x508));
+        assert_eq!(env_buffer(&code[..10], 0x1000, MemorySize::UInt32), None);
     }
 
     #[test]

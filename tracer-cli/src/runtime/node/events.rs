@@ -8,9 +8,10 @@ use tracer_common::{
     node::{NodeKind, RawNodeEvent},
 };
 
+use super::js::{JsResources, JsType};
 use crate::{
     model::decode,
-    runtime::{ModelRecord, RecordMapper},
+    runtime::{ModelRecord, RecordMapper, WriteWatch},
 };
 
 /// What an `init` carries to name its resource: the provider type plus one,
@@ -18,6 +19,15 @@ use crate::{
 pub fn provider_address(provider: u32) -> u64 {
     u64::from(provider) + 1
 }
+
+/// What an `init` of a JS-level resource carries to name it: past every
+/// provider type.
+pub fn js_type_address(resource_type: JsType) -> u64 {
+    JS_TYPE_BASE + resource_type as u64
+}
+
+/// The first of [`js_type_address`]'s addresses.
+pub const JS_TYPE_BASE: u64 = 1 << 32;
 
 /// Node's async id held in a double's `bits`, as the integer it is; `None` for
 /// a value that is no id (negative, fractional, not finite, beyond 2^53).
@@ -32,7 +42,7 @@ pub fn async_id(bits: u64) -> Option<u64> {
 pub const ROOT_ASYNC_ID: u64 = 1;
 
 /// Maps one process tree's [`RawNodeEvent`]s, in ring order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeEvents {
     /// Open callback scopes by (thread, scope address): the resource entered.
     scopes: HashMap<(u64, u64), u64>,
@@ -41,6 +51,9 @@ pub struct NodeEvents {
     /// counter of its own, and runs on one thread.
     last_ids: HashMap<u64, u64>,
     counts: Counts,
+    /// `--js-resources`: the JS-level resources, when asked for.
+    js: JsResources,
+    js_enabled: bool,
 }
 
 /// What the mapping set aside, for the summary.
@@ -59,9 +72,16 @@ pub struct Counts {
 }
 
 impl NodeEvents {
-    /// A mapping that has seen nothing yet.
-    pub fn new() -> Self {
-        Self::default()
+    /// A mapping that has seen nothing yet; `js` reports the JS-level
+    /// resources if asked to ([`RecordMapper::watch_js_resources`]).
+    pub fn new(js: JsResources) -> Self {
+        Self {
+            scopes: HashMap::new(),
+            last_ids: HashMap::new(),
+            counts: Counts::default(),
+            js,
+            js_enabled: false,
+        }
     }
 
     /// What the mapping set aside so far.
@@ -76,6 +96,14 @@ impl NodeEvents {
             self.counts.unknown += 1;
             return;
         };
+        match kind {
+            NodeKind::JsId => return self.js.id_drawn(raw, out),
+            NodeKind::JsWrite => return self.js.written(raw, out),
+            NodeKind::ScopeEnter if self.js_enabled => {
+                self.js.saw_environment(raw.pid_tgid, raw.trigger_id);
+            }
+            _ => {}
+        }
         if kind == NodeKind::ScopeClose {
             if let Some(id) = self.scopes.remove(&(raw.pid_tgid, raw.object)) {
                 out(ModelRecord::Plain(RawEvent::at(
@@ -145,7 +173,7 @@ impl NodeEvents {
                     0,
                 )));
             }
-            NodeKind::ScopeClose => {}
+            NodeKind::ScopeClose | NodeKind::JsId | NodeKind::JsWrite => {}
         }
     }
 }
@@ -203,7 +231,23 @@ impl RecordMapper for NodeEvents {
                 self.counts.unknown
             ));
         }
+        if self.js_enabled {
+            lines.extend(self.js.summary());
+        }
         lines
+    }
+
+    fn watch_js_resources(&mut self) -> bool {
+        self.js_enabled = true;
+        true
+    }
+
+    fn take_watches(&mut self) -> Vec<WriteWatch> {
+        self.js.take_watches()
+    }
+
+    fn watches_armed(&mut self, result: Result<(), String>) {
+        self.js.armed(result);
     }
 }
 
@@ -224,7 +268,7 @@ mod tests {
     }
 
     fn map(events: &[RawNodeEvent]) -> (Vec<ModelRecord>, Counts) {
-        let mut mapper = NodeEvents::new();
+        let mut mapper = NodeEvents::new(JsResources::new(7, Err(String::new())));
         let mut out = Vec::new();
         for event in events {
             mapper.apply(event, &mut |record| out.push(record));

@@ -19,12 +19,15 @@
 //!   offsets of the fields the programs read, the provider names, the version.
 //!
 //! JS-level resources (Timeout, Immediate, TickObject, PROMISE) never reach
-//! these sites: they are not reported, only counted (the gaps in each thread's
-//! sequence of native ids, [`events::Counts::unseen_ids`]).
+//! these sites: they are counted (the gaps in each thread's sequence of native
+//! ids, [`events::Counts::unseen_ids`]), and reported only with
+//! `--js-resources`, through hardware watchpoints ([`js`]): `node.Timeout`,
+//! `node.Immediate`, `node.TickObject`.
 
 mod adapter;
 pub mod code;
 pub mod events;
+pub mod js;
 
 pub use adapter::Node;
 pub use events::ROOT_ASYNC_ID;
