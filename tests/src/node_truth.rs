@@ -115,10 +115,55 @@ pub type Matched = BTreeMap<String, (usize, usize)>;
 /// every native resource the tracer saw created must be one async_hooks saw,
 /// unless it is older than the hook (`first_truth_id`).
 pub fn compare(truth: &Lives, traced: &Lives, from: u64) -> (Matched, Vec<String>) {
+    let (matched, mut differences) = compare_types(truth, traced, from, |name| {
+        !JS_LEVEL_TYPES.contains(&name)
+    });
+    let first_truth_id = truth.keys().next().copied().unwrap_or(0);
+    for (id, got) in traced.range(from.max(first_truth_id)..) {
+        if got.init && !truth.get(id).is_some_and(|t| t.init) {
+            differences.push(format!(
+                "{id} ({}): traced, but async_hooks saw no such resource",
+                got.resource_type
+            ));
+        }
+    }
+    (matched, differences)
+}
+
+/// The JS-level types `--js-resources` reports.
+pub const WATCHED_TYPES: [&str; 3] = ["Timeout", "Immediate", "TickObject"];
+
+/// Like [`compare`], for the JS-level resources of [`WATCHED_TYPES`]
+/// async_hooks saw created at or above `from`; and every resource the tracer
+/// typed as one of them must have that type in async_hooks.
+pub fn compare_js(truth: &Lives, traced: &Lives, from: u64) -> (Matched, Vec<String>) {
+    let (matched, mut differences) =
+        compare_types(truth, traced, from, |name| WATCHED_TYPES.contains(&name));
+    for (id, got) in traced.range(from..) {
+        let typed_js = got.init && WATCHED_TYPES.contains(&got.resource_type.as_str());
+        let truth_type = truth.get(id).filter(|t| t.init).map(|t| t.resource_type.as_str());
+        if typed_js && truth_type != Some(got.resource_type.as_str()) {
+            differences.push(format!(
+                "{id}: traced as {}, async_hooks says {truth_type:?}",
+                got.resource_type
+            ));
+        }
+    }
+    (matched, differences)
+}
+
+/// The resources of the types `include` takes that async_hooks saw created
+/// at or above `from`, each checked against the tracer's.
+fn compare_types(
+    truth: &Lives,
+    traced: &Lives,
+    from: u64,
+    include: impl Fn(&str) -> bool,
+) -> (Matched, Vec<String>) {
     let mut matched = Matched::new();
     let mut differences = Vec::new();
     for (id, expected) in truth.range(from..) {
-        if !expected.init || JS_LEVEL_TYPES.contains(&expected.resource_type.as_str()) {
+        if !expected.init || !include(&expected.resource_type) {
             continue;
         }
         let entry = matched.entry(expected.resource_type.clone()).or_default();
@@ -164,16 +209,17 @@ pub fn compare(truth: &Lives, traced: &Lives, from: u64) -> (Matched, Vec<String
         }
         entry.0 += usize::from(same);
     }
-    let first_truth_id = truth.keys().next().copied().unwrap_or(0);
-    for (id, got) in traced.range(from.max(first_truth_id)..) {
-        if got.init && !truth.get(id).is_some_and(|t| t.init) {
-            differences.push(format!(
-                "{id} ({}): traced, but async_hooks saw no such resource",
-                got.resource_type
-            ));
-        }
-    }
     (matched, differences)
+}
+
+/// The async id at which `--js-resources` armed its watchpoints, from the
+/// summary line "node: --js-resources: watchpoints armed on the main thread
+/// at async id N: …": later ids are the ones it can see.
+pub fn js_armed_at(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|line| {
+        let rest = line.split_once("watchpoints armed on the main thread at async id ")?.1;
+        rest.split(':').next()?.parse().ok()
+    })
 }
 
 /// Per type: how many resources were created, and their befores.

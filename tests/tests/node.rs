@@ -19,8 +19,9 @@ use std::{
 use tracer_tests::{
     assert_refused,
     node_truth::{
-        JS_LEVEL_TYPES, Lives, WORKLOAD_TYPES, compare, describe, native, parse_traced,
-        parse_truth, per_type, traced_unseen_ids, unseen_ids, workload,
+        JS_LEVEL_TYPES, Lives, WATCHED_TYPES, WORKLOAD_TYPES, compare, compare_js, describe,
+        js_armed_at, native, parse_traced, parse_truth, per_type, traced_unseen_ids, unseen_ids,
+        workload,
     },
     require_root, temp_path, tracer_bin, workspace_root,
 };
@@ -35,6 +36,16 @@ const NODE_18: &str = "target/node18";
 /// `wrap` (a command that execs its arguments, such as [`node18`]'s) if given;
 /// returns the tracer's resources, and async_hooks' if on.
 fn run(node: &Path, wrap: Option<Command>, truth: bool) -> (Lives, Option<Lives>, String) {
+    run_with(node, wrap, truth, &[])
+}
+
+/// [`run`], with `options` for `tracer run`.
+fn run_with(
+    node: &Path,
+    wrap: Option<Command>,
+    truth: bool,
+    options: &[&str],
+) -> (Lives, Option<Lives>, String) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let truth_file = temp_path("node-truth");
     let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
@@ -46,7 +57,9 @@ fn run(node: &Path, wrap: Option<Command>, truth: bool) -> (Lives, Option<Lives>
         None => Command::new(&tracer),
     };
     command
-        .args(["run", "--json", "--"])
+        .args(["run", "--json"])
+        .args(options)
+        .arg("--")
         .arg(node)
         .arg(workload())
         .stdin(Stdio::null());
@@ -121,6 +134,42 @@ fn node20_run_reports_every_native_resource_as_async_hooks_does() {
     let (traced, truth, stderr) = run(Path::new(NODE_20), None, true);
     assert!(stderr.contains("(node 20."), "{stderr}");
     assert_matches(&truth.expect("truth"), &traced, 0, &stderr);
+}
+
+/// With `--js-resources`, every Timeout, Immediate and TickObject created
+/// after the watchpoints were armed, as async_hooks saw it; and the native
+/// resources as without the flag.
+fn assert_js_matches(node: &Path, wrap: Option<Command>) {
+    let (traced, truth, stderr) = run_with(node, wrap, true, &["--js-resources"]);
+    let truth = truth.expect("truth");
+    let from = js_armed_at(&stderr).unwrap_or_else(|| panic!("never armed: {stderr}")) + 1;
+    let (native_matched, native_differences) = compare(&truth, &traced, 0);
+    eprintln!("native resources matched per type: {}", describe(&native_matched));
+    let (matched, differences) = compare_js(&truth, &traced, from);
+    eprintln!(
+        "JS-level resources from async id {from} matched per type: {}",
+        describe(&matched)
+    );
+    for name in WATCHED_TYPES {
+        assert!(
+            matched.get(name).is_some_and(|(_, all)| *all > 0),
+            "the workload made no {name} after the watchpoints were armed: {}",
+            describe(&matched)
+        );
+    }
+    let all: Vec<&String> = native_differences.iter().chain(&differences).collect();
+    assert!(
+        all.is_empty(),
+        "{} differences ({}):\n{}\n{stderr}",
+        all.len(),
+        describe(&matched),
+        all.iter().map(|d| d.as_str()).collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn node20_js_resources_reports_timeouts_immediates_and_ticks_as_async_hooks_does() {
+    assert_js_matches(Path::new(NODE_20), None);
 }
 
 #[test]

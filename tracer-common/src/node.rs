@@ -32,6 +32,14 @@ pub enum NodeKind {
     /// async id (Node's `pushAsyncContext`/`popAsyncContext`) or one of the
     /// timer counters that tell the type of a JS-level resource.
     JsWrite = 6,
+    /// `--js-resources`: V8's `MicrotaskQueue::RunMicrotasks` was entered
+    /// (`async_id` 1) or returned (0): callbacks of promises and
+    /// `queueMicrotask` run inside.
+    Microtasks = 7,
+    /// `--js-resources`: V8's `MicrotaskQueue::EnqueueMicrotask(Isolate*,
+    /// Local<Function>)`, which Node's `queueMicrotask` calls right after
+    /// drawing its `Microtask`'s id.
+    EnqueueMicrotask = 8,
 }
 
 impl TryFrom<u32> for NodeKind {
@@ -45,6 +53,8 @@ impl TryFrom<u32> for NodeKind {
             4 => Self::Destroy,
             5 => Self::JsId,
             6 => Self::JsWrite,
+            7 => Self::Microtasks,
+            8 => Self::EnqueueMicrotask,
             other => return Err(other),
         })
     }
@@ -100,6 +110,9 @@ pub mod layout {
     pub const WRAP_TRIGGER_ID: &str = "NODE_WRAP_TRIGGER_ID";
     /// Global: offset of `InternalCallbackScope::closed_` (a bool).
     pub const SCOPE_CLOSED: &str = "NODE_SCOPE_CLOSED";
+    /// Global: non-zero with `--js-resources` (a main-thread scope naming its
+    /// environment wakes the reader at once).
+    pub const WAKE_FOR_ENV: &str = "NODE_WAKE_FOR_ENV";
 }
 
 /// The perf-event programs a hardware write-watchpoint runs (`--js-resources`).

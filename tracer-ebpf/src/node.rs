@@ -23,7 +23,7 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::bpf_get_attach_cookie,
     },
-    bindings::bpf_perf_event_data,
+    bindings::{BPF_RB_FORCE_WAKEUP, bpf_perf_event_data},
     macros::{map, perf_event, uprobe, uretprobe},
     maps::LruHashMap,
     programs::{PerfEventContext, ProbeContext, RetProbeContext},
@@ -47,6 +47,10 @@ static NODE_WRAP_TRIGGER_ID: Global<u64> = Global::new(0x30);
 /// Offset of `InternalCallbackScope::closed_`.
 #[unsafe(no_mangle)]
 static NODE_SCOPE_CLOSED: Global<u64> = Global::new(0x24);
+/// Non-zero with `--js-resources`: a main-thread scope naming its
+/// environment wakes the reader at once, which arms the watchpoints there.
+#[unsafe(no_mangle)]
+static NODE_WAKE_FOR_ENV: Global<u64> = Global::new(0);
 
 /// How many `AsyncReset` calls one thread can be inside at once (an init hook
 /// in JS may create resources of its own).
@@ -168,8 +172,45 @@ pub fn node_scope_enter(ctx: ProbeContext) -> u32 {
     if id == 0 {
         return 0;
     }
-    emit(pid_tgid, NodeKind::ScopeEnter, regs.rdi, id, env, 0);
+    let main_thread = pid_tgid >> 32 == pid_tgid & 0xffff_ffff;
+    let flags = if env != 0 && main_thread && NODE_WAKE_FOR_ENV.load() != 0 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        submit_flags()
+    };
+    emit_with(flags, pid_tgid, NodeKind::ScopeEnter, regs.rdi, id, env, 0);
     0
+}
+
+/// `v8::internal::MicrotaskQueue::RunMicrotasks` entry (`--js-resources`).
+#[uprobe]
+pub fn node_microtasks_enter(_ctx: ProbeContext) -> u32 {
+    emit_current(NodeKind::Microtasks, 1);
+    0
+}
+
+/// `v8::internal::MicrotaskQueue::RunMicrotasks` return (`--js-resources`).
+#[uretprobe]
+pub fn node_microtasks_return(_ctx: RetProbeContext) -> u32 {
+    emit_current(NodeKind::Microtasks, 0);
+    0
+}
+
+/// `v8::internal::MicrotaskQueue::EnqueueMicrotask(Isolate*, Local<Function>)`
+/// entry (`--js-resources`).
+#[uprobe]
+pub fn node_enqueue_microtask(_ctx: ProbeContext) -> u32 {
+    emit_current(NodeKind::EnqueueMicrotask, 0);
+    0
+}
+
+/// A record of `kind` for the current thread, if it is traced.
+#[inline(always)]
+fn emit_current(kind: NodeKind, value: u64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_target(pid_tgid) {
+        emit(pid_tgid, kind, 0, value, 0, 0);
+    }
 }
 
 /// The watched word a perf event's hit is for, and the thread.
@@ -260,6 +301,20 @@ pub fn node_destroy(ctx: ProbeContext) -> u32 {
 /// Writes one record (counted as emitted, and as dropped when the ring is full).
 #[inline(always)]
 fn emit(pid_tgid: u64, kind: NodeKind, object: u64, async_id: u64, trigger_id: u64, provider: u32) {
+    emit_with(submit_flags(), pid_tgid, kind, object, async_id, trigger_id, provider);
+}
+
+/// [`emit`], submitted with `flags`.
+#[inline(always)]
+fn emit_with(
+    flags: u64,
+    pid_tgid: u64,
+    kind: NodeKind,
+    object: u64,
+    async_id: u64,
+    trigger_id: u64,
+    provider: u32,
+) {
     if let Some(mut entry) = reserve::<RawNodeEvent>() {
         entry.write(RawNodeEvent {
             // SAFETY: helper without preconditions.
@@ -271,6 +326,6 @@ fn emit(pid_tgid: u64, kind: NodeKind, object: u64, async_id: u64, trigger_id: u
             kind: kind as u32,
             provider,
         });
-        entry.submit(submit_flags());
+        entry.submit(flags);
     }
 }

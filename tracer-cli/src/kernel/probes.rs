@@ -33,7 +33,7 @@ use crate::{
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-probes"));
 
 /// Program names in the BPF object, in the order they are loaded.
-const PROGRAMS: [&str; 22] = [
+const PROGRAMS: [&str; 25] = [
     "poll_enter",
     "poll_return",
     "task_spawn",
@@ -56,14 +56,18 @@ const PROGRAMS: [&str; 22] = [
     "node_scope_enter",
     "node_scope_close",
     "node_destroy",
+    "node_microtasks_enter",
+    "node_microtasks_return",
+    "node_enqueue_microtask",
 ];
 
 /// The programs that run at function return (uretprobes).
-const RETURN_PROGRAMS: [&str; 4] = [
+const RETURN_PROGRAMS: [&str; 5] = [
     "poll_return",
     "task_spawn_return",
     "floor_return",
     "node_async_reset_return",
+    "node_microtasks_return",
 ];
 
 /// Which probes a session attaches.
@@ -119,7 +123,9 @@ fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static st
             | Probe::WorkerRun
             | Probe::Defer
             | Probe::NodeScope { .. }
-            | Probe::NodeScopeClose,
+            | Probe::NodeScopeClose
+            | Probe::NodeMicrotasks
+            | Probe::NodeEnqueueMicrotask,
         )
         | (
             ProbeSet::Lifecycle { wakes: false } | ProbeSet::NoWakes,
@@ -163,6 +169,11 @@ fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static st
         )],
         Probe::NodeScopeClose => vec![("node_scope_close", 0)],
         Probe::NodeDestroy => vec![("node_destroy", 0)],
+        Probe::NodeMicrotasks => vec![
+            ("node_microtasks_enter", 0),
+            ("node_microtasks_return", 0),
+        ],
+        Probe::NodeEnqueueMicrotask => vec![("node_enqueue_microtask", 0)],
     }
 }
 
@@ -448,8 +459,29 @@ impl Probes {
         Ok(())
     }
 
-    /// Puts a hardware write-watchpoint on each word of `watches`: its program
-    /// runs after every write to the word by that thread. Each thread has four
+    /// Loads the perf-event programs `programs` (those
+    /// [`Probes::watch_writes`] attaches), ahead of the moment they are
+    /// needed.
+    pub fn load_watch_programs(&mut self, programs: &[&str]) -> anyhow::Result<()> {
+        for name in programs {
+            let program: &mut PerfEvent = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("BPF program {name} missing"))?
+                .try_into()?;
+            program.load().map_err(|error| {
+                anyhow!(
+                    "the kernel refused BPF program {name}: {}",
+                    last_lines(&error.to_string(), 12)
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Puts a hardware write-watchpoint on each word of `watches` (their
+    /// programs loaded by [`Probes::load_watch_programs`]): its program runs
+    /// after every write to the word by that thread. Each thread has four
     /// debug registers; the kernel refuses a fifth.
     pub fn watch_writes(&mut self, watches: &[WriteWatch]) -> anyhow::Result<()> {
         for watch in watches {
@@ -458,15 +490,6 @@ impl Probes {
                 .program_mut(watch.program)
                 .ok_or_else(|| anyhow!("BPF program {} missing", watch.program))?
                 .try_into()?;
-            if program.fd().is_err() {
-                program.load().map_err(|error| {
-                    anyhow!(
-                        "the kernel refused BPF program {}: {}",
-                        watch.program,
-                        last_lines(&error.to_string(), 12)
-                    )
-                })?;
-            }
             let length = match watch.len {
                 4 => PerfBreakpointLength::Len4,
                 8 => PerfBreakpointLength::Len8,
@@ -715,6 +738,8 @@ mod tests {
         Probe::NodeScope { wrap: true },
         Probe::NodeScopeClose,
         Probe::NodeDestroy,
+        Probe::NodeMicrotasks,
+        Probe::NodeEnqueueMicrotask,
     ];
 
     #[test]

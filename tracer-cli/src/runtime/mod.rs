@@ -82,6 +82,12 @@ pub enum Probe {
     NodeScopeClose,
     /// Node's `~AsyncWrap` or `AsyncWrap::EmitDestroy(bool)`: a `destroy`.
     NodeDestroy,
+    /// V8's `MicrotaskQueue::RunMicrotasks` (entry and return), with
+    /// `--js-resources` only: where promise callbacks run.
+    NodeMicrotasks,
+    /// V8's `MicrotaskQueue::EnqueueMicrotask(Isolate*, Local<Function>)`,
+    /// with `--js-resources` only: `queueMicrotask`.
+    NodeEnqueueMicrotask,
 }
 
 /// [`SpawnKind`] with the traits a map key needs.
@@ -130,7 +136,14 @@ impl Probe {
             Probe::NodeScope { .. } => "callback scope",
             Probe::NodeScopeClose => "scope close",
             Probe::NodeDestroy => "destroy",
+            Probe::NodeMicrotasks => "microtasks",
+            Probe::NodeEnqueueMicrotask => "enqueue microtask",
         }
+    }
+
+    /// Attached only with `--js-resources`.
+    pub fn js_resources_only(self) -> bool {
+        matches!(self, Probe::NodeMicrotasks | Probe::NodeEnqueueMicrotask)
     }
 }
 
@@ -165,6 +178,15 @@ pub struct WriteWatch {
     pub len: u8,
 }
 
+/// What watching a runtime's JS-level resources takes from the kernel side.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JsWatching {
+    /// BPF globals to set.
+    pub globals: BpfGlobals,
+    /// The perf-event programs its watchpoints run, to load before.
+    pub programs: Vec<&'static str>,
+}
+
 /// A record the model takes: what a runtime's own records are mapped to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelRecord {
@@ -186,9 +208,10 @@ pub trait RecordMapper: Send {
     fn summary(&self) -> Vec<String>;
 
     /// Asks the mapping to report the runtime's JS-level resources through
-    /// hardware watchpoints (`--js-resources`); false when the runtime has none.
-    fn watch_js_resources(&mut self) -> bool {
-        false
+    /// hardware watchpoints (`--js-resources`): what that takes, or `None`
+    /// when the runtime has none.
+    fn watch_js_resources(&mut self) -> Option<JsWatching> {
+        None
     }
 
     /// The watchpoints the mapping wants armed now, once it has seen where

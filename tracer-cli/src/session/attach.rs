@@ -45,6 +45,7 @@ pub fn attach_all(
             .sites
             .sites
             .iter()
+            .filter(|site| options.js_resources || !site.probe.js_resources_only())
             .filter(|site| {
                 site.probe != Probe::Poll
                     || options.tasks.is_empty()

@@ -136,18 +136,23 @@ pub async fn trace(
     preflight::check_privileges()?;
     let target = Target::inspect(pid)?;
     let mut found = setup::find(&target, pid)?;
-    if options.js_resources
-        && !found
+    let js_watching = if options.js_resources {
+        let watching = found
             .prepared
             .records
             .as_mut()
-            .is_some_and(|records| records.watch_js_resources())
-    {
-        anyhow::bail!(
-            "--js-resources is for Node.js only: process {pid} runs {}",
-            found.runtime
-        );
-    }
+            .and_then(|records| records.watch_js_resources())
+            .with_context(|| {
+                format!(
+                    "--js-resources is for Node.js only: process {pid} runs {}",
+                    found.runtime
+                )
+            })?;
+        found.prepared.globals.0.extend(watching.globals.0.iter().copied());
+        Some(watching)
+    } else {
+        None
+    };
     let chains = setup::chains(&found, &options);
     let mut probes = load(
         pid,
@@ -155,6 +160,9 @@ pub async fn trace(
         &options,
         chains.as_ref().map(|c| c.maps()),
     )?;
+    if let Some(watching) = &js_watching {
+        probes.load_watch_programs(&watching.programs)?;
+    }
     let attach = attach::attach_all(
         &mut probes,
         &found.objects,

@@ -22,9 +22,11 @@ use crate::{
         names::{AddressNamer, LocationSource, NameTable, SiteName},
     },
     runtime::{
-        BpfGlobals, Prepared, Probe, RuntimeAdapter, names::SessionNames, sites::TargetObject,
+        BpfGlobals, Prepared, Probe, RuntimeAdapter,
+        names::SessionNames,
+        sites::{Site, TargetObject},
     },
-    target::{as_seen, image::Image, mapped_file},
+    target::{as_seen, image::Image, mapped_file, symbols},
 };
 
 /// Node.js 18 and 20: native async resources, through `AsyncWrap` and
@@ -46,6 +48,19 @@ const GET_EXECUTION_ASYNC_ID: &str = "_ZN4node29AsyncHooksGetExecutionAsyncIdEPN
 /// `node::Environment::CheckImmediate(uv_check_s*)`, which reads
 /// `immediate_info` through its environment.
 const CHECK_IMMEDIATE: &str = "_ZN4node11Environment14CheckImmediateEP10uv_check_s";
+/// V8's functions `--js-resources` probes (outside `node::`, so not among the
+/// symbols the site scan keeps): `MicrotaskQueue::RunMicrotasks(Isolate*)` and
+/// `MicrotaskQueue::EnqueueMicrotask(v8::Isolate*, v8::Local<v8::Function>)`.
+const V8_SITES: [(Probe, &str); 2] = [
+    (
+        Probe::NodeMicrotasks,
+        "_ZN2v88internal14MicrotaskQueue13RunMicrotasksEPNS0_7IsolateE",
+    ),
+    (
+        Probe::NodeEnqueueMicrotask,
+        "_ZN2v88internal14MicrotaskQueue16EnqueueMicrotaskEPNS_7IsolateENS_5LocalINS_8FunctionEEE",
+    ),
+];
 
 /// Why a resource has no location.
 const NO_LOCATION: &str = "Node's native resources carry no creation site";
@@ -127,6 +142,8 @@ impl RuntimeAdapter for Node {
                 site.file_offset += binary.scope_close.probe_offset;
             }
         }
+        object.sites.sites.extend(binary.v8_sites);
+        object.sites.sites.sort_by_key(|site| (site.probe, site.address));
         let js = JsResources::new(pid, binary.js);
         let namer = Box::new(Providers(binary.providers));
         let table = NameTable::by_namer(namer, Box::new(NoLocation));
@@ -156,6 +173,8 @@ struct NodeBinary {
     providers: Vec<String>,
     /// Where `--js-resources` watches, or why this build shows no place.
     js: Result<JsLayout, String>,
+    /// The V8 sites of [`V8_SITES`] the binary has.
+    v8_sites: Vec<Site>,
 }
 
 impl NodeBinary {
@@ -205,12 +224,25 @@ impl NodeBinary {
                 immediate_info: buffer(CHECK_IMMEDIATE, MemorySize::UInt32)?,
             })
         });
+        let v8_sites = V8_SITES
+            .iter()
+            .filter_map(|(probe, name)| {
+                let symbol = find_symbol(&file, name)?;
+                Some(Site {
+                    probe: *probe,
+                    address: symbol.address(),
+                    file_offset: symbols::file_offset(&file, &symbol)?,
+                    symbol: (*name).to_owned(),
+                })
+            })
+            .collect();
         Ok(Self {
             version,
             wrap,
             scope_close,
             providers,
             js,
+            v8_sites,
         })
     }
 }
@@ -241,16 +273,23 @@ fn supported_list() -> String {
         .join(" and ")
 }
 
+/// The defined symbol whose mangled name is `name`.
+fn find_symbol<'data, 'file>(
+    file: &'file object::File<'data>,
+    name: &str,
+) -> Option<object::Symbol<'data, 'file>> {
+    file.symbols()
+        .chain(file.dynamic_symbols())
+        .find(|symbol| symbol.name() == Ok(name) && symbol.address() != 0)
+}
+
 /// The address and code of the function whose mangled symbol is `name`.
 fn function_code<'data>(
     file: &object::File<'data>,
     image: &Image<'data>,
     name: &str,
 ) -> Option<(u64, &'data [u8])> {
-    let symbol = file
-        .symbols()
-        .chain(file.dynamic_symbols())
-        .find(|symbol| symbol.name() == Ok(name) && symbol.address() != 0)?;
+    let symbol = find_symbol(file, name)?;
     let code = image.bytes(symbol.address(), symbol.size().max(16))?;
     Some((symbol.address(), code))
 }

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use tracer_common::{
     RawEvent, RawKind, RawSpawnEvent, SpawnKind,
-    node::{NodeKind, RawNodeEvent},
+    node::{NodeKind, RawNodeEvent, layout, watch},
 };
 
 use super::js::{JsResources, JsType};
 use crate::{
     model::decode,
-    runtime::{ModelRecord, RecordMapper, WriteWatch},
+    runtime::{BpfGlobals, JsWatching, ModelRecord, RecordMapper, WriteWatch},
 };
 
 /// What an `init` carries to name its resource: the provider type plus one,
@@ -99,6 +99,8 @@ impl NodeEvents {
         match kind {
             NodeKind::JsId => return self.js.id_drawn(raw, out),
             NodeKind::JsWrite => return self.js.written(raw, out),
+            NodeKind::Microtasks => return self.js.microtasks(raw.pid_tgid, raw.async_id != 0),
+            NodeKind::EnqueueMicrotask => return self.js.microtask_enqueued(raw.pid_tgid, out),
             NodeKind::ScopeEnter if self.js_enabled => {
                 self.js.saw_environment(raw.pid_tgid, raw.trigger_id);
             }
@@ -173,7 +175,11 @@ impl NodeEvents {
                     0,
                 )));
             }
-            NodeKind::ScopeClose | NodeKind::JsId | NodeKind::JsWrite => {}
+            NodeKind::ScopeClose
+            | NodeKind::JsId
+            | NodeKind::JsWrite
+            | NodeKind::Microtasks
+            | NodeKind::EnqueueMicrotask => {}
         }
     }
 }
@@ -237,9 +243,12 @@ impl RecordMapper for NodeEvents {
         lines
     }
 
-    fn watch_js_resources(&mut self) -> bool {
+    fn watch_js_resources(&mut self) -> Option<JsWatching> {
         self.js_enabled = true;
-        true
+        Some(JsWatching {
+            globals: BpfGlobals(vec![(layout::WAKE_FOR_ENV, 1)]),
+            programs: vec![watch::COUNTER_PROGRAM, watch::WRITE_PROGRAM],
+        })
     }
 
     fn take_watches(&mut self) -> Vec<WriteWatch> {

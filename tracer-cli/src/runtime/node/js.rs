@@ -12,11 +12,17 @@
 //! Types, from the order of the writes in Node's `lib/internal/timers.js` and
 //! `lib/internal/process/task_queues.js`: an id drawn right after
 //! `timeoutInfo[0]` went up is a `Timeout`; one right before
-//! `immediateInfo[kCount]` goes up an `Immediate`; any other a `TickObject`
-//! (`process.nextTick` writes neither). What cannot be told apart, and is
-//! named as a `TickObject` too: a `Timeout` created unrefed (Node's internal
-//! `setUnrefTimeout`), `queueMicrotask`'s `Microtask`, a user's
-//! `AsyncResource`, and, with async_hooks enabled in the target, `PROMISE`s.
+//! `immediateInfo[kCount]` goes up an `Immediate`; one right before V8's
+//! `EnqueueMicrotask` a `Microtask` (`queueMicrotask`). Any other id is told
+//! by its first callback: one entered directly in V8's `RunMicrotasks` is a
+//! promise's (`PROMISE`, which has an id only when async_hooks is enabled in
+//! the target): counted, not reported, as its trigger (the parent promise) is
+//! not seen; one entered anywhere else a `TickObject` (`process.nextTick`
+//! writes none of the words), reported at that first callback with the time
+//! its id was drawn. An id that never runs while watched is counted, with no
+//! type. What is named as a `TickObject` too: a `Timeout` created unrefed
+//! (Node's internal `setUnrefTimeout`) and a user's `AsyncResource` run
+//! outside promise callbacks.
 //!
 //! Before and after: each write of the current id is a push or a pop of
 //! Node's async-id stack; it is a pop when the new value is the one below the
@@ -73,11 +79,18 @@ pub enum JsType {
     Immediate,
     /// `process.nextTick` (and what cannot be told from it, see the module).
     TickObject,
+    /// `queueMicrotask`.
+    Microtask,
 }
 
 impl JsType {
     /// Every type, in the order of [`js_type_address`].
-    pub const ALL: [Self; 3] = [Self::Timeout, Self::Immediate, Self::TickObject];
+    pub const ALL: [Self; 4] = [
+        Self::Timeout,
+        Self::Immediate,
+        Self::TickObject,
+        Self::Microtask,
+    ];
 
     /// The name async_hooks gives it.
     pub fn name(self) -> &'static str {
@@ -85,6 +98,7 @@ impl JsType {
             Self::Timeout => "Timeout",
             Self::Immediate => "Immediate",
             Self::TickObject => "TickObject",
+            Self::Microtask => "Microtask",
         }
     }
 }
@@ -194,6 +208,8 @@ pub struct JsCounts {
     pub skipped: u64,
     /// Writes of the counter that did not hold an id.
     pub bad_ids: u64,
+    /// Ids entered directly in V8's microtask queue: promises.
+    pub promises: u64,
 }
 
 /// The JS-level resources of one Node process, from its watchpoints' hits.
@@ -207,8 +223,12 @@ pub struct JsResources {
     timeout_ref_added: bool,
     timeout_refs: Option<u32>,
     immediate_count: Option<u32>,
+    /// Ids drawn whose type their first callback tells.
+    untyped: HashMap<u64, Drawn>,
     /// The current-id stack as the writes showed it, innermost last.
     stack: Vec<u64>,
+    /// The stack's depth at each `RunMicrotasks` the thread is in.
+    microtasks: Vec<usize>,
     /// Live JS-level resources, and whether a Timeout's callback took it off
     /// `timeoutInfo[0]` (it ends after that callback).
     live: HashMap<u64, (JsType, bool)>,
@@ -227,7 +247,9 @@ impl JsResources {
             timeout_ref_added: false,
             timeout_refs: None,
             immediate_count: None,
+            untyped: HashMap::new(),
             stack: Vec::new(),
+            microtasks: Vec::new(),
             live: HashMap::new(),
             last_id: None,
             counts: JsCounts::default(),
@@ -237,9 +259,7 @@ impl JsResources {
     /// A callback scope of `env` was entered on thread `pid_tgid`: the main
     /// thread's environment is where the watchpoints go.
     pub fn saw_environment(&mut self, pid_tgid: u64, env: u64) {
-        let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-        let main = tgid == self.pid && tid == tgid;
-        if env == 0 || !main || !matches!(self.arming, Arming::Waiting) {
+        if env == 0 || !self.is_main(pid_tgid) || !matches!(self.arming, Arming::Waiting) {
             return;
         }
         let memory = ProcessMemory { pid: self.pid };
@@ -286,7 +306,7 @@ impl JsResources {
 
     /// A new id was drawn.
     pub fn id_drawn(&mut self, raw: &RawNodeEvent, out: &mut dyn FnMut(ModelRecord)) {
-        self.settle(out);
+        self.settle();
         let timeout = std::mem::take(&mut self.timeout_ref_added);
         let (Some(id), Some(trigger)) = (async_id(raw.async_id), async_id(raw.trigger_id)) else {
             self.counts.bad_ids += 1;
@@ -322,7 +342,7 @@ impl JsResources {
         };
         let value32 = raw.async_id as u32;
         if raw.object == words.execution {
-            self.settle(out);
+            self.settle();
             self.timeout_ref_added = false;
             if let Some(id) = async_id(raw.async_id) {
                 self.current_id(raw, id, out);
@@ -364,6 +384,13 @@ impl JsResources {
                 }
             }
         } else {
+            if let Some(drawn) = self.untyped.remove(&id) {
+                if self.microtasks.last() == Some(&depth) {
+                    self.counts.promises += 1;
+                } else {
+                    self.init(drawn, JsType::TickObject, out);
+                }
+            }
             self.stack.push(id);
             if self.live.contains_key(&id) {
                 out(event(RawKind::PollStart, id));
@@ -371,11 +398,39 @@ impl JsResources {
         }
     }
 
-    /// An id drawn and not told an `Immediate` by the next write is a
-    /// `TickObject`.
-    fn settle(&mut self, out: &mut dyn FnMut(ModelRecord)) {
+    /// V8's `RunMicrotasks` was entered (`entered`) or returned on `pid_tgid`.
+    pub fn microtasks(&mut self, pid_tgid: u64, entered: bool) {
+        if !self.is_main(pid_tgid) {
+            return;
+        }
+        if entered {
+            self.microtasks.push(self.stack.len());
+        } else {
+            self.microtasks.pop();
+        }
+    }
+
+    /// V8's `EnqueueMicrotask` was called on `pid_tgid`: the id just drawn is
+    /// a `Microtask`.
+    pub fn microtask_enqueued(&mut self, pid_tgid: u64, out: &mut dyn FnMut(ModelRecord)) {
+        if self.is_main(pid_tgid)
+            && let Some(drawn) = self.drawn.take()
+        {
+            self.init(drawn, JsType::Microtask, out);
+        }
+    }
+
+    /// The thread whose words are watched.
+    fn is_main(&self, pid_tgid: u64) -> bool {
+        let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+        tgid == self.pid && tid == tgid
+    }
+
+    /// An id drawn and not told an `Immediate` by the next write waits for
+    /// its first callback to tell its type.
+    fn settle(&mut self) {
         if let Some(drawn) = self.drawn.take() {
-            self.init(drawn, JsType::TickObject, out);
+            self.untyped.insert(drawn.id, drawn);
         }
     }
 
@@ -418,6 +473,18 @@ impl JsResources {
         let mut lines = vec![format!(
             "node: --js-resources: watchpoints armed on the main thread at async id {armed_at}: JS-level inits {inits}; worker threads' JS-level resources are not watched; promises get no id while async_hooks is off"
         )];
+        if self.counts.promises > 0 {
+            lines.push(format!(
+                "node: --js-resources: {} ids entered directly in V8's microtask queue (PROMISEs: async_hooks is on in the target) were not reported: their trigger, the parent promise, is not seen",
+                self.counts.promises
+            ));
+        }
+        if !self.untyped.is_empty() {
+            lines.push(format!(
+                "node: --js-resources: {} JS-level ids never ran while watched: their type is not known, they were not reported",
+                self.untyped.len()
+            ));
+        }
         if self.counts.skipped > 0 {
             lines.push(format!(
                 "node: --js-resources: {} async ids went by between two watchpoint hits (hits lost: their resources are missing)",
