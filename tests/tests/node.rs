@@ -136,16 +136,22 @@ fn node20_run_reports_every_native_resource_as_async_hooks_does() {
     assert_matches(&truth.expect("truth"), &traced, 0, &stderr);
 }
 
-/// With `--js-resources`, every Timeout, Immediate and TickObject created
-/// after the watchpoints were armed, as async_hooks saw it; and the native
-/// resources as without the flag.
+/// `tracer run --js-resources`: every Timeout, Immediate and TickObject
+/// created after the watchpoints were armed, as async_hooks saw it; and the
+/// native resources as without the flag.
 fn assert_js_matches(node: &Path, wrap: Option<Command>) {
     let (traced, truth, stderr) = run_with(node, wrap, true, &["--js-resources"]);
-    let truth = truth.expect("truth");
-    let from = js_armed_at(&stderr).unwrap_or_else(|| panic!("never armed: {stderr}")) + 1;
-    let (native_matched, native_differences) = compare(&truth, &traced, 0);
+    assert_js_matches_from(&truth.expect("truth"), &traced, 0, &stderr);
+}
+
+/// [`assert_js_matches`]'s checks, for the resources created from async id
+/// `from` (and after the watchpoints were armed).
+fn assert_js_matches_from(truth: &Lives, traced: &Lives, from: u64, stderr: &str) {
+    let armed = js_armed_at(stderr).unwrap_or_else(|| panic!("never armed: {stderr}"));
+    let (native_matched, native_differences) = compare(truth, traced, from);
+    let from = from.max(armed + 1);
     eprintln!("native resources matched per type: {}", describe(&native_matched));
-    let (matched, differences) = compare_js(&truth, &traced, from);
+    let (matched, differences) = compare_js(truth, traced, from);
     eprintln!(
         "JS-level resources from async id {from} matched per type: {}",
         describe(&matched)
@@ -170,6 +176,23 @@ fn assert_js_matches(node: &Path, wrap: Option<Command>) {
 #[test]
 fn node20_js_resources_reports_timeouts_immediates_and_ticks_as_async_hooks_does() {
     assert_js_matches(Path::new(NODE_20), None);
+}
+
+#[test]
+fn node18_js_resources_reports_timeouts_immediates_and_ticks_as_async_hooks_does() {
+    let (node, wrap) = node18();
+    assert_js_matches(&node, Some(wrap));
+}
+
+/// `trace -p --js-resources`: the watchpoints are armed in the callback
+/// that starts the workload (the first the tracer sees); what is created
+/// after, as async_hooks saw it.
+#[test]
+fn node20_trace_p_js_resources_reports_what_is_created_after_arming() {
+    let mut node = Command::new(NODE_20);
+    node.arg(workload());
+    let (truth, traced, from, stderr) = attach(node, &["--js-resources"]);
+    assert_js_matches_from(&truth, &traced, from, &stderr);
 }
 
 #[test]
@@ -216,7 +239,15 @@ fn node18_trace_p_reports_the_native_resources_of_its_shared_libnode() {
 /// Starts the workload (`node`, its script given) waiting for SIGUSR2,
 /// attaches `tracer trace -p`, lets the workload go once attached, and
 /// compares what was created after.
-fn attach_and_compare(mut node: Command) {
+fn attach_and_compare(node: Command) {
+    let (truth, traced, from, stderr) = attach(node, &[]);
+    assert_matches(&truth, &traced, from, &stderr);
+}
+
+/// [`attach_and_compare`]'s run, `tracer trace` given `options`: the truth,
+/// the tracer's resources, the first id created after attach, the tracer's
+/// stderr.
+fn attach(mut node: Command, options: &[&str]) -> (Lives, Lives, u64, String) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let truth_file = temp_path("node-attach-truth");
     let ready_file = temp_path("node-attach-ready");
@@ -231,6 +262,7 @@ fn attach_and_compare(mut node: Command) {
     wait_for(|| std::fs::read_to_string(&ready_file).is_ok_and(|t| t.starts_with("ready")));
     let mut tracer = Command::new(tracer_bin().unwrap_or_else(|e| panic!("{e}")))
         .args(["trace", "--json", "-p", &pid.to_string()])
+        .args(options)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -269,7 +301,7 @@ fn attach_and_compare(mut node: Command) {
     let truth = parse_truth(&std::fs::read_to_string(&truth_file).expect("truth")).expect("truth");
     let _ = std::fs::remove_file(&truth_file);
     let _ = std::fs::remove_file(&ready_file);
-    assert_matches(&truth, &traced, from, &stderr);
+    (truth, traced, from, stderr)
 }
 
 /// Waits (up to 30 s) until `ready`.
