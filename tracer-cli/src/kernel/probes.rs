@@ -714,7 +714,7 @@ mod tests {
     }
 
     /// Every probe kind a session can attach: Tokio's, Go's and Node's.
-    const EVERY_PROBE: [Probe; 18] = [
+    const EVERY_PROBE: [Probe; 20] = [
         Probe::Poll,
         Probe::Spawn {
             kind: crate::runtime::SpawnKindTag::Task,

@@ -500,3 +500,198 @@ impl JsResources {
         lines
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracer_common::node::NodeKind;
+
+    const WORDS: Words = Words {
+        counter: 0x1010,
+        execution: 0x1000,
+        timeout_refs: 0x2000,
+        immediate_count: 0x3000,
+    };
+    const MAIN: u64 = (7 << 32) | 7;
+
+    /// A mapping watching [`WORDS`] of process 7, the current id 1.
+    fn armed() -> JsResources {
+        let mut js = JsResources::new(7, Err(String::new()));
+        js.arming = Arming::Armed(WORDS);
+        js.stack = vec![0, 1];
+        js.timeout_refs = Some(0);
+        js.immediate_count = Some(0);
+        js.last_id = Some(1);
+        js
+    }
+
+    enum Hit {
+        Id(u64),
+        Current(u64),
+        TimeoutRefs(u32),
+        Immediates(u32),
+        Microtasks(bool),
+        Enqueued,
+    }
+
+    /// What the hits give, as (event kind, id, type name for an init).
+    fn replay(js: &mut JsResources, hits: &[Hit]) -> Vec<(u32, u64, &'static str)> {
+        let mut out = Vec::new();
+        let mut push = |record: ModelRecord| {
+            out.push(match record {
+                ModelRecord::Plain(event) => (event.kind, event.task_id, ""),
+                ModelRecord::Named(spawn) => (
+                    spawn.event.kind,
+                    spawn.event.task_id,
+                    JsType::ALL[(spawn.vtable - js_type_address(JsType::Timeout)) as usize].name(),
+                ),
+            })
+        };
+        for hit in hits {
+            let raw = |kind: NodeKind, object: u64, value: u64| RawNodeEvent {
+                ts_ns: 1,
+                pid_tgid: MAIN,
+                object,
+                async_id: value,
+                trigger_id: 1.0f64.to_bits(),
+                kind: kind as u32,
+                provider: 0,
+            };
+            match hit {
+                Hit::Id(id) => js.id_drawn(
+                    &raw(NodeKind::JsId, WORDS.counter, (*id as f64).to_bits()),
+                    &mut push,
+                ),
+                Hit::Current(id) => js.written(
+                    &raw(NodeKind::JsWrite, WORDS.execution, (*id as f64).to_bits()),
+                    &mut push,
+                ),
+                Hit::TimeoutRefs(n) => js.written(
+                    &raw(NodeKind::JsWrite, WORDS.timeout_refs, u64::from(*n)),
+                    &mut push,
+                ),
+                Hit::Immediates(n) => js.written(
+                    &raw(NodeKind::JsWrite, WORDS.immediate_count, u64::from(*n)),
+                    &mut push,
+                ),
+                Hit::Microtasks(entered) => js.microtasks(MAIN, *entered),
+                Hit::Enqueued => js.microtask_enqueued(MAIN, &mut push),
+            }
+        }
+        out
+    }
+
+    const INIT: u32 = RawKind::Spawn as u32;
+    const BEFORE: u32 = RawKind::PollStart as u32;
+    const AFTER: u32 = RawKind::PollEnd as u32;
+    const DESTROY: u32 = RawKind::Free as u32;
+
+    #[test]
+    fn a_timeout_is_the_id_drawn_right_after_its_ref_and_ends_when_its_callback_unrefs_it() {
+        let mut js = armed();
+        let events = replay(
+            &mut js,
+            &[
+                Hit::TimeoutRefs(1),
+                Hit::Id(2),
+                Hit::Current(0),
+                Hit::Current(2),
+                Hit::TimeoutRefs(0),
+                Hit::Current(0),
+            ],
+        );
+        assert_eq!(
+            events,
+            [(INIT, 2, "Timeout"), (BEFORE, 2, ""), (AFTER, 2, ""), (DESTROY, 2, "")]
+        );
+    }
+
+    #[test]
+    fn a_repeating_timeout_lives_on_after_its_callback() {
+        let mut js = armed();
+        let events = replay(
+            &mut js,
+            &[
+                Hit::TimeoutRefs(1),
+                Hit::Id(2),
+                Hit::Current(2),
+                Hit::Current(1),
+            ],
+        );
+        assert_eq!(events, [(INIT, 2, "Timeout"), (BEFORE, 2, ""), (AFTER, 2, "")]);
+    }
+
+    #[test]
+    fn an_immediate_is_the_id_drawn_right_before_the_count_goes_up() {
+        let mut js = armed();
+        let events = replay(&mut js, &[Hit::Id(2), Hit::Immediates(1), Hit::Id(3)]);
+        assert_eq!(events, [(INIT, 2, "Immediate")]);
+    }
+
+    #[test]
+    fn a_tick_is_reported_at_its_first_callback_and_ends_after_it() {
+        let mut js = armed();
+        let events = replay(
+            &mut js,
+            &[Hit::Id(2), Hit::Id(3), Hit::Current(3), Hit::Current(1)],
+        );
+        assert_eq!(
+            events,
+            [(INIT, 3, "TickObject"), (BEFORE, 3, ""), (AFTER, 3, ""), (DESTROY, 3, "")]
+        );
+        // 2 never ran: no type, not reported.
+        assert_eq!(js.untyped.len(), 1);
+    }
+
+    #[test]
+    fn an_id_entered_directly_in_the_microtask_queue_is_a_promise_counted_not_reported() {
+        let mut js = armed();
+        let events = replay(
+            &mut js,
+            &[
+                Hit::Id(2),
+                Hit::Id(3),
+                Hit::Microtasks(true),
+                Hit::Current(2),
+                Hit::Current(1),
+                Hit::Microtasks(false),
+                Hit::Current(3),
+            ],
+        );
+        assert_eq!(events, [(INIT, 3, "TickObject"), (BEFORE, 3, "")]);
+        assert_eq!(js.counts.promises, 1);
+    }
+
+    #[test]
+    fn queue_microtask_is_the_id_drawn_right_before_the_enqueue() {
+        let mut js = armed();
+        let events = replay(&mut js, &[Hit::Id(2), Hit::Enqueued]);
+        assert_eq!(events, [(INIT, 2, "Microtask")]);
+    }
+
+    #[test]
+    fn native_ids_are_left_to_async_reset_and_skipped_counter_values_counted() {
+        let mut js = armed();
+        let mut out = Vec::new();
+        let native = RawNodeEvent {
+            ts_ns: 1,
+            pid_tgid: MAIN,
+            object: WORDS.counter,
+            async_id: 4.0f64.to_bits(),
+            trigger_id: 1.0f64.to_bits(),
+            kind: NodeKind::JsId as u32,
+            provider: 1,
+        };
+        js.id_drawn(&native, &mut |record| out.push(record));
+        assert!(out.is_empty());
+        assert_eq!((js.counts.native, js.counts.skipped), (1, 2));
+    }
+
+    #[test]
+    fn writes_of_other_threads_and_before_arming_are_ignored() {
+        let mut js = JsResources::new(7, Err(String::new()));
+        assert!(replay(&mut js, &[Hit::Current(5)]).is_empty());
+        js.saw_environment((7 << 32) | 8, 0x1234);
+        assert!(js.take_watches().is_empty());
+    }
+}
