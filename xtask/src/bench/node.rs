@@ -4,7 +4,8 @@
 //! functions in a shared `libnode`, unpacked by `cargo xtask setup`): requests/s and latency untraced, with
 //! in-process async_hooks on as Node users enable it (a `createHook` with all
 //! four callbacks, each counting), with the kernel's trap floor (empty
-//! programs on every site tracer probes) and with `tracer trace`. Same rules
+//! programs on every site tracer probes), with `tracer trace` and with
+//! `tracer trace --js-resources` (hardware watchpoints). Same rules
 //! as the rest of the bench: configurations interleaved round by round,
 //! medians.
 
@@ -45,11 +46,12 @@ const SERVER: &str = "bench/node-workloads/http_server.js";
 /// async_hooks enabled in-process (`BENCH_ASYNC_HOOKS=1`).
 const ASYNC_HOOKS: Instrumented = Instrumented::InProcess("async_hooks");
 
-const CONFIGS: [Instrumented; 4] = [
+const CONFIGS: [Instrumented; 5] = [
     Instrumented::Untraced,
     ASYNC_HOOKS,
     Instrumented::Tracer(Config::FloorEverySite),
     Instrumented::Tracer(Config::Trace),
+    Instrumented::Tracer(Config::JsResources),
 ];
 
 /// Every Node measurement, per Node: per configuration, the medians of

@@ -50,6 +50,9 @@ pub enum Config {
     NoAwaitChains,
     /// The workload rebuilt with tokio-console's `console-subscriber`.
     Console,
+    /// `tracer trace --js-resources --json` (Node): JS-level resources too,
+    /// through hardware watchpoints.
+    JsResources,
     /// `tracer trace --json` with another tracer build (`TRACER_BENCH_BASELINE`):
     /// a change measured side by side against what it changes.
     Baseline,
@@ -86,6 +89,7 @@ impl Config {
             Config::NoAwaitChains => "tracer --no-await-chains (debug = 2 build)",
             Config::Console => "console-subscriber",
             Config::Baseline => "tracer trace (baseline build)",
+            Config::JsResources => "tracer --js-resources",
         }
     }
 
@@ -97,6 +101,7 @@ impl Config {
             Config::FloorEverySite => &["trace", "--floor-every-site"],
             Config::Trace | Config::Baseline | Config::AwaitChains => &["trace", "--json"],
             Config::NoAwaitChains => &["trace", "--no-await-chains", "--json"],
+            Config::JsResources => &["trace", "--js-resources", "--json"],
             Config::NoWakes => &["trace", "--no-wakes", "--json"],
             Config::NoPolls => &["trace", "--no-polls", "--json"],
             Config::OtherTasks => &["trace", "--task", "no_such_crate::*", "--json"],

@@ -238,7 +238,12 @@ impl RecordMapper for NodeEvents {
             ));
         }
         if self.js_enabled {
-            lines.extend(self.js.summary());
+            let workers = self
+                .last_ids
+                .keys()
+                .filter(|pid_tgid| **pid_tgid >> 32 != **pid_tgid & 0xffff_ffff)
+                .count();
+            lines.extend(self.js.summary(workers));
         }
         lines
     }

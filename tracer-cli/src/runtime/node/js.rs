@@ -452,8 +452,9 @@ impl JsResources {
         }));
     }
 
-    /// Summary lines.
-    pub fn summary(&self) -> Vec<String> {
+    /// Summary lines; `workers`: the other threads that made native
+    /// resources (worker threads, whose JS-level resources are not watched).
+    pub fn summary(&self, workers: usize) -> Vec<String> {
         let armed_at = match (&self.arming, self.counts.armed_at) {
             (Arming::Armed(_), Some(at)) => at,
             (Arming::Failed(why), _) => {
@@ -473,6 +474,11 @@ impl JsResources {
         let mut lines = vec![format!(
             "node: --js-resources: watchpoints armed on the main thread at async id {armed_at}: JS-level inits {inits}; worker threads' JS-level resources are not watched; promises get no id while async_hooks is off"
         )];
+        if workers > 0 {
+            lines.push(format!(
+                "node: --js-resources: {workers} other threads (workers) made native resources: their JS-level resources are not watched (four debug registers a thread, used on the main thread)"
+            ));
+        }
         if self.counts.promises > 0 {
             lines.push(format!(
                 "node: --js-resources: {} ids entered directly in V8's microtask queue (PROMISEs: async_hooks is on in the target) were not reported: their trigger, the parent promise, is not seen",
