@@ -184,6 +184,27 @@ fn node18_js_resources_reports_timeouts_immediates_and_ticks_as_async_hooks_does
     assert_js_matches(&node, Some(wrap));
 }
 
+/// With async_hooks off in the target (as users run), `--js-resources`
+/// reports as many Timeouts, Immediates and TickObjects, with as many
+/// callbacks, as async_hooks reports with it on. Under `run` the watchpoints
+/// are armed at the bootstrap scope, before the main script draws an id, so
+/// every one of them counts.
+#[test]
+fn node20_js_resources_with_hooks_off_reports_as_many_as_async_hooks_with_hooks_on() {
+    let (_, truth, _) = run_with(Path::new(NODE_20), None, true, &["--js-resources"]);
+    let (off, _, stderr) = run_with(Path::new(NODE_20), None, false, &["--js-resources"]);
+    let watched = |counts: BTreeMap<String, (usize, usize)>| -> BTreeMap<String, (usize, usize)> {
+        counts
+            .into_iter()
+            .filter(|(name, _)| WATCHED_TYPES.contains(&name.as_str()))
+            .collect()
+    };
+    let expected = watched(per_type(&truth.expect("truth")));
+    let got = watched(per_type(&off));
+    eprintln!("(inits, befores) per JS-level type: hooks off {got:?}, async_hooks {expected:?}");
+    assert_eq!(got, expected, "{stderr}");
+}
+
 /// `trace -p --js-resources`: the watchpoints are armed in the callback
 /// that starts the workload (the first the tracer sees); what is created
 /// after, as async_hooks saw it.
