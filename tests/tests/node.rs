@@ -23,7 +23,7 @@ use tracer_tests::{
         js_armed_at, native, parse_traced, parse_truth, per_type, traced_unseen_ids, unseen_ids,
         workload,
     },
-    require_root, temp_path, tracer_bin, workspace_root,
+    Profile, fixture_bin, require_root, temp_path, tracer_bin, workspace_root,
 };
 
 /// Node 20: NodeSource's static build on these machines.
@@ -449,6 +449,20 @@ fn tracer(args: &[&OsStr]) -> Output {
 /// needs: a stripped node is traced as the original. A build without those
 /// names too (as one with hidden visibility would be) is made by renaming
 /// them in the stripped copy: it is refused, naming the Node it found.
+/// `--js-resources` on a runtime that has no JS-level resources is refused
+/// by name, before anything is attached.
+#[test]
+fn js_resources_on_a_tokio_program_is_refused_naming_its_runtime() {
+    let fixture = fixture_bin("current_thread", Profile::Release).unwrap_or_else(|e| panic!("{e}"));
+    let output = tracer(&[
+        OsStr::new("run"),
+        OsStr::new("--js-resources"),
+        OsStr::new("--"),
+        fixture.as_os_str(),
+    ]);
+    assert_refused(&output, &["--js-resources is for Node.js only", "runs tokio"]);
+}
+
 #[test]
 fn node_without_symbols_is_refused_naming_the_node_found() {
     let stripped = temp_path("node-stripped");
