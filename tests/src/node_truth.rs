@@ -115,9 +115,8 @@ pub type Matched = BTreeMap<String, (usize, usize)>;
 /// every native resource the tracer saw created must be one async_hooks saw,
 /// unless it is older than the hook (`first_truth_id`).
 pub fn compare(truth: &Lives, traced: &Lives, from: u64) -> (Matched, Vec<String>) {
-    let (matched, mut differences) = compare_types(truth, traced, from, |name| {
-        !JS_LEVEL_TYPES.contains(&name)
-    });
+    let (matched, mut differences) =
+        compare_types(truth, traced, from, |name| !JS_LEVEL_TYPES.contains(&name));
     let first_truth_id = truth.keys().next().copied().unwrap_or(0);
     for (id, got) in traced.range(from.max(first_truth_id)..) {
         if got.init && !truth.get(id).is_some_and(|t| t.init) {
@@ -141,7 +140,10 @@ pub fn compare_js(truth: &Lives, traced: &Lives, from: u64) -> (Matched, Vec<Str
         compare_types(truth, traced, from, |name| WATCHED_TYPES.contains(&name));
     for (id, got) in traced.range(from..) {
         let typed_js = got.init && WATCHED_TYPES.contains(&got.resource_type.as_str());
-        let truth_type = truth.get(id).filter(|t| t.init).map(|t| t.resource_type.as_str());
+        let truth_type = truth
+            .get(id)
+            .filter(|t| t.init)
+            .map(|t| t.resource_type.as_str());
         if typed_js && truth_type != Some(got.resource_type.as_str()) {
             differences.push(format!(
                 "{id}: traced as {}, async_hooks says {truth_type:?}",
@@ -217,7 +219,9 @@ fn compare_types(
 /// at async id N: …": later ids are the ones it can see.
 pub fn js_armed_at(stderr: &str) -> Option<u64> {
     stderr.lines().find_map(|line| {
-        let rest = line.split_once("watchpoints armed on the main thread at async id ")?.1;
+        let rest = line
+            .split_once("watchpoints armed on the main thread at async id ")?
+            .1;
         rest.split(':').next()?.parse().ok()
     })
 }

@@ -17,13 +17,13 @@ use std::{
 };
 
 use tracer_tests::{
-    assert_refused,
+    Profile, assert_refused, fixture_bin,
     node_truth::{
         JS_LEVEL_TYPES, Lives, WATCHED_TYPES, WORKLOAD_TYPES, compare, compare_js, describe,
         js_armed_at, native, parse_traced, parse_truth, per_type, traced_unseen_ids, unseen_ids,
         workload,
     },
-    Profile, fixture_bin, require_root, temp_path, tracer_bin, workspace_root,
+    require_root, temp_path, tracer_bin, workspace_root,
 };
 
 /// Node 20: NodeSource's static build on these machines.
@@ -150,7 +150,10 @@ fn assert_js_matches_from(truth: &Lives, traced: &Lives, from: u64, stderr: &str
     let armed = js_armed_at(stderr).unwrap_or_else(|| panic!("never armed: {stderr}"));
     let (native_matched, native_differences) = compare(truth, traced, from);
     let from = from.max(armed + 1);
-    eprintln!("native resources matched per type: {}", describe(&native_matched));
+    eprintln!(
+        "native resources matched per type: {}",
+        describe(&native_matched)
+    );
     let (matched, differences) = compare_js(truth, traced, from);
     eprintln!(
         "JS-level resources from async id {from} matched per type: {}",
@@ -169,7 +172,10 @@ fn assert_js_matches_from(truth: &Lives, traced: &Lives, from: u64, stderr: &str
         "{} differences ({}):\n{}\n{stderr}",
         all.len(),
         describe(&matched),
-        all.iter().map(|d| d.as_str()).collect::<Vec<_>>().join("\n")
+        all.iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -460,7 +466,10 @@ fn js_resources_on_a_tokio_program_is_refused_naming_its_runtime() {
         OsStr::new("--"),
         fixture.as_os_str(),
     ]);
-    assert_refused(&output, &["--js-resources is for Node.js only", "runs tokio"]);
+    assert_refused(
+        &output,
+        &["--js-resources is for Node.js only", "runs tokio"],
+    );
 }
 
 #[test]

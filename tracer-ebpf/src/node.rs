@@ -19,11 +19,11 @@ use core::ptr::read_volatile;
 
 use aya_ebpf::{
     EbpfContext, Global,
+    bindings::{BPF_RB_FORCE_WAKEUP, bpf_perf_event_data},
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::bpf_get_attach_cookie,
     },
-    bindings::{BPF_RB_FORCE_WAKEUP, bpf_perf_event_data},
     macros::{map, perf_event, uprobe, uretprobe},
     maps::LruHashMap,
     programs::{PerfEventContext, ProbeContext, RetProbeContext},
@@ -246,7 +246,14 @@ pub fn node_js_counter(ctx: PerfEventContext) -> u32 {
     let trigger = if default >> 63 == 0 { default } else { current };
     // SAFETY: the value is not read.
     let in_reset = unsafe { NODE_RESETS.get(&pid_tgid) }.is_some_and(|stack| stack.depth > 0);
-    emit(pid_tgid, NodeKind::JsId, counter, id, trigger, u32::from(in_reset));
+    emit(
+        pid_tgid,
+        NodeKind::JsId,
+        counter,
+        id,
+        trigger,
+        u32::from(in_reset),
+    );
     0
 }
 
@@ -301,7 +308,15 @@ pub fn node_destroy(ctx: ProbeContext) -> u32 {
 /// Writes one record (counted as emitted, and as dropped when the ring is full).
 #[inline(always)]
 fn emit(pid_tgid: u64, kind: NodeKind, object: u64, async_id: u64, trigger_id: u64, provider: u32) {
-    emit_with(submit_flags(), pid_tgid, kind, object, async_id, trigger_id, provider);
+    emit_with(
+        submit_flags(),
+        pid_tgid,
+        kind,
+        object,
+        async_id,
+        trigger_id,
+        provider,
+    );
 }
 
 /// [`emit`], submitted with `flags`.

@@ -169,10 +169,7 @@ fn programs_for(probe: Probe, poll_slot: u64, set: ProbeSet) -> Vec<(&'static st
         )],
         Probe::NodeScopeClose => vec![("node_scope_close", 0)],
         Probe::NodeDestroy => vec![("node_destroy", 0)],
-        Probe::NodeMicrotasks => vec![
-            ("node_microtasks_enter", 0),
-            ("node_microtasks_return", 0),
-        ],
+        Probe::NodeMicrotasks => vec![("node_microtasks_enter", 0), ("node_microtasks_return", 0)],
         Probe::NodeEnqueueMicrotask => vec![("node_enqueue_microtask", 0)],
     }
 }
@@ -332,12 +329,7 @@ impl Probes {
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("BPF program {name} missing from the object"))?
                 .try_into()?;
-            program.load().map_err(|error| {
-                anyhow!(
-                    "the kernel refused BPF program {name}: {}",
-                    last_lines(&error.to_string(), 12)
-                )
-            })?;
+            program.load().map_err(|error| refused(name, &error))?;
         }
         if follow_forks.is_some() {
             attach_fork_tracepoint(&mut ebpf)?;
@@ -464,19 +456,20 @@ impl Probes {
     /// needed.
     pub fn load_watch_programs(&mut self, programs: &[&str]) -> anyhow::Result<()> {
         for name in programs {
-            let program: &mut PerfEvent = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("BPF program {name} missing"))?
-                .try_into()?;
-            program.load().map_err(|error| {
-                anyhow!(
-                    "the kernel refused BPF program {name}: {}",
-                    last_lines(&error.to_string(), 12)
-                )
-            })?;
+            self.perf_program(name)?
+                .load()
+                .map_err(|error| refused(name, &error))?;
         }
         Ok(())
+    }
+
+    /// The perf-event program `name`.
+    fn perf_program(&mut self, name: &str) -> anyhow::Result<&mut PerfEvent> {
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("BPF program {name} missing"))?
+            .try_into()?)
     }
 
     /// Puts a hardware write-watchpoint on each word of `watches` (their
@@ -485,11 +478,7 @@ impl Probes {
     /// debug registers; the kernel refuses a fifth.
     pub fn watch_writes(&mut self, watches: &[WriteWatch]) -> anyhow::Result<()> {
         for watch in watches {
-            let program: &mut PerfEvent = self
-                .ebpf
-                .program_mut(watch.program)
-                .ok_or_else(|| anyhow!("BPF program {} missing", watch.program))?
-                .try_into()?;
+            let program = self.perf_program(watch.program)?;
             let length = match watch.len {
                 4 => PerfBreakpointLength::Len4,
                 8 => PerfBreakpointLength::Len8,
@@ -620,6 +609,14 @@ impl Probes {
     }
 }
 
+/// The kernel's refusal of program `name`, with the end of its verifier log.
+fn refused(name: &str, error: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow!(
+        "the kernel refused BPF program {name}: {}",
+        last_lines(&error.to_string(), 12)
+    )
+}
+
 /// Loads `process_fork` and attaches it to the `task/task_newtask` tracepoint.
 fn attach_fork_tracepoint(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     let (category, name) = NEW_TASK_TRACEPOINT;
@@ -627,12 +624,9 @@ fn attach_fork_tracepoint(ebpf: &mut Ebpf) -> anyhow::Result<()> {
         .program_mut("process_fork")
         .ok_or_else(|| anyhow!("BPF program process_fork missing from the object"))?
         .try_into()?;
-    program.load().map_err(|error| {
-        anyhow!(
-            "the kernel refused BPF program process_fork: {}",
-            last_lines(&error.to_string(), 12)
-        )
-    })?;
+    program
+        .load()
+        .map_err(|error| refused("process_fork", &error))?;
     program.attach(category, name).map_err(|error| {
         anyhow!(
             "--follow-forks: cannot attach to the tracepoint {category}/{name}: {error}. \

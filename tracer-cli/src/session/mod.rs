@@ -148,7 +148,11 @@ pub async fn trace(
                     found.runtime
                 )
             })?;
-        found.prepared.globals.0.extend(watching.globals.0.iter().copied());
+        found
+            .prepared
+            .globals
+            .0
+            .extend(watching.globals.0.iter().copied());
         Some(watching)
     } else {
         None

@@ -143,7 +143,10 @@ impl RuntimeAdapter for Node {
             }
         }
         object.sites.sites.extend(binary.v8_sites);
-        object.sites.sites.sort_by_key(|site| (site.probe, site.address));
+        object
+            .sites
+            .sites
+            .sort_by_key(|site| (site.probe, site.address));
         let js = JsResources::new(pid, binary.js);
         let namer = Box::new(Providers(binary.providers));
         let table = NameTable::by_namer(namer, Box::new(NoLocation));
@@ -215,7 +218,10 @@ impl NodeBinary {
             let (ip, bytes) = function_code(&file, &image, function)
                 .ok_or_else(|| format!("{} has no function {function}", shown.display()))?;
             code::env_buffer(bytes, ip, size).ok_or_else(|| {
-                format!("{function} in {} reads no Environment field tracer knows", shown.display())
+                format!(
+                    "{function} in {} reads no Environment field tracer knows",
+                    shown.display()
+                )
             })
         };
         let js = buffer(GET_EXECUTION_ASYNC_ID, MemorySize::Float64).and_then(|async_id_fields| {

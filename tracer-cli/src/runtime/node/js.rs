@@ -119,10 +119,7 @@ impl Words {
     /// field).
     fn read(memory: &dyn Memory, env: u64, layout: JsLayout) -> Result<Self, String> {
         let word = |address: u64| {
-            let mut bytes = [0; 8];
-            memory
-                .read(address, &mut bytes)
-                .then(|| u64::from_le_bytes(bytes))
+            read_word(memory, address)
                 .ok_or_else(|| format!("cannot read {address:#x} of the Environment at {env:#x}"))
         };
         let array = |pointer: u64, count: u64| -> Result<(u64, u64), String> {
@@ -168,6 +165,14 @@ impl Words {
             watch(watch::WRITE_PROGRAM, self.immediate_count, 4),
         ]
     }
+}
+
+/// The 8 bytes at `address`, little-endian.
+fn read_word(memory: &dyn Memory, address: u64) -> Option<u64> {
+    let mut bytes = [0; 8];
+    memory
+        .read(address, &mut bytes)
+        .then(|| u64::from_le_bytes(bytes))
 }
 
 /// Where arming stands.
@@ -292,13 +297,13 @@ impl JsResources {
             return;
         }
         let memory = ProcessMemory { pid: self.pid };
-        let word = |address: u64| {
-            let mut bytes = [0; 8];
-            memory.read(address, &mut bytes).then(|| u64::from_le_bytes(bytes))
-        };
+        let word = |address| read_word(&memory, address);
         self.counts.armed_at = word(words.counter).and_then(async_id);
         self.last_id = self.counts.armed_at;
-        self.stack = word(words.execution).and_then(async_id).into_iter().collect();
+        self.stack = word(words.execution)
+            .and_then(async_id)
+            .into_iter()
+            .collect();
         self.timeout_refs = word(words.timeout_refs).map(|v| v as u32);
         self.immediate_count = word(words.immediate_count).map(|v| v as u32);
         self.arming = Arming::Armed(words);
@@ -370,7 +375,8 @@ impl JsResources {
     /// The current id became `id`: a push (a `before` of a JS-level
     /// resource) or a pop (the `after` of the top).
     fn current_id(&mut self, raw: &RawNodeEvent, id: u64, out: &mut dyn FnMut(ModelRecord)) {
-        let event = |kind, id| ModelRecord::Plain(RawEvent::at(raw.ts_ns, raw.pid_tgid, kind, id, 0, 0));
+        let event =
+            |kind, id| ModelRecord::Plain(RawEvent::at(raw.ts_ns, raw.pid_tgid, kind, id, 0, 0));
         let depth = self.stack.len();
         if depth >= 2 && self.stack[depth - 2] == id {
             let Some(top) = self.stack.pop() else {
@@ -458,7 +464,9 @@ impl JsResources {
         let armed_at = match (&self.arming, self.counts.armed_at) {
             (Arming::Armed(_), Some(at)) => at,
             (Arming::Failed(why), _) => {
-                return vec![format!("node: --js-resources: watchpoints not armed: {why}")];
+                return vec![format!(
+                    "node: --js-resources: watchpoints not armed: {why}"
+                )];
             }
             _ => {
                 return vec![
@@ -468,7 +476,13 @@ impl JsResources {
         };
         let inits = JsType::ALL
             .iter()
-            .map(|t| format!("{} {}", self.counts.inits.get(t.name()).copied().unwrap_or(0), t.name()))
+            .map(|t| {
+                format!(
+                    "{} {}",
+                    self.counts.inits.get(t.name()).copied().unwrap_or(0),
+                    t.name()
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let mut lines = vec![format!(
@@ -608,7 +622,12 @@ mod tests {
         );
         assert_eq!(
             events,
-            [(INIT, 2, "Timeout"), (BEFORE, 2, ""), (AFTER, 2, ""), (DESTROY, 2, "")]
+            [
+                (INIT, 2, "Timeout"),
+                (BEFORE, 2, ""),
+                (AFTER, 2, ""),
+                (DESTROY, 2, "")
+            ]
         );
     }
 
@@ -624,7 +643,10 @@ mod tests {
                 Hit::Current(1),
             ],
         );
-        assert_eq!(events, [(INIT, 2, "Timeout"), (BEFORE, 2, ""), (AFTER, 2, "")]);
+        assert_eq!(
+            events,
+            [(INIT, 2, "Timeout"), (BEFORE, 2, ""), (AFTER, 2, "")]
+        );
     }
 
     #[test]
@@ -643,7 +665,12 @@ mod tests {
         );
         assert_eq!(
             events,
-            [(INIT, 3, "TickObject"), (BEFORE, 3, ""), (AFTER, 3, ""), (DESTROY, 3, "")]
+            [
+                (INIT, 3, "TickObject"),
+                (BEFORE, 3, ""),
+                (AFTER, 3, ""),
+                (DESTROY, 3, "")
+            ]
         );
         // 2 never ran: no type, not reported.
         assert_eq!(js.untyped.len(), 1);
