@@ -34,6 +34,11 @@ pub fn workload() -> PathBuf {
     workspace_root().join("tests/node-fixtures/workload.js")
 }
 
+/// The fixture of `queueMicrotask`'s resources.
+pub fn microtasks() -> PathBuf {
+    workspace_root().join("tests/node-fixtures/microtasks.js")
+}
+
 /// One resource's life, as async_hooks or the tracer saw it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Life {
@@ -130,7 +135,7 @@ pub fn compare(truth: &Lives, traced: &Lives, from: u64) -> (Matched, Vec<String
 }
 
 /// The JS-level types `--js-resources` reports.
-pub const WATCHED_TYPES: [&str; 3] = ["Timeout", "Immediate", "TickObject"];
+pub const WATCHED_TYPES: [&str; 4] = ["Timeout", "Immediate", "TickObject", "Microtask"];
 
 /// Like [`compare`], for the JS-level resources of [`WATCHED_TYPES`]
 /// async_hooks saw created at or above `from`; and every resource the tracer

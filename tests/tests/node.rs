@@ -20,8 +20,8 @@ use tracer_tests::{
     Profile, assert_refused, fixture_bin,
     node_truth::{
         JS_LEVEL_TYPES, Lives, WATCHED_TYPES, WORKLOAD_TYPES, compare, compare_js, describe,
-        js_armed_at, native, parse_traced, parse_truth, per_type, traced_unseen_ids, unseen_ids,
-        workload,
+        js_armed_at, microtasks, native, parse_traced, parse_truth, per_type, traced_unseen_ids,
+        unseen_ids, workload,
     },
     require_root, temp_path, tracer_bin, workspace_root,
 };
@@ -46,6 +46,17 @@ fn run_with(
     truth: bool,
     options: &[&str],
 ) -> (Lives, Option<Lives>, String) {
+    run_script(node, wrap, truth, options, &workload())
+}
+
+/// [`run_with`], running `script`.
+fn run_script(
+    node: &Path,
+    wrap: Option<Command>,
+    truth: bool,
+    options: &[&str],
+    script: &Path,
+) -> (Lives, Option<Lives>, String) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let truth_file = temp_path("node-truth");
     let tracer = tracer_bin().unwrap_or_else(|e| panic!("{e}"));
@@ -61,7 +72,7 @@ fn run_with(
         .args(options)
         .arg("--")
         .arg(node)
-        .arg(workload())
+        .arg(script)
         .stdin(Stdio::null());
     if truth {
         command.env("NODE_TRUTH", &truth_file);
@@ -139,14 +150,18 @@ fn node20_run_reports_every_native_resource_as_async_hooks_does() {
 /// `tracer run --js-resources`: every Timeout, Immediate and TickObject
 /// created after the watchpoints were armed, as async_hooks saw it; and the
 /// native resources as without the flag.
-fn assert_js_matches(node: &Path, wrap: Option<Command>) {
-    let (traced, truth, stderr) = run_with(node, wrap, true, &["--js-resources"]);
-    assert_js_matches_from(&truth.expect("truth"), &traced, 0, &stderr);
+fn assert_js_matches(node: &Path, wrap: Option<Command>, script: &Path, made: &[&str]) {
+    let (traced, truth, stderr) = run_script(node, wrap, true, &["--js-resources"], script);
+    assert_js_matches_from(&truth.expect("truth"), &traced, 0, &stderr, made);
 }
 
+/// The JS-level types the workload makes (no `queueMicrotask`).
+const WORKLOAD_JS_TYPES: [&str; 3] = ["Timeout", "Immediate", "TickObject"];
+
 /// [`assert_js_matches`]'s checks, for the resources created from async id
-/// `from` (and after the watchpoints were armed).
-fn assert_js_matches_from(truth: &Lives, traced: &Lives, from: u64, stderr: &str) {
+/// `from` (and after the watchpoints were armed); the script made each type
+/// of `made`.
+fn assert_js_matches_from(truth: &Lives, traced: &Lives, from: u64, stderr: &str, made: &[&str]) {
     let armed = js_armed_at(stderr).unwrap_or_else(|| panic!("never armed: {stderr}"));
     let (native_matched, native_differences) = compare(truth, traced, from);
     let from = from.max(armed + 1);
@@ -159,10 +174,10 @@ fn assert_js_matches_from(truth: &Lives, traced: &Lives, from: u64, stderr: &str
         "JS-level resources from async id {from} matched per type: {}",
         describe(&matched)
     );
-    for name in WATCHED_TYPES {
+    for name in made {
         assert!(
-            matched.get(name).is_some_and(|(_, all)| *all > 0),
-            "the workload made no {name} after the watchpoints were armed: {}",
+            matched.get(*name).is_some_and(|(_, all)| *all > 0),
+            "the script made no {name} after the watchpoints were armed: {}",
             describe(&matched)
         );
     }
@@ -181,13 +196,26 @@ fn assert_js_matches_from(truth: &Lives, traced: &Lives, from: u64, stderr: &str
 
 #[test]
 fn node20_js_resources_reports_timeouts_immediates_and_ticks_as_async_hooks_does() {
-    assert_js_matches(Path::new(NODE_20), None);
+    assert_js_matches(Path::new(NODE_20), None, &workload(), &WORKLOAD_JS_TYPES);
 }
 
 #[test]
 fn node18_js_resources_reports_timeouts_immediates_and_ticks_as_async_hooks_does() {
     let (node, wrap) = node18();
-    assert_js_matches(&node, Some(wrap));
+    assert_js_matches(&node, Some(wrap), &workload(), &WORKLOAD_JS_TYPES);
+}
+
+/// `queueMicrotask`'s Microtasks, queued from a timer, a promise callback
+/// and another Microtask, next to the promises they run among.
+#[test]
+fn node20_js_resources_reports_queue_microtask_as_async_hooks_does() {
+    assert_js_matches(Path::new(NODE_20), None, &microtasks(), &WATCHED_TYPES);
+}
+
+#[test]
+fn node18_js_resources_reports_queue_microtask_as_async_hooks_does() {
+    let (node, wrap) = node18();
+    assert_js_matches(&node, Some(wrap), &microtasks(), &WATCHED_TYPES);
 }
 
 /// With async_hooks off in the target (as users run), `--js-resources`
@@ -219,7 +247,7 @@ fn node20_trace_p_js_resources_reports_what_is_created_after_arming() {
     let mut node = Command::new(NODE_20);
     node.arg(workload());
     let (truth, traced, from, stderr) = attach(node, &["--js-resources"]);
-    assert_js_matches_from(&truth, &traced, from, &stderr);
+    assert_js_matches_from(&truth, &traced, from, &stderr, &WORKLOAD_JS_TYPES);
 }
 
 #[test]
