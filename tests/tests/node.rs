@@ -251,6 +251,14 @@ fn node20_trace_p_js_resources_reports_what_is_created_after_arming() {
 }
 
 #[test]
+fn node18_trace_p_js_resources_reports_what_is_created_after_arming() {
+    let (node, mut command) = node18();
+    command.arg(node).arg(workload());
+    let (truth, traced, from, stderr) = attach(command, &["--js-resources"]);
+    assert_js_matches_from(&truth, &traced, from, &stderr, &WORKLOAD_JS_TYPES);
+}
+
+#[test]
 fn node20_with_hooks_off_reports_the_same_resources_as_with_hooks_on() {
     let (on, truth, _) = run(Path::new(NODE_20), None, true);
     let (off, _, stderr) = run(Path::new(NODE_20), None, false);
