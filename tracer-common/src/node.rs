@@ -13,7 +13,8 @@ pub enum NodeKind {
     /// `async_id`, `trigger_id` and `provider`: an `init`.
     Init = 1,
     /// An `InternalCallbackScope` was constructed at `object` for the resource
-    /// `async_id` (non-zero): a `before`.
+    /// `async_id`: a `before`; with `--js-resources` also for a scope without
+    /// one (`async_id` 0), which only names the environment.
     ScopeEnter = 2,
     /// `InternalCallbackScope::Close()` of the open scope at `object`: the
     /// `after` of the resource that scope entered.

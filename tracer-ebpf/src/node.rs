@@ -145,7 +145,8 @@ fn report_init(pid_tgid: u64, wrap: u64) -> Result<(), Counter> {
 
 /// An `InternalCallbackScope` constructor's entry (its cookie says which
 /// constructor, see [`scope_cookie`]): a `before`, unless the scope has no
-/// resource (id 0). Its `kSkipAsyncHooks` flag is no reason to skip it: Node
+/// resource (id 0: then reported only to name the environment, with
+/// `--js-resources`). Its `kSkipAsyncHooks` flag is no reason to skip it: Node
 /// sets it when its JS trampoline emits the before/after instead (every
 /// `MakeCallback` once bootstrapped), and that happens only with hooks on.
 #[uprobe]
@@ -169,11 +170,14 @@ pub fn node_scope_enter(ctx: ProbeContext) -> u32 {
     let Ok(id) = read_u64(ids).inspect_err(|c| bump(*c)) else {
         return 0;
     };
-    if id == 0 {
+    let main_thread = pid_tgid >> 32 == pid_tgid & 0xffff_ffff;
+    let names_env = env != 0 && main_thread && NODE_WAKE_FOR_ENV.load() != 0;
+    // A scope without a resource (`RunTimers`, `CheckImmediate`) is no
+    // callback, but with `--js-resources` it tells the environment.
+    if id == 0 && !names_env {
         return 0;
     }
-    let main_thread = pid_tgid >> 32 == pid_tgid & 0xffff_ffff;
-    let flags = if env != 0 && main_thread && NODE_WAKE_FOR_ENV.load() != 0 {
+    let flags = if names_env {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         submit_flags()

@@ -147,7 +147,9 @@ impl NodeEvents {
                     location: provider_address(raw.provider),
                 }));
             }
-            NodeKind::ScopeEnter if id == ROOT_ASYNC_ID => {}
+            // The bootstrap scope, and one without a resource (reported
+            // with `--js-resources` for its environment).
+            NodeKind::ScopeEnter if id == ROOT_ASYNC_ID || id == 0 => {}
             NodeKind::ScopeEnter => {
                 match self.scopes.insert((raw.pid_tgid, raw.object), id) {
                     // A constructor delegating to the other (Node 18's
@@ -351,6 +353,16 @@ mod tests {
             raw(NodeKind::ScopeClose, 0x100, 0.0),
         ]);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_scope_without_a_resource_is_no_callback() {
+        let (out, counts) = map(&[
+            raw(NodeKind::ScopeEnter, 0x100, 0.0),
+            raw(NodeKind::ScopeClose, 0x100, 0.0),
+        ]);
+        assert!(out.is_empty());
+        assert_eq!(counts, Counts::default());
     }
 
     #[test]
