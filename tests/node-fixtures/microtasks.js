@@ -3,22 +3,10 @@
 // promise callback, from another Microtask, and one that queues a tick and an
 // immediate.
 //
-// With NODE_TRUTH=FILE, every async_hooks event is written to FILE with
-// fs.writeSync, as workload.js does. It writes nothing to stdout or stderr.
+// With NODE_TRUTH=FILE, every async_hooks event is written to FILE
+// (`truth.js`). It writes nothing to stdout or stderr.
 'use strict';
-const fs = require('fs');
-
-const truthPath = process.env.NODE_TRUTH;
-if (truthPath) {
-  const fd = fs.openSync(truthPath, 'w');
-  const write = (line) => fs.writeSync(fd, line + '\n');
-  require('async_hooks').createHook({
-    init(id, type, trigger) { write(`init ${id} ${type} ${trigger}`); },
-    before(id) { write(`before ${id}`); },
-    after(id) { write(`after ${id}`); },
-    destroy(id) { write(`destroy ${id}`); },
-  }).enable();
-}
+require('./truth');
 
 const ROUNDS = 3;
 function round(left) {

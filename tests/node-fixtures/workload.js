@@ -4,8 +4,9 @@
 // process.nextTick and promises.
 //
 // With NODE_TRUTH=FILE, every async_hooks event is written to FILE with
-// fs.writeSync, one per line: `init ID TYPE TRIGGER`, `before ID`, `after ID`,
-// `destroy ID`; the tracer's events are compared with it by exact id.
+// fs.writeSync (`truth.js`), one per line: `init ID TYPE TRIGGER`, `before
+// ID`, `after ID`, `destroy ID`; the tracer's events are compared with it by
+// exact id.
 // Without it, async_hooks stays off (the way users run), and the tracer's
 // per-type counts are compared with a run that had it on.
 //
@@ -21,17 +22,7 @@ const dns = require('dns');
 const zlib = require('zlib');
 const childProcess = require('child_process');
 
-const truthPath = process.env.NODE_TRUTH;
-if (truthPath) {
-  const fd = fs.openSync(truthPath, 'w');
-  const write = (line) => fs.writeSync(fd, line + '\n');
-  require('async_hooks').createHook({
-    init(id, type, trigger) { write(`init ${id} ${type} ${trigger}`); },
-    before(id) { write(`before ${id}`); },
-    after(id) { write(`after ${id}`); },
-    destroy(id) { write(`destroy ${id}`); },
-  }).enable();
-}
+require('./truth');
 
 // A native resource of the main script itself (its trigger is async id 1).
 fs.stat(__filename, (err) => {
