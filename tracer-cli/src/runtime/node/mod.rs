@@ -22,7 +22,7 @@
 //! these sites: they are counted (the gaps in each thread's sequence of native
 //! ids, [`events::Counts::unseen_ids`]), and reported only with
 //! `--js-resources`, through hardware watchpoints ([`js`]): `node.Timeout`,
-//! `node.Immediate`, `node.TickObject`.
+//! `node.Immediate`, `node.TickObject`, `node.Microtask`.
 
 mod adapter;
 pub mod code;
