@@ -450,6 +450,13 @@ impl Probes {
         self.set_armed(true).context("cannot arm the probes")
     }
 
+    /// Stops every program from doing anything (the links stay): what is in the
+    /// ring buffer then can be read at once, before [`Probes::detach`] waits on
+    /// the kernel.
+    pub fn disarm(&mut self) -> anyhow::Result<()> {
+        self.set_armed(false).context("cannot disarm the probes")
+    }
+
     fn set_armed(&mut self, armed: bool) -> anyhow::Result<()> {
         let map = self
             .ebpf
@@ -529,7 +536,7 @@ impl Probes {
     /// The programs are disarmed first: links go one by one, and a return probe
     /// outliving its entry probe would count every poll return as unmatched.
     pub fn detach(mut self) -> anyhow::Result<Counters> {
-        self.set_armed(false).context("cannot disarm the probes")?;
+        self.disarm()?;
         let Self {
             ebpf,
             counters,
