@@ -10,8 +10,13 @@
 //! state machine is the leaf future, or, when exactly one of its members is a
 //! state machine (or a pin or box of one: `Timeout<F>`'s `value`), a combinator
 //! the chain goes through. Only states the DWARF knows are accepted.
+//!
+//! A `tokio::join!` or `tokio::select!` is a fork ([`fork`]): the chain ends
+//! with a [`TreeFrame::Fork`] holding the chain of each pending branch.
 
-use super::types::{Kind, Member, TypeRef, Types};
+use serde::Serialize;
+
+use super::types::{Kind, Member, Type, TypeRef, Types};
 use crate::runtime::tokio::naming::{
     dwarf::{ImplNames, legacy_spelling},
     render,
@@ -43,11 +48,293 @@ pub trait Memory {
 
 pub use crate::model::event::AwaitFrame as Frame;
 
-/// The await chain of the future of type `ty` at `address`.
-pub fn chain(types: &Types, ty: TypeRef, address: u64, memory: &dyn Memory) -> Vec<Frame> {
+/// One element of a parked task's await tree, outermost first: a frame of the
+/// chain, or, last, a fork and the chains of its pending branches.
+/// Serialised as the frame itself, or as
+/// `{"future": "tokio::join!", "branches": [{"branch": 1, "awaiting": [...]}]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum TreeFrame {
+    /// A frame of the chain.
+    Frame(Frame),
+    /// A `tokio::join!` or `tokio::select!` with its pending branches.
+    Fork {
+        /// `tokio::join!` or `tokio::select!`.
+        future: &'static str,
+        /// The pending branches, by position in the macro.
+        branches: Vec<Branch>,
+    },
+}
+
+impl From<Frame> for TreeFrame {
+    fn from(frame: Frame) -> Self {
+        Self::Frame(frame)
+    }
+}
+
+/// One pending branch of a fork.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Branch {
+    /// Its position in the macro, from 0.
+    pub branch: usize,
+    /// Its await tree.
+    pub awaiting: Vec<TreeFrame>,
+}
+
+/// An await tree as text: the chain as [`crate::model::event::parked_at`]
+/// shows it, a fork as its branches in braces, each with its position:
+/// `src/main.rs:9 > tokio::join! { 1: src/main.rs:3 > tokio::time::sleep::Sleep | 2: … }`.
+pub fn tree_text(tree: &[TreeFrame]) -> String {
+    tree.iter()
+        .map(|frame| match frame {
+            TreeFrame::Frame(frame) => frame.text(),
+            TreeFrame::Fork { future, branches } => {
+                let branches: Vec<String> = branches
+                    .iter()
+                    .map(|b| format!("{}: {}", b.branch, tree_text(&b.awaiting)))
+                    .collect();
+                format!("{future} {{ {} }}", branches.join(" | "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" > ")
+}
+
+/// The await tree of the future of type `ty` at `address`.
+pub fn chain(types: &Types, ty: TypeRef, address: u64, memory: &dyn Memory) -> Vec<TreeFrame> {
     let mut frames = Vec::new();
     walk(types, ty, address, memory, 0, &mut frames);
     frames
+}
+
+/// Which macro a fork is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ForkKind {
+    /// Every branch a `MaybeDone<F>`, pending while `Future`.
+    Join,
+    /// Branches held directly, pending while their bit of `disabled` is clear.
+    Select,
+}
+
+/// Where a `tokio::select!`'s `disabled` mask is, in its closure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mask {
+    /// The capture's offset in the `PollFn`.
+    offset: u64,
+    /// Whether the capture is a pointer to the mask (a `&mut` capture).
+    by_ref: bool,
+    /// The mask's size in bytes (1 to 8).
+    size: u64,
+}
+
+/// Where the `.await` of the suspend state `state` is, `awaitee` its awaited
+/// type: the state's declaration, but for a fork, the declaration of its
+/// `__awaitee` local. A macro's `.await` declares its state in the macro's
+/// file (`tokio/src/macros/join.rs:207`) and the local at the macro's call;
+/// a fork's type holds its closure's, unique to that call.
+pub fn await_at(types: &Types, state: &Member, awaitee: Option<TypeRef>) -> Option<String> {
+    awaitee
+        .filter(|ty| fork(types, *ty).is_some())
+        .and_then(|ty| types.awaitee_local_at(ty))
+        .map(str::to_owned)
+        .or_else(|| state.declared_at.clone())
+}
+
+/// The shape of a fork: a `PollFn<{closure_env#N}>` whose closure captures a
+/// pointer to the tuple of branch futures (`futures`), and, for `select!`, the
+/// `disabled` mask. Both macros (Tokio 1.x, `tokio/src/macros/join.rs` and
+/// `select.rs`) poll such a closure, and the `PollFn` is what the enclosing
+/// state machine awaits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForkShape {
+    /// `tokio::join!` or `tokio::select!`.
+    pub name: &'static str,
+    kind: ForkKind,
+    /// Offset of the pointer to the tuple in the `PollFn`.
+    futures: u64,
+    /// Each branch's (offset in the tuple, type), by position.
+    branches: Vec<(u64, TypeRef)>,
+    mask: Option<Mask>,
+}
+
+/// The fork shape of the type `ty`, when it is a `join!`'s or `select!`'s
+/// `PollFn` (see [`ForkShape`]).
+pub fn fork(types: &Types, ty: TypeRef) -> Option<ForkShape> {
+    let found = types.get(ty)?;
+    if !found.name.starts_with("core::future::poll_fn::PollFn<") {
+        return None;
+    }
+    let closure = types.member(ty, "f")?;
+    let closure_ty = closure.ty?;
+    if !last_segment(&types.get(closure_ty)?.name).starts_with("{closure_env#") {
+        return None;
+    }
+    let capture = |name: &str| {
+        types
+            .member(closure_ty, name)
+            .or_else(|| types.member(closure_ty, &format!("_ref__{name}")))
+    };
+    let futures = capture("futures")?;
+    let Kind::Pointer(Some(tuple)) = types.get(futures.ty?)?.kind else {
+        return None;
+    };
+    let branches = tuple_members(types, tuple)?;
+    let maybe_done = |t: &TypeRef| {
+        types
+            .get(*t)
+            .is_some_and(|t| t.name.starts_with("tokio::future::maybe_done::MaybeDone<"))
+    };
+    let (name, kind, mask) = match capture("disabled") {
+        Some(disabled) => {
+            let (by_ref, mask_ty) = match types.get(disabled.ty?)?.kind {
+                Kind::Pointer(target) => (true, target?),
+                _ => (false, disabled.ty?),
+            };
+            let size = types.get(mask_ty)?.size;
+            if !(1..=8).contains(&size) || branches.len() as u64 > size * 8 {
+                return None;
+            }
+            let mask = Mask {
+                offset: closure.offset + disabled.offset,
+                by_ref,
+                size,
+            };
+            ("tokio::select!", ForkKind::Select, Some(mask))
+        }
+        None if branches.iter().all(|(_, t)| maybe_done(t)) => {
+            ("tokio::join!", ForkKind::Join, None)
+        }
+        None => return None,
+    };
+    Some(ForkShape {
+        name,
+        kind,
+        futures: closure.offset + futures.offset,
+        branches,
+        mask,
+    })
+}
+
+/// A tuple type's members (`__0`, `__1`, …) as (offset, type), by position.
+fn tuple_members(types: &Types, tuple: TypeRef) -> Option<Vec<(u64, TypeRef)>> {
+    let Kind::Struct { members, .. } = &types.get(tuple)?.kind else {
+        return None;
+    };
+    let mut indexed = members
+        .iter()
+        .map(|m| {
+            Some((
+                m.name.strip_prefix("__")?.parse::<usize>().ok()?,
+                (m.offset, m.ty?),
+            ))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    indexed.sort_unstable_by_key(|(index, _)| *index);
+    let positions_are_dense = indexed
+        .iter()
+        .enumerate()
+        .all(|(i, (index, _))| i == *index);
+    (positions_are_dense && !indexed.is_empty())
+        .then(|| indexed.into_iter().map(|(_, member)| member).collect())
+}
+
+/// Appends the fork of shape `shape` at `address`, with the tree of each of
+/// its pending branches, `depth` levels down.
+fn fork_tree(
+    types: &Types,
+    shape: &ForkShape,
+    address: u64,
+    memory: &dyn Memory,
+    depth: usize,
+    out: &mut Vec<TreeFrame>,
+) {
+    let Some(tuple) = memory.uint(address + shape.futures, 8).filter(|p| *p != 0) else {
+        out.push(unknown(format!("{}: its futures are unreadable", shape.name)).into());
+        return;
+    };
+    let disabled = match shape.mask {
+        None => Some(0),
+        Some(mask) if mask.by_ref => memory
+            .uint(address + mask.offset, 8)
+            .and_then(|at| memory.uint(at, mask.size)),
+        Some(mask) => memory.uint(address + mask.offset, mask.size),
+    };
+    let Some(disabled) = disabled else {
+        out.push(unknown(format!("{}: its mask is unreadable", shape.name)).into());
+        return;
+    };
+    let mut branches = Vec::new();
+    for (index, (offset, ty)) in shape.branches.iter().enumerate() {
+        if disabled & (1 << index) != 0 {
+            continue;
+        }
+        let at = tuple + offset;
+        let mut awaiting = Vec::new();
+        match shape.kind {
+            ForkKind::Select => walk(types, *ty, at, memory, depth + 1, &mut awaiting),
+            ForkKind::Join => match maybe_done_future(types, *ty, at, memory) {
+                Ok(None) => continue,
+                Ok(Some((future_at, future_ty))) => walk(
+                    types,
+                    future_ty,
+                    future_at,
+                    memory,
+                    depth + 1,
+                    &mut awaiting,
+                ),
+                Err(why) => awaiting.push(unknown(why).into()),
+            },
+        }
+        branches.push(Branch {
+            branch: index,
+            awaiting,
+        });
+    }
+    out.push(TreeFrame::Fork {
+        future: shape.name,
+        branches,
+    });
+}
+
+/// The future of the `MaybeDone<F>` of type `ty` at `address` while it is
+/// `Future` (its address and type), `None` once `Done` or `Gone`.
+fn maybe_done_future(
+    types: &Types,
+    ty: TypeRef,
+    address: u64,
+    memory: &dyn Memory,
+) -> Result<Option<(u64, TypeRef)>, String> {
+    let name = types.get(ty).map_or("?", |t| t.name.as_str());
+    let Some(Type {
+        kind: Kind::Struct {
+            variants: Some(variants),
+            ..
+        },
+        ..
+    }) = types.get(ty)
+    else {
+        return Err(format!("{name}: no variants in the DWARF"));
+    };
+    let value = memory
+        .uint(address + variants.discr_offset, variants.discr_size)
+        .ok_or_else(|| format!("{name}: unreadable"))?;
+    let variant = variants
+        .variants
+        .iter()
+        .find(|(v, _)| *v == Some(value))
+        .or_else(|| variants.variants.iter().find(|(v, _)| v.is_none()))
+        .map(|(_, member)| member)
+        .ok_or_else(|| format!("{name}: variant {value} unknown to the DWARF"))?;
+    match variant.name.as_str() {
+        "Done" | "Gone" => Ok(None),
+        "Future" => variant
+            .ty
+            .and_then(|t| types.member(t, "future"))
+            .and_then(|m| Some((address + variant.offset + m.offset, m.ty?)))
+            .map(Some)
+            .ok_or_else(|| format!("{name}: no future in the DWARF")),
+        other => Err(format!("{name}: variant {other} unknown")),
+    }
 }
 
 /// Appends the chain of the future of type `ty` at `address`, `depth` levels down.
@@ -57,24 +344,27 @@ fn walk(
     address: u64,
     memory: &dyn Memory,
     depth: usize,
-    out: &mut Vec<Frame>,
+    out: &mut Vec<TreeFrame>,
 ) {
     if depth > MAX_DEPTH {
-        out.push(unknown(format!("deeper than {MAX_DEPTH} levels")));
+        out.push(unknown(format!("deeper than {MAX_DEPTH} levels")).into());
         return;
     }
     let Some(found) = types.get(ty) else {
-        out.push(unknown("a type the DWARF does not describe".into()));
+        out.push(unknown("a type the DWARF does not describe".into()).into());
         return;
     };
+    if let Some(shape) = fork(types, ty) {
+        return fork_tree(types, &shape, address, memory, depth, out);
+    }
     match &found.kind {
         Kind::Pointer(target) => {
             let Some(target) = *target else {
-                out.push(unknown("a pointer to an unknown type".into()));
+                out.push(unknown("a pointer to an unknown type".into()).into());
                 return;
             };
             match memory.uint(address, 8) {
-                Some(0) | None => out.push(unknown(format!("unreadable {}", found.name))),
+                Some(0) | None => out.push(unknown(format!("unreadable {}", found.name)).into()),
                 Some(pointee) => walk(types, target, pointee, memory, depth + 1, out),
             }
         }
@@ -84,18 +374,24 @@ fn walk(
                 .and_then(|m| Some((m.offset, m.ty?)))
             {
                 Some((offset, inner)) => walk(types, inner, address + offset, memory, depth, out),
-                None => out.push(Frame::Future {
-                    future: found.name.clone(),
-                }),
+                None => out.push(
+                    Frame::Future {
+                        future: found.name.clone(),
+                    }
+                    .into(),
+                ),
             }
         }
         Kind::Struct { .. } if is_state_machine(&found.name) => {
             state_machine(types, ty, address, memory, depth, out)
         }
         Kind::Struct { members, .. } => {
-            out.push(Frame::Future {
-                future: future_name(&found.name),
-            });
+            out.push(
+                Frame::Future {
+                    future: future_name(&found.name),
+                }
+                .into(),
+            );
             let inner: Vec<&Member> = members
                 .iter()
                 .filter(|m| m.ty.is_some_and(|t| holds_state_machine(types, t)))
@@ -113,9 +409,12 @@ fn walk(
                 );
             }
         }
-        Kind::Other => out.push(Frame::Future {
-            future: found.name.clone(),
-        }),
+        Kind::Other => out.push(
+            Frame::Future {
+                future: found.name.clone(),
+            }
+            .into(),
+        ),
     }
 }
 
@@ -127,7 +426,7 @@ fn state_machine(
     address: u64,
     memory: &dyn Memory,
     depth: usize,
-    out: &mut Vec<Frame>,
+    out: &mut Vec<TreeFrame>,
 ) {
     let Some(found) = types.get(ty) else { return };
     let function = function_name(&found.name);
@@ -136,17 +435,15 @@ fn state_machine(
         ..
     } = &found.kind
     else {
-        out.push(unknown(format!("{function}: no state in the DWARF")));
+        out.push(unknown(format!("{function}: no state in the DWARF")).into());
         return;
     };
     let Some(state) = memory.uint(address + variants.discr_offset, variants.discr_size) else {
-        out.push(unknown(format!("{function}: state unreadable")));
+        out.push(unknown(format!("{function}: state unreadable")).into());
         return;
     };
     let Some((_, variant)) = variants.variants.iter().find(|(v, _)| *v == Some(state)) else {
-        out.push(unknown(format!(
-            "{function}: state {state} unknown to the DWARF"
-        )));
+        out.push(unknown(format!("{function}: state {state} unknown to the DWARF")).into());
         return;
     };
     let named = match state {
@@ -156,20 +453,26 @@ fn state_machine(
         _ => None,
     };
     if let Some(state) = named {
-        out.push(Frame::State {
-            function,
-            state: state.into(),
-        });
+        out.push(
+            Frame::State {
+                function,
+                state: state.into(),
+            }
+            .into(),
+        );
         return;
     }
-    out.push(Frame::Await {
-        function: function.clone(),
-        at: variant.declared_at.clone().unwrap_or_else(|| "?".into()),
-    });
     let awaitee = variant
         .ty
         .and_then(|suspend| types.member(suspend, "__awaitee"))
         .and_then(|m| Some((m.offset, m.ty?)));
+    out.push(
+        Frame::Await {
+            function: function.clone(),
+            at: await_at(types, variant, awaitee.map(|(_, ty)| ty)).unwrap_or_else(|| "?".into()),
+        }
+        .into(),
+    );
     match awaitee {
         Some((offset, awaitee)) => walk(
             types,
@@ -179,7 +482,7 @@ fn state_machine(
             depth + 1,
             out,
         ),
-        None => out.push(unknown(format!("{function}: no __awaitee"))),
+        None => out.push(unknown(format!("{function}: no __awaitee")).into()),
     }
 }
 
@@ -375,6 +678,186 @@ mod tests {
         Bytes(bytes)
     }
 
+    fn suspended(function: &str, at: &str) -> TreeFrame {
+        Frame::Await {
+            function: function.into(),
+            at: at.into(),
+        }
+        .into()
+    }
+
+    fn sleep() -> TreeFrame {
+        Frame::Future {
+            future: "tokio::time::sleep::Sleep".into(),
+        }
+        .into()
+    }
+
+    fn other(name: &str, size: u64) -> Type {
+        Type {
+            name: name.into(),
+            size,
+            kind: Kind::Other,
+        }
+    }
+
+    /// [`types`], and an `app::outer` closure's `PollFn` for a `select!` (at
+    /// 55: two `app::inner` and a `Sleep`) and for a `join!` (at 66: two
+    /// `MaybeDone<app::inner>`).
+    fn fork_types() -> Types {
+        let mut types = types();
+        let pointer = |to: TypeRef| Type {
+            name: String::new(),
+            size: 8,
+            kind: Kind::Pointer(Some(to)),
+        };
+        types.insert(51, pointer(1));
+        types.insert(
+            52,
+            structure(
+                "(app::inner::{async_fn_env#0}, app::inner::{async_fn_env#0}, tokio::time::sleep::Sleep)",
+                vec![member("__0", 0, 21, None), member("__1", 16, 21, None), member("__2", 32, 10, None)],
+                None,
+            ),
+        );
+        types.insert(53, pointer(52));
+        types.insert(
+            54,
+            structure(
+                "app::outer::{async_fn#0}::{closure_env#0}",
+                vec![
+                    member("_ref__disabled", 0, 51, None),
+                    member("_ref__futures", 8, 53, None),
+                ],
+                None,
+            ),
+        );
+        types.insert(
+            55,
+            structure(
+                "core::future::poll_fn::PollFn<app::outer::{async_fn#0}::{closure_env#0}>",
+                vec![member("f", 0, 54, None)],
+                None,
+            ),
+        );
+        types.insert(2, other("u32", 4));
+        let maybe_done = "tokio::future::maybe_done::MaybeDone<app::inner::{async_fn_env#0}>";
+        types.insert(
+            61,
+            structure("Future", vec![member("future", 8, 21, None)], None),
+        );
+        types.insert(62, structure("Done", vec![], None));
+        let variants = Variants {
+            discr_name: String::new(),
+            discr_offset: 0,
+            discr_size: 4,
+            variants: vec![
+                (Some(0), member("Future", 0, 61, None)),
+                (Some(1), member("Done", 0, 62, None)),
+                (Some(2), member("Gone", 0, 62, None)),
+            ],
+        };
+        types.insert(60, structure(maybe_done, vec![], Some(variants)));
+        types.insert(
+            63,
+            structure(
+                &format!("({maybe_done}, {maybe_done})"),
+                vec![member("__0", 0, 60, None), member("__1", 32, 60, None)],
+                None,
+            ),
+        );
+        types.insert(64, pointer(63));
+        types.insert(
+            65,
+            structure(
+                "app::outer::{async_fn#0}::{closure_env#1}",
+                vec![
+                    member("futures", 0, 64, None),
+                    member("rotator", 8, 1, None),
+                ],
+                None,
+            ),
+        );
+        types.insert(
+            66,
+            structure(
+                "core::future::poll_fn::PollFn<app::outer::{async_fn#0}::{closure_env#1}>",
+                vec![member("f", 0, 65, None)],
+                None,
+            ),
+        );
+        types
+    }
+
+    #[test]
+    fn a_select_shows_the_chain_of_every_branch_its_mask_leaves_enabled() {
+        let memory = memory(&[
+            (0x3000, &0x4000u64.to_le_bytes()),
+            (0x3008, &0x5000u64.to_le_bytes()),
+            (0x4000, &[0b010]),
+            (0x5000, &[3]),
+        ]);
+        assert_eq!(
+            chain(&fork_types(), 55, 0x3000, &memory),
+            vec![TreeFrame::Fork {
+                future: "tokio::select!",
+                branches: vec![
+                    Branch {
+                        branch: 0,
+                        awaiting: vec![suspended("app::inner", "src/main.rs:3"), sleep()],
+                    },
+                    Branch {
+                        branch: 2,
+                        awaiting: vec![sleep()],
+                    },
+                ],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_join_shows_the_chain_of_every_branch_still_a_future_and_none_done() {
+        let memory = memory(&[
+            (0x6000, &0x7000u64.to_le_bytes()),
+            (0x7000, &1u32.to_le_bytes()),
+            (0x7020, &0u32.to_le_bytes()),
+            (0x7028, &[3]),
+        ]);
+        assert_eq!(
+            chain(&fork_types(), 66, 0x6000, &memory),
+            vec![TreeFrame::Fork {
+                future: "tokio::join!",
+                branches: vec![Branch {
+                    branch: 1,
+                    awaiting: vec![suspended("app::inner", "src/main.rs:3"), sleep()],
+                }],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_poll_fn_that_captures_no_branch_tuple_is_no_fork() {
+        let mut types = fork_types();
+        types.insert(
+            70,
+            structure(
+                "core::future::poll_fn::PollFn<app::outer::{async_fn#0}::{closure_env#2}>",
+                vec![member("f", 0, 71, None)],
+                None,
+            ),
+        );
+        types.insert(
+            71,
+            structure(
+                "app::outer::{async_fn#0}::{closure_env#2}",
+                vec![member("futures", 0, 51, None)],
+                None,
+            ),
+        );
+        assert_eq!(fork(&types, 70), None);
+        assert_eq!(fork(&types, 55).map(|f| f.name), Some("tokio::select!"));
+    }
+
     #[test]
     fn a_suspended_chain_is_followed_through_a_box_to_its_leaf() {
         let memory = memory(&[
@@ -385,17 +868,9 @@ mod tests {
         assert_eq!(
             chain(&types(), 41, 0x1000, &memory),
             vec![
-                Frame::Await {
-                    function: "app::outer".into(),
-                    at: "src/main.rs:7".into()
-                },
-                Frame::Await {
-                    function: "app::inner".into(),
-                    at: "src/main.rs:3".into()
-                },
-                Frame::Future {
-                    future: "tokio::time::sleep::Sleep".into()
-                },
+                suspended("app::outer", "src/main.rs:7"),
+                suspended("app::inner", "src/main.rs:3"),
+                sleep(),
             ]
         );
     }
@@ -410,7 +885,7 @@ mod tests {
         let frames = chain(&types(), 41, 0x1000, &memory);
         assert_eq!(frames.len(), 2);
         assert!(
-            matches!(&frames[1], Frame::Unknown { unknown } if unknown.contains("state 9")),
+            matches!(&frames[1], TreeFrame::Frame(Frame::Unknown { unknown }) if unknown.contains("state 9")),
             "{frames:?}"
         );
     }
@@ -420,10 +895,10 @@ mod tests {
         let memory = memory(&[(0x1000, &[0])]);
         assert_eq!(
             chain(&types(), 41, 0x1000, &memory),
-            vec![Frame::State {
+            vec![TreeFrame::from(Frame::State {
                 function: "app::outer".into(),
                 state: "unresumed".into()
-            }]
+            })]
         );
     }
 

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::chain::{Frame, Memory, chain};
+use super::chain::{Memory, TreeFrame, chain};
 use super::layout::{CellLayout, OwnedLayout, owned_layout};
 use super::types::{TypeRef, Types};
 
@@ -82,8 +82,9 @@ pub struct LiveTask {
     pub state: &'static str,
     /// Its header's address.
     pub header: u64,
-    /// Its await chain, outermost first (empty unless idle or scheduled).
-    pub awaiting: Vec<Frame>,
+    /// Its await chain, outermost first (empty unless idle or scheduled),
+    /// ending with the branches of a `join!` or `select!` it waits in.
+    pub awaiting: Vec<TreeFrame>,
 }
 
 /// Reads tasks of one process.

@@ -4,7 +4,7 @@
 //! name (namespaces and enclosing types joined by `::`). Only the types of units
 //! built with full debug info exist here (`debug = 2`; line tables carry none).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::target::dwarf::{DwarfSource, Reader};
 
@@ -74,6 +74,8 @@ pub struct Types {
     types: HashMap<TypeRef, Type>,
     /// Structure names, each to its first definition.
     by_name: HashMap<String, TypeRef>,
+    /// Where the `__awaitee` locals of each awaited type are declared.
+    awaited_at: HashMap<TypeRef, BTreeSet<String>>,
 }
 
 impl Types {
@@ -149,6 +151,22 @@ impl Types {
             } => v.variants.iter().map(|(_, m)| m).find(|m| m.name == name),
             _ => None,
         }
+    }
+
+    /// Where the `__awaitee` local of type `awaitee` is declared, when it is
+    /// declared at one place only.
+    pub fn awaitee_local_at(&self, awaitee: TypeRef) -> Option<&str> {
+        self.awaited_at
+            .get(&awaitee)
+            .filter(|places| places.len() == 1)
+            .and_then(|places| places.first())
+            .map(String::as_str)
+    }
+
+    /// Records that an `__awaitee` local of type `awaitee` is declared at `at`
+    /// (for tests and for [`read_unit`]).
+    pub fn insert_awaitee_local(&mut self, awaitee: TypeRef, at: String) {
+        self.awaited_at.entry(awaitee).or_default().insert(at);
     }
 
     /// Inserts a type (for tests and for [`read_unit`]).
@@ -238,6 +256,12 @@ fn read_unit(
                     .and_then(|owner| types.types.get_mut(&owner))
                 {
                     params.push((name.unwrap_or_default(), ty));
+                }
+            }
+            gimli::DW_TAG_variable if name.as_deref() == Some("__awaitee") => {
+                let ty = type_ref(unit, base, entry.attr_value(gimli::DW_AT_type)?);
+                if let (Some(ty), Some(at)) = (ty, files.declared_at(entry)?) {
+                    types.insert_awaitee_local(ty, at);
                 }
             }
             gimli::DW_TAG_variant_part => {
