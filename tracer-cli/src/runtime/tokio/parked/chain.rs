@@ -11,12 +11,15 @@
 //! state machine (or a pin or box of one: `Timeout<F>`'s `value`), a combinator
 //! the chain goes through. Only states the DWARF knows are accepted.
 //!
-//! A `tokio::join!` or `tokio::select!` is a fork ([`fork`]): the chain ends
+//! A `tokio::join!` or `tokio::select!` is a fork ([`super::fork`]): the chain ends
 //! with a [`TreeFrame::Fork`] holding the chain of each pending branch.
 
 use serde::Serialize;
 
-use super::types::{Kind, Member, Type, TypeRef, Types};
+use super::fork::await_at;
+use super::fork::{ForkShape, fork};
+use super::memory::Memory;
+use super::types::{Kind, Member, TypeRef, Types, last_segment};
 use crate::runtime::tokio::naming::{
     dwarf::{ImplNames, legacy_spelling},
     render,
@@ -31,20 +34,6 @@ const UNRESUMED: u64 = 0;
 const RETURNED: u64 = 1;
 /// See [`UNRESUMED`].
 const PANICKED: u64 = 2;
-
-/// Reads another process's memory (or a test's bytes).
-pub trait Memory {
-    /// Fills `buf` from `address`; `false` when any of it cannot be read.
-    fn read(&self, address: u64, buf: &mut [u8]) -> bool;
-
-    /// The little-endian unsigned integer of `size` (1 to 8) bytes at `address`.
-    fn uint(&self, address: u64, size: u64) -> Option<u64> {
-        let mut buf = [0u8; 8];
-        let size = usize::try_from(size).ok().filter(|s| (1..=8).contains(s))?;
-        self.read(address, &mut buf[..size])
-            .then(|| u64::from_le_bytes(buf))
-    }
-}
 
 pub use crate::model::event::AwaitFrame as Frame;
 
@@ -107,137 +96,6 @@ pub fn chain(types: &Types, ty: TypeRef, address: u64, memory: &dyn Memory) -> V
     frames
 }
 
-/// Which macro a fork is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ForkKind {
-    /// Every branch a `MaybeDone<F>`, pending while `Future`.
-    Join,
-    /// Branches held directly, pending while their bit of `disabled` is clear.
-    Select,
-}
-
-/// Where a `tokio::select!`'s `disabled` mask is, in its closure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Mask {
-    /// The capture's offset in the `PollFn`.
-    offset: u64,
-    /// Whether the capture is a pointer to the mask (a `&mut` capture).
-    by_ref: bool,
-    /// The mask's size in bytes (1 to 8).
-    size: u64,
-}
-
-/// Where the `.await` of the suspend state `state` is, `awaitee` its awaited
-/// type: the state's declaration, but for a fork, the declaration of its
-/// `__awaitee` local. A macro's `.await` declares its state in the macro's
-/// file (`tokio/src/macros/join.rs:207`) and the local at the macro's call;
-/// a fork's type holds its closure's, unique to that call.
-pub fn await_at(types: &Types, state: &Member, awaitee: Option<TypeRef>) -> Option<String> {
-    awaitee
-        .filter(|ty| fork(types, *ty).is_some())
-        .and_then(|ty| types.awaitee_local_at(ty))
-        .map(str::to_owned)
-        .or_else(|| state.declared_at.clone())
-}
-
-/// The shape of a fork: a `PollFn<{closure_env#N}>` whose closure captures a
-/// pointer to the tuple of branch futures (`futures`), and, for `select!`, the
-/// `disabled` mask. Both macros (Tokio 1.x, `tokio/src/macros/join.rs` and
-/// `select.rs`) poll such a closure, and the `PollFn` is what the enclosing
-/// state machine awaits.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ForkShape {
-    /// `tokio::join!` or `tokio::select!`.
-    pub name: &'static str,
-    kind: ForkKind,
-    /// Offset of the pointer to the tuple in the `PollFn`.
-    futures: u64,
-    /// Each branch's (offset in the tuple, type), by position.
-    branches: Vec<(u64, TypeRef)>,
-    mask: Option<Mask>,
-}
-
-/// The fork shape of the type `ty`, when it is a `join!`'s or `select!`'s
-/// `PollFn` (see [`ForkShape`]).
-pub fn fork(types: &Types, ty: TypeRef) -> Option<ForkShape> {
-    let found = types.get(ty)?;
-    if !found.name.starts_with("core::future::poll_fn::PollFn<") {
-        return None;
-    }
-    let closure = types.member(ty, "f")?;
-    let closure_ty = closure.ty?;
-    if !last_segment(&types.get(closure_ty)?.name).starts_with("{closure_env#") {
-        return None;
-    }
-    let capture = |name: &str| {
-        types
-            .member(closure_ty, name)
-            .or_else(|| types.member(closure_ty, &format!("_ref__{name}")))
-    };
-    let futures = capture("futures")?;
-    let Kind::Pointer(Some(tuple)) = types.get(futures.ty?)?.kind else {
-        return None;
-    };
-    let branches = tuple_members(types, tuple)?;
-    let maybe_done = |t: &TypeRef| {
-        types
-            .get(*t)
-            .is_some_and(|t| t.name.starts_with("tokio::future::maybe_done::MaybeDone<"))
-    };
-    let (name, kind, mask) = match capture("disabled") {
-        Some(disabled) => {
-            let (by_ref, mask_ty) = match types.get(disabled.ty?)?.kind {
-                Kind::Pointer(target) => (true, target?),
-                _ => (false, disabled.ty?),
-            };
-            let size = types.get(mask_ty)?.size;
-            if !(1..=8).contains(&size) || branches.len() as u64 > size * 8 {
-                return None;
-            }
-            let mask = Mask {
-                offset: closure.offset + disabled.offset,
-                by_ref,
-                size,
-            };
-            ("tokio::select!", ForkKind::Select, Some(mask))
-        }
-        None if branches.iter().all(|(_, t)| maybe_done(t)) => {
-            ("tokio::join!", ForkKind::Join, None)
-        }
-        None => return None,
-    };
-    Some(ForkShape {
-        name,
-        kind,
-        futures: closure.offset + futures.offset,
-        branches,
-        mask,
-    })
-}
-
-/// A tuple type's members (`__0`, `__1`, …) as (offset, type), by position.
-fn tuple_members(types: &Types, tuple: TypeRef) -> Option<Vec<(u64, TypeRef)>> {
-    let Kind::Struct { members, .. } = &types.get(tuple)?.kind else {
-        return None;
-    };
-    let mut indexed = members
-        .iter()
-        .map(|m| {
-            Some((
-                m.name.strip_prefix("__")?.parse::<usize>().ok()?,
-                (m.offset, m.ty?),
-            ))
-        })
-        .collect::<Option<Vec<_>>>()?;
-    indexed.sort_unstable_by_key(|(index, _)| *index);
-    let positions_are_dense = indexed
-        .iter()
-        .enumerate()
-        .all(|(i, (index, _))| i == *index);
-    (positions_are_dense && !indexed.is_empty())
-        .then(|| indexed.into_iter().map(|(_, member)| member).collect())
-}
-
 /// Appends the fork of shape `shape` at `address`, with the tree of each of
 /// its pending branches, `depth` levels down.
 fn fork_tree(
@@ -248,93 +106,28 @@ fn fork_tree(
     depth: usize,
     out: &mut Vec<TreeFrame>,
 ) {
-    let Some(tuple) = memory.uint(address + shape.futures, 8).filter(|p| *p != 0) else {
-        out.push(unknown(format!("{}: its futures are unreadable", shape.name)).into());
-        return;
+    let pending = match shape.pending(types, address, memory) {
+        Ok(pending) => pending,
+        Err(why) => return out.push(unknown(why).into()),
     };
-    let disabled = match shape.mask {
-        None => Some(0),
-        Some(mask) if mask.by_ref => memory
-            .uint(address + mask.offset, 8)
-            .and_then(|at| memory.uint(at, mask.size)),
-        Some(mask) => memory.uint(address + mask.offset, mask.size),
-    };
-    let Some(disabled) = disabled else {
-        out.push(unknown(format!("{}: its mask is unreadable", shape.name)).into());
-        return;
-    };
-    let mut branches = Vec::new();
-    for (index, (offset, ty)) in shape.branches.iter().enumerate() {
-        if disabled & (1 << index) != 0 {
-            continue;
-        }
-        let at = tuple + offset;
-        let mut awaiting = Vec::new();
-        match shape.kind {
-            ForkKind::Select => walk(types, *ty, at, memory, depth + 1, &mut awaiting),
-            ForkKind::Join => match maybe_done_future(types, *ty, at, memory) {
-                Ok(None) => continue,
-                Ok(Some((future_at, future_ty))) => walk(
-                    types,
-                    future_ty,
-                    future_at,
-                    memory,
-                    depth + 1,
-                    &mut awaiting,
-                ),
+    let branches = pending
+        .into_iter()
+        .map(|pending| {
+            let mut awaiting = Vec::new();
+            match pending.future {
+                Ok((at, ty)) => walk(types, ty, at, memory, depth + 1, &mut awaiting),
                 Err(why) => awaiting.push(unknown(why).into()),
-            },
-        }
-        branches.push(Branch {
-            branch: index,
-            awaiting,
-        });
-    }
+            }
+            Branch {
+                branch: pending.branch,
+                awaiting,
+            }
+        })
+        .collect();
     out.push(TreeFrame::Fork {
         future: shape.name,
         branches,
     });
-}
-
-/// The future of the `MaybeDone<F>` of type `ty` at `address` while it is
-/// `Future` (its address and type), `None` once `Done` or `Gone`.
-fn maybe_done_future(
-    types: &Types,
-    ty: TypeRef,
-    address: u64,
-    memory: &dyn Memory,
-) -> Result<Option<(u64, TypeRef)>, String> {
-    let name = types.get(ty).map_or("?", |t| t.name.as_str());
-    let Some(Type {
-        kind: Kind::Struct {
-            variants: Some(variants),
-            ..
-        },
-        ..
-    }) = types.get(ty)
-    else {
-        return Err(format!("{name}: no variants in the DWARF"));
-    };
-    let value = memory
-        .uint(address + variants.discr_offset, variants.discr_size)
-        .ok_or_else(|| format!("{name}: unreadable"))?;
-    let variant = variants
-        .variants
-        .iter()
-        .find(|(v, _)| *v == Some(value))
-        .or_else(|| variants.variants.iter().find(|(v, _)| v.is_none()))
-        .map(|(_, member)| member)
-        .ok_or_else(|| format!("{name}: variant {value} unknown to the DWARF"))?;
-    match variant.name.as_str() {
-        "Done" | "Gone" => Ok(None),
-        "Future" => variant
-            .ty
-            .and_then(|t| types.member(t, "future"))
-            .and_then(|m| Some((address + variant.offset + m.offset, m.ty?)))
-            .map(Some)
-            .ok_or_else(|| format!("{name}: no future in the DWARF")),
-        other => Err(format!("{name}: variant {other} unknown")),
-    }
 }
 
 /// Appends the chain of the future of type `ty` at `address`, `depth` levels down.
@@ -513,31 +306,6 @@ pub fn holds_state_machine(types: &Types, ty: TypeRef) -> bool {
             .is_some_and(|inner| holds_state_machine(types, inner)),
         _ => is_state_machine(&found.name),
     }
-}
-
-/// The last `::` segment of a path, outside generic arguments.
-fn last_segment(name: &str) -> &str {
-    let mut depth = 0usize;
-    let mut start = 0;
-    let bytes = name.as_bytes();
-    let mut end = name.len();
-    for (i, c) in name.char_indices() {
-        match c {
-            '<' => {
-                if depth == 0 {
-                    end = i;
-                }
-                depth += 1
-            }
-            '>' => depth = depth.saturating_sub(1),
-            ':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => {
-                start = i + 2;
-                end = name.len();
-            }
-            _ => {}
-        }
-    }
-    &name[start..end.max(start)]
 }
 
 /// A future type as names read elsewhere: `Timeout<app::inner::{async_fn_env#0}>`
@@ -721,25 +489,11 @@ mod tests {
             ),
         );
         types.insert(53, pointer(52));
-        types.insert(
-            54,
-            structure(
-                "app::outer::{async_fn#0}::{closure_env#0}",
-                vec![
-                    member("_ref__disabled", 0, 51, None),
-                    member("_ref__futures", 8, 53, None),
-                ],
-                None,
-            ),
-        );
-        types.insert(
-            55,
-            structure(
-                "core::future::poll_fn::PollFn<app::outer::{async_fn#0}::{closure_env#0}>",
-                vec![member("f", 0, 54, None)],
-                None,
-            ),
-        );
+        let captures = vec![
+            member("_ref__disabled", 0, 51, None),
+            member("_ref__futures", 8, 53, None),
+        ];
+        poll_fn(&mut types, 54, 0, captures);
         types.insert(2, other("u32", 4));
         let maybe_done = "tokio::future::maybe_done::MaybeDone<app::inner::{async_fn_env#0}>";
         types.insert(
@@ -767,26 +521,24 @@ mod tests {
             ),
         );
         types.insert(64, pointer(63));
-        types.insert(
-            65,
-            structure(
-                "app::outer::{async_fn#0}::{closure_env#1}",
-                vec![
-                    member("futures", 0, 64, None),
-                    member("rotator", 8, 1, None),
-                ],
-                None,
-            ),
-        );
-        types.insert(
-            66,
-            structure(
-                "core::future::poll_fn::PollFn<app::outer::{async_fn#0}::{closure_env#1}>",
-                vec![member("f", 0, 65, None)],
-                None,
-            ),
-        );
+        let captures = vec![
+            member("futures", 0, 64, None),
+            member("rotator", 8, 1, None),
+        ];
+        poll_fn(&mut types, 65, 1, captures);
         types
+    }
+
+    /// Inserts `app::outer`'s closure `{closure_env#n}` capturing `captures`
+    /// at `at`, and its `PollFn` at `at + 1`.
+    fn poll_fn(types: &mut Types, at: TypeRef, n: u32, captures: Vec<Member>) {
+        let closure = format!("app::outer::{{async_fn#0}}::{{closure_env#{n}}}");
+        let poll_fn = format!("core::future::poll_fn::PollFn<{closure}>");
+        types.insert(at, structure(&closure, captures, None));
+        types.insert(
+            at + 1,
+            structure(&poll_fn, vec![member("f", 0, at, None)], None),
+        );
     }
 
     #[test]
@@ -838,23 +590,8 @@ mod tests {
     #[test]
     fn a_poll_fn_that_captures_no_branch_tuple_is_no_fork() {
         let mut types = fork_types();
-        types.insert(
-            70,
-            structure(
-                "core::future::poll_fn::PollFn<app::outer::{async_fn#0}::{closure_env#2}>",
-                vec![member("f", 0, 71, None)],
-                None,
-            ),
-        );
-        types.insert(
-            71,
-            structure(
-                "app::outer::{async_fn#0}::{closure_env#2}",
-                vec![member("futures", 0, 51, None)],
-                None,
-            ),
-        );
-        assert_eq!(fork(&types, 70), None);
+        poll_fn(&mut types, 70, 2, vec![member("futures", 0, 51, None)]);
+        assert_eq!(fork(&types, 71), None);
         assert_eq!(fork(&types, 55).map(|f| f.name), Some("tokio::select!"));
     }
 

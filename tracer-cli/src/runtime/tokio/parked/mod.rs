@@ -5,6 +5,8 @@
 //! - [`types`]: the type DWARF, read once;
 //! - [`layout`]: the task cell and the runtime's task list, from it;
 //! - [`chain`]: the walk of one future's state machines;
+//! - [`fork`]: `join!` and `select!`, where the walk forks into branches;
+//! - [`memory`]: the bytes it walks;
 //! - [`tasks`]: finding every live task of a process and reading it;
 //! - [`debuginfo`]: the file holding the DWARF, found as debuggers find it.
 //!
@@ -13,7 +15,9 @@
 
 pub mod chain;
 pub mod debuginfo;
+pub mod fork;
 pub mod layout;
+pub mod memory;
 pub mod program;
 pub mod tasks;
 pub mod types;
@@ -235,7 +239,7 @@ mod tests {
                 .filter(|(value, _)| value.is_some_and(|v| v >= 3))
                 .filter_map(|(_, member)| {
                     let awaitee = types.member(member.ty?, "__awaitee")?.ty;
-                    chain::await_at(types, member, awaitee)
+                    fork::await_at(types, member, awaitee)
                 })
                 .collect();
             assert_eq!(suspends, lines, "{name}");

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use tracer_common::chain::{Edge, FIRST_SUSPEND, Node, Site};
 
 use super::{
-    chain::{Frame, await_at, fork, function_name, holds_state_machine, is_state_machine},
+    chain::{Frame, function_name, holds_state_machine, is_state_machine},
+    fork::{await_at, fork},
     layout::CellLayout,
     types::{Kind, Member, TypeRef, Types},
 };

@@ -20,8 +20,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::chain::{Memory, TreeFrame, chain};
+use super::chain::{TreeFrame, chain};
 use super::layout::{CellLayout, OwnedLayout, owned_layout};
+use super::memory::Memory;
 use super::types::{TypeRef, Types};
 
 /// `State` bits of a task header (Tokio's `runtime::task::state`).

@@ -178,6 +178,32 @@ impl Types {
     }
 }
 
+/// The last `::` segment of a type's path, outside generic arguments
+/// (`{async_fn_env#0}` of `app::f::{async_fn_env#0}<u8>`).
+pub fn last_segment(name: &str) -> &str {
+    let mut depth = 0usize;
+    let mut start = 0;
+    let bytes = name.as_bytes();
+    let mut end = name.len();
+    for (i, c) in name.char_indices() {
+        match c {
+            '<' => {
+                if depth == 0 {
+                    end = i;
+                }
+                depth += 1
+            }
+            '>' => depth = depth.saturating_sub(1),
+            ':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => {
+                start = i + 2;
+                end = name.len();
+            }
+            _ => {}
+        }
+    }
+    &name[start..end.max(start)]
+}
+
 /// Variant parts being read, by their structure: the discriminant's DIE and
 /// each variant's (value, member).
 type Parts = HashMap<TypeRef, (Option<TypeRef>, Vec<(Option<u64>, Member)>)>;
