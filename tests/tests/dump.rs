@@ -4,7 +4,7 @@
 //! with task id, fn and file:line just before awaiting, and the leaf future's
 //! type), on both runtime flavours, with the binary's DWARF moved to a
 //! separate file found by `.gnu_debuglink`, and split into a `.dwp` package
-//! beside the binary. With `--forks`, a task parked in a `tokio::join!` and
+//! beside the binary, and under fat LTO. With `--forks`, a task parked in a `tokio::join!` and
 //! one in a `tokio::select!` must be dumped as trees: the chain down to the
 //! macro's call, then every pending branch's chain, and no branch that
 //! finished or that `select!` disabled. No task may be invented. Needs root
@@ -136,6 +136,13 @@ fn dump_shows_the_pending_branches_of_a_join_and_a_select_of_a_current_thread_ru
         &["--cycles", "20", "--forks", "--current-thread"],
         &[],
     );
+}
+
+#[test]
+fn dump_shows_every_parked_task_and_tree_of_a_fat_lto_build() {
+    let binary =
+        fixture_bin("await_points", Profile::ReleaseAwaitLto).unwrap_or_else(|e| panic!("{e}"));
+    dump_matches_ground_truth(&binary, &["--cycles", "5", "--forks"], &[]);
 }
 
 /// Runs `objcopy` with `args`.

@@ -76,6 +76,9 @@ pub struct Types {
     by_name: HashMap<String, TypeRef>,
     /// Where the `__awaitee` locals of each awaited type are declared.
     awaited_at: HashMap<TypeRef, BTreeSet<String>>,
+    /// Each variant part's structure and discriminant type, to size once
+    /// every unit is read.
+    discriminants: Vec<(TypeRef, TypeRef)>,
 }
 
 impl Types {
@@ -83,7 +86,27 @@ impl Types {
     pub fn read(source: DwarfSource<'_, '_>) -> Self {
         let mut types = Self::default();
         source.for_each_unit(&mut |dwarf, unit, base| read_unit(dwarf, unit, base, &mut types));
+        types.size_discriminants();
         types
+    }
+
+    /// Sets each variant part's discriminant size from its type, once every
+    /// unit is read: the type may be in a later unit (fat LTO's units refer to
+    /// each other's base types, `DW_FORM_ref_addr`).
+    fn size_discriminants(&mut self) {
+        for (owner, discr_ty) in std::mem::take(&mut self.discriminants) {
+            let size = self.get(discr_ty).map_or(0, |t| t.size);
+            if let Some(Type {
+                kind: Kind::Struct {
+                    variants: Some(variants),
+                    ..
+                },
+                ..
+            }) = self.types.get_mut(&owner)
+            {
+                variants.discr_size = size;
+            }
+        }
     }
 
     /// The type at `at`.
@@ -419,16 +442,17 @@ fn add_member(
     }
 }
 
-/// Puts each finished variant part in its structure.
+/// Puts each finished variant part in its structure (its discriminant sized
+/// later: [`Types::size_discriminants`]).
 fn finish_parts(parts: Parts, loose: &mut HashMap<TypeRef, Member>, types: &mut Types) {
     for (owner, (discr, variants)) in parts {
         let discr_member = discr.and_then(|d| loose.remove(&d));
-        let (discr_name, discr_offset, discr_size) = match &discr_member {
+        let (discr_name, discr_offset) = match &discr_member {
             Some(m) => {
-                let size = m.ty.and_then(|t| types.get(t)).map_or(0, |t| t.size);
-                (m.name.clone(), m.offset, size)
+                types.discriminants.extend(m.ty.map(|ty| (owner, ty)));
+                (m.name.clone(), m.offset)
             }
-            None => (String::new(), 0, 0),
+            None => (String::new(), 0),
         };
         if let Some(Type {
             kind: Kind::Struct { variants: v, .. },
@@ -438,7 +462,7 @@ fn finish_parts(parts: Parts, loose: &mut HashMap<TypeRef, Member>, types: &mut 
             *v = Some(Variants {
                 discr_name,
                 discr_offset,
-                discr_size,
+                discr_size: 0,
                 variants,
             });
         }
