@@ -8,6 +8,9 @@
 //! its closure also captures the `disabled` bitmask (a bit a branch, set once
 //! the branch completed or when its precondition is false). The DWARF gives
 //! all of it: captures by name, the tuple's members, the enums' variants.
+//! `tokio::try_join!` has `join!`'s shape and is shown as `tokio::join!`;
+//! the `futures` crate's macros have other shapes and end the chain at their
+//! future, as before.
 
 use super::memory::Memory;
 use super::types::{Kind, Member, Type, TypeRef, Types, last_segment};
