@@ -588,6 +588,65 @@ mod tests {
     }
 
     #[test]
+    fn a_fork_in_a_branch_is_walked_as_a_tree_again() {
+        let mut types = fork_types();
+        let join = 66;
+        types.insert(
+            80,
+            structure(
+                "(join, tokio::time::sleep::Sleep)",
+                vec![member("__0", 0, join, None), member("__1", 16, 10, None)],
+                None,
+            ),
+        );
+        types.insert(
+            81,
+            Type {
+                name: String::new(),
+                size: 8,
+                kind: Kind::Pointer(Some(80)),
+            },
+        );
+        let captures = vec![
+            member("_ref__disabled", 0, 51, None),
+            member("_ref__futures", 8, 81, None),
+        ];
+        poll_fn(&mut types, 82, 3, captures);
+        let memory = memory(&[
+            (0x8000, &0x8100u64.to_le_bytes()),
+            (0x8008, &0x9000u64.to_le_bytes()),
+            (0x8100, &[0]),
+            (0x9000, &0x7000u64.to_le_bytes()),
+            (0x7000, &1u32.to_le_bytes()),
+            (0x7020, &0u32.to_le_bytes()),
+            (0x7028, &[3]),
+        ]);
+        let join = TreeFrame::Fork {
+            future: "tokio::join!",
+            branches: vec![Branch {
+                branch: 1,
+                awaiting: vec![suspended("app::inner", "src/main.rs:3"), sleep()],
+            }],
+        };
+        assert_eq!(
+            chain(&types, 83, 0x8000, &memory),
+            vec![TreeFrame::Fork {
+                future: "tokio::select!",
+                branches: vec![
+                    Branch {
+                        branch: 0,
+                        awaiting: vec![join],
+                    },
+                    Branch {
+                        branch: 1,
+                        awaiting: vec![sleep()],
+                    },
+                ],
+            }]
+        );
+    }
+
+    #[test]
     fn a_poll_fn_that_captures_no_branch_tuple_is_no_fork() {
         let mut types = fork_types();
         poll_fn(&mut types, 70, 2, vec![member("futures", 0, 51, None)]);

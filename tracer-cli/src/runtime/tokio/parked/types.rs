@@ -97,10 +97,11 @@ impl Types {
         for (owner, discr_ty) in std::mem::take(&mut self.discriminants) {
             let size = self.get(discr_ty).map_or(0, |t| t.size);
             if let Some(Type {
-                kind: Kind::Struct {
-                    variants: Some(variants),
-                    ..
-                },
+                kind:
+                    Kind::Struct {
+                        variants: Some(variants),
+                        ..
+                    },
                 ..
             }) = self.types.get_mut(&owner)
             {
