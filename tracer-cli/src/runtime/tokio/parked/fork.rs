@@ -57,11 +57,13 @@ pub fn await_at(types: &Types, state: &Member, awaitee: Option<TypeRef>) -> Opti
 pub struct ForkShape {
     /// `tokio::join!` or `tokio::select!`.
     pub name: &'static str,
+    /// How its branches are held.
     kind: ForkKind,
     /// Offset of the pointer to the tuple in the `PollFn`.
     futures: u64,
     /// Each branch's (offset in the tuple, type), by position.
     branches: Vec<(u64, TypeRef)>,
+    /// `select!`'s `disabled` mask.
     mask: Option<Mask>,
 }
 
@@ -180,7 +182,7 @@ impl ForkShape {
         .ok_or_else(|| format!("{}: its mask is unreadable", self.name))?;
         let mut pending = Vec::new();
         for (branch, (offset, ty)) in self.branches.iter().enumerate() {
-            if disabled & (1 << branch) != 0 {
+            if branch < 64 && disabled & (1 << branch) != 0 {
                 continue;
             }
             let at = tuple + offset;
