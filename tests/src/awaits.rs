@@ -1,8 +1,12 @@
 //! Ground truth for await chains: the `await_points` fixture writes
 //! `{"event":"await", id, depth, fn, at, leaf}` just before each `.await`, so
 //! a task's chain at any moment is the last record of each depth up to the
-//! deepest one written since, then the leaf future. Shared by the tests of
-//! `after`'s `awaiting`, of `stats`/`tree`'s "parked at" and of `tracer dump`.
+//! deepest one written since, then the leaf future. Inside branch `b` of a
+//! `join!` or `select!` (`await_points --forks`) the records carry
+//! `branch: b`, and `branch_done {id, branch}` says the branch finished: the
+//! task's tree is its chain down to the fork, then each unfinished branch's
+//! own chain. Shared by the tests of `after`'s `awaiting`, of `stats`/`tree`'s
+//! "parked at" and of `tracer dump`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,14 +33,30 @@ pub struct Await {
     pub at: String,
     /// The awaited future's type when it is not an async fn.
     pub leaf: Option<String>,
+    /// The `join!`/`select!` branch it is in, by position.
+    pub branch: Option<usize>,
+    /// Whether it is a `branch_done` record (the branch finished; no await).
+    pub done: bool,
 }
 
-/// Each task's `await` records, in the order written.
+/// A task's await tree as the comparisons see it: its chain down to the
+/// fork it waits in, if any, then each pending branch's chain by position.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tree {
+    /// Outermost first; ends with the fork's macro (`tokio::join!`) when
+    /// it waits in one.
+    pub chain: Vec<Level>,
+    /// The chain of each pending branch.
+    pub branches: BTreeMap<usize, Vec<Level>>,
+}
+
+/// Each task's `await` and `branch_done` records, in the order written.
 pub fn ground_truth_awaits(text: &str) -> BTreeMap<u64, Vec<Await>> {
     let mut awaits: BTreeMap<u64, Vec<Await>> = BTreeMap::new();
     for line in text.lines() {
         let record: Value = serde_json::from_str(line).expect("ground truth is JSON lines");
-        if record["event"] != "await" {
+        let done = record["event"] == "branch_done";
+        if record["event"] != "await" && !done {
             continue;
         }
         awaits
@@ -44,23 +64,26 @@ pub fn ground_truth_awaits(text: &str) -> BTreeMap<u64, Vec<Await>> {
             .or_default()
             .push(Await {
                 ts_ns: record["ts_ns"].as_u64().expect("await ts_ns"),
-                depth: record["depth"].as_u64().expect("await depth") as usize,
-                function: record["fn"].as_str().expect("await fn").to_owned(),
-                at: record["at"].as_str().expect("await at").to_owned(),
+                depth: record["depth"].as_u64().unwrap_or_default() as usize,
+                function: record["fn"].as_str().unwrap_or_default().to_owned(),
+                at: record["at"].as_str().unwrap_or_default().to_owned(),
                 leaf: record["leaf"].as_str().map(str::to_owned),
+                branch: record["branch"].as_u64().map(|b| b as usize),
+                done,
             });
     }
     awaits
 }
 
-/// A task's chain just before `ts_ns` (`u64::MAX`: its last chain) from its
-/// records.
-pub fn chain_at(awaits: &[Await], ts_ns: u64) -> Vec<Level> {
-    let mut stack: Vec<&Await> = Vec::new();
-    for record in awaits.iter().take_while(|a| a.ts_ns < ts_ns) {
-        stack.truncate(record.depth);
-        stack.push(record);
-    }
+/// Pushes an `.await` record on a chain's stack of records: it ends every
+/// await at its depth or deeper.
+fn push<'a>(stack: &mut Vec<&'a Await>, record: &'a Await) {
+    stack.retain(|a| a.depth < record.depth);
+    stack.push(record);
+}
+
+/// A stack of records as levels: each `.await`, then the last one's leaf.
+fn levels(stack: &[&Await]) -> Vec<Level> {
     let leaf = stack.last().and_then(|a| a.leaf.clone());
     let mut chain: Vec<Level> = stack
         .iter()
@@ -70,11 +93,50 @@ pub fn chain_at(awaits: &[Await], ts_ns: u64) -> Vec<Level> {
     chain
 }
 
+/// A task's chain just before `ts_ns` (`u64::MAX`: its last chain) from its
+/// records, down to the fork it waits in, if any.
+pub fn chain_at(awaits: &[Await], ts_ns: u64) -> Vec<Level> {
+    tree_at(awaits, ts_ns).chain
+}
+
+/// A task's tree just before `ts_ns` (`u64::MAX`: its last tree).
+pub fn tree_at(awaits: &[Await], ts_ns: u64) -> Tree {
+    let mut trunk: Vec<&Await> = Vec::new();
+    let mut branches: BTreeMap<usize, Vec<&Await>> = BTreeMap::new();
+    for record in awaits.iter().take_while(|a| a.ts_ns < ts_ns) {
+        match record.branch {
+            None => {
+                push(&mut trunk, record);
+                branches.clear();
+            }
+            Some(branch) if record.done => {
+                branches.remove(&branch);
+            }
+            Some(branch) => push(branches.entry(branch).or_default(), record),
+        }
+    }
+    Tree {
+        chain: levels(&trunk),
+        branches: branches
+            .iter()
+            .map(|(branch, stack)| (*branch, levels(stack)))
+            .collect(),
+    }
+}
+
 /// Every task's last chain: where each is parked once the fixture parks them.
 pub fn final_chains(text: &str) -> BTreeMap<u64, Vec<Level>> {
+    final_trees(text)
+        .into_iter()
+        .map(|(id, tree)| (id, tree.chain))
+        .collect()
+}
+
+/// Every task's last tree.
+pub fn final_trees(text: &str) -> BTreeMap<u64, Tree> {
     ground_truth_awaits(text)
         .into_iter()
-        .map(|(id, awaits)| (id, chain_at(&awaits, u64::MAX)))
+        .map(|(id, awaits)| (id, tree_at(&awaits, u64::MAX)))
         .collect()
 }
 
@@ -96,6 +158,27 @@ pub fn traced_chain(frames: &[Value]) -> Vec<Level> {
         chain.push((String::new(), future.to_owned()));
     }
     chain
+}
+
+/// A tracer's await tree (`tracer dump`'s `awaiting`) as the comparisons see
+/// it: [`traced_chain`] of its frames, and of each branch of the fork that
+/// ends them.
+pub fn traced_tree(frames: &[Value]) -> Tree {
+    let branches = frames
+        .last()
+        .and_then(|f| f["branches"].as_array())
+        .map_or(&[][..], Vec::as_slice);
+    Tree {
+        chain: traced_chain(frames),
+        branches: branches
+            .iter()
+            .map(|b| {
+                let awaiting = b["awaiting"].as_array().map_or(&[][..], Vec::as_slice);
+                let branch = b["branch"].as_u64().expect("a branch has its position");
+                (branch as usize, traced_chain(awaiting))
+            })
+            .collect(),
+    }
 }
 
 /// The `await_points` fixture running with ground truth; [`ParkedFixture::wait_parked`]

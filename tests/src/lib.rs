@@ -887,6 +887,8 @@ pub enum Profile {
     ReleaseAwait,
     /// `release-await-dwp`: the same DWARF in `await_points.dwp` beside the binary.
     ReleaseAwaitDwp,
+    /// `release-await-lto`: the same DWARF under `lto = "fat"`, `codegen-units = 1`.
+    ReleaseAwaitLto,
 }
 
 impl Profile {
@@ -900,6 +902,7 @@ impl Profile {
             Profile::ReleaseThinLto => "release-thin-lto",
             Profile::ReleaseAwait => "release-await",
             Profile::ReleaseAwaitDwp => "release-await-dwp",
+            Profile::ReleaseAwaitLto => "release-await-lto",
         }
     }
 }

@@ -24,6 +24,7 @@ struct WakeLine {
 struct BeforeLine {
     async_id: u64,
     sched_ns: Option<u64>,
+    ts_ns: u64,
 }
 
 /// What the ground truth says about wakes and waits.
@@ -36,7 +37,24 @@ pub struct WakeTruth {
     /// `yield_now` calls per task.
     pub yields: BTreeMap<u64, u64>,
     /// Tokio's schedule latency of each hook-recorded poll, per task, in order.
-    pub sched: BTreeMap<u64, Vec<u64>>,
+    pub sched: BTreeMap<u64, Vec<Wait>>,
+}
+
+/// One poll's wait: how long, and when the poll was seen to start (Tokio's
+/// poll-start hook, or the tracer's `before`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    /// The wait, in ns.
+    pub sched_ns: u64,
+    /// When the poll started, in ns of `CLOCK_MONOTONIC`.
+    pub polled_at: u64,
+}
+
+impl Wait {
+    /// When the wait began.
+    pub fn queued_at(&self) -> u64 {
+        self.polled_at.saturating_sub(self.sched_ns)
+    }
 }
 
 #[derive(Deserialize)]
@@ -56,6 +74,7 @@ enum Record {
     PollStart {
         id: u64,
         sched_ns: Option<u64>,
+        ts_ns: u64,
     },
     #[serde(other)]
     Other,
@@ -92,7 +111,11 @@ impl WakeTruth {
                 Record::PollStart {
                     id,
                     sched_ns: Some(sched_ns),
-                } => out.sched.entry(id).or_default().push(sched_ns),
+                    ts_ns,
+                } => out.sched.entry(id).or_default().push(Wait {
+                    sched_ns,
+                    polled_at: ts_ns,
+                }),
                 Record::PollStart { sched_ns: None, .. } | Record::Other => {}
             }
         }
@@ -114,31 +137,41 @@ pub struct WakeComparison {
     pub edges_logged: usize,
     /// Polls with a Tokio schedule latency.
     pub polls: usize,
-    /// Of those, the tracer's `sched_ns` within the tolerance.
+    /// Of those, the tracer's wait began within the tolerance of Tokio's.
     pub within: usize,
     /// Every difference that is a failure whatever the tolerance.
     pub mismatches: Vec<String>,
-    /// The polls outside the tolerance: (task, Tokio's ns, tracer's ns).
-    pub outside: Vec<(u64, u64, u64)>,
+    /// The polls outside the tolerance: (task, Tokio's ns, tracer's ns, when
+    /// the tracer's wait began minus when Tokio's did).
+    pub outside: Vec<(u64, u64, u64, i64)>,
 }
 
 impl WakeComparison {
-    /// Fraction of polls whose `sched_ns` is within the tolerance.
+    /// Fraction of polls whose wait began within the tolerance of Tokio's.
     pub fn within_fraction(&self) -> f64 {
         self.within as f64 / self.polls.max(1) as f64
     }
 }
 
-/// The tolerance on one `sched_ns` is max(floor, 10 % of Tokio's value), for the
-/// two clocks (Tokio reads its clock just after the tracer's probe returns). The
-/// floor of optimised builds: 20 µs.
+/// The tolerance on when one wait began is max(floor, 10 % of Tokio's wait), for
+/// the two clocks (Tokio reads its clock just after the tracer's probe returns).
+/// The floor of optimised builds: 20 µs.
+///
+/// Waits are compared by when they began, not by their length: a wait ends at
+/// the poll, which the tracer sees at `raw::poll`, after the fixture's
+/// poll-start hook has written its record; that write can wait on the file lock
+/// for another thread's record (over 100 µs seen), which is the hook's cost, not
+/// a difference in what the tracer infers.
 pub const RELEASE_FLOOR_NS: u64 = 20_000;
 
-/// The floor of debug builds: 50 µs. There the probes on the wake path return
-/// through single-step traps (unoptimised code starts with `sub $n,%rsp`, which
-/// the kernel cannot emulate) of 10 to 20 µs each on the test VM, all between the
-/// tracer's timestamp and Tokio's: measured, the tracer's value ran 20 to 39 µs
-/// above Tokio's on every poll outside a 20 µs floor, never below.
+/// The floor of debug builds: 50 µs. There nearly every probe site starts with
+/// an instruction the kernel single-steps rather than emulates (unoptimised code
+/// starts with `sub $n,%rsp`), about 12 µs a trap on the test VM, each between
+/// the tracer's stamp and Tokio's. In optimised builds two sites still start
+/// that way (`waker::wake_by_ref` and `remote_abort`, `sub $0x18,%rsp`), which
+/// puts those waits' start 20-35 µs early, as a thread preempted between a
+/// probe and Tokio's clock does: those are the polls outside a release run's
+/// tolerance (2-4 % of them).
 pub const DEBUG_FLOOR_NS: u64 = 50_000;
 
 /// The tolerance on one `sched_ns`: max(`floor_ns`, 10 % of Tokio's value).
@@ -149,7 +182,8 @@ pub fn sched_tolerance_ns(tokio_ns: u64, floor_ns: u64) -> u64 {
 /// Compares a traced run's wakes and waits with its ground truth: the (woken,
 /// waker) multiset of the logged tasks exactly; every `yield_now` a self-wake;
 /// every wake by the task itself marked `self`; and, in order per task, every
-/// poll Tokio measured has a `sched_ns`, counted within tolerance or not.
+/// poll Tokio measured has a `sched_ns`, whose wait began within
+/// [`sched_tolerance_ns`] of Tokio's or not.
 pub fn compare_wakes(
     truth: &WakeTruth,
     stdout: &str,
@@ -157,7 +191,7 @@ pub fn compare_wakes(
 ) -> Result<WakeComparison, String> {
     let mut edges: BTreeMap<(u64, u64), usize> = BTreeMap::new();
     let mut self_wakes: HashMap<u64, u64> = HashMap::new();
-    let mut sched: BTreeMap<u64, Vec<Option<u64>>> = BTreeMap::new();
+    let mut sched: BTreeMap<u64, Vec<(Option<u64>, u64)>> = BTreeMap::new();
     let mut out = WakeComparison::default();
     for line in stdout.lines() {
         let value: serde_json::Value = match serde_json::from_str(line) {
@@ -186,7 +220,7 @@ pub fn compare_wakes(
                 sched
                     .entry(before.async_id)
                     .or_default()
-                    .push(before.sched_ns);
+                    .push((before.sched_ns, before.ts_ns));
             }
             _ => {}
         }
@@ -227,18 +261,24 @@ pub fn compare_wakes(
                 traced.len()
             ));
         }
-        for (n, (&tokio_ns, traced_ns)) in tokio.iter().zip(traced).enumerate() {
+        for (n, (tokio, &(traced_ns, ts_ns))) in tokio.iter().zip(traced).enumerate() {
             out.polls += 1;
-            let Some(traced_ns) = *traced_ns else {
+            let Some(traced_ns) = traced_ns else {
                 out.mismatches.push(format!(
-                    "task {id} poll {n}: sched_ns null, Tokio {tokio_ns} ns"
+                    "task {id} poll {n}: sched_ns null, Tokio {} ns",
+                    tokio.sched_ns
                 ));
                 continue;
             };
-            if traced_ns.abs_diff(tokio_ns) <= sched_tolerance_ns(tokio_ns, floor_ns) {
+            let traced = Wait {
+                sched_ns: traced_ns,
+                polled_at: ts_ns,
+            };
+            let offset = traced.queued_at() as i64 - tokio.queued_at() as i64;
+            if offset.unsigned_abs() <= sched_tolerance_ns(tokio.sched_ns, floor_ns) {
                 out.within += 1;
             } else {
-                out.outside.push((id, tokio_ns, traced_ns));
+                out.outside.push((id, tokio.sched_ns, traced_ns, offset));
             }
         }
     }
@@ -267,7 +307,7 @@ pub fn assert_wakes_match(
     let comparison =
         compare_wakes(&truth, &run.stdout, floor_ns).unwrap_or_else(|e| panic!("{what}: {e}"));
     eprintln!(
-        "{what}: wake edges matched {}/{}; sched_ns within tolerance for {}/{} polls ({:.1} %)",
+        "{what}: wake edges matched {}/{}; waits began within tolerance of Tokio's for {}/{} polls ({:.1} %)",
         comparison.edges_matched,
         comparison.edges_logged,
         comparison.within,
@@ -282,7 +322,7 @@ pub fn assert_wakes_match(
     );
     assert!(
         comparison.within_fraction() >= min_within,
-        "{what}: sched_ns within max({} µs, 10 %) of Tokio's for only {}/{} polls (need {:.0} %); outside (task, Tokio ns, tracer ns): {:?}",
+        "{what}: waits began within max({} µs, 10 % of the wait) of Tokio's for only {}/{} polls (need {:.0} %); outside (task, Tokio ns, tracer ns, tracer's start - Tokio's): {:?}",
         floor_ns / 1000,
         comparison.within,
         comparison.polls,
@@ -303,7 +343,7 @@ mod tests {
 {"event":"wake","id":7,"waker":1,"tid":5}
 {"event":"wake","id":7,"waker":null,"tid":5}
 {"event":"yields","id":7,"count":1}
-{"event":"poll_start","id":7,"tid":5,"sched_ns":100000}
+{"event":"poll_start","id":7,"tid":5,"sched_ns":100000,"ts_ns":1000000}
 "#;
         let folded = GroundTruth::parse(text).unwrap();
         WakeTruth::parse(text, &folded).unwrap()
@@ -323,7 +363,7 @@ mod tests {
     fn a_missing_wake_a_wrong_waker_and_a_late_wait_are_reported() {
         let stdout = r#"{"event":"wake","waker_id":9,"self":true,"async_id":7}
 {"event":"wake","waker_id":0,"self":false,"async_id":7}
-{"event":"before","sched_ns":150000,"async_id":7}
+{"event":"before","sched_ns":150000,"async_id":7,"ts_ns":1001000}
 "#;
         let out = compare_wakes(&truth(), stdout, RELEASE_FLOOR_NS).unwrap();
         assert_eq!(out.edges_matched, 1);
@@ -336,7 +376,7 @@ mod tests {
         let stdout = r#"{"event":"wake","waker_id":8,"self":false,"async_id":7}
 {"event":"wake","waker_id":0,"self":true,"async_id":7}
 {"event":"wake","waker_id":0,"self":false,"async_id":7}
-{"event":"before","sched_ns":119000,"async_id":7}
+{"event":"before","sched_ns":119000,"async_id":7,"ts_ns":1010000}
 "#;
         let out = compare_wakes(&truth(), stdout, RELEASE_FLOOR_NS).unwrap();
         assert!(out.mismatches.is_empty(), "{:?}", out.mismatches);

@@ -7,7 +7,10 @@
 //! `after`'s chain must be exactly that, on both runtime flavours, for every
 //! Pending poll of the fixture's tasks. A recording of a session that ends
 //! while the tasks are parked shows each one in `tree` and `stats` parked at
-//! its last chain. Needs root and `cargo xtask build`.
+//! its last chain. A task in a `tokio::join!` or `tokio::select!`
+//! (`--forks`) carries its chain down to the macro's call, ending with the
+//! macro (`{"future": "tokio::join!"}`): the live walk does not follow the
+//! branches, which `tracer dump` shows. Needs root and `cargo xtask build`.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -48,8 +51,14 @@ fn every_pending_poll_is_parked_at_its_ground_truth(profile: Profile, args: &[&s
     );
     let awaits = ground_truth_awaits(&run.ground_truth_text);
     let parked_ns = parked_at(&run.ground_truth_text);
-    assert_eq!(awaits.len(), 5, "the fixture has five tasks");
+    let forks = args.contains(&"--forks");
+    assert_eq!(
+        awaits.len(),
+        if forks { 7 } else { 5 },
+        "the fixture has five tasks, and two more with --forks"
+    );
     let mut pending = 0usize;
+    let mut at_forks = 0usize;
     let mut mismatches = Vec::new();
     let mut lines = 0usize;
     let mut resolved = std::collections::BTreeSet::new();
@@ -82,6 +91,12 @@ fn every_pending_poll_is_parked_at_its_ground_truth(profile: Profile, args: &[&s
             continue;
         }
         pending += 1;
+        if expected
+            .last()
+            .is_some_and(|(_, leaf)| leaf == "tokio::join!" || leaf == "tokio::select!")
+        {
+            at_forks += 1;
+        }
         let got = event["awaiting"]
             .as_array()
             .map(|frames| traced_chain(frames));
@@ -102,7 +117,15 @@ fn every_pending_poll_is_parked_at_its_ground_truth(profile: Profile, args: &[&s
         pending >= 5 * 20,
         "only {pending} of {lines} Pending polls judged"
     );
-    eprintln!("{pending} of {pending} Pending polls' await chains match ground truth");
+    if forks {
+        assert!(
+            at_forks >= 2 * 20,
+            "only {at_forks} Pending polls judged in a join! or select!"
+        );
+    }
+    eprintln!(
+        "{pending} of {pending} Pending polls' await chains match ground truth ({at_forks} in a join! or select!)"
+    );
 }
 
 #[test]
@@ -110,6 +133,14 @@ fn every_pending_poll_of_a_multi_thread_runtime_carries_its_ground_truth_chain()
     every_pending_poll_is_parked_at_its_ground_truth(
         Profile::ReleaseAwait,
         &["--cycles", "50", "--seconds", "1"],
+    );
+}
+
+#[test]
+fn every_pending_poll_in_a_join_or_select_carries_its_chain_down_to_the_macro_call() {
+    every_pending_poll_is_parked_at_its_ground_truth(
+        Profile::ReleaseAwait,
+        &["--cycles", "50", "--seconds", "1", "--forks"],
     );
 }
 

@@ -4,7 +4,10 @@
 //! with task id, fn and file:line just before awaiting, and the leaf future's
 //! type), on both runtime flavours, with the binary's DWARF moved to a
 //! separate file found by `.gnu_debuglink`, and split into a `.dwp` package
-//! beside the binary. No task may be invented. Needs root
+//! beside the binary, and under fat LTO. With `--forks`, a task parked in a `tokio::join!` and
+//! one in a `tokio::select!` must be dumped as trees: the chain down to the
+//! macro's call, then every pending branch's chain, and no branch that
+//! finished or that `select!` disabled. No task may be invented. Needs root
 //! (to read another process's memory) and `cargo xtask build`; fails otherwise.
 
 use std::collections::BTreeMap;
@@ -14,7 +17,7 @@ use std::process::Command;
 use serde_json::Value;
 use tracer_tests::{
     Profile,
-    awaits::{ParkedFixture, final_chains, traced_chain},
+    awaits::{ParkedFixture, Tree, final_trees, traced_tree},
     fixture_bin, require_root, tracer_bin,
 };
 
@@ -31,18 +34,19 @@ fn dump(fixture: &ParkedFixture, args: &[&str]) -> (String, String) {
     (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
 }
 
-/// A dumped task's chain as the comparison sees it.
-fn dumped_chain(task: &Value) -> Vec<(String, String)> {
-    traced_chain(task["awaiting"].as_array().map_or(&[], Vec::as_slice))
+/// A dumped task's tree as the comparison sees it.
+fn dumped_tree(task: &Value) -> Tree {
+    traced_tree(task["awaiting"].as_array().map_or(&[], Vec::as_slice))
 }
 
-/// Dumps the parked fixture and compares every ground-truth chain.
+/// Dumps the parked fixture and compares every ground-truth tree (a chain,
+/// for a task in no `join!` or `select!`).
 fn dump_matches_ground_truth(binary: &Path, args: &[&str], dump_args: &[&str]) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let parked = ParkedFixture::start(binary, args);
     parked.wait_parked();
     let (stdout, stderr) = dump(&parked, &[&["--json"], dump_args].concat());
-    let truth = final_chains(&parked.truth_text());
+    let truth = final_trees(&parked.truth_text());
     let dumped: BTreeMap<u64, Value> = stdout
         .lines()
         .map(|line| {
@@ -53,12 +57,12 @@ fn dump_matches_ground_truth(binary: &Path, args: &[&str], dump_args: &[&str]) {
     let (text, _) = dump(&parked, dump_args);
     parked.stop();
     let mut mismatches = Vec::new();
-    for (id, chain) in &truth {
+    for (id, tree) in &truth {
         match dumped.get(id) {
             None => mismatches.push(format!("task {id}: not dumped")),
-            Some(task) if dumped_chain(task) != *chain => mismatches.push(format!(
-                "task {id}: dumped {:?}, ground truth {chain:?}",
-                dumped_chain(task)
+            Some(task) if dumped_tree(task) != *tree => mismatches.push(format!(
+                "task {id}: dumped {:?}, ground truth {tree:?}",
+                dumped_tree(task)
             )),
             Some(_) => {}
         }
@@ -68,14 +72,20 @@ fn dump_matches_ground_truth(binary: &Path, args: &[&str], dump_args: &[&str]) {
     }
     assert!(
         mismatches.is_empty(),
-        "{} of {} chains differ:\n{}\ndump stderr: {stderr}",
+        "{} of {} trees differ:\n{}\ndump stderr: {stderr}",
         mismatches.len(),
         truth.len(),
         mismatches.join("\n")
     );
-    assert_eq!(truth.len(), 5, "the fixture parks five tasks");
+    let forks = args.contains(&"--forks");
+    assert_eq!(
+        truth.len(),
+        if forks { 7 } else { 5 },
+        "the fixture parks five tasks, and two more with --forks"
+    );
+    let branches: usize = truth.values().map(|tree| tree.branches.len()).sum();
     eprintln!(
-        "{} of {} await chains match ground truth",
+        "{} of {} await trees match ground truth ({branches} pending branches)",
         truth.len(),
         truth.len()
     );
@@ -85,6 +95,15 @@ fn dump_matches_ground_truth(binary: &Path, args: &[&str], dump_args: &[&str]) {
                 && l.ends_with("> tokio::time::sleep::Sleep")),
         "text dump:\n{text}"
     );
+    if forks {
+        assert_eq!(branches, 4, "two pending branches in each fork: {truth:?}");
+        for fork in ["tokio::join! { 1: src/bin/", "tokio::select! { 0: src/bin/"] {
+            assert!(
+                text.lines().any(|l| l.contains(fork) && l.ends_with(" }")),
+                "no {fork:?} in the text dump:\n{text}"
+            );
+        }
+    }
 }
 
 fn await_points() -> PathBuf {
@@ -103,6 +122,27 @@ fn dump_shows_every_parked_task_of_a_current_thread_runtime_at_its_ground_truth_
         &["--cycles", "20", "--current-thread"],
         &[],
     );
+}
+
+#[test]
+fn dump_shows_the_pending_branches_of_a_join_and_a_select_of_a_multi_thread_runtime_as_trees() {
+    dump_matches_ground_truth(&await_points(), &["--cycles", "20", "--forks"], &[]);
+}
+
+#[test]
+fn dump_shows_the_pending_branches_of_a_join_and_a_select_of_a_current_thread_runtime_as_trees() {
+    dump_matches_ground_truth(
+        &await_points(),
+        &["--cycles", "20", "--forks", "--current-thread"],
+        &[],
+    );
+}
+
+#[test]
+fn dump_shows_every_parked_task_and_tree_of_a_fat_lto_build() {
+    let binary =
+        fixture_bin("await_points", Profile::ReleaseAwaitLto).unwrap_or_else(|e| panic!("{e}"));
+    dump_matches_ground_truth(&binary, &["--cycles", "5", "--forks"], &[]);
 }
 
 /// Runs `objcopy` with `args`.

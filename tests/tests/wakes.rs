@@ -1,18 +1,20 @@
 //! Runs the ground-truth fixtures under `tracer run --json` and checks the wakes
 //! and waits against what the fixtures logged: every (woken, waker) of the tasks
 //! whose waker logs its wakes, exactly, on both runtime flavours, debug and
-//! release; every `yield_now` a self-wake; and a `sched_ns` on every poll, within
-//! max(20 µs, 10 %) of Tokio's own `schedule_latency` for most.
+//! release; every `yield_now` a self-wake; and a `sched_ns` on every poll, whose
+//! wait began within max(20 µs, 10 % of the wait) of when Tokio's own
+//! `schedule_latency` says it began, for at least 95 % of polls.
 //!
-//! Most means 95 % in debug builds and 90 % in release builds: a release run of
-//! multi_thread on this VM lands at 92-96 %, the misses being a few polls whose
-//! wait the tracer starts 20-140 µs before Tokio does (which wake the model
-//! takes as the one that queued the task there is still to be found). In debug builds the probes' own cost shows: a
-//! uprobe whose first instruction the kernel cannot emulate (`sub $n,%rsp` in
-//! unoptimised code) returns through a single-step trap, which on the test VM
-//! (Linux 6.18, Firecracker) takes 10 to 20 µs, and Tokio stamps a woken task
-//! after the probe returns; so debug runs allow 50 µs where release runs allow
-//! 20 µs (see `tracer_tests::wakes::DEBUG_FLOOR_NS`).
+//! The waits outside are timing, not inference: the two sites of optimised
+//! builds whose first instruction the kernel single-steps (`waker::wake_by_ref`
+//! and `remote_abort`) put the tracer's stamp 20-35 µs before Tokio's, and a
+//! thread preempted between a probe and Tokio's clock does the same; on this VM
+//! a run lands at 95.8-97.6 %. In debug builds the probes' own cost shows more:
+//! there nearly every site starts with an instruction the kernel single-steps
+//! (`sub $n,%rsp`), about 12 µs a trap on the test VM (Linux 6.18,
+//! Firecracker), each between the tracer's stamp and Tokio's; so debug runs
+//! allow 50 µs where release runs allow 20 µs (see
+//! `tracer_tests::wakes::DEBUG_FLOOR_NS`).
 
 use tracer_tests::{
     Privileges, Profile, assert_matches_ground_truth, fixture_bin, require_root, run_traced,
@@ -29,13 +31,13 @@ fn traced_wakes_match(name: &str, profile: Profile) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = fixture_bin(name, profile).unwrap_or_else(|e| panic!("{e}"));
     let what = format!("{name} ({profile:?})");
-    let (floor_ns, min_within) = match profile {
-        Profile::Debug => (DEBUG_FLOOR_NS, 0.95),
-        _ => (RELEASE_FLOOR_NS, 0.90),
+    let floor_ns = match profile {
+        Profile::Debug => DEBUG_FLOOR_NS,
+        _ => RELEASE_FLOOR_NS,
     };
+    let min_within = 0.95;
     // The exact checks hold in every run; the share within tolerance is a timing,
-    // so a run disturbed by the machine's other work gets up to four more tries
-    // (on this 2-core VM a run lands at 92-96 %, even with nothing else running).
+    // so a run disturbed by the machine's other work gets up to four more tries.
     let mut shares = Vec::new();
     let mut outside = Vec::new();
     for _ in 0..RUNS {
@@ -54,7 +56,7 @@ fn traced_wakes_match(name: &str, profile: Profile) {
         outside = comparison.outside;
     }
     panic!(
-        "{what}: sched_ns within max({} µs, 10 %) of Tokio's for too few polls in each of {RUNS} runs (need {:.0} %): {}; outside in the last run (task, Tokio ns, tracer ns): {outside:?}",
+        "{what}: waits began within max({} µs, 10 % of the wait) of Tokio's for too few polls in each of {RUNS} runs (need {:.0} %): {}; outside in the last run (task, Tokio ns, tracer ns, tracer's start - Tokio's): {outside:?}",
         floor_ns / 1000,
         100.0 * min_within,
         shares.join(", ")

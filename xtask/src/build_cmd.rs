@@ -23,7 +23,7 @@ pub const FIXTURES_DIR: &str = "tests/fixtures";
 /// The cargo arguments of each fixture build: debug, release, and release without
 /// symbols (`stripped`), since the tests trace all three; and the Tokio matrix's
 /// fat- and thin-LTO rows for the fixtures' own Tokio (only the bins the matrix runs).
-pub const FIXTURE_BUILDS: [&[&str]; 8] = [
+pub const FIXTURE_BUILDS: [&[&str]; 9] = [
     &["build"],
     &["build", "--release"],
     &["build", "--profile", "stripped"],
@@ -67,6 +67,14 @@ pub const FIXTURE_BUILDS: [&[&str]; 8] = [
         "build",
         "--profile",
         "release-await-dwp",
+        "--bin",
+        "await_points",
+    ],
+    // The same DWARF under fat LTO.
+    &[
+        "build",
+        "--profile",
+        "release-await-lto",
         "--bin",
         "await_points",
     ],

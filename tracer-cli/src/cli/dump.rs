@@ -15,6 +15,7 @@ use clap::Args;
 use crate::{
     runtime::tokio::parked::{
         Analysis,
+        chain::tree_text,
         tasks::{LiveTask, ProcessMemory, Reader, by_id, scan},
     },
     target::process_map,
@@ -90,45 +91,54 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One task as text: `task 7 app::consumer idle parked at src/main.rs:32 > … > tokio::time::Sleep`.
+/// One task as text: `task 7 app::consumer idle parked at src/main.rs:32 > … > tokio::time::Sleep`,
+/// a task in a `join!` or `select!` with its pending branches in braces (see [`tree_text`]).
 pub fn text(task: &LiveTask) -> String {
     let mut line = format!("task {} {} {}", task.id, task.name, task.state);
     if !task.awaiting.is_empty() {
         line.push_str(" parked at ");
-        line.push_str(&parked_at(&task.awaiting));
+        line.push_str(&tree_text(&task.awaiting));
     }
     line
 }
 
-/// An await chain as text: each level's `.await` location, then the leaf future.
-pub use crate::model::event::parked_at;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::tokio::parked::chain::Frame;
+    use crate::runtime::tokio::parked::chain::{Branch, Frame, TreeFrame};
 
-    #[test]
-    fn a_parked_task_reads_as_its_await_locations_then_its_leaf() {
-        let task = LiveTask {
+    fn await_at(function: &str, at: &str) -> TreeFrame {
+        Frame::Await {
+            function: function.into(),
+            at: at.into(),
+        }
+        .into()
+    }
+
+    fn future(name: &str) -> TreeFrame {
+        Frame::Future {
+            future: name.into(),
+        }
+        .into()
+    }
+
+    fn task(awaiting: Vec<TreeFrame>) -> LiveTask {
+        LiveTask {
             id: 42,
             name: "app::consumer".into(),
             state: "idle",
             header: 0x1000,
-            awaiting: vec![
-                Frame::Await {
-                    function: "app::consumer".into(),
-                    at: "src/main.rs:32".into(),
-                },
-                Frame::Await {
-                    function: "app::leaf".into(),
-                    at: "src/main.rs:42".into(),
-                },
-                Frame::Future {
-                    future: "tokio::time::sleep::Sleep".into(),
-                },
-            ],
-        };
+            awaiting,
+        }
+    }
+
+    #[test]
+    fn a_parked_task_reads_as_its_await_locations_then_its_leaf() {
+        let task = task(vec![
+            await_at("app::consumer", "src/main.rs:32"),
+            await_at("app::leaf", "src/main.rs:42"),
+            future("tokio::time::sleep::Sleep"),
+        ]);
         assert_eq!(
             text(&task),
             "task 42 app::consumer idle parked at src/main.rs:32 > src/main.rs:42 > tokio::time::sleep::Sleep"
@@ -139,6 +149,46 @@ mod tests {
                 {"fn": "app::consumer", "at": "src/main.rs:32"},
                 {"fn": "app::leaf", "at": "src/main.rs:42"},
                 {"future": "tokio::time::sleep::Sleep"}
+            ])
+        );
+    }
+
+    #[test]
+    fn a_task_in_a_join_reads_as_its_pending_branches_each_with_its_position() {
+        let task = task(vec![
+            await_at("app::consumer", "src/main.rs:9"),
+            TreeFrame::Fork {
+                future: "tokio::join!",
+                branches: vec![
+                    Branch {
+                        branch: 1,
+                        awaiting: vec![
+                            await_at("app::leaf", "src/main.rs:3"),
+                            future("tokio::time::sleep::Sleep"),
+                        ],
+                    },
+                    Branch {
+                        branch: 2,
+                        awaiting: vec![future("tokio::sync::oneshot::Receiver<u64>")],
+                    },
+                ],
+            },
+        ]);
+        assert_eq!(
+            text(&task),
+            "task 42 app::consumer idle parked at src/main.rs:9 > tokio::join! { 1: src/main.rs:3 > tokio::time::sleep::Sleep | 2: tokio::sync::oneshot::Receiver<u64> }"
+        );
+        assert_eq!(
+            serde_json::to_value(&task.awaiting).unwrap(),
+            serde_json::json!([
+                {"fn": "app::consumer", "at": "src/main.rs:9"},
+                {"future": "tokio::join!", "branches": [
+                    {"branch": 1, "awaiting": [
+                        {"fn": "app::leaf", "at": "src/main.rs:3"},
+                        {"future": "tokio::time::sleep::Sleep"}
+                    ]},
+                    {"branch": 2, "awaiting": [{"future": "tokio::sync::oneshot::Receiver<u64>"}]}
+                ]}
             ])
         );
     }

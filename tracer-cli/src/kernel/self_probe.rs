@@ -36,6 +36,7 @@ fn markers_called_by_this_process_arrive_as_hook_events() {
                 std::num::NonZeroU32::new(pid),
                 ProbeSet::All,
                 &|_| 0,
+                &|_| false,
             )
             .unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);

@@ -10,6 +10,7 @@ pub mod go;
 pub mod markers;
 pub mod names;
 pub mod node;
+pub mod probe_point;
 pub mod sites;
 pub mod tokio;
 

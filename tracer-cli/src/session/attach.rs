@@ -11,8 +11,10 @@ use crate::{
     runtime::{
         Probe,
         names::SessionNames,
+        probe_point,
         sites::{Site, TargetObject},
     },
+    target::mapped_file,
 };
 
 /// Attaches the sites of every object, warning about what could not be attached;
@@ -53,13 +55,29 @@ pub fn attach_all(
             })
             .cloned()
             .collect();
-        let report = probes.attach(&object.attach_path, &sites, only_pid, options.probes, &slot)?;
+        let code = mapped_file::map(&object.attach_path)?;
+        let single_stepped = |site: &Site| {
+            let start =
+                usize::try_from(site.file_offset).map_or(code.len(), |at| at.min(code.len()));
+            probe_point::is_single_stepped(&code[start..(start + 16).min(code.len())], site.address)
+        };
+        let report = probes.attach(
+            &object.attach_path,
+            &sites,
+            only_pid,
+            options.probes,
+            &slot,
+            &single_stepped,
+        )?;
         for (label, count) in report.attached {
             *attach.attached.entry(label).or_default() += count;
         }
         attach.failed.extend(report.failed);
         attach.seconds += report.seconds;
         attach.fallback = attach.fallback.or(report.fallback);
+        for (label, count) in report.single_stepped {
+            *attach.single_stepped.entry(label).or_default() += count;
+        }
     }
     if let Some(reason) = &attach.fallback {
         eprintln!(

@@ -12,6 +12,17 @@ use crate::{
     sinks::{output::Sink, summary::SessionStats},
 };
 
+/// Whether a drain's delay is the live stream's: every drain while the session
+/// runs is; the one after the probes are detached reads what programs still
+/// running at the disarm wrote, which waited for the detach, not for the reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delay {
+    /// Counted in the live delay.
+    Live,
+    /// Not counted.
+    AfterDetach,
+}
+
 /// The models a session's records go through.
 pub struct Decoders {
     /// Tasks (and goroutines): the model's own records.
@@ -26,13 +37,15 @@ impl Decoders {
     /// Reads the events in the ring buffer now, at most `limit`, through the
     /// models, into the sink; says whether it stopped at `limit` (more may be
     /// waiting). A record is a [`RawEvent`], a [`RawSpawnEvent`], an embedder
-    /// [`RawResourceEvent`], or one the runtime's mapping reads.
+    /// [`RawResourceEvent`], or one the runtime's mapping reads. A
+    /// [`Delay::Live`] drain adds its delay to the session's live delay.
     pub fn drain(
         &mut self,
         ring: &mut RingBuf<MapData>,
         stats: &mut SessionStats,
         sink: &mut dyn Sink,
         limit: usize,
+        delay: Delay,
     ) -> io::Result<bool> {
         let mut result = Ok(());
         let mut read = 0;
@@ -52,7 +65,7 @@ impl Decoders {
         }
         result?;
         sink.flush()?;
-        if oldest_ns != u64::MAX {
+        if oldest_ns != u64::MAX && delay == Delay::Live {
             // The BPF side's clock (`bpf_ktime_get_ns`).
             let mut now = libc::timespec {
                 tv_sec: 0,

@@ -4,7 +4,12 @@
 
 use std::time::Duration;
 
-use super::{Outcome, Stop, decode::Decoders, live::Live, monotonic_ns};
+use super::{
+    Outcome, Stop,
+    decode::{Decoders, Delay},
+    live::Live,
+    monotonic_ns,
+};
 use crate::{
     kernel::forks::Children,
     target::launch::{ChildExit, Launched},
@@ -13,16 +18,28 @@ use crate::{
 impl Live<'_> {
     /// Ends the session that stopped for `stop` (it began at `start_ns`).
     pub fn finish(mut self, stop: Stop, start_ns: u64) -> anyhow::Result<Outcome> {
-        // Detach first: then no program runs any more, everything emitted is in
-        // the ring or counted as dropped, and one last drain makes the
-        // accounting exact.
-        let counters = self.probes.detach()?;
-        let drained = self.decoders.drain(
+        // Disarm, and read what is in the ring while it is fresh (detaching
+        // hundreds of sites takes the kernel a while). Then detach: no program
+        // runs any more, everything emitted is in the ring or counted as
+        // dropped, and one last drain makes the accounting exact.
+        self.probes.disarm()?;
+        let read_live = self.decoders.drain(
             self.events.get_mut(),
             &mut self.stats,
             self.sink,
             usize::MAX,
+            Delay::Live,
         );
+        let counters = self.probes.detach()?;
+        let drained = read_live.and_then(|_| {
+            self.decoders.drain(
+                self.events.get_mut(),
+                &mut self.stats,
+                self.sink,
+                usize::MAX,
+                Delay::AfterDetach,
+            )
+        });
         let flushed = self.sink.flush();
         let stop = if drained.is_err() || flushed.is_err() {
             Stop::OutputClosed

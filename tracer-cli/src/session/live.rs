@@ -13,7 +13,8 @@ use tokio::{
 use tracer_common::Counter;
 
 use super::{
-    DRAIN_BATCH, DRAIN_INTERVAL, HOUSEKEEPING_INTERVAL, SessionOptions, Stop, decode::Decoders,
+    DRAIN_BATCH, DRAIN_INTERVAL, HOUSEKEEPING_INTERVAL, SessionOptions, Stop,
+    decode::{Decoders, Delay},
     is_gone,
 };
 use crate::{
@@ -90,7 +91,7 @@ impl Live<'_> {
                 _ = turns.drain_tick.tick() => self.drain_tick(&mut turns)?,
                 guard = self.events.readable_mut() => {
                     let mut guard = guard?;
-                    let drained = self.decoders.drain(guard.get_inner_mut(), &mut self.stats, self.sink, DRAIN_BATCH);
+                    let drained = self.decoders.drain(guard.get_inner_mut(), &mut self.stats, self.sink, DRAIN_BATCH, Delay::Live);
                     guard.clear_ready();
                     self.arm_watches();
                     drained_again(drained, &mut turns)
@@ -133,6 +134,7 @@ impl Live<'_> {
             &mut self.stats,
             self.sink,
             DRAIN_BATCH,
+            Delay::Live,
         );
         self.arm_watches();
         Ok(drained_again(drained, turns))

@@ -102,6 +102,9 @@ pub fn announce(
         attach.seconds,
         attach.describe(),
     );
+    if let Some(note) = attach.single_step_note() {
+        eprintln!("tracer: note: {note}");
+    }
     let names = &found.prepared.names;
     if names.sites > 0 {
         eprintln!("tracer: {}", names.describe());

@@ -12,13 +12,14 @@ use super::{
     functions::GoFunctions,
     image::GoImage,
     layout::{LayoutSource, resolve},
-    probe_point, wait_reasons,
+    wait_reasons,
 };
 use crate::{
     model::{
         event::ResourceType,
         names::{AddressNamer, LocationSource, NameTable, SiteName},
     },
+    runtime::probe_point,
     runtime::{
         BpfGlobals, Prepared, Probe, RuntimeAdapter, names::SessionNames, sites::TargetObject,
     },

@@ -23,7 +23,6 @@ pub mod functions;
 pub mod image;
 pub mod layout;
 pub mod pclntab;
-pub mod probe_point;
 pub mod wait_reasons;
 
 #[cfg(test)]

@@ -10,8 +10,16 @@
 //! state machine is the leaf future, or, when exactly one of its members is a
 //! state machine (or a pin or box of one: `Timeout<F>`'s `value`), a combinator
 //! the chain goes through. Only states the DWARF knows are accepted.
+//!
+//! A `tokio::join!` or `tokio::select!` is a fork ([`super::fork`]): the chain ends
+//! with a [`TreeFrame::Fork`] holding the chain of each pending branch.
 
-use super::types::{Kind, Member, TypeRef, Types};
+use serde::Serialize;
+
+use super::fork::await_at;
+use super::fork::{ForkShape, fork};
+use super::memory::Memory;
+use super::types::{Kind, Member, TypeRef, Types, last_segment};
 use crate::runtime::tokio::naming::{
     dwarf::{ImplNames, legacy_spelling},
     render,
@@ -27,27 +35,99 @@ const RETURNED: u64 = 1;
 /// See [`UNRESUMED`].
 const PANICKED: u64 = 2;
 
-/// Reads another process's memory (or a test's bytes).
-pub trait Memory {
-    /// Fills `buf` from `address`; `false` when any of it cannot be read.
-    fn read(&self, address: u64, buf: &mut [u8]) -> bool;
+pub use crate::model::event::AwaitFrame as Frame;
 
-    /// The little-endian unsigned integer of `size` (1 to 8) bytes at `address`.
-    fn uint(&self, address: u64, size: u64) -> Option<u64> {
-        let mut buf = [0u8; 8];
-        let size = usize::try_from(size).ok().filter(|s| (1..=8).contains(s))?;
-        self.read(address, &mut buf[..size])
-            .then(|| u64::from_le_bytes(buf))
+/// One element of a parked task's await tree, outermost first: a frame of the
+/// chain, or, last, a fork and the chains of its pending branches.
+/// Serialised as the frame itself, or as
+/// `{"future": "tokio::join!", "branches": [{"branch": 1, "awaiting": [...]}]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum TreeFrame {
+    /// A frame of the chain.
+    Frame(Frame),
+    /// A `tokio::join!` or `tokio::select!` with its pending branches.
+    Fork {
+        /// `tokio::join!` or `tokio::select!`.
+        future: &'static str,
+        /// The pending branches, by position in the macro.
+        branches: Vec<Branch>,
+    },
+}
+
+impl From<Frame> for TreeFrame {
+    fn from(frame: Frame) -> Self {
+        Self::Frame(frame)
     }
 }
 
-pub use crate::model::event::AwaitFrame as Frame;
+/// One pending branch of a fork.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Branch {
+    /// Its position in the macro, from 0.
+    pub branch: usize,
+    /// Its await tree.
+    pub awaiting: Vec<TreeFrame>,
+}
 
-/// The await chain of the future of type `ty` at `address`.
-pub fn chain(types: &Types, ty: TypeRef, address: u64, memory: &dyn Memory) -> Vec<Frame> {
+/// An await tree as text: the chain as [`crate::model::event::parked_at`]
+/// shows it, a fork as its branches in braces, each with its position:
+/// `src/main.rs:9 > tokio::join! { 1: src/main.rs:3 > tokio::time::sleep::Sleep | 2: … }`.
+pub fn tree_text(tree: &[TreeFrame]) -> String {
+    tree.iter()
+        .map(|frame| match frame {
+            TreeFrame::Frame(frame) => frame.text(),
+            TreeFrame::Fork { future, branches } => {
+                let branches: Vec<String> = branches
+                    .iter()
+                    .map(|b| format!("{}: {}", b.branch, tree_text(&b.awaiting)))
+                    .collect();
+                format!("{future} {{ {} }}", branches.join(" | "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" > ")
+}
+
+/// The await tree of the future of type `ty` at `address`.
+pub fn chain(types: &Types, ty: TypeRef, address: u64, memory: &dyn Memory) -> Vec<TreeFrame> {
     let mut frames = Vec::new();
     walk(types, ty, address, memory, 0, &mut frames);
     frames
+}
+
+/// Appends the fork of shape `shape` at `address`, with the tree of each of
+/// its pending branches, `depth` levels down.
+fn fork_tree(
+    types: &Types,
+    shape: &ForkShape,
+    address: u64,
+    memory: &dyn Memory,
+    depth: usize,
+    out: &mut Vec<TreeFrame>,
+) {
+    let pending = match shape.pending(types, address, memory) {
+        Ok(pending) => pending,
+        Err(why) => return out.push(unknown(why).into()),
+    };
+    let branches = pending
+        .into_iter()
+        .map(|pending| {
+            let mut awaiting = Vec::new();
+            match pending.future {
+                Ok((at, ty)) => walk(types, ty, at, memory, depth + 1, &mut awaiting),
+                Err(why) => awaiting.push(unknown(why).into()),
+            }
+            Branch {
+                branch: pending.branch,
+                awaiting,
+            }
+        })
+        .collect();
+    out.push(TreeFrame::Fork {
+        future: shape.name,
+        branches,
+    });
 }
 
 /// Appends the chain of the future of type `ty` at `address`, `depth` levels down.
@@ -57,24 +137,27 @@ fn walk(
     address: u64,
     memory: &dyn Memory,
     depth: usize,
-    out: &mut Vec<Frame>,
+    out: &mut Vec<TreeFrame>,
 ) {
     if depth > MAX_DEPTH {
-        out.push(unknown(format!("deeper than {MAX_DEPTH} levels")));
+        out.push(unknown(format!("deeper than {MAX_DEPTH} levels")).into());
         return;
     }
     let Some(found) = types.get(ty) else {
-        out.push(unknown("a type the DWARF does not describe".into()));
+        out.push(unknown("a type the DWARF does not describe".into()).into());
         return;
     };
+    if let Some(shape) = fork(types, ty) {
+        return fork_tree(types, &shape, address, memory, depth, out);
+    }
     match &found.kind {
         Kind::Pointer(target) => {
             let Some(target) = *target else {
-                out.push(unknown("a pointer to an unknown type".into()));
+                out.push(unknown("a pointer to an unknown type".into()).into());
                 return;
             };
             match memory.uint(address, 8) {
-                Some(0) | None => out.push(unknown(format!("unreadable {}", found.name))),
+                Some(0) | None => out.push(unknown(format!("unreadable {}", found.name)).into()),
                 Some(pointee) => walk(types, target, pointee, memory, depth + 1, out),
             }
         }
@@ -84,18 +167,24 @@ fn walk(
                 .and_then(|m| Some((m.offset, m.ty?)))
             {
                 Some((offset, inner)) => walk(types, inner, address + offset, memory, depth, out),
-                None => out.push(Frame::Future {
-                    future: found.name.clone(),
-                }),
+                None => out.push(
+                    Frame::Future {
+                        future: found.name.clone(),
+                    }
+                    .into(),
+                ),
             }
         }
         Kind::Struct { .. } if is_state_machine(&found.name) => {
             state_machine(types, ty, address, memory, depth, out)
         }
         Kind::Struct { members, .. } => {
-            out.push(Frame::Future {
-                future: future_name(&found.name),
-            });
+            out.push(
+                Frame::Future {
+                    future: future_name(&found.name),
+                }
+                .into(),
+            );
             let inner: Vec<&Member> = members
                 .iter()
                 .filter(|m| m.ty.is_some_and(|t| holds_state_machine(types, t)))
@@ -113,9 +202,12 @@ fn walk(
                 );
             }
         }
-        Kind::Other => out.push(Frame::Future {
-            future: found.name.clone(),
-        }),
+        Kind::Other => out.push(
+            Frame::Future {
+                future: found.name.clone(),
+            }
+            .into(),
+        ),
     }
 }
 
@@ -127,7 +219,7 @@ fn state_machine(
     address: u64,
     memory: &dyn Memory,
     depth: usize,
-    out: &mut Vec<Frame>,
+    out: &mut Vec<TreeFrame>,
 ) {
     let Some(found) = types.get(ty) else { return };
     let function = function_name(&found.name);
@@ -136,17 +228,15 @@ fn state_machine(
         ..
     } = &found.kind
     else {
-        out.push(unknown(format!("{function}: no state in the DWARF")));
+        out.push(unknown(format!("{function}: no state in the DWARF")).into());
         return;
     };
     let Some(state) = memory.uint(address + variants.discr_offset, variants.discr_size) else {
-        out.push(unknown(format!("{function}: state unreadable")));
+        out.push(unknown(format!("{function}: state unreadable")).into());
         return;
     };
     let Some((_, variant)) = variants.variants.iter().find(|(v, _)| *v == Some(state)) else {
-        out.push(unknown(format!(
-            "{function}: state {state} unknown to the DWARF"
-        )));
+        out.push(unknown(format!("{function}: state {state} unknown to the DWARF")).into());
         return;
     };
     let named = match state {
@@ -156,20 +246,26 @@ fn state_machine(
         _ => None,
     };
     if let Some(state) = named {
-        out.push(Frame::State {
-            function,
-            state: state.into(),
-        });
+        out.push(
+            Frame::State {
+                function,
+                state: state.into(),
+            }
+            .into(),
+        );
         return;
     }
-    out.push(Frame::Await {
-        function: function.clone(),
-        at: variant.declared_at.clone().unwrap_or_else(|| "?".into()),
-    });
     let awaitee = variant
         .ty
         .and_then(|suspend| types.member(suspend, "__awaitee"))
         .and_then(|m| Some((m.offset, m.ty?)));
+    out.push(
+        Frame::Await {
+            function: function.clone(),
+            at: await_at(types, variant, awaitee.map(|(_, ty)| ty)).unwrap_or_else(|| "?".into()),
+        }
+        .into(),
+    );
     match awaitee {
         Some((offset, awaitee)) => walk(
             types,
@@ -179,7 +275,7 @@ fn state_machine(
             depth + 1,
             out,
         ),
-        None => out.push(unknown(format!("{function}: no __awaitee"))),
+        None => out.push(unknown(format!("{function}: no __awaitee")).into()),
     }
 }
 
@@ -210,31 +306,6 @@ pub fn holds_state_machine(types: &Types, ty: TypeRef) -> bool {
             .is_some_and(|inner| holds_state_machine(types, inner)),
         _ => is_state_machine(&found.name),
     }
-}
-
-/// The last `::` segment of a path, outside generic arguments.
-fn last_segment(name: &str) -> &str {
-    let mut depth = 0usize;
-    let mut start = 0;
-    let bytes = name.as_bytes();
-    let mut end = name.len();
-    for (i, c) in name.char_indices() {
-        match c {
-            '<' => {
-                if depth == 0 {
-                    end = i;
-                }
-                depth += 1
-            }
-            '>' => depth = depth.saturating_sub(1),
-            ':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => {
-                start = i + 2;
-                end = name.len();
-            }
-            _ => {}
-        }
-    }
-    &name[start..end.max(start)]
 }
 
 /// A future type as names read elsewhere: `Timeout<app::inner::{async_fn_env#0}>`
@@ -375,6 +446,214 @@ mod tests {
         Bytes(bytes)
     }
 
+    fn suspended(function: &str, at: &str) -> TreeFrame {
+        Frame::Await {
+            function: function.into(),
+            at: at.into(),
+        }
+        .into()
+    }
+
+    fn sleep() -> TreeFrame {
+        Frame::Future {
+            future: "tokio::time::sleep::Sleep".into(),
+        }
+        .into()
+    }
+
+    fn other(name: &str, size: u64) -> Type {
+        Type {
+            name: name.into(),
+            size,
+            kind: Kind::Other,
+        }
+    }
+
+    /// [`types`], and an `app::outer` closure's `PollFn` for a `select!` (at
+    /// 55: two `app::inner` and a `Sleep`) and for a `join!` (at 66: two
+    /// `MaybeDone<app::inner>`).
+    fn fork_types() -> Types {
+        let mut types = types();
+        let pointer = |to: TypeRef| Type {
+            name: String::new(),
+            size: 8,
+            kind: Kind::Pointer(Some(to)),
+        };
+        types.insert(51, pointer(1));
+        types.insert(
+            52,
+            structure(
+                "(app::inner::{async_fn_env#0}, app::inner::{async_fn_env#0}, tokio::time::sleep::Sleep)",
+                vec![member("__0", 0, 21, None), member("__1", 16, 21, None), member("__2", 32, 10, None)],
+                None,
+            ),
+        );
+        types.insert(53, pointer(52));
+        let captures = vec![
+            member("_ref__disabled", 0, 51, None),
+            member("_ref__futures", 8, 53, None),
+        ];
+        poll_fn(&mut types, 54, 0, captures);
+        types.insert(2, other("u32", 4));
+        let maybe_done = "tokio::future::maybe_done::MaybeDone<app::inner::{async_fn_env#0}>";
+        types.insert(
+            61,
+            structure("Future", vec![member("future", 8, 21, None)], None),
+        );
+        types.insert(62, structure("Done", vec![], None));
+        let variants = Variants {
+            discr_name: String::new(),
+            discr_offset: 0,
+            discr_size: 4,
+            variants: vec![
+                (Some(0), member("Future", 0, 61, None)),
+                (Some(1), member("Done", 0, 62, None)),
+                (Some(2), member("Gone", 0, 62, None)),
+            ],
+        };
+        types.insert(60, structure(maybe_done, vec![], Some(variants)));
+        types.insert(
+            63,
+            structure(
+                &format!("({maybe_done}, {maybe_done})"),
+                vec![member("__0", 0, 60, None), member("__1", 32, 60, None)],
+                None,
+            ),
+        );
+        types.insert(64, pointer(63));
+        let captures = vec![
+            member("futures", 0, 64, None),
+            member("rotator", 8, 1, None),
+        ];
+        poll_fn(&mut types, 65, 1, captures);
+        types
+    }
+
+    /// Inserts `app::outer`'s closure `{closure_env#n}` capturing `captures`
+    /// at `at`, and its `PollFn` at `at + 1`.
+    fn poll_fn(types: &mut Types, at: TypeRef, n: u32, captures: Vec<Member>) {
+        let closure = format!("app::outer::{{async_fn#0}}::{{closure_env#{n}}}");
+        let poll_fn = format!("core::future::poll_fn::PollFn<{closure}>");
+        types.insert(at, structure(&closure, captures, None));
+        types.insert(
+            at + 1,
+            structure(&poll_fn, vec![member("f", 0, at, None)], None),
+        );
+    }
+
+    #[test]
+    fn a_select_shows_the_chain_of_every_branch_its_mask_leaves_enabled() {
+        let memory = memory(&[
+            (0x3000, &0x4000u64.to_le_bytes()),
+            (0x3008, &0x5000u64.to_le_bytes()),
+            (0x4000, &[0b010]),
+            (0x5000, &[3]),
+        ]);
+        assert_eq!(
+            chain(&fork_types(), 55, 0x3000, &memory),
+            vec![TreeFrame::Fork {
+                future: "tokio::select!",
+                branches: vec![
+                    Branch {
+                        branch: 0,
+                        awaiting: vec![suspended("app::inner", "src/main.rs:3"), sleep()],
+                    },
+                    Branch {
+                        branch: 2,
+                        awaiting: vec![sleep()],
+                    },
+                ],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_join_shows_the_chain_of_every_branch_still_a_future_and_none_done() {
+        let memory = memory(&[
+            (0x6000, &0x7000u64.to_le_bytes()),
+            (0x7000, &1u32.to_le_bytes()),
+            (0x7020, &0u32.to_le_bytes()),
+            (0x7028, &[3]),
+        ]);
+        assert_eq!(
+            chain(&fork_types(), 66, 0x6000, &memory),
+            vec![TreeFrame::Fork {
+                future: "tokio::join!",
+                branches: vec![Branch {
+                    branch: 1,
+                    awaiting: vec![suspended("app::inner", "src/main.rs:3"), sleep()],
+                }],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_fork_in_a_branch_is_walked_as_a_tree_again() {
+        let mut types = fork_types();
+        let join = 66;
+        types.insert(
+            80,
+            structure(
+                "(join, tokio::time::sleep::Sleep)",
+                vec![member("__0", 0, join, None), member("__1", 16, 10, None)],
+                None,
+            ),
+        );
+        types.insert(
+            81,
+            Type {
+                name: String::new(),
+                size: 8,
+                kind: Kind::Pointer(Some(80)),
+            },
+        );
+        let captures = vec![
+            member("_ref__disabled", 0, 51, None),
+            member("_ref__futures", 8, 81, None),
+        ];
+        poll_fn(&mut types, 82, 3, captures);
+        let memory = memory(&[
+            (0x8000, &0x8100u64.to_le_bytes()),
+            (0x8008, &0x9000u64.to_le_bytes()),
+            (0x8100, &[0]),
+            (0x9000, &0x7000u64.to_le_bytes()),
+            (0x7000, &1u32.to_le_bytes()),
+            (0x7020, &0u32.to_le_bytes()),
+            (0x7028, &[3]),
+        ]);
+        let join = TreeFrame::Fork {
+            future: "tokio::join!",
+            branches: vec![Branch {
+                branch: 1,
+                awaiting: vec![suspended("app::inner", "src/main.rs:3"), sleep()],
+            }],
+        };
+        assert_eq!(
+            chain(&types, 83, 0x8000, &memory),
+            vec![TreeFrame::Fork {
+                future: "tokio::select!",
+                branches: vec![
+                    Branch {
+                        branch: 0,
+                        awaiting: vec![join],
+                    },
+                    Branch {
+                        branch: 1,
+                        awaiting: vec![sleep()],
+                    },
+                ],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_poll_fn_that_captures_no_branch_tuple_is_no_fork() {
+        let mut types = fork_types();
+        poll_fn(&mut types, 70, 2, vec![member("futures", 0, 51, None)]);
+        assert_eq!(fork(&types, 71), None);
+        assert_eq!(fork(&types, 55).map(|f| f.name), Some("tokio::select!"));
+    }
+
     #[test]
     fn a_suspended_chain_is_followed_through_a_box_to_its_leaf() {
         let memory = memory(&[
@@ -385,17 +664,9 @@ mod tests {
         assert_eq!(
             chain(&types(), 41, 0x1000, &memory),
             vec![
-                Frame::Await {
-                    function: "app::outer".into(),
-                    at: "src/main.rs:7".into()
-                },
-                Frame::Await {
-                    function: "app::inner".into(),
-                    at: "src/main.rs:3".into()
-                },
-                Frame::Future {
-                    future: "tokio::time::sleep::Sleep".into()
-                },
+                suspended("app::outer", "src/main.rs:7"),
+                suspended("app::inner", "src/main.rs:3"),
+                sleep(),
             ]
         );
     }
@@ -410,7 +681,7 @@ mod tests {
         let frames = chain(&types(), 41, 0x1000, &memory);
         assert_eq!(frames.len(), 2);
         assert!(
-            matches!(&frames[1], Frame::Unknown { unknown } if unknown.contains("state 9")),
+            matches!(&frames[1], TreeFrame::Frame(Frame::Unknown { unknown }) if unknown.contains("state 9")),
             "{frames:?}"
         );
     }
@@ -420,10 +691,10 @@ mod tests {
         let memory = memory(&[(0x1000, &[0])]);
         assert_eq!(
             chain(&types(), 41, 0x1000, &memory),
-            vec![Frame::State {
+            vec![TreeFrame::from(Frame::State {
                 function: "app::outer".into(),
                 state: "unresumed".into()
-            }]
+            })]
         );
     }
 

@@ -5,6 +5,8 @@
 //! - [`types`]: the type DWARF, read once;
 //! - [`layout`]: the task cell and the runtime's task list, from it;
 //! - [`chain`]: the walk of one future's state machines;
+//! - [`fork`]: `join!` and `select!`, where the walk forks into branches;
+//! - [`memory`]: the bytes it walks;
 //! - [`tasks`]: finding every live task of a process and reading it;
 //! - [`debuginfo`]: the file holding the DWARF, found as debuggers find it.
 //!
@@ -13,7 +15,9 @@
 
 pub mod chain;
 pub mod debuginfo;
+pub mod fork;
 pub mod layout;
+pub mod memory;
 pub mod program;
 pub mod tasks;
 pub mod types;
@@ -194,12 +198,15 @@ mod tests {
     }
 
     /// Each fixture function's `.await` lines, from its source: the lines that
-    /// call `here!` (the `.await` is on the same line).
-    fn source_awaits() -> BTreeMap<String, BTreeSet<String>> {
+    /// call `here!` (the `.await` is on the same line). With `branches`, also
+    /// those of the functions run in `join!`/`select!` branches only
+    /// (`here!(branch = …`), which the live walk does not reach.
+    fn source_awaits(branches: bool) -> BTreeMap<String, BTreeSet<String>> {
         let source = include_str!("../../../../../tests/fixtures/src/bin/await_points.rs");
         let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (index, line) in source.lines().enumerate() {
             if let Some(rest) = line.trim_start().strip_prefix("here!(")
+                && (branches || !rest.starts_with("branch ="))
                 && let Some(function) = rest.split('"').nth(1)
             {
                 found
@@ -212,9 +219,10 @@ mod tests {
     }
 
     /// Checks that every async fn of the fixture has its suspend states at
-    /// the lines of its source's `.await`s in `types`.
+    /// the lines of its source's `.await`s in `types` (a `join!`'s and a
+    /// `select!`'s at the macro's call, not in Tokio's source).
     fn suspend_states_are_at_the_await_lines(types: &Types) {
-        for (function, lines) in source_awaits() {
+        for (function, lines) in source_awaits(true) {
             let name = format!("{function}::{{async_fn_env#0}}");
             let at = types.by_name(&name).unwrap_or_else(|| panic!("no {name}"));
             let Kind::Struct {
@@ -229,7 +237,10 @@ mod tests {
                 .variants
                 .iter()
                 .filter(|(value, _)| value.is_some_and(|v| v >= 3))
-                .filter_map(|(_, member)| member.declared_at.clone())
+                .filter_map(|(_, member)| {
+                    let awaitee = types.member(member.ty?, "__awaitee")?.ty;
+                    fork::await_at(types, member, awaitee)
+                })
                 .collect();
             assert_eq!(suspends, lines, "{name}");
         }
@@ -320,7 +331,7 @@ mod tests {
                 }
             }
         }
-        for (function, awaits) in source_awaits() {
+        for (function, awaits) in source_awaits(false) {
             assert_eq!(lines.get(&function), Some(&awaits), "{function}");
         }
         for edge in &programs.edges {

@@ -7,7 +7,10 @@
 //! through pins, boxes (one pointer hop per edge at most) and combinators that
 //! hold exactly one state machine, to the first async state machine; each state
 //! machine is a node (one per type) whose suspend states each have an edge to
-//! the state machine its `__awaitee` leads to, or to the leaf future.
+//! the state machine its `__awaitee` leads to, or to the leaf future. A
+//! `tokio::join!` or `tokio::select!` ends the chain as its macro's name
+//! (`{"future": "tokio::join!"}`): its pending branches are a tree, which
+//! `tracer dump` reads.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,6 +18,7 @@ use tracer_common::chain::{Edge, FIRST_SUSPEND, Node, Site};
 
 use super::{
     chain::{Frame, function_name, holds_state_machine, is_state_machine},
+    fork::{await_at, fork},
     layout::CellLayout,
     types::{Kind, Member, TypeRef, Types},
 };
@@ -223,7 +227,8 @@ impl Programs {
             info.states.insert(
                 value,
                 StateInfo::Suspend {
-                    at: member.declared_at.clone().unwrap_or_else(|| "?".into()),
+                    at: await_at(types, member, awaitee.map(|(_, ty)| ty))
+                        .unwrap_or_else(|| "?".into()),
                     edge: edge_info,
                 },
             );
@@ -257,6 +262,14 @@ fn resolve(
         via.push(unknown("a type the DWARF does not describe"));
         return None;
     };
+    if let Some(shape) = fork(types, ty) {
+        // Its branches are `tracer dump`'s: the live walk reads one state
+        // byte a level and ends at the fork.
+        via.push(Frame::Future {
+            future: shape.name.to_owned(),
+        });
+        return None;
+    }
     match &found.kind {
         Kind::Pointer(target) => {
             let Some(target) = *target else {

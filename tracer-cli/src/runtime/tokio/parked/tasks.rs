@@ -20,8 +20,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::chain::{Frame, Memory, chain};
+use super::chain::{TreeFrame, chain};
 use super::layout::{CellLayout, OwnedLayout, owned_layout};
+use super::memory::Memory;
 use super::types::{TypeRef, Types};
 
 /// `State` bits of a task header (Tokio's `runtime::task::state`).
@@ -82,8 +83,9 @@ pub struct LiveTask {
     pub state: &'static str,
     /// Its header's address.
     pub header: u64,
-    /// Its await chain, outermost first (empty unless idle or scheduled).
-    pub awaiting: Vec<Frame>,
+    /// Its await chain, outermost first (empty unless idle or scheduled),
+    /// ending with the branches of a `join!` or `select!` it waits in.
+    pub awaiting: Vec<TreeFrame>,
 }
 
 /// Reads tasks of one process.

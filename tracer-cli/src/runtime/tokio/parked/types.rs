@@ -4,7 +4,7 @@
 //! name (namespaces and enclosing types joined by `::`). Only the types of units
 //! built with full debug info exist here (`debug = 2`; line tables carry none).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::target::dwarf::{DwarfSource, Reader};
 
@@ -74,6 +74,11 @@ pub struct Types {
     types: HashMap<TypeRef, Type>,
     /// Structure names, each to its first definition.
     by_name: HashMap<String, TypeRef>,
+    /// Where the `__awaitee` locals of each awaited type are declared.
+    awaited_at: HashMap<TypeRef, BTreeSet<String>>,
+    /// Each variant part's structure and discriminant type, to size once
+    /// every unit is read.
+    discriminants: Vec<(TypeRef, TypeRef)>,
 }
 
 impl Types {
@@ -81,7 +86,28 @@ impl Types {
     pub fn read(source: DwarfSource<'_, '_>) -> Self {
         let mut types = Self::default();
         source.for_each_unit(&mut |dwarf, unit, base| read_unit(dwarf, unit, base, &mut types));
+        types.size_discriminants();
         types
+    }
+
+    /// Sets each variant part's discriminant size from its type, once every
+    /// unit is read: the type may be in a later unit (fat LTO's units refer to
+    /// each other's base types, `DW_FORM_ref_addr`).
+    fn size_discriminants(&mut self) {
+        for (owner, discr_ty) in std::mem::take(&mut self.discriminants) {
+            let size = self.get(discr_ty).map_or(0, |t| t.size);
+            if let Some(Type {
+                kind:
+                    Kind::Struct {
+                        variants: Some(variants),
+                        ..
+                    },
+                ..
+            }) = self.types.get_mut(&owner)
+            {
+                variants.discr_size = size;
+            }
+        }
     }
 
     /// The type at `at`.
@@ -151,6 +177,22 @@ impl Types {
         }
     }
 
+    /// Where the `__awaitee` local of type `awaitee` is declared, when it is
+    /// declared at one place only.
+    pub fn awaitee_local_at(&self, awaitee: TypeRef) -> Option<&str> {
+        self.awaited_at
+            .get(&awaitee)
+            .filter(|places| places.len() == 1)
+            .and_then(|places| places.first())
+            .map(String::as_str)
+    }
+
+    /// Records that an `__awaitee` local of type `awaitee` is declared at `at`
+    /// (for tests and for [`read_unit`]).
+    pub fn insert_awaitee_local(&mut self, awaitee: TypeRef, at: String) {
+        self.awaited_at.entry(awaitee).or_default().insert(at);
+    }
+
     /// Inserts a type (for tests and for [`read_unit`]).
     pub fn insert(&mut self, at: TypeRef, ty: Type) {
         if matches!(ty.kind, Kind::Struct { .. }) {
@@ -158,6 +200,32 @@ impl Types {
         }
         self.types.insert(at, ty);
     }
+}
+
+/// The last `::` segment of a type's path, outside generic arguments
+/// (`{async_fn_env#0}` of `app::f::{async_fn_env#0}<u8>`).
+pub fn last_segment(name: &str) -> &str {
+    let mut depth = 0usize;
+    let mut start = 0;
+    let bytes = name.as_bytes();
+    let mut end = name.len();
+    for (i, c) in name.char_indices() {
+        match c {
+            '<' => {
+                if depth == 0 {
+                    end = i;
+                }
+                depth += 1
+            }
+            '>' => depth = depth.saturating_sub(1),
+            ':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => {
+                start = i + 2;
+                end = name.len();
+            }
+            _ => {}
+        }
+    }
+    &name[start..end.max(start)]
 }
 
 /// Variant parts being read, by their structure: the discriminant's DIE and
@@ -238,6 +306,12 @@ fn read_unit(
                     .and_then(|owner| types.types.get_mut(&owner))
                 {
                     params.push((name.unwrap_or_default(), ty));
+                }
+            }
+            gimli::DW_TAG_variable if name.as_deref() == Some("__awaitee") => {
+                let ty = type_ref(unit, base, entry.attr_value(gimli::DW_AT_type)?);
+                if let (Some(ty), Some(at)) = (ty, files.declared_at(entry)?) {
+                    types.insert_awaitee_local(ty, at);
                 }
             }
             gimli::DW_TAG_variant_part => {
@@ -369,16 +443,17 @@ fn add_member(
     }
 }
 
-/// Puts each finished variant part in its structure.
+/// Puts each finished variant part in its structure (its discriminant sized
+/// later: [`Types::size_discriminants`]).
 fn finish_parts(parts: Parts, loose: &mut HashMap<TypeRef, Member>, types: &mut Types) {
     for (owner, (discr, variants)) in parts {
         let discr_member = discr.and_then(|d| loose.remove(&d));
-        let (discr_name, discr_offset, discr_size) = match &discr_member {
+        let (discr_name, discr_offset) = match &discr_member {
             Some(m) => {
-                let size = m.ty.and_then(|t| types.get(t)).map_or(0, |t| t.size);
-                (m.name.clone(), m.offset, size)
+                types.discriminants.extend(m.ty.map(|ty| (owner, ty)));
+                (m.name.clone(), m.offset)
             }
-            None => (String::new(), 0, 0),
+            None => (String::new(), 0),
         };
         if let Some(Type {
             kind: Kind::Struct { variants: v, .. },
@@ -388,7 +463,7 @@ fn finish_parts(parts: Parts, loose: &mut HashMap<TypeRef, Member>, types: &mut 
             *v = Some(Variants {
                 discr_name,
                 discr_offset,
-                discr_size,
+                discr_size: 0,
                 variants,
             });
         }
