@@ -41,7 +41,7 @@ use tracer_common::{
 use super::events::{async_id, js_type_address};
 use crate::runtime::{
     ModelRecord, WriteWatch,
-    tokio::parked::{chain::Memory, tasks::ProcessMemory},
+    tokio::parked::{memory::Memory, tasks::ProcessMemory},
 };
 
 /// Where a `node::Environment` keeps the buffers of the arrays watched: the
