@@ -225,8 +225,8 @@ struct OutputArgs {
     /// at the first callback of the main thread (the summary says from which
     /// async id on). Costly: every JS-level init, before and after, and every
     /// native callback's change of the current id, traps the thread into the
-    /// kernel, about 19 µs a trap on a VM; a process.nextTick loop went from
-    /// 0.2 µs to 53 µs a tick (about 250 times slower), an http server from
+    /// kernel, 12-19 µs a trap on a VM; a process.nextTick loop went from
+    /// 0.2 µs to 40-55 µs a tick (200-300 times slower), an http server from
     /// 24,000 to 1,650 requests/s. Not
     /// seen: worker threads' JS-level resources, promises (no id while
     /// async_hooks is off; with it on, counted only), JS-level destroys other
