@@ -309,6 +309,10 @@ impl JsResources {
 
     /// A new id was drawn.
     pub fn id_drawn(&mut self, raw: &RawNodeEvent, out: &mut dyn FnMut(ModelRecord)) {
+        // Hits of a watchpoint armed before another failed to are left out.
+        if !matches!(self.arming, Arming::Armed(_)) {
+            return;
+        }
         self.settle();
         let timeout = std::mem::take(&mut self.timeout_ref_added);
         let (Some(id), Some(trigger)) = (async_id(raw.async_id), async_id(raw.trigger_id)) else {
@@ -721,7 +725,7 @@ mod tests {
     #[test]
     fn writes_of_other_threads_and_before_arming_are_ignored() {
         let mut js = JsResources::new(7, Err(String::new()));
-        assert!(replay(&mut js, &[Hit::Current(5)]).is_empty());
+        assert!(replay(&mut js, &[Hit::Id(4), Hit::Current(4)]).is_empty());
         js.saw_environment((7 << 32) | 8, 0x1234);
         assert!(js.take_watches().is_empty());
     }
