@@ -21,9 +21,10 @@ use crate::{
 pub const FIXTURES_DIR: &str = "tests/fixtures";
 
 /// The cargo arguments of each fixture build: debug, release, and release without
-/// symbols (`stripped`), since the tests trace all three; and the Tokio matrix's
-/// fat- and thin-LTO rows for the fixtures' own Tokio (only the bins the matrix runs).
-pub const FIXTURE_BUILDS: [&[&str]; 9] = [
+/// symbols (`stripped`), since the tests trace all three; the Tokio matrix's
+/// fat- and thin-LTO rows for the fixtures' own Tokio (only the bins the matrix
+/// runs); one codegen unit and `opt-level = "z"`; and the await-chain builds.
+pub const FIXTURE_BUILDS: [&[&str]; 11] = [
     &["build"],
     &["build", "--release"],
     &["build", "--profile", "stripped"],
@@ -54,6 +55,18 @@ pub const FIXTURE_BUILDS: [&[&str]; 9] = [
         "--bin",
         "current_thread",
     ],
+    // Builds that inline more of Tokio: traced (one codegen unit) or refused
+    // (`opt-level = "z"`).
+    &[
+        "build",
+        "--profile",
+        "release-cgu1",
+        "--bin",
+        "multi_thread",
+        "--bin",
+        "current_thread",
+    ],
+    &["build", "--profile", "release-oz", "--bin", "multi_thread"],
     // Full type DWARF for the fixture crate only: await chains (`tracer dump`).
     &[
         "build",

@@ -295,7 +295,7 @@ fn check_required(
         let name = adapter.display_name();
         bail!(
             "unsupported {name} build in {}: found some of its functions but not: {}. \
-             They may have been inlined (as `lto = \"fat\"` does: build the program without it) or this {name} version lays its objects out differently; tracer refuses rather than report wrong events",
+             They may have been inlined by the build (Tokio's are with `opt-level = \"z\"`: build with the default `opt-level = 3`) or this {name} version lays its objects out differently; tracer refuses rather than report wrong events",
             target.exe.display(),
             missing.join("; "),
         );

@@ -64,7 +64,12 @@ impl Live<'_> {
         );
         eprint!(
             "{}",
-            self.stats.render(self.attach, &counters, model.anomalies())
+            self.stats.render(
+                self.attach,
+                &counters,
+                model.anomalies(),
+                self.launched.is_some()
+            )
         );
         summary_lines(
             &self.decoders,

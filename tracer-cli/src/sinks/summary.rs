@@ -113,19 +113,26 @@ impl SessionStats {
         self.by_kind.iter().sum()
     }
 
-    /// The summary lines, each prefixed `tracer: `.
+    /// The summary lines, each prefixed `tracer: `. `started_here`: tracer
+    /// started the program (`tracer run`), so nothing was alive before it.
     pub fn render(
         &self,
         attach: &AttachReport,
         counters: &Counters,
         anomalies: ModelAnomalies,
+        started_here: bool,
     ) -> String {
         let mut text = String::new();
         let kinds = kinds_list(self.by_kind);
         let _ = writeln!(text, "tracer: {} events ({kinds})", self.events());
+        let existing = if started_here && self.existing > 0 {
+            "first seen after their spawn (tracer started the program: their spawn went through a path it does not probe, inlined by the build as `codegen-units = 1` or fat LTO can do, or its record was dropped; their init has no trigger)"
+        } else {
+            "already alive at attach"
+        };
         let _ = writeln!(
             text,
-            "tracer: {} resources seen (tasks and declared resources), {} of them already alive at attach, {} still alive at the end",
+            "tracer: {} resources seen (tasks and declared resources), {} of them {existing}, {} still alive at the end",
             self.by_kind[0],
             self.existing,
             self.by_kind[0].saturating_sub(self.by_kind[4])

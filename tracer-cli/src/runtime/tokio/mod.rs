@@ -10,7 +10,7 @@
 //! | spawn_local | `task::list::LocalOwnedTasks<S>::bind` | return value |
 //! | spawn_blocking | `blocking::pool::Spawner::spawn_task` | arg 1 |
 //! | resolve | `task::harness::Harness<T,S>::complete` | arg 0 |
-//! | destroy | `task::raw::dealloc`, `drop_in_place::<Box<task::core::Cell<T,S>>>` | arg 0 |
+//! | destroy | `task::raw::dealloc`, `drop_in_place::<Box<task::core::Cell<T,S>>>` (or, where that is inlined, `drop_in_place::<task::core::Cell<T,S>>`) | arg 0 |
 //! | wake | `task::waker::wake_by_val`, `wake_by_ref` (the waker vtable's, one copy each) | arg 0 |
 //! | abort (queues an idle task) | `task::harness::<impl RawTask>::remote_abort` | arg 0 |
 //! | the poll is a worker's launcher | `scheduler::multi_thread::worker::run` | - |
@@ -24,7 +24,10 @@ use std::{ops::RangeInclusive, path::Path};
 use anyhow::{Context as _, bail};
 use tracer_common::layout;
 
-use super::{BpfGlobals, Prepared, Probe, RuntimeAdapter, SpawnKindTag, sites::TargetObject};
+use super::{
+    BpfGlobals, Prepared, Probe, RuntimeAdapter, SpawnKindTag,
+    sites::{Site, TargetObject},
+};
 use crate::model::event::ResourceType;
 
 /// Offsets the BPF programs use to read a task id: `*(hdr + *(*(hdr + vtable_field) + id_offset_slot))`.
@@ -41,6 +44,19 @@ pub struct Tokio;
 
 const BOXED_CELL_DROP: &str =
     "core::ptr::drop_in_place<alloc::boxed::Box<tokio::runtime::task::core::Cell<";
+
+/// The drop glue of a task's cell itself, which the boxed cell's calls before
+/// freeing it: probed only where no [`BOXED_CELL_DROP`] is left, as builds that
+/// inline more leave it (`codegen-units = 1`, `opt-level = 1` or `"z"`, fat
+/// LTO): the box's glue inlined into `raw::poll`, `raw::dealloc`,
+/// `Harness::complete`, `raw::shutdown` and the handles' drops, each calling
+/// this one, then `free`.
+const CELL_DROP: &str = "core::ptr::drop_in_place<tokio::runtime::task::core::Cell<";
+
+/// Whether a demangled symbol is the drop glue `prefix` names.
+fn is_drop_glue(symbol: &str, prefix: &str) -> bool {
+    symbol.replace("::<", "<").starts_with(prefix)
+}
 
 /// The `#[track_caller]` functions users spawn through: each passes its caller's
 /// `Location` on, which Tokio's `TaskMeta::spawned_at()` reports. Nested entries
@@ -112,7 +128,10 @@ impl RuntimeAdapter for Tokio {
             "tokio::runtime::scheduler::multi_thread::worker::run" => Probe::WorkerRun,
             // Every deferral (`yield_now`, an exhausted coop budget) goes through it.
             "tokio::runtime::context::defer" => Probe::Defer,
-            _ if demangled.replace("::<", "<").starts_with(BOXED_CELL_DROP) => {
+            // A cell is on the heap, never in the stack window, so the cell
+            // glue's argument is taken as it is; the boxed glue's debug-build
+            // stack slot is read through.
+            _ if is_drop_glue(demangled, BOXED_CELL_DROP) || is_drop_glue(demangled, CELL_DROP) => {
                 Probe::Free { stack_slot: true }
             }
             _ => return None,
@@ -121,6 +140,9 @@ impl RuntimeAdapter for Tokio {
 
     fn prepare(&self, pid: u32, objects: &mut Vec<TargetObject>) -> anyhow::Result<Prepared> {
         let layout = one_layout(objects)?;
+        for object in objects.iter_mut() {
+            keep_one_cell_drop(&mut object.sites.sites);
+        }
         let (names, locations) = naming::table::build(pid, objects);
         Ok(Prepared {
             globals: BpfGlobals(vec![
@@ -159,13 +181,25 @@ impl RuntimeAdapter for Tokio {
             (&[Probe::Complete], "resolve (Harness::complete)"),
             // `raw::dealloc` exists in every build (the task vtable points at it),
             // but most frees bypass it through this drop glue. A build that has
-            // none (fat LTO inlines all of it, and with it most spawn paths) would
-            // report most tasks never freed, and spawned tasks as `existing`.
+            // neither the boxed cell's glue nor the cell's (`opt-level = "z"`
+            // inlines both) would report most tasks never freed.
             (
                 &[Probe::Free { stack_slot: true }],
-                "destroy of most tasks (drop_in_place::<Box<task::core::Cell<..>>>)",
+                "destroy of most tasks (drop_in_place::<Box<task::core::Cell<..>>> or drop_in_place::<task::core::Cell<..>>)",
             ),
         ]
+    }
+}
+
+/// Every freed task goes through the boxed cell's drop glue where it exists,
+/// which calls the cell's: probing both would report each destroy twice, so the
+/// cell's glue is kept only where the boxed one is gone.
+fn keep_one_cell_drop(sites: &mut Vec<Site>) {
+    if sites
+        .iter()
+        .any(|site| is_drop_glue(&site.symbol, BOXED_CELL_DROP))
+    {
+        sites.retain(|site| !is_drop_glue(&site.symbol, CELL_DROP));
     }
 }
 
@@ -261,6 +295,32 @@ mod tests {
                 Some(Probe::Free { stack_slot: true })
             );
         }
+    }
+
+    fn free_site(symbol: &str, address: u64) -> Site {
+        Site {
+            probe: Probe::Free { stack_slot: true },
+            address,
+            file_offset: address,
+            symbol: symbol.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_cells_own_drop_glue_is_probed_only_where_the_boxed_one_is_gone() {
+        let boxed =
+            "core::ptr::drop_in_place<alloc::boxed::Box<tokio::runtime::task::core::Cell<F,S>>>";
+        let cell = "core::ptr::drop_in_place<tokio::runtime::task::core::Cell<F,S>>";
+        assert_eq!(
+            Tokio.probe_for(cell, "core::ptr::drop_in_place"),
+            Some(Probe::Free { stack_slot: true })
+        );
+        let mut both = vec![free_site(boxed, 1), free_site(cell, 2)];
+        keep_one_cell_drop(&mut both);
+        assert_eq!(both.iter().map(|s| s.address).collect::<Vec<_>>(), [1]);
+        let mut inlined = vec![free_site(cell, 2), free_site(cell, 3)];
+        keep_one_cell_drop(&mut inlined);
+        assert_eq!(inlined.len(), 2);
     }
 
     #[test]
