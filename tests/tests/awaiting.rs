@@ -10,7 +10,8 @@
 //! its last chain. A task in a `tokio::join!` or `tokio::select!`
 //! (`--forks`) carries its chain down to the macro's call, ending with the
 //! macro (`{"future": "tokio::join!"}`): the live walk does not follow the
-//! branches, which `tracer dump` shows. Needs root and `cargo xtask build`.
+//! branches, which `tracer dump` shows. A fat-LTO build carries the same chains.
+//! Needs root and `cargo xtask build`.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -149,6 +150,14 @@ fn every_pending_poll_of_a_split_debuginfo_build_carries_its_chain_from_the_dwp(
     every_pending_poll_is_parked_at_its_ground_truth(
         Profile::ReleaseAwaitDwp,
         &["--cycles", "50", "--seconds", "1"],
+    );
+}
+
+#[test]
+fn every_pending_poll_of_a_fat_lto_build_carries_its_ground_truth_chain() {
+    every_pending_poll_is_parked_at_its_ground_truth(
+        Profile::ReleaseAwaitLto,
+        &["--cycles", "50", "--seconds", "1", "--forks"],
     );
 }
 
