@@ -577,12 +577,9 @@ pub fn task_spawn(ctx: ProbeContext) -> u32 {
     if is_target(pid_tgid) {
         // SAFETY: helper reading the attach cookie of this probe.
         let site = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-        // A header of 0 is `None` (`schedule_option_task_without_yield` of a
-        // task the closed runtime refused): no task, nothing to report.
-        if let Err(counter) = site_header(&ctx, site).and_then(|header| match header {
-            0 => Ok(()),
-            header => report_spawn(&ctx, pid_tgid, header, site),
-        }) {
+        if let Err(counter) =
+            site_header(&ctx, site).and_then(|header| report_spawn(&ctx, pid_tgid, header, site))
+        {
             bump(counter);
         }
     }

@@ -7,7 +7,6 @@
 //! | before / after | `task::raw::poll` (one copy per future type) | arg 0 |
 //! | spawn | `task::list::OwnedTasks<S>::bind_inner` | arg 1 |
 //! | spawn (where `bind_inner` was inlined) | `task::list::OwnedTasks<S>::bind`, `bind_local` | return value |
-//! | spawn (multi_thread: queueing a new task) | `multi_thread::Handle::schedule_option_task_without_yield` | arg 1 (`Option<Notified>`, 0 for none) |
 //! | spawn_local | `task::list::LocalOwnedTasks<S>::bind` | return value |
 //! | spawn_blocking | `blocking::pool::Spawner::spawn_task` | arg 1 |
 //! | resolve | `task::harness::Harness<T,S>::complete` | arg 0 |
@@ -105,16 +104,6 @@ impl RuntimeAdapter for Tokio {
                 kind: SpawnKindTag::Task,
                 arg: 1,
             },
-            // The multi-thread scheduler queues every new task through it, and
-            // nothing else (`Handle::bind_new_task`): it still sees the spawns
-            // whose `bind_inner` a build inlined (`codegen-units = 1`). Elsewhere
-            // it is the same spawn a second time, which the model folds.
-            "tokio::runtime::scheduler::multi_thread::worker::schedule_option_task_without_yield" => {
-                Probe::Spawn {
-                    kind: SpawnKindTag::Task,
-                    arg: 1,
-                }
-            }
             // `bind_inner` is inlined into these in some builds (seen in a release
             // build without tokio_unstable). Where it is not, both report the same
             // spawn, and the model keeps the first.
