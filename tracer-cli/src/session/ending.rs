@@ -68,7 +68,9 @@ impl Live<'_> {
                 self.attach,
                 &counters,
                 model.anomalies(),
-                self.launched.is_some()
+                // A forked child starts with its parent's tasks: those did
+                // exist before it was traced.
+                self.launched.is_some() && !self.options.follow_forks,
             )
         );
         summary_lines(

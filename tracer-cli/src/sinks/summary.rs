@@ -114,7 +114,8 @@ impl SessionStats {
     }
 
     /// The summary lines, each prefixed `tracer: `. `started_here`: tracer
-    /// started the program (`tracer run`), so nothing was alive before it.
+    /// started the one program it traces (`tracer run` without
+    /// `--follow-forks`), so nothing was alive before it.
     pub fn render(
         &self,
         attach: &AttachReport,
