@@ -1313,6 +1313,18 @@ fn collect(
 /// tracer reported exactly what ground truth recorded ([`compare`]); `what` names
 /// the run in failure messages.
 pub fn assert_matches_ground_truth(run: &TracedRun, what: &str) {
+    let mismatches = mismatches_of_successful_run(run, what);
+    assert!(
+        mismatches.is_empty(),
+        "{}\n{}",
+        report(what, &mismatches),
+        run.describe()
+    );
+}
+
+/// Asserts that a traced run succeeded and that ground truth saw tasks, and
+/// returns what [`compare`] finds between them.
+fn mismatches_of_successful_run(run: &TracedRun, what: &str) -> Vec<String> {
     assert!(
         run.status.success(),
         "{what}: tracer failed\n{}",
@@ -1323,13 +1335,7 @@ pub fn assert_matches_ground_truth(run: &TracedRun, what: &str) {
         "{what}: empty ground truth; was the fixture built with tokio_unstable?\n{}",
         run.describe()
     );
-    let mismatches = compare(&run.ground_truth, &run.tracer);
-    assert!(
-        mismatches.is_empty(),
-        "{}\n{}",
-        report(what, &mismatches),
-        run.describe()
-    );
+    compare(&run.ground_truth, &run.tracer)
 }
 
 /// [`assert_matches_ground_truth`] for a build that inlines some of Tokio's spawn
@@ -1342,14 +1348,8 @@ pub fn assert_matches_ground_truth_but_unseen_spawns(
     run: &TracedRun,
     what: &str,
 ) -> (usize, usize) {
-    assert!(
-        run.status.success(),
-        "{what}: tracer failed\n{}",
-        run.describe()
-    );
+    let mismatches = mismatches_of_successful_run(run, what);
     let tasks = run.ground_truth.tasks.len();
-    assert!(tasks > 0, "{what}: empty ground truth\n{}", run.describe());
-    let mismatches = compare(&run.ground_truth, &run.tracer);
     let task_of = |line: &str| {
         line.strip_prefix("task ")
             .and_then(|rest| rest.split(':').next())
