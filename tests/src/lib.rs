@@ -884,6 +884,8 @@ pub enum Profile {
     ReleaseThinLto,
     /// `tests/fixtures/target/release-cgu1`: release with `codegen-units = 1`.
     ReleaseCgu1,
+    /// `tests/fixtures/target/release-o1`: release with `opt-level = 1`.
+    ReleaseO1,
     /// `tests/fixtures/target/release-oz`: release with `opt-level = "z"`.
     ReleaseOz,
     /// `tests/fixtures/target/release-await`: release with full type DWARF for
@@ -905,6 +907,7 @@ impl Profile {
             Profile::ReleaseLto => "release-lto",
             Profile::ReleaseThinLto => "release-thin-lto",
             Profile::ReleaseCgu1 => "release-cgu1",
+            Profile::ReleaseO1 => "release-o1",
             Profile::ReleaseOz => "release-oz",
             Profile::ReleaseAwait => "release-await",
             Profile::ReleaseAwaitDwp => "release-await-dwp",

@@ -16,8 +16,8 @@
 //! applied by accident. Fat-LTO builds, and (1.54) one codegen unit, inline the
 //! boxed cell's drop glue (the tracer probes the cell's own glue instead) and
 //! some spawn paths: every difference from ground truth must be a spawn the
-//! tracer says it did not see. `opt-level = "z"` inlines every free path but
-//! `raw::dealloc`: refused by name.
+//! tracer says it did not see. `opt-level = 1` and `"z"` inline both cell glues
+//! into `Harness::dealloc` (probed then) and match exactly.
 //!
 //! Needs root and the builds; without them the tests fail and say why.
 
@@ -206,16 +206,13 @@ fn tokio_1_54_one_codegen_unit_trace_matches_ground_truth_but_the_spawns_it_inli
 }
 
 #[test]
-fn tokio_1_54_size_optimised_build_is_refused_by_name_before_it_runs() {
-    let fixture = fixture_bin("multi_thread", Profile::ReleaseOz).unwrap_or_else(|e| panic!("{e}"));
-    refused_before_it_runs(
-        &fixture,
-        &[
-            "unsupported Tokio build",
-            "drop_in_place::<task::core::Cell",
-            "opt-level = \"z\"",
-        ],
-    );
+fn tokio_1_54_opt_level_1_trace_matches_ground_truth() {
+    traces_match_ground_truth("1.54.1", Profile::ReleaseO1, true);
+}
+
+#[test]
+fn tokio_1_54_size_optimised_trace_matches_ground_truth() {
+    traces_match_ground_truth("1.54.1", Profile::ReleaseOz, true);
 }
 
 #[test]

@@ -23,8 +23,8 @@ pub const FIXTURES_DIR: &str = "tests/fixtures";
 /// The cargo arguments of each fixture build: debug, release, and release without
 /// symbols (`stripped`), since the tests trace all three; the Tokio matrix's
 /// fat- and thin-LTO rows for the fixtures' own Tokio (only the bins the matrix
-/// runs); one codegen unit and `opt-level = "z"`; and the await-chain builds.
-pub const FIXTURE_BUILDS: [&[&str]; 11] = [
+/// runs); one codegen unit, `opt-level = 1` and `"z"`; and the await-chain builds.
+pub const FIXTURE_BUILDS: [&[&str]; 12] = [
     &["build"],
     &["build", "--release"],
     &["build", "--profile", "stripped"],
@@ -55,8 +55,8 @@ pub const FIXTURE_BUILDS: [&[&str]; 11] = [
         "--bin",
         "current_thread",
     ],
-    // Builds that inline more of Tokio: traced (one codegen unit) or refused
-    // (`opt-level = "z"`).
+    // Builds that inline Tokio differently: one codegen unit, `opt-level = 1`
+    // and `opt-level = "z"`.
     &[
         "build",
         "--profile",
@@ -66,7 +66,24 @@ pub const FIXTURE_BUILDS: [&[&str]; 11] = [
         "--bin",
         "current_thread",
     ],
-    &["build", "--profile", "release-oz", "--bin", "multi_thread"],
+    &[
+        "build",
+        "--profile",
+        "release-o1",
+        "--bin",
+        "multi_thread",
+        "--bin",
+        "current_thread",
+    ],
+    &[
+        "build",
+        "--profile",
+        "release-oz",
+        "--bin",
+        "multi_thread",
+        "--bin",
+        "current_thread",
+    ],
     // Full type DWARF for the fixture crate only: await chains (`tracer dump`).
     &[
         "build",

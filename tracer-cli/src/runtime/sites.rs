@@ -295,7 +295,7 @@ fn check_required(
         let name = adapter.display_name();
         bail!(
             "unsupported {name} build in {}: found some of its functions but not: {}. \
-             They may have been inlined by the build (Tokio's are with `opt-level = \"z\"`: build with the default `opt-level = 3`) or this {name} version lays its objects out differently; tracer refuses rather than report wrong events",
+             They may have been inlined by a build setting tracer does not know (Cargo's dev and release profiles, `codegen-units = 1`, LTO and every `opt-level` are traced) or this {name} version lays its objects out differently; tracer refuses rather than report wrong events",
             target.exe.display(),
             missing.join("; "),
         );

@@ -10,7 +10,7 @@
 //! | spawn_local | `task::list::LocalOwnedTasks<S>::bind` | return value |
 //! | spawn_blocking | `blocking::pool::Spawner::spawn_task` | arg 1 |
 //! | resolve | `task::harness::Harness<T,S>::complete` | arg 0 |
-//! | destroy | `task::raw::dealloc`, `drop_in_place::<Box<task::core::Cell<T,S>>>` (or, where that is inlined, `drop_in_place::<task::core::Cell<T,S>>`) | arg 0 |
+//! | destroy | `task::raw::dealloc`, `drop_in_place::<Box<task::core::Cell<T,S>>>` (or, where that is inlined, `task::harness::Harness<T,S>::dealloc` and `drop_in_place::<task::core::Cell<T,S>>`) | arg 0 |
 //! | wake | `task::waker::wake_by_val`, `wake_by_ref` (the waker vtable's, one copy each) | arg 0 |
 //! | abort (queues an idle task) | `task::harness::<impl RawTask>::remote_abort` | arg 0 |
 //! | the poll is a worker's launcher | `scheduler::multi_thread::worker::run` | - |
@@ -28,7 +28,7 @@ use super::{
     BpfGlobals, Prepared, Probe, RuntimeAdapter, SpawnKindTag,
     sites::{Site, TargetObject},
 };
-use crate::model::event::ResourceType;
+use crate::{model::event::ResourceType, target::symbols::path_without_generics};
 
 /// Offsets the BPF programs use to read a task id: `*(hdr + *(*(hdr + vtable_field) + id_offset_slot))`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,11 +47,17 @@ const BOXED_CELL_DROP: &str =
 
 /// The drop glue of a task's cell itself, which the boxed cell's calls before
 /// freeing it: probed only where no [`BOXED_CELL_DROP`] is left, as builds that
-/// inline more leave it (`codegen-units = 1`, `opt-level = 1` or `"z"`, fat
-/// LTO): the box's glue inlined into `raw::poll`, `raw::dealloc`,
-/// `Harness::complete`, `raw::shutdown` and the handles' drops, each calling
-/// this one, then `free`.
+/// inline more leave it (`codegen-units = 1`, fat LTO): the box's glue inlined
+/// into `raw::poll`, `raw::dealloc`, `Harness::complete`, `raw::shutdown` and
+/// the handles' drops, each calling this one, then `free`.
 const CELL_DROP: &str = "core::ptr::drop_in_place<tokio::runtime::task::core::Cell<";
+
+/// The function every free of a task goes through in Tokio's source (it drops
+/// the boxed cell): inlined into its callers by the default release build, kept
+/// by `opt-level = 1` and `"z"`, which inline both cell glues into it instead
+/// (their copies of [`CELL_DROP`] are never called there). Probed, like
+/// [`CELL_DROP`], only where no [`BOXED_CELL_DROP`] is left.
+const HARNESS_DEALLOC: &str = "tokio::runtime::task::harness::Harness::dealloc";
 
 /// Whether a demangled symbol is the drop glue `prefix` names.
 fn is_drop_glue(symbol: &str, prefix: &str) -> bool {
@@ -121,6 +127,8 @@ impl RuntimeAdapter for Tokio {
             "tokio::runtime::task::harness::Harness::complete" => Probe::Complete,
             _ if SPAWN_ENTRIES.contains(&path) => Probe::SpawnEntry,
             "tokio::runtime::task::raw::dealloc" => Probe::Free { stack_slot: false },
+            // Its argument is the cell, on the heap: never in the stack window.
+            HARNESS_DEALLOC => Probe::Free { stack_slot: true },
             "tokio::runtime::task::waker::wake_by_val"
             | "tokio::runtime::task::waker::wake_by_ref" => Probe::Wake,
             // `impl RawTask { fn remote_abort }` in harness.rs: one copy.
@@ -141,7 +149,7 @@ impl RuntimeAdapter for Tokio {
     fn prepare(&self, pid: u32, objects: &mut Vec<TargetObject>) -> anyhow::Result<Prepared> {
         let layout = one_layout(objects)?;
         for object in objects.iter_mut() {
-            keep_one_cell_drop(&mut object.sites.sites);
+            keep_one_free_path(&mut object.sites.sites);
         }
         let (names, locations) = naming::table::build(pid, objects);
         Ok(Prepared {
@@ -180,26 +188,31 @@ impl RuntimeAdapter for Tokio {
             ),
             (&[Probe::Complete], "resolve (Harness::complete)"),
             // `raw::dealloc` exists in every build (the task vtable points at it),
-            // but most frees bypass it through this drop glue. A build that has
-            // neither the boxed cell's glue nor the cell's (`opt-level = "z"`
-            // inlines both) would report most tasks never freed.
+            // but most frees bypass it through the cell's drop glue or
+            // `Harness::dealloc`. A build that kept none of them would report
+            // most tasks never freed.
             (
                 &[Probe::Free { stack_slot: true }],
-                "destroy of most tasks (drop_in_place::<Box<task::core::Cell<..>>> or drop_in_place::<task::core::Cell<..>>)",
+                "destroy of most tasks (drop_in_place::<Box<task::core::Cell<..>>>, Harness::dealloc or drop_in_place::<task::core::Cell<..>>)",
             ),
         ]
     }
 }
 
 /// Every freed task goes through the boxed cell's drop glue where it exists,
-/// which calls the cell's: probing both would report each destroy twice, so the
-/// cell's glue is kept only where the boxed one is gone.
-fn keep_one_cell_drop(sites: &mut Vec<Site>) {
+/// which `Harness::dealloc` calls and which calls the cell's: probing them all
+/// would trap two or three times a free (the model folds the repeats), so
+/// `Harness::dealloc` and the cell's glue are kept only where the boxed glue is
+/// gone. Both are kept then, as which of them is called differs by build.
+fn keep_one_free_path(sites: &mut Vec<Site>) {
     if sites
         .iter()
         .any(|site| is_drop_glue(&site.symbol, BOXED_CELL_DROP))
     {
-        sites.retain(|site| !is_drop_glue(&site.symbol, CELL_DROP));
+        sites.retain(|site| {
+            !is_drop_glue(&site.symbol, CELL_DROP)
+                && path_without_generics(&site.symbol) != HARNESS_DEALLOC
+        });
     }
 }
 
@@ -307,20 +320,25 @@ mod tests {
     }
 
     #[test]
-    fn the_cells_own_drop_glue_is_probed_only_where_the_boxed_one_is_gone() {
+    fn harness_dealloc_and_the_cells_own_glue_are_probed_only_where_the_boxed_glue_is_gone() {
         let boxed =
             "core::ptr::drop_in_place<alloc::boxed::Box<tokio::runtime::task::core::Cell<F,S>>>";
         let cell = "core::ptr::drop_in_place<tokio::runtime::task::core::Cell<F,S>>";
-        assert_eq!(
-            Tokio.probe_for(cell, "core::ptr::drop_in_place"),
-            Some(Probe::Free { stack_slot: true })
-        );
-        let mut both = vec![free_site(boxed, 1), free_site(cell, 2)];
-        keep_one_cell_drop(&mut both);
-        assert_eq!(both.iter().map(|s| s.address).collect::<Vec<_>>(), [1]);
-        let mut inlined = vec![free_site(cell, 2), free_site(cell, 3)];
-        keep_one_cell_drop(&mut inlined);
-        assert_eq!(inlined.len(), 2);
+        let harness = "tokio::runtime::task::harness::Harness<T,S>::dealloc";
+        for name in [cell, harness] {
+            assert_eq!(
+                Tokio.probe_for(name, &path_without_generics(name)),
+                Some(Probe::Free { stack_slot: true }),
+                "{name}"
+            );
+        }
+        let addresses = |sites: Vec<Site>| sites.iter().map(|s| s.address).collect::<Vec<_>>();
+        let mut all = vec![free_site(boxed, 1), free_site(cell, 2), free_site(harness, 3)];
+        keep_one_free_path(&mut all);
+        assert_eq!(addresses(all), [1]);
+        let mut inlined = vec![free_site(cell, 2), free_site(cell, 3), free_site(harness, 4)];
+        keep_one_free_path(&mut inlined);
+        assert_eq!(addresses(inlined), [2, 3, 4]);
     }
 
     #[test]
