@@ -1,7 +1,7 @@
 //! The end-of-session report on stderr: what was seen, and everything that was
 //! lost or could not be read, so that nothing is lost silently.
 
-use std::fmt::Write as _;
+use std::{collections::HashSet, fmt::Write as _};
 
 use tracer_common::Counter;
 
@@ -17,6 +17,9 @@ use crate::{
 pub struct SessionStats {
     by_kind: [u64; KINDS.len()],
     existing: u64,
+    /// Resources (pid, id) that resolved and were not destroyed since: a free
+    /// path the probes miss shows here, not only in the count still alive.
+    resolved_alive: HashSet<(u32, u64)>,
     /// Raw events read from the ring buffer.
     pub delivered: u64,
     /// How late events reach userspace.
@@ -102,8 +105,15 @@ impl LiveDelay {
 impl SessionStats {
     /// Counts one hook event.
     pub fn record(&mut self, event: &HookEvent) {
-        if let HookKind::Init { existing, .. } = event.kind {
-            self.existing += u64::from(existing);
+        match event.kind {
+            HookKind::Init { existing, .. } => self.existing += u64::from(existing),
+            HookKind::Resolve => {
+                self.resolved_alive.insert((event.pid, event.async_id));
+            }
+            HookKind::Destroy => {
+                self.resolved_alive.remove(&(event.pid, event.async_id));
+            }
+            _ => {}
         }
         self.by_kind[kind_index(&event.kind)] += 1;
     }
@@ -138,6 +148,13 @@ impl SessionStats {
             self.existing,
             self.by_kind[0].saturating_sub(self.by_kind[4])
         );
+        if !self.resolved_alive.is_empty() {
+            let _ = writeln!(
+                text,
+                "tracer: {} of those alive at the end had resolved and were never destroyed: still referenced (a JoinHandle, a runtime not dropped before exit), or freed through a path tracer does not probe",
+                self.resolved_alive.len()
+            );
+        }
         let _ = writeln!(
             text,
             "tracer: {} probe sites attached ({}), {} failed",
@@ -283,6 +300,44 @@ mod tests {
         assert!(
             line.contains("warning: 2 raw events emitted but neither delivered nor dropped"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn resolved_resources_never_destroyed_are_counted_apart_from_the_alive_ones() {
+        let event = |kind, async_id| HookEvent {
+            kind,
+            async_id,
+            ts_ns: 0,
+            pid: 7,
+            tid: 7,
+        };
+        let mut stats = SessionStats::default();
+        for id in 1..=3 {
+            stats.record(&event(
+                HookKind::Init {
+                    resource_type: crate::model::event::ResourceType::TOKIO_TASK,
+                    trigger_id: Some(0),
+                    existing: false,
+                    name: None,
+                    location: None,
+                },
+                id,
+            ));
+        }
+        stats.record(&event(HookKind::Resolve, 1));
+        stats.record(&event(HookKind::Destroy, 1));
+        stats.record(&event(HookKind::Resolve, 2));
+        let text = stats.render(
+            &AttachReport::default(),
+            &Counters::default(),
+            ModelAnomalies::default(),
+            true,
+        );
+        assert!(text.contains("2 still alive at the end"), "{text}");
+        assert!(
+            text.contains("tracer: 1 of those alive at the end had resolved and were never destroyed"),
+            "{text}"
         );
     }
 }
