@@ -263,6 +263,14 @@ struct OutputArgs {
     /// DWARF tracer says so once and traces without chains.
     #[arg(long)]
     no_await_chains: bool,
+    /// Measure how long each of tracer's BPF programs runs in the target's
+    /// threads: the kernel counts every run while tracer runs (BPF_ENABLE_STATS,
+    /// for all BPF programs on the machine), and the summary gives each
+    /// program's runs and average ns a run, what tracer adds to the kernel's
+    /// cost of trapping. The counting itself adds two clock reads to every run
+    /// (an empty program counts about 50 ns).
+    #[arg(long)]
+    bpf_stats: bool,
     /// Benchmark floor: empty programs on the poll sites only, no events.
     #[arg(long, hide = true, conflicts_with = "no_polls")]
     floor: bool,
@@ -346,6 +354,7 @@ impl OutputArgs {
             tasks: crate::model::task_filter::TaskGlobs::new(self.tasks.clone()),
             await_chains: !self.no_await_chains,
             js_resources: self.js_resources,
+            bpf_stats: self.bpf_stats,
         }
     }
 }

@@ -6,5 +6,6 @@ pub mod forks;
 pub mod multi_attach;
 pub mod new_task;
 pub mod probes;
+pub mod program_stats;
 #[cfg(test)]
 mod self_probe;

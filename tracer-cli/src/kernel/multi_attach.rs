@@ -15,7 +15,7 @@ use std::{
     collections::{HashMap, HashSet},
     ffi::CString,
     io,
-    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
     path::Path,
 };
 
@@ -177,6 +177,11 @@ impl MultiPrograms {
             loaded.insert((*name).to_owned(), fd);
         }
         Ok(Self { fds: loaded })
+    }
+
+    /// The loaded programs, by name.
+    pub fn programs(&self) -> impl Iterator<Item = (&str, BorrowedFd<'_>)> {
+        self.fds.iter().map(|(name, fd)| (name.as_str(), fd.as_fd()))
     }
 
     /// Attaches `program` at every file offset of `object`, each with its cookie,

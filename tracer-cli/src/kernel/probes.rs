@@ -5,7 +5,13 @@
 //! file offset (symbols were resolved once, by [`crate::target::symbols`]), filtered to
 //! the target process, with a cookie saying where the task header is.
 
-use std::{collections::BTreeMap, num::NonZeroU32, os::fd::OwnedFd, path::Path, time::Instant};
+use std::{
+    collections::BTreeMap,
+    num::NonZeroU32,
+    os::fd::{AsFd as _, OwnedFd},
+    path::Path,
+    time::Instant,
+};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
@@ -24,6 +30,7 @@ use tracer_common::{COUNTER_COUNT, Counter, chain, cookie, layout};
 
 use crate::{
     kernel::multi_attach::MultiPrograms,
+    kernel::program_stats::{ProgramTimes, StatsEnabled, run_times},
     kernel::new_task::{NEW_TASK_TRACEPOINT, NewTaskFields},
     runtime::sites::Site,
     runtime::{BpfGlobals, Probe, WriteWatch},
@@ -303,6 +310,8 @@ pub struct Probes {
     multi: Result<MultiPrograms, String>,
     /// uprobe_multi links: closing one detaches all of its sites.
     multi_links: Vec<OwnedFd>,
+    /// `--bpf-stats`: the kernel counts each program's runs and time.
+    stats: Option<StatsEnabled>,
 }
 
 impl Probes {
@@ -376,7 +385,38 @@ impl Probes {
             counters,
             multi,
             multi_links: Vec::new(),
+            stats: None,
         })
+    }
+
+    /// `--bpf-stats`: has the kernel count how long each program runs, from now
+    /// until the probes are detached.
+    pub fn measure_program_times(&mut self) -> anyhow::Result<()> {
+        self.stats = Some(StatsEnabled::new()?);
+        Ok(())
+    }
+
+    /// What the kernel counted for each program since
+    /// [`Probes::measure_program_times`]; `None` without it.
+    pub fn program_times(&self) -> anyhow::Result<Option<ProgramTimes>> {
+        if self.stats.is_none() {
+            return Ok(None);
+        }
+        let mut times = ProgramTimes::default();
+        let read = |name: &str, fd| {
+            run_times(fd).with_context(|| format!("cannot read the run time of BPF program {name}"))
+        };
+        for (name, program) in self.ebpf.programs() {
+            if let Ok(fd) = program.fd() {
+                times.add(name, read(name, fd.as_fd())?);
+            }
+        }
+        if let Ok(multi) = &self.multi {
+            for (name, fd) in multi.programs() {
+                times.add(name, read(name, fd)?);
+            }
+        }
+        Ok(Some(times))
     }
 
     /// Attaches the sites of `object` that `set` uses (a path the kernel can
@@ -636,6 +676,7 @@ impl Probes {
             counters,
             multi,
             multi_links,
+            stats: _,
         } = self;
         drop(multi_links);
         drop(multi);

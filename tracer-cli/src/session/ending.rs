@@ -30,6 +30,8 @@ impl Live<'_> {
             usize::MAX,
             Delay::Live,
         );
+        // Read before the detach unloads the programs.
+        let program_times = self.probes.program_times()?;
         let counters = self.probes.detach()?;
         let drained = read_live.and_then(|_| {
             self.decoders.drain(
@@ -77,6 +79,9 @@ impl Live<'_> {
             &self.decoders,
             self.options.follow_forks.then_some(&self.children),
         );
+        if let Some(times) = program_times {
+            eprintln!("tracer: {}", times.line());
+        }
         settle_command(self.launched, stop, child_exit)
     }
 }

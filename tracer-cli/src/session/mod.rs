@@ -57,6 +57,9 @@ pub struct SessionOptions {
     /// `--js-resources`: Node's JS-level resources through hardware
     /// watchpoints.
     pub js_resources: bool,
+    /// `--bpf-stats`: the kernel counts each program's runs and time, and the
+    /// summary says them.
+    pub bpf_stats: bool,
 }
 
 /// How often sinks are flushed while the target is quiet, and its program checked.
@@ -235,6 +238,9 @@ fn load(
         None
     };
     let mut probes = Probes::load(pid, globals, options.ring_bytes, fork_fields, chains)?;
+    if options.bpf_stats {
+        probes.measure_program_times()?;
+    }
     if options.follow_forks {
         for (child, parent) in forks::descendants(pid) {
             probes.follow(child, parent)?;

@@ -104,6 +104,7 @@ impl TopArgs {
             tasks: crate::model::task_filter::TaskGlobs::default(),
             await_chains: false,
             js_resources: false,
+            bpf_stats: false,
         };
         if let Some(pid) = self.pid {
             live::run(pid, None, session, self.state_options()).await?;

@@ -20,6 +20,9 @@ pub fn tracer_json(cost: &TracerCost) -> Value {
         "cpu_s": cost.cpu_s, "max_rss_kib": cost.max_rss_kib, "attach_s": cost.attach_s,
         "sites": cost.sites, "delivered": cost.delivered, "dropped": cost.dropped,
         "events": cost.events, "delay_p99_ms": cost.delay_p99_ms, "delay_max_ms": cost.delay_max_ms,
+        "programs": cost.programs.iter().map(|(name, runs, ns)| {
+            (name.clone(), json!({ "runs": runs, "ns": ns }))
+        }).collect::<serde_json::Map<_, _>>(),
     })
 }
 
@@ -96,6 +99,7 @@ pub fn with_figures(mut results: Value, configs: &[Config]) -> Value {
             }
             let above = |name: &str| rows.get(name)?["ns_above_untraced"].as_f64();
             let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+            let programs = program_ns_per_poll(of(Config::BpfStats));
             let tracer_floor = ratio(above("tracer trace"), above("floor"));
             let tracer_console = ratio(above("tracer trace"), above("console-subscriber"));
             by_flavor.insert(
@@ -116,6 +120,9 @@ pub fn with_figures(mut results: Value, configs: &[Config]) -> Value {
                 // Every poll of this workload but its last returns Pending.
                 "await_chains_ns_per_poll": above(Config::AwaitChains.name()).zip(above(Config::NoAwaitChains.name())).map(|(chains, none)| chains - none),
                 "await_chains_over_no_chains": ratio(above(Config::AwaitChains.name()), above(Config::NoAwaitChains.name())),
+                // What the kernel counted in the programs, per poll: the rest of
+                // `tracer --bpf-stats` above untraced is traps (and the counting).
+                "bpf_program_ns_per_poll": programs,
             }),
         );
         }
@@ -145,6 +152,57 @@ pub fn with_figures(mut results: Value, configs: &[Config]) -> Value {
     }
     results["figures"] = json!({ "polls": polls, "http": http });
     results
+}
+
+/// Per program of `samples` (`tracer --bpf-stats` runs): the median over
+/// samples of its time per poll of the workload and of its time a run, ns.
+fn program_ns_per_poll<'a>(samples: impl Iterator<Item = &'a Value> + Clone) -> Value {
+    let mut names: Vec<String> = samples
+        .clone()
+        .filter_map(|s| s.pointer("/tracer/programs")?.as_object())
+        .flat_map(|programs| programs.keys().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut out = serde_json::Map::new();
+    for name in names {
+        let per = |divisor: &dyn Fn(&Value) -> Option<f64>| {
+            median(
+                samples
+                    .clone()
+                    .filter_map(|s| {
+                        let ns = s.pointer(&format!("/tracer/programs/{name}/ns"))?.as_f64()?;
+                        Some(ns / divisor(s)?)
+                    })
+                    .collect(),
+            )
+        };
+        let per_poll = per(&|s| s.pointer("/result/polls")?.as_f64());
+        let per_run = per(&|s| s.pointer(&format!("/tracer/programs/{name}/runs"))?.as_f64());
+        out.insert(name, json!({ "ns_per_poll": per_poll, "ns_a_run": per_run }));
+    }
+    Value::Object(out)
+}
+
+/// "poll_enter 420 (420 a run) + …" for the programs that cost a poll a
+/// nanosecond or more, busiest first, with their sum.
+fn programs_line(programs: &Value) -> Option<String> {
+    let mut rows: Vec<(&String, f64, f64)> = programs
+        .as_object()?
+        .iter()
+        .filter_map(|(name, p)| Some((name, p["ns_per_poll"].as_f64()?, p["ns_a_run"].as_f64()?)))
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    let parts: Vec<String> = rows
+        .iter()
+        .filter(|r| r.1 >= 1.0)
+        .map(|(name, per_poll, per_run)| format!("{name} {per_poll:.0} ({per_run:.0} a run)"))
+        .collect();
+    Some(format!("{total:.0} ns a poll = {}", parts.join(" + ")))
 }
 
 fn num(value: &Value, digits: usize) -> String {
@@ -252,6 +310,16 @@ pub fn markdown(results: &Value, configs: &[Config]) -> String {
                     String::new()
                 },
             );
+        }
+        for flavor in super::FLAVORS {
+            let f = &figures["polls"][workload][flavor];
+            if let Some(line) = programs_line(&f["bpf_program_ns_per_poll"]) {
+                let _ = writeln!(
+                    out,
+                    "- {flavor}: BPF programs (the kernel's count, `tracer --bpf-stats`): {line}; traps (floor every site) {} ns a poll",
+                    num(&f["by_config"]["floor (every site)"]["ns_above_untraced"], 0),
+                );
+            }
         }
         out.push('\n');
     }

@@ -48,6 +48,9 @@ pub enum Config {
     /// The same build with `--no-await-chains`: set against [`Config::AwaitChains`],
     /// what reading the chains costs.
     NoAwaitChains,
+    /// `tracer trace --bpf-stats --json`: the kernel counts each BPF program's
+    /// runs and time, which splits the tracer's cost into traps and programs.
+    BpfStats,
     /// The workload rebuilt with tokio-console's `console-subscriber`.
     Console,
     /// `tracer trace --js-resources --json` (Node): JS-level resources too,
@@ -60,7 +63,7 @@ pub enum Config {
 
 impl Config {
     /// Every configuration, in table order.
-    pub const ALL: [Config; 11] = [
+    pub const ALL: [Config; 12] = [
         Config::Untraced,
         Config::Floor,
         Config::FloorEverySite,
@@ -71,6 +74,7 @@ impl Config {
         Config::Record,
         Config::AwaitChains,
         Config::NoAwaitChains,
+        Config::BpfStats,
         Config::Console,
     ];
 
@@ -87,6 +91,7 @@ impl Config {
             Config::Record => "tracer record",
             Config::AwaitChains => "tracer trace (debug = 2 build, await chains)",
             Config::NoAwaitChains => "tracer --no-await-chains (debug = 2 build)",
+            Config::BpfStats => "tracer --bpf-stats",
             Config::Console => "console-subscriber",
             Config::Baseline => "tracer trace (baseline build)",
             Config::JsResources => "tracer --js-resources",
@@ -103,6 +108,7 @@ impl Config {
             Config::NoAwaitChains => &["trace", "--no-await-chains", "--json"],
             Config::JsResources => &["trace", "--js-resources", "--json"],
             Config::NoWakes => &["trace", "--no-wakes", "--json"],
+            Config::BpfStats => &["trace", "--bpf-stats", "--json"],
             Config::NoPolls => &["trace", "--no-polls", "--json"],
             Config::OtherTasks => &["trace", "--task", "no_such_crate::*", "--json"],
             Config::Record => {
@@ -199,6 +205,8 @@ pub struct TracerCost {
     pub delay_p99_ms: Option<f64>,
     /// Live delay, max, ms.
     pub delay_max_ms: Option<f64>,
+    /// With `--bpf-stats`: each BPF program's (name, runs, total ns).
+    pub programs: Vec<(String, u64, u64)>,
 }
 
 /// One run of a workload that reports its own result as JSON.
@@ -343,6 +351,7 @@ fn finish(attached: Attached) -> Result<TracerCost> {
     };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(TracerCost {
+        programs: program_times(&summary),
         cpu_s: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss as u64,
         attach_s: attached.attach_s,
@@ -353,6 +362,29 @@ fn finish(attached: Attached) -> Result<TracerCost> {
         delay_p99_ms: delay(" p99 "),
         delay_max_ms: delay(" max "),
     })
+}
+
+/// The `--bpf-stats` summary line's programs as (name, runs, total ns):
+/// "tracer: BPF program time (--bpf-stats): 1.2 s in all; poll_enter 10 runs,
+/// 400 ns a run; … (…)".
+fn program_times(summary: &str) -> Vec<(String, u64, u64)> {
+    let Some(line) = summary
+        .lines()
+        .find_map(|line| line.strip_prefix("tracer: BPF program time (--bpf-stats): "))
+    else {
+        return Vec::new();
+    };
+    let line = line.split(" (").next().unwrap_or(line);
+    line.split("; ")
+        .skip(1)
+        .filter_map(|program| {
+            let (name, rest) = program.split_once(' ')?;
+            let (runs, rest) = rest.split_once(" runs, ")?;
+            let ns_a_run: u64 = rest.strip_suffix(" ns a run")?.parse().ok()?;
+            let runs: u64 = runs.parse().ok()?;
+            Some((name.to_owned(), runs, runs * ns_a_run))
+        })
+        .collect()
 }
 
 /// Runs workload `name` with `args` once under `config`.
