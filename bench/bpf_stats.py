@@ -3,19 +3,18 @@
 whole extra cost a poll pays.
 
 Runs the `polls` workload (bench/workloads) untraced and under each tracer
-configuration, interleaved round by round, with the kernel's BPF run-time
-statistics on (`kernel.bpf_stats_enabled=1`, restored afterwards). For a traced
-run it reads the `run_time_ns` and `run_cnt` of the tracer's loaded programs
-(from /proc/TRACER/fdinfo, names from `bpftool prog show`) once the workload is
-going and again just before it ends, and reports, medians over rounds:
+configuration, interleaved round by round, each traced run with `--bpf-stats`
+(the kernel counts every run of the tracer's BPF programs and its time while
+the tracer runs, and the tracer's summary says it), and reports, medians over
+rounds:
 
 - extra ns a poll above untraced: wall (the workload's own elapsed time /
   polls, as `cargo xtask bench` reports it) and CPU (the workload's user +
   system time / polls: with two workers, a poll's CPU cost is about twice its
   wall-time share, and the programs' run time is CPU time);
-- ns a poll inside our BPF programs (sum of run_time_ns over the interval /
-  polls, counted as runs of the `raw::poll` return program), per program too:
-  runs a poll and ns a run.
+- ns a poll inside our BPF programs (their run time / polls, counted as runs
+  of the `raw::poll` return program), per program too: runs a poll and ns a
+  run.
 
 The difference is what the kernel charges around the programs: the int3 trap,
 uprobe lookup, the uretprobe trampoline, and running the programs' dispatch.
@@ -72,34 +71,21 @@ def read_line_until(stream, marker):
             return lines
 
 
-def prog_counters(pid):
-    """{prog_id: (run_time_ns, run_cnt)} of the BPF programs process `pid` holds."""
+def program_times(summary):
+    """{program: (run_time_ns, runs)} from the tracer's `--bpf-stats` summary line:
+    "tracer: BPF program time (--bpf-stats): 1.2 s in all; poll_enter 10 runs,
+    400 ns a run; … (…)"."""
+    prefix = "tracer: BPF program time (--bpf-stats): "
+    line = next((l[len(prefix):] for l in summary.splitlines() if l.startswith(prefix)), None)
+    if line is None:
+        sys.exit("the tracer printed no --bpf-stats line:\n" + summary)
     out = {}
-    fd_dir = "/proc/%d/fd" % pid
-    for fd in os.listdir(fd_dir):
-        try:
-            if os.readlink(os.path.join(fd_dir, fd)) != "anon_inode:bpf-prog":
-                continue
-            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as info:
-                fields = dict(
-                    line.split(":", 1) for line in info.read().splitlines() if ":" in line
-                )
-        except OSError:
-            continue
-        prog_id = int(fields["prog_id"])
-        out[prog_id] = (int(fields["run_time_ns"]), int(fields["run_cnt"]))
+    for program in line.split(" (")[0].split("; ")[1:]:
+        name, rest = program.split(" ", 1)
+        runs, rest = rest.split(" runs, ")
+        ns_a_run = int(rest.removesuffix(" ns a run"))
+        out[name] = (int(runs) * ns_a_run, int(runs))
     return out
-
-
-def running(pid):
-    """Whether child `pid` has not exited yet (without reaping it: its rusage is
-    read later)."""
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
-
-
-def prog_names():
-    shown = json.loads(subprocess.check_output(["bpftool", "prog", "show", "-j"]))
-    return {prog["id"]: prog.get("name", "?") for prog in shown}
 
 
 def run(args, config):
@@ -116,40 +102,24 @@ def run(args, config):
     if CONFIGS[config] is not None:
         tracer = subprocess.Popen(
             rt + [args.baseline if config == "baseline trace" else args.tracer]
-            + CONFIGS[config] + ["-p", str(workload.pid)],
+            + CONFIGS[config] + ["--bpf-stats", "-p", str(workload.pid)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )
         read_line_until(tracer.stderr, "probe sites attached in")
     workload.stdin.write("go\n")
     workload.stdin.flush()
-    first = last = None
-    names = {}
-    if tracer is not None:
-        time.sleep(args.warmup)
-        names = prog_names()
-        first = prog_counters(tracer.pid)
-        # Keep the last reading taken while the workload still runs.
-        while running(workload.pid):
-            reading = prog_counters(tracer.pid)
-            if running(workload.pid):
-                last = reading
-            time.sleep(0.2)
     result = json.loads(workload.stdout.read())
     # Its CPU time: with two workers a poll's CPU cost is not its wall time.
     _, status, usage = os.wait4(workload.pid, 0)
     workload.returncode = os.waitstatus_to_exitcode(status)
     cpu_ns_per_poll = (usage.ru_utime + usage.ru_stime) * 1e9 / result["polls"]
-    if tracer is not None:
-        tracer.stderr.read()
-        tracer.wait()
-    wall_ns_per_poll = result["elapsed_s"] * 1e9 / result["polls"]
     programs = {}
-    if first and last:
-        for prog_id, (t1, n1) in last.items():
-            t0, n0 = first.get(prog_id, (0, 0))
-            if n1 > n0:
-                programs[names.get(prog_id, str(prog_id))] = (t1 - t0, n1 - n0)
+    if tracer is not None:
+        summary = tracer.stderr.read()
+        tracer.wait()
+        programs = program_times(summary)
+    wall_ns_per_poll = result["elapsed_s"] * 1e9 / result["polls"]
     return wall_ns_per_poll, cpu_ns_per_poll, programs
 
 
@@ -164,8 +134,6 @@ def main():
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--yields", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=0.3,
-                        help="seconds after go before the first reading")
     parser.add_argument("--configs",
                         help="comma-separated, from: " + ", ".join(CONFIGS))
     parser.add_argument("--rt", action="store_true", help="chrt -f 50 for both processes")
@@ -177,22 +145,13 @@ def main():
     if "untraced" not in configs:
         configs.insert(0, "untraced")
 
-    stats_file = "/proc/sys/kernel/bpf_stats_enabled"
-    with open(stats_file) as f:
-        was = f.read().strip()
-    with open(stats_file, "w") as f:
-        f.write("1")
     samples = {config: [] for config in configs}
-    try:
-        for round_ in range(args.rounds):
-            order = configs[round_ % len(configs):] + configs[:round_ % len(configs)]
-            for config in order:
-                print("round %d: %s" % (round_ + 1, config), file=sys.stderr)
-                samples[config].append(run(args, config))
-                time.sleep(0.1)
-    finally:
-        with open(stats_file, "w") as f:
-            f.write(was)
+    for round_ in range(args.rounds):
+        order = configs[round_ % len(configs):] + configs[:round_ % len(configs)]
+        for config in order:
+            print("round %d: %s" % (round_ + 1, config), file=sys.stderr)
+            samples[config].append(run(args, config))
+            time.sleep(0.1)
 
     def median_of(config, index):
         return statistics.median(sample[index] for sample in samples[config])
