@@ -20,94 +20,32 @@ use crate::{
 /// The fixture workspace, relative to the workspace root.
 pub const FIXTURES_DIR: &str = "tests/fixtures";
 
-/// The cargo arguments of each fixture build: debug, release, and release without
-/// symbols (`stripped`), since the tests trace all three; the Tokio matrix's
-/// fat- and thin-LTO rows for the fixtures' own Tokio (only the bins the matrix
-/// runs); one codegen unit, `opt-level = 1` and `"z"`; and the await-chain builds.
-pub const FIXTURE_BUILDS: [&[&str]; 12] = [
-    &["build"],
-    &["build", "--release"],
-    &["build", "--profile", "stripped"],
-    &[
-        "build",
-        "--profile",
-        "release-no-debuginfo",
-        "--bin",
-        "multi_thread",
-        "--bin",
-        "current_thread",
-    ],
-    &[
-        "build",
-        "--profile",
-        "release-lto",
-        "--bin",
-        "multi_thread",
-        "--bin",
-        "current_thread",
-    ],
-    &[
-        "build",
-        "--profile",
-        "release-thin-lto",
-        "--bin",
-        "multi_thread",
-        "--bin",
-        "current_thread",
-    ],
-    // Builds that inline Tokio differently: one codegen unit, `opt-level = 1`
-    // and `opt-level = "z"`.
-    &[
-        "build",
-        "--profile",
-        "release-cgu1",
-        "--bin",
-        "multi_thread",
-        "--bin",
-        "current_thread",
-    ],
-    &[
-        "build",
-        "--profile",
-        "release-o1",
-        "--bin",
-        "multi_thread",
-        "--bin",
-        "current_thread",
-    ],
-    &[
-        "build",
-        "--profile",
-        "release-oz",
-        "--bin",
-        "multi_thread",
-        "--bin",
-        "current_thread",
-    ],
-    // Full type DWARF for the fixture crate only: await chains (`tracer dump`).
-    &[
-        "build",
-        "--profile",
-        "release-await",
-        "--bin",
-        "await_points",
-    ],
-    // The same DWARF in a `.dwp` package beside the binary.
-    &[
-        "build",
-        "--profile",
-        "release-await-dwp",
-        "--bin",
-        "await_points",
-    ],
-    // The same DWARF under fat LTO.
-    &[
-        "build",
-        "--profile",
-        "release-await-lto",
-        "--bin",
-        "await_points",
-    ],
+/// The bins the Tokio matrix and the build-setting tests run.
+const RUNTIME_BINS: &[&str] = &["multi_thread", "current_thread"];
+
+/// The bin the await-chain tests run.
+const AWAIT_BINS: &[&str] = &["await_points"];
+
+/// Each fixture build, as its cargo profile and the bins it builds (every bin
+/// when none are named): debug, release, and release without symbols
+/// (`stripped`), since the tests trace all three; the Tokio matrix's fat- and
+/// thin-LTO rows for the fixtures' own Tokio; builds that inline Tokio
+/// differently (one codegen unit, `opt-level = 1` and `"z"`); and the
+/// await-chain builds (full type DWARF for the fixture crate, also in a `.dwp`
+/// beside the binary and under fat LTO).
+pub const FIXTURE_BUILDS: [(&str, &[&str]); 12] = [
+    ("dev", &[]),
+    ("release", &[]),
+    ("stripped", &[]),
+    ("release-no-debuginfo", RUNTIME_BINS),
+    ("release-lto", RUNTIME_BINS),
+    ("release-thin-lto", RUNTIME_BINS),
+    ("release-cgu1", RUNTIME_BINS),
+    ("release-o1", RUNTIME_BINS),
+    ("release-oz", RUNTIME_BINS),
+    ("release-await", AWAIT_BINS),
+    ("release-await-dwp", AWAIT_BINS),
+    ("release-await-lto", AWAIT_BINS),
 ];
 
 /// Environment variables that would replace the fixtures' `--cfg tokio_unstable`
@@ -203,8 +141,12 @@ fn build_fixtures(root: &Path) -> Result<()> {
             );
         }
     }
-    for args in FIXTURE_BUILDS {
-        run(&mut fixtures_cargo(root, args))?;
+    for (profile, bins) in FIXTURE_BUILDS {
+        let mut args = vec!["build", "--profile", profile];
+        for bin in bins {
+            args.extend(["--bin", bin]);
+        }
+        run(&mut fixtures_cargo(root, &args))?;
     }
     tokio_matrix::build(root, &OVERRIDING_VARS)
 }
