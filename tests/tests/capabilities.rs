@@ -7,8 +7,8 @@
 use std::{process::Stdio, time::Duration};
 
 use tracer_tests::{
-    Privileges, Profile, assert_matches_ground_truth, compare_attached, fixture_bin, report,
-    require_root, run_attached_with, run_traced_with, tracer_bin,
+    GROUND_TRUTH_ENV, Privileges, Profile, assert_matches_ground_truth, compare_attached,
+    fixture_bin, report, require_root, run_attached_with, run_traced_with, temp_path, tracer_bin,
 };
 
 #[test]
@@ -84,4 +84,28 @@ fn tracing_another_users_process_without_cap_sys_ptrace_is_refused_naming_it() {
     assert!(!stderr.contains("panicked"), "tracer panicked:\n{stderr}");
     assert!(output.stdout.is_empty(), "events printed despite the error");
     assert!(target_still_running, "the refused tracer harmed its target");
+}
+
+#[test]
+fn bpf_stats_without_cap_sys_admin_are_refused_by_name_before_the_program_runs() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let fixture = fixture_bin("multi_thread", Profile::Debug).unwrap_or_else(|e| panic!("{e}"));
+    let gt_path = temp_path("bpf-stats-refused");
+    let output = Privileges::NobodyWithBpfAndPerfmon
+        .command(&tracer_bin().unwrap_or_else(|e| panic!("{e}")))
+        .args(["run", "--bpf-stats", "--json", "--"])
+        .arg(&fixture)
+        .env(GROUND_TRUTH_ENV, &gt_path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("start the tracer");
+    let ran = gt_path.exists();
+    let _ = std::fs::remove_file(&gt_path);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "tracer accepted it\n{stderr}");
+    assert!(output.stdout.is_empty(), "events printed\n{stderr}");
+    for needle in ["--bpf-stats", "CAP_SYS_ADMIN", "without --bpf-stats"] {
+        assert!(stderr.contains(needle), "no {needle:?} in\n{stderr}");
+    }
+    assert!(!ran, "the program ran (it wrote ground truth)\n{stderr}");
 }

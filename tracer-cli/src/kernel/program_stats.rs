@@ -34,7 +34,7 @@ impl StatsEnabled {
     /// Turns the statistics on.
     pub fn new() -> anyhow::Result<Self> {
         let enabled = enable_stats(Stats::RunTime).context(
-            "--bpf-stats: the kernel refused to turn on BPF run-time statistics (BPF_ENABLE_STATS needs Linux 5.8 and CAP_SYS_ADMIN)",
+            "--bpf-stats: the kernel refused to turn on BPF run-time statistics (BPF_ENABLE_STATS needs CAP_SYS_ADMIN and Linux 5.8): run tracer as root for it, or trace without --bpf-stats",
         )?;
         Ok(Self { _enabled: enabled })
     }
