@@ -30,10 +30,11 @@ const AWAIT_BINS: &[&str] = &["await_points"];
 /// when none are named): debug, release, and release without symbols
 /// (`stripped`), since the tests trace all three; the Tokio matrix's fat- and
 /// thin-LTO rows for the fixtures' own Tokio; builds that inline Tokio
-/// differently (one codegen unit, `opt-level = 1` and `"z"`); and the
+/// differently (one codegen unit, `opt-level = 1` and `"z"`, `panic =
+/// "abort"`); and the
 /// await-chain builds (full type DWARF for the fixture crate, also in a `.dwp`
 /// beside the binary and under fat LTO).
-pub const FIXTURE_BUILDS: [(&str, &[&str]); 12] = [
+pub const FIXTURE_BUILDS: [(&str, &[&str]); 13] = [
     ("dev", &[]),
     ("release", &[]),
     ("stripped", &[]),
@@ -43,6 +44,7 @@ pub const FIXTURE_BUILDS: [(&str, &[&str]); 12] = [
     ("release-cgu1", RUNTIME_BINS),
     ("release-o1", RUNTIME_BINS),
     ("release-oz", RUNTIME_BINS),
+    ("release-panic-abort", RUNTIME_BINS),
     ("release-await", AWAIT_BINS),
     ("release-await-dwp", AWAIT_BINS),
     ("release-await-lto", AWAIT_BINS),

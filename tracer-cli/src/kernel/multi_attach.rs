@@ -181,7 +181,9 @@ impl MultiPrograms {
 
     /// The loaded programs, by name.
     pub fn programs(&self) -> impl Iterator<Item = (&str, BorrowedFd<'_>)> {
-        self.fds.iter().map(|(name, fd)| (name.as_str(), fd.as_fd()))
+        self.fds
+            .iter()
+            .map(|(name, fd)| (name.as_str(), fd.as_fd()))
     }
 
     /// Attaches `program` at every file offset of `object`, each with its cookie,

@@ -30,8 +30,8 @@ use tracer_common::{COUNTER_COUNT, Counter, chain, cookie, layout};
 
 use crate::{
     kernel::multi_attach::MultiPrograms,
-    kernel::program_stats::{ProgramTimes, StatsEnabled, run_times},
     kernel::new_task::{NEW_TASK_TRACEPOINT, NewTaskFields},
+    kernel::program_stats::{ProgramTimes, StatsEnabled, run_times},
     runtime::sites::Site,
     runtime::{BpfGlobals, Probe, WriteWatch},
 };

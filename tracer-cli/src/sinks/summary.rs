@@ -336,7 +336,9 @@ mod tests {
         );
         assert!(text.contains("2 still alive at the end"), "{text}");
         assert!(
-            text.contains("tracer: 1 of those alive at the end had resolved and were never destroyed"),
+            text.contains(
+                "tracer: 1 of those alive at the end had resolved and were never destroyed"
+            ),
             "{text}"
         );
     }

@@ -171,15 +171,23 @@ fn program_ns_per_poll<'a>(samples: impl Iterator<Item = &'a Value> + Clone) -> 
                 samples
                     .clone()
                     .filter_map(|s| {
-                        let ns = s.pointer(&format!("/tracer/programs/{name}/ns"))?.as_f64()?;
+                        let ns = s
+                            .pointer(&format!("/tracer/programs/{name}/ns"))?
+                            .as_f64()?;
                         Some(ns / divisor(s)?)
                     })
                     .collect(),
             )
         };
         let per_poll = per(&|s| s.pointer("/result/polls")?.as_f64());
-        let per_run = per(&|s| s.pointer(&format!("/tracer/programs/{name}/runs"))?.as_f64());
-        out.insert(name, json!({ "ns_per_poll": per_poll, "ns_a_run": per_run }));
+        let per_run = per(&|s| {
+            s.pointer(&format!("/tracer/programs/{name}/runs"))?
+                .as_f64()
+        });
+        out.insert(
+            name,
+            json!({ "ns_per_poll": per_poll, "ns_a_run": per_run }),
+        );
     }
     Value::Object(out)
 }
@@ -317,7 +325,10 @@ pub fn markdown(results: &Value, configs: &[Config]) -> String {
                 let _ = writeln!(
                     out,
                     "- {flavor}: BPF programs (the kernel's count, `tracer --bpf-stats`): {line}; traps (floor every site) {} ns a poll",
-                    num(&f["by_config"]["floor (every site)"]["ns_above_untraced"], 0),
+                    num(
+                        &f["by_config"]["floor (every site)"]["ns_above_untraced"],
+                        0
+                    ),
                 );
             }
         }

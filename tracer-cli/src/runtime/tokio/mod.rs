@@ -7,6 +7,7 @@
 //! | before / after | `task::raw::poll` (one copy per future type) | arg 0 |
 //! | spawn | `task::list::OwnedTasks<S>::bind_inner` | arg 1 |
 //! | spawn (where `bind_inner` was inlined) | `task::list::OwnedTasks<S>::bind`, `bind_local` | return value |
+//! | spawn (where every `bind_inner` was inlined) | `util::sharded_list::ShardGuard<L>::push` | arg 1 |
 //! | spawn_local | `task::list::LocalOwnedTasks<S>::bind` | return value |
 //! | spawn_blocking | `blocking::pool::Spawner::spawn_task` | arg 1 |
 //! | resolve | `task::harness::Harness<T,S>::complete` | arg 0 |
@@ -64,6 +65,11 @@ fn is_drop_glue(symbol: &str, prefix: &str) -> bool {
     symbol.replace("::<", "<").starts_with(prefix)
 }
 
+/// `bind_inner`'s one step out of line in some builds: `panic = "abort"` inlines
+/// every `bind_inner` into the multi_thread `Handle::bind_new_task` copies,
+/// which call it (the OwnedTasks list is its only user).
+const SHARD_PUSH: &str = "tokio::util::sharded_list::ShardGuard::push";
+
 /// The `#[track_caller]` functions users spawn through: each passes its caller's
 /// `Location` on, which Tokio's `TaskMeta::spawned_at()` reports. Nested entries
 /// (`JoinSet::spawn` calls `tokio::spawn`) pass the same `Location`.
@@ -120,6 +126,13 @@ impl RuntimeAdapter for Tokio {
             "tokio::runtime::task::list::LocalOwnedTasks::bind" => Probe::SpawnReturn {
                 kind: SpawnKindTag::Local,
             },
+            // The shard list's push, which `bind_inner` calls once a task is
+            // bound: kept only where no `bind_inner` is left (see
+            // `keep_one_spawn_path`).
+            SHARD_PUSH => Probe::Spawn {
+                kind: SpawnKindTag::Task,
+                arg: 1,
+            },
             "tokio::runtime::blocking::pool::Spawner::spawn_task" => Probe::Spawn {
                 kind: SpawnKindTag::Blocking,
                 arg: 1,
@@ -150,6 +163,7 @@ impl RuntimeAdapter for Tokio {
         let layout = one_layout(objects)?;
         for object in objects.iter_mut() {
             keep_one_free_path(&mut object.sites.sites);
+            keep_one_spawn_path(&mut object.sites.sites);
         }
         let (names, locations) = naming::table::build(pid, objects);
         Ok(Prepared {
@@ -213,6 +227,19 @@ fn keep_one_free_path(sites: &mut Vec<Site>) {
             !is_drop_glue(&site.symbol, CELL_DROP)
                 && path_without_generics(&site.symbol) != HARNESS_DEALLOC
         });
+    }
+}
+
+/// Every bound task goes through `bind_inner` and, inside it, the shard
+/// list's push: the push is probed only where no `bind_inner` is left, so
+/// that a spawn traps once.
+fn keep_one_spawn_path(sites: &mut Vec<Site>) {
+    let is = |site: &Site, path: &str| path_without_generics(&site.symbol) == path;
+    if sites
+        .iter()
+        .any(|site| is(site, "tokio::runtime::task::list::OwnedTasks::bind_inner"))
+    {
+        sites.retain(|site| !is(site, SHARD_PUSH));
     }
 }
 
@@ -333,12 +360,41 @@ mod tests {
             );
         }
         let addresses = |sites: Vec<Site>| sites.iter().map(|s| s.address).collect::<Vec<_>>();
-        let mut all = vec![free_site(boxed, 1), free_site(cell, 2), free_site(harness, 3)];
+        let mut all = vec![
+            free_site(boxed, 1),
+            free_site(cell, 2),
+            free_site(harness, 3),
+        ];
         keep_one_free_path(&mut all);
         assert_eq!(addresses(all), [1]);
-        let mut inlined = vec![free_site(cell, 2), free_site(cell, 3), free_site(harness, 4)];
+        let mut inlined = vec![
+            free_site(cell, 2),
+            free_site(cell, 3),
+            free_site(harness, 4),
+        ];
         keep_one_free_path(&mut inlined);
         assert_eq!(addresses(inlined), [2, 3, 4]);
+    }
+
+    #[test]
+    fn the_shard_push_is_a_spawn_site_only_where_no_bind_inner_is_left() {
+        let site = |symbol: &str, address| Site {
+            probe: Tokio
+                .probe_for(symbol, &path_without_generics(symbol))
+                .expect("a spawn site"),
+            address,
+            file_offset: address,
+            symbol: symbol.to_owned(),
+        };
+        let push = "tokio::util::sharded_list::ShardGuard<L>::push";
+        let bind_inner = "tokio::runtime::task::list::OwnedTasks<S>::bind_inner";
+        let addresses = |sites: Vec<Site>| sites.iter().map(|s| s.address).collect::<Vec<_>>();
+        let mut both = vec![site(bind_inner, 1), site(push, 2)];
+        keep_one_spawn_path(&mut both);
+        assert_eq!(addresses(both), [1]);
+        let mut inlined = vec![site(push, 2), site(push, 3)];
+        keep_one_spawn_path(&mut inlined);
+        assert_eq!(addresses(inlined), [2, 3]);
     }
 
     #[test]
