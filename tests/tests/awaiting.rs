@@ -156,7 +156,14 @@ fn every_pending_poll_in_a_join_or_select_carries_its_whole_tree_of_pending_bran
 fn every_pending_poll_in_a_fork_of_a_current_thread_runtime_carries_its_whole_tree() {
     every_pending_poll_is_parked_at_its_ground_truth(
         Profile::ReleaseAwait,
-        &["--cycles", "50", "--seconds", "1", "--forks", "--current-thread"],
+        &[
+            "--cycles",
+            "50",
+            "--seconds",
+            "1",
+            "--forks",
+            "--current-thread",
+        ],
     );
 }
 
@@ -271,7 +278,10 @@ fn tasks_parked_when_the_session_ends_are_shown_at_their_ground_truth_tree_after
         );
         forked += usize::from(!expected.branches.is_empty());
         let parked_at = rows[id]["parked_at"].as_str().unwrap_or_default();
-        let levels = expected.chain.iter().chain(expected.branches.values().flatten());
+        let levels = expected
+            .chain
+            .iter()
+            .chain(expected.branches.values().flatten());
         for (_, at) in levels {
             assert!(
                 parked_at.contains(at.as_str()),

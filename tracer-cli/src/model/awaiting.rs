@@ -395,4 +395,147 @@ mod tests {
     fn a_site_without_a_table_has_no_chain() {
         assert_eq!(table().decode(8, 1, 3), None);
     }
+
+    /// `table()` and site 9: `app::joiner` (node 3) awaits at line 20 a
+    /// `join!` (fork 1) whose branch 0 is `app::inner` (node 2) and branch 1
+    /// a `Receiver`.
+    fn forked() -> ChainTable {
+        let mut table = table();
+        let mut joiner = NodeInfo {
+            function: "app::joiner".into(),
+            states: BTreeMap::new(),
+        };
+        joiner.states.insert(
+            3,
+            StateInfo::Suspend {
+                at: "src/main.rs:20".into(),
+                edge: EdgeInfo {
+                    fork: Some(1),
+                    ..EdgeInfo::default()
+                },
+            },
+        );
+        table.nodes.insert(3, joiner);
+        table.sites.insert(
+            9,
+            EdgeInfo {
+                next: Some(3),
+                ..EdgeInfo::default()
+            },
+        );
+        table.forks.insert(
+            1,
+            ForkInfo {
+                name: "tokio::join!",
+                branches: vec![
+                    EdgeInfo {
+                        next: Some(2),
+                        ..EdgeInfo::default()
+                    },
+                    EdgeInfo {
+                        via: vec![future("tokio::sync::oneshot::Receiver<u64>")],
+                        ..EdgeInfo::default()
+                    },
+                ],
+            },
+        );
+        table
+    }
+
+    /// A tree record of site 9 with `segments` after the root's.
+    fn tree(segments: &[Segment]) -> TreeEvent {
+        let mut record = TreeEvent {
+            event: tracer_common::RawEvent::at(0, 0, tracer_common::RawKind::PollEnd, 1, 3, 0),
+            segments: 1 + segments.len() as u32,
+            truncated: 0,
+            segment: [Segment::default(); MAX_SEGMENTS],
+        };
+        record.segment[0] = Segment {
+            states: 3,
+            levels: 1,
+            end: fork::END_FORK,
+            ..Segment::default()
+        };
+        record.segment[1..=segments.len()].copy_from_slice(segments);
+        record
+    }
+
+    fn branch(branch: u8, levels: u8, states: u64) -> Segment {
+        Segment {
+            states,
+            branch,
+            levels,
+            ..Segment::default()
+        }
+    }
+
+    #[test]
+    fn a_tree_record_decodes_each_pending_branch_from_its_own_start() {
+        let decoded = forked()
+            .decode_tree(9, &tree(&[branch(0, 1, 3), branch(1, 0, 0)]))
+            .unwrap();
+        assert_eq!(decoded.gaps, 0);
+        assert_eq!(
+            decoded.frames,
+            vec![
+                await_at("app::joiner", "src/main.rs:20"),
+                AwaitFrame::Fork {
+                    future: "tokio::join!".into(),
+                    branches: vec![
+                        AwaitBranch {
+                            branch: 0,
+                            awaiting: vec![
+                                await_at("app::inner", "src/main.rs:3"),
+                                future("tokio::time::sleep::Sleep"),
+                            ],
+                        },
+                        AwaitBranch {
+                            branch: 1,
+                            awaiting: vec![future("tokio::sync::oneshot::Receiver<u64>")],
+                        },
+                    ],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn what_the_tree_walk_could_not_read_is_a_counted_unknown_never_a_guess() {
+        let mut record = tree(&[Segment {
+            states: 9,
+            end: fork::END_VARIANT_UNKNOWN,
+            ..branch(0, 0, 0)
+        }]);
+        record.segment[0].unread = 1 << 1;
+        record.truncated = 1;
+        let decoded = forked().decode_tree(9, &record).unwrap();
+        assert_eq!(decoded.gaps, 3, "{:?}", decoded.frames);
+        let AwaitFrame::Fork { branches, .. } = &decoded.frames[1] else {
+            panic!("{:?}", decoded.frames);
+        };
+        let unknown = |b: &AwaitBranch| match b.awaiting.as_slice() {
+            [AwaitFrame::Unknown { unknown }] => unknown.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(unknown(&branches[0]).contains("variant 9"), "{branches:?}");
+        assert!(unknown(&branches[1]).contains("not read"), "{branches:?}");
+        assert!(
+            matches!(decoded.frames.last(), Some(AwaitFrame::Unknown { unknown }) if unknown.contains("steps")),
+            "{:?}",
+            decoded.frames
+        );
+    }
+
+    #[test]
+    fn an_unreadable_fork_says_so() {
+        let mut record = tree(&[]);
+        record.segment[0].end = fork::END_FORK_UNREADABLE;
+        let decoded = forked().decode_tree(9, &record).unwrap();
+        assert_eq!(decoded.gaps, 1);
+        assert!(
+            matches!(decoded.frames.last(), Some(AwaitFrame::Unknown { unknown }) if unknown.contains("tokio::join!: its branches are unreadable")),
+            "{:?}",
+            decoded.frames
+        );
+    }
 }

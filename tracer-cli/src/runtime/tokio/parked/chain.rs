@@ -622,10 +622,10 @@ mod tests {
         let memory = memory(&[(0x1000, &[0])]);
         assert_eq!(
             chain(&types(), 41, 0x1000, &memory),
-            vec![Frame::from(Frame::State {
+            vec![Frame::State {
                 function: "app::outer".into(),
                 state: "unresumed".into()
-            })]
+            }]
         );
     }
 
