@@ -136,6 +136,13 @@ fn walk_level(record: &mut TreeEvent, walk: &mut Walk) {
     };
     segment.states |= u64::from(state) << (8 * level);
     segment.levels = (level + 1) as u8;
+    go_on(segment, walk, index, next);
+}
+
+/// Goes on with the chain of segment `index` where `next` leads: its next
+/// level is walked next; a fork ends it, to be expanded in its turn.
+#[inline(always)]
+fn go_on(segment: &mut Segment, walk: &mut Walk, index: usize, next: Next) {
     match next {
         Next::End => {}
         Next::Level(at, node) => {
@@ -143,19 +150,15 @@ fn walk_level(record: &mut TreeEvent, walk: &mut Walk) {
             walk.address = at;
             walk.node = node;
         }
-        Next::Fork(at, id) => forked(segment, walk, index, at, id),
-    }
-}
-
-/// Notes that the chain of segment `index` ended at the fork `id` at `at`.
-#[inline(always)]
-fn forked(segment: &mut Segment, walk: &mut Walk, index: usize, at: u64, id: u32) {
-    segment.end = fork::END_FORK;
-    if let (Some(fork_at), Some(fork_id)) =
-        (walk.fork_at.get_mut(index), walk.fork_id.get_mut(index))
-    {
-        *fork_at = at;
-        *fork_id = id;
+        Next::Fork(at, id) => {
+            segment.end = fork::END_FORK;
+            if let (Some(fork_at), Some(fork_id)) =
+                (walk.fork_at.get_mut(index), walk.fork_id.get_mut(index))
+            {
+                *fork_at = at;
+                *fork_id = id;
+            }
+        }
     }
 }
 
@@ -241,15 +244,7 @@ fn expand_step(record: &mut TreeEvent, walk: &mut Walk) -> bool {
         segment.states = value;
         return true;
     }
-    match next_of(walk.tuple, &branch.root) {
-        Next::End => {}
-        Next::Level(at, node) => {
-            walk.walking = new as u32;
-            walk.address = at;
-            walk.node = node;
-        }
-        Next::Fork(at, id) => forked(segment, walk, new, at, id),
-    }
+    go_on(segment, walk, new, next_of(walk.tuple, &branch.root));
     true
 }
 
