@@ -15,7 +15,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
 };
 use tracer_common::{
-    RawEvent,
+    RawEvent, RawKind,
     chain::{self, MAX_LEVELS},
     fork::{self, MAX_FORK_BRANCHES, MAX_SEGMENTS, Segment, TreeEvent},
 };
@@ -65,10 +65,19 @@ struct Walk {
 static TREE_WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
 
 /// Writes the poll end `end`, whose chain ended at the fork `fork_id` at
-/// `fork_at`, as a [`TreeEvent`] with the fork's pending branches.
+/// `fork_at`, as a [`TreeEvent`] with the fork's pending branches (as the
+/// plain poll end, whose chain userspace shows ending at the fork with a gap,
+/// in the one case it cannot: no scratch value).
 #[inline(always)]
 pub fn emit_tree(end: RawEvent, fork_at: u64, fork_id: u32) {
     let Some(walk) = TREE_WALK.get_ptr_mut(0) else {
+        crate::emit(
+            end.pid_tgid,
+            RawKind::PollEnd,
+            end.task_id,
+            end.trigger_id,
+            end.detail,
+        );
         return;
     };
     let Some(mut entry) = crate::reserve::<TreeEvent>() else {

@@ -253,7 +253,8 @@ impl Counters {
 }
 
 /// The await-chain programs the BPF walk at `raw::poll` return reads (see
-/// [`tracer_common::chain`]): by poll-site slot, node and edge.
+/// [`tracer_common::chain`]): by poll-site slot, node and edge, and the
+/// `join!`/`select!` forks and their branches (see [`tracer_common::fork`]).
 #[derive(Clone, Copy, Debug)]
 pub struct ChainMaps<'a> {
     /// `CHAIN_SITES`: (slot, program).

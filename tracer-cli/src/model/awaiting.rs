@@ -86,17 +86,20 @@ pub struct Tree {
 impl ChainTable {
     /// The await chain of a poll at site `slot` whose walk read `levels` state
     /// bytes (`states`, the outermost in the lowest byte); `None` when the site
-    /// has no chain table.
-    pub fn decode(&self, slot: u32, levels: u32, states: u64) -> Option<Vec<AwaitFrame>> {
+    /// has no chain table. A walk that reaches a fork sends a tree record
+    /// instead; one that could not (no scratch space) ends at the fork with
+    /// a gap.
+    pub fn decode(&self, slot: u32, levels: u32, states: u64) -> Option<Tree> {
         let (mut frames, fork) = self.chain(self.sites.get(&slot)?, levels, states);
+        let mut gaps = 0;
         if let Some(fork) = fork {
-            // A walk that reaches a fork sends a tree record instead.
+            gaps += 1;
             frames.push(unknown(format!(
                 "{}: its branches were not read",
                 self.fork_name(fork)
             )));
         }
-        Some(frames)
+        Some(Tree { frames, gaps })
     }
 
     /// The await tree of a poll at site `slot` whose walk ended at a fork
@@ -351,7 +354,7 @@ mod tests {
     #[test]
     fn state_bytes_decode_outermost_first_through_a_combinator_to_the_leaf() {
         assert_eq!(
-            table().decode(7, 2, 0x0403),
+            table().decode(7, 2, 0x0403).map(|tree| tree.frames),
             Some(vec![
                 await_at("app::outer", "src/main.rs:10"),
                 future("tokio::time::timeout::Timeout<app::inner>"),
@@ -360,14 +363,14 @@ mod tests {
             ])
         );
         assert_eq!(
-            table().decode(7, 2, 0x0303).unwrap().last(),
+            table().decode(7, 2, 0x0303).unwrap().frames.last(),
             Some(&future("tokio::time::sleep::Sleep"))
         );
     }
 
     #[test]
     fn a_state_the_dwarf_does_not_know_ends_the_chain() {
-        let frames = table().decode(7, 2, 0x0903).unwrap();
+        let frames = table().decode(7, 2, 0x0903).unwrap().frames;
         assert_eq!(frames.len(), 3);
         assert!(
             matches!(&frames[2], AwaitFrame::Unknown { unknown } if unknown.contains("state 9")),
@@ -378,13 +381,13 @@ mod tests {
     #[test]
     fn an_unresumed_level_and_a_short_walk_say_so() {
         assert_eq!(
-            table().decode(7, 2, 0x0003).unwrap()[2],
+            table().decode(7, 2, 0x0003).unwrap().frames[2],
             AwaitFrame::State {
                 function: "app::inner".into(),
                 state: "unresumed".into()
             }
         );
-        let short = table().decode(7, 1, 0x03).unwrap();
+        let short = table().decode(7, 1, 0x03).unwrap().frames;
         assert!(
             matches!(short.last(), Some(AwaitFrame::Unknown { unknown }) if unknown.contains("unreadable")),
             "{short:?}"

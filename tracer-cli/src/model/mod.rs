@@ -393,16 +393,17 @@ impl TaskModel {
         // A task that completed in its poll is never read (the BPF side
         // skips it too): its memory may be reused already.
         let tree = self.tree.take();
-        let awaiting = match (&self.chains, tracer_common::chain::parse(raw.detail)) {
+        let decoded = match (&self.chains, tracer_common::chain::parse(raw.detail)) {
             (Some(chains), Some((slot, levels))) if !completed => match tree {
-                Some(tree) => chains.decode_tree(slot, &tree).map(|tree| {
-                    self.anomalies.tree_gaps += tree.gaps;
-                    tree.frames
-                }),
+                Some(tree) => chains.decode_tree(slot, &tree),
                 None => chains.decode(slot, levels, raw.trigger_id),
             },
             _ => None,
         };
+        let awaiting = decoded.map(|tree| {
+            self.anomalies.tree_gaps += tree.gaps;
+            tree.frames
+        });
         out(hook(raw)(HookKind::After {
             completed,
             awaiting,

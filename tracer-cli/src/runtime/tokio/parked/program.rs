@@ -221,7 +221,9 @@ impl Programs {
         for (index, branch) in live.iter().enumerate() {
             let (offset, future) = branch.future;
             let (edge, info) = self.edge(types, future, Path::default().add(offset));
-            self.branches[first_branch as usize + index].root = edge;
+            if let Some(entry) = self.branches.get_mut(first_branch as usize + index) {
+                entry.root = edge;
+            }
             branches.push(info);
         }
         self.table.forks.insert(
