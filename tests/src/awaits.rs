@@ -93,12 +93,6 @@ fn levels(stack: &[&Await]) -> Vec<Level> {
     chain
 }
 
-/// A task's chain just before `ts_ns` (`u64::MAX`: its last chain) from its
-/// records, down to the fork it waits in, if any.
-pub fn chain_at(awaits: &[Await], ts_ns: u64) -> Vec<Level> {
-    tree_at(awaits, ts_ns).chain
-}
-
 /// A task's tree just before `ts_ns` (`u64::MAX`: its last tree).
 pub fn tree_at(awaits: &[Await], ts_ns: u64) -> Tree {
     let mut trunk: Vec<&Await> = Vec::new();
@@ -122,14 +116,6 @@ pub fn tree_at(awaits: &[Await], ts_ns: u64) -> Tree {
             .map(|(branch, stack)| (*branch, levels(stack)))
             .collect(),
     }
-}
-
-/// Every task's last chain: where each is parked once the fixture parks them.
-pub fn final_chains(text: &str) -> BTreeMap<u64, Vec<Level>> {
-    final_trees(text)
-        .into_iter()
-        .map(|(id, tree)| (id, tree.chain))
-        .collect()
 }
 
 /// Every task's last tree.

@@ -8,9 +8,12 @@
 //! Pending poll of the fixture's tasks. A recording of a session that ends
 //! while the tasks are parked shows each one in `tree` and `stats` parked at
 //! its last chain. A task in a `tokio::join!` or `tokio::select!`
-//! (`--forks`) carries its chain down to the macro's call, ending with the
-//! macro (`{"future": "tokio::join!"}`): the live walk does not follow the
-//! branches, which `tracer dump` shows. A fat-LTO build carries the same chains.
+//! (`--forks`) carries its whole tree: its chain down to the macro's call,
+//! then the fork (`{"future": "tokio::join!", "branches": [...]}`) with the
+//! chain of each pending branch, compared whole (which branches, and each
+//! one's chain) with the ground truth's (its records inside branch `b`, and
+//! `branch_done`); the recording of such a session shows the same trees in
+//! `tree` and `stats` after replay. A fat-LTO build carries the same trees.
 //! Needs root and `cargo xtask build`.
 
 use std::process::{Command, Stdio};
@@ -19,7 +22,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tracer_tests::{
     Privileges, Profile,
-    awaits::{ParkedFixture, chain_at, final_chains, ground_truth_awaits, traced_chain},
+    awaits::{ParkedFixture, final_trees, ground_truth_awaits, traced_tree, tree_at},
     fixture_bin, require_root, run_traced_with, temp_path, tracer_bin,
 };
 
@@ -37,8 +40,9 @@ fn parked_at(text: &str) -> u64 {
         .expect("the fixture writes `parked` with its ts_ns")
 }
 
-/// Traces the fixture with `args` and compares the chain of every Pending
-/// poll of its tasks with the ground truth.
+/// Traces the fixture with `args` and compares the await tree (the chain,
+/// and in a fork each pending branch's chain) of every Pending poll of its
+/// tasks with the ground truth.
 fn every_pending_poll_is_parked_at_its_ground_truth(profile: Profile, args: &[&str]) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let fixture = fixture_bin("await_points", profile).unwrap_or_else(|e| panic!("{e}"));
@@ -60,6 +64,7 @@ fn every_pending_poll_is_parked_at_its_ground_truth(profile: Profile, args: &[&s
     );
     let mut pending = 0usize;
     let mut at_forks = 0usize;
+    let mut branches = 0usize;
     let mut mismatches = Vec::new();
     let mut lines = 0usize;
     let mut resolved = std::collections::BTreeSet::new();
@@ -86,21 +91,23 @@ fn every_pending_poll_is_parked_at_its_ground_truth(profile: Profile, args: &[&s
         if ts_ns >= parked_ns {
             continue;
         }
-        let expected = chain_at(task, ts_ns);
-        if expected.is_empty() {
+        let expected = tree_at(task, ts_ns);
+        if expected.chain.is_empty() {
             // A poll before the task's first await record cannot be judged.
             continue;
         }
         pending += 1;
         if expected
+            .chain
             .last()
             .is_some_and(|(_, leaf)| leaf == "tokio::join!" || leaf == "tokio::select!")
         {
             at_forks += 1;
+            branches += expected.branches.len();
         }
         let got = event["awaiting"]
             .as_array()
-            .map(|frames| traced_chain(frames));
+            .map(|frames| traced_tree(frames));
         if got.as_ref() != Some(&expected) && mismatches.len() < 20 {
             mismatches.push(format!(
                 "task {} at {ts_ns}: traced {}, ground truth {expected:?}",
@@ -110,7 +117,7 @@ fn every_pending_poll_is_parked_at_its_ground_truth(profile: Profile, args: &[&s
     }
     assert!(
         mismatches.is_empty(),
-        "{} Pending polls, chains differ (first 20):\n{}",
+        "{} Pending polls, trees differ (first 20):\n{}",
         pending,
         mismatches.join("\n")
     );
@@ -120,12 +127,12 @@ fn every_pending_poll_is_parked_at_its_ground_truth(profile: Profile, args: &[&s
     );
     if forks {
         assert!(
-            at_forks >= 2 * 20,
-            "only {at_forks} Pending polls judged in a join! or select!"
+            at_forks >= 2 * 20 && branches >= 2 * at_forks,
+            "only {at_forks} Pending polls judged in a join! or select! ({branches} pending branches)"
         );
     }
     eprintln!(
-        "{pending} of {pending} Pending polls' await chains match ground truth ({at_forks} in a join! or select!)"
+        "{pending} of {pending} Pending polls' await trees match ground truth ({at_forks} in a join! or select!, whole trees: {branches} pending branches)"
     );
 }
 
@@ -138,10 +145,25 @@ fn every_pending_poll_of_a_multi_thread_runtime_carries_its_ground_truth_chain()
 }
 
 #[test]
-fn every_pending_poll_in_a_join_or_select_carries_its_chain_down_to_the_macro_call() {
+fn every_pending_poll_in_a_join_or_select_carries_its_whole_tree_of_pending_branches() {
     every_pending_poll_is_parked_at_its_ground_truth(
         Profile::ReleaseAwait,
         &["--cycles", "50", "--seconds", "1", "--forks"],
+    );
+}
+
+#[test]
+fn every_pending_poll_in_a_fork_of_a_current_thread_runtime_carries_its_whole_tree() {
+    every_pending_poll_is_parked_at_its_ground_truth(
+        Profile::ReleaseAwait,
+        &[
+            "--cycles",
+            "50",
+            "--seconds",
+            "1",
+            "--forks",
+            "--current-thread",
+        ],
     );
 }
 
@@ -154,7 +176,7 @@ fn every_pending_poll_of_a_split_debuginfo_build_carries_its_chain_from_the_dwp(
 }
 
 #[test]
-fn every_pending_poll_of_a_fat_lto_build_carries_its_ground_truth_chain() {
+fn every_pending_poll_of_a_fat_lto_build_carries_its_ground_truth_tree() {
     every_pending_poll_is_parked_at_its_ground_truth(
         Profile::ReleaseAwaitLto,
         &["--cycles", "50", "--seconds", "1", "--forks"],
@@ -193,13 +215,16 @@ fn tree_nodes(nodes: &[Value], out: &mut std::collections::BTreeMap<u64, Value>)
 }
 
 #[test]
-fn tasks_parked_when_the_session_ends_are_shown_parked_at_their_ground_truth_chain() {
+fn tasks_parked_when_the_session_ends_are_shown_at_their_ground_truth_tree_after_replay() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let fixture =
         fixture_bin("await_points", Profile::ReleaseAwait).unwrap_or_else(|e| panic!("{e}"));
-    // Enough cycles (1 ms sleeps) that the tracer attaches while they run, so
-    // each task's last Pending poll is seen.
-    let parked = ParkedFixture::start(&fixture, &["--cycles", "300", "--seconds", "60"]);
+    // Enough cycles (1 ms sleeps, about 2 ms a cycle with --forks) that the
+    // tracer attaches while they run, so each task's last Pending poll is seen.
+    let parked = ParkedFixture::start(
+        &fixture,
+        &["--cycles", "1500", "--seconds", "60", "--forks"],
+    );
     let recording = temp_path("parked-recording");
     let tracer = Command::new(tracer_bin().unwrap_or_else(|e| panic!("{e}")))
         .args(["record", "-p", &parked.pid().to_string(), "-o"])
@@ -219,9 +244,9 @@ fn tasks_parked_when_the_session_ends_are_shown_parked_at_their_ground_truth_cha
         finished.status,
         String::from_utf8_lossy(&finished.stderr)
     );
-    let truth = final_chains(&parked.truth_text());
+    let truth = final_trees(&parked.truth_text());
     parked.stop();
-    assert_eq!(truth.len(), 5, "the fixture parks five tasks");
+    assert_eq!(truth.len(), 7, "the fixture parks seven tasks with --forks");
 
     let path = recording.to_str().expect("temp paths are UTF-8");
     let tree: Value = serde_json::from_str(&tracer_output(&["tree", "--json", path]))
@@ -240,21 +265,27 @@ fn tasks_parked_when_the_session_ends_are_shown_parked_at_their_ground_truth_cha
         .collect();
     let text = tracer_output(&["tree", path]);
     let _ = std::fs::remove_file(&recording);
-    for (id, chain) in &truth {
+    let mut forked = 0;
+    for (id, expected) in &truth {
         let node = nodes
             .get(id)
             .unwrap_or_else(|| panic!("task {id} not in the tree"));
         let frames = node["awaiting"].as_array().map_or(&[][..], Vec::as_slice);
         assert_eq!(
-            traced_chain(frames),
-            *chain,
+            traced_tree(frames),
+            *expected,
             "task {id} in the tree: {node}"
         );
+        forked += usize::from(!expected.branches.is_empty());
         let parked_at = rows[id]["parked_at"].as_str().unwrap_or_default();
-        for (_, at) in chain {
+        let levels = expected
+            .chain
+            .iter()
+            .chain(expected.branches.values().flatten());
+        for (_, at) in levels {
             assert!(
                 parked_at.contains(at.as_str()),
-                "task {id}: stats says parked at {parked_at:?}, ground truth {chain:?}"
+                "task {id}: stats says parked at {parked_at:?}, ground truth {expected:?}"
             );
         }
         assert!(
@@ -263,8 +294,9 @@ fn tasks_parked_when_the_session_ends_are_shown_parked_at_their_ground_truth_cha
             "task {id} not shown parked in the text tree:\n{text}"
         );
     }
+    assert_eq!(forked, 2, "two tasks park in a join! and a select!");
     eprintln!(
-        "{} of {} tasks parked at the end are shown at their ground-truth chain",
+        "{} of {} tasks parked at the end ({forked} in a fork) are shown at their ground-truth tree after record and replay",
         truth.len(),
         truth.len()
     );

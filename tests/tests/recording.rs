@@ -260,8 +260,8 @@ fn newer_versions_and_foreign_files_are_refused_with_a_reason() {
     let refused = tracer(&["replay", &file_arg]).unwrap();
     assert!(!refused.status.success());
     assert!(
-        refused.stderr.contains("format version 9.4")
-            && refused.stderr.contains("reads format version 1.4"),
+        refused.stderr.contains("format version 9.5")
+            && refused.stderr.contains("reads format version 1.5"),
         "{}",
         refused.stderr
     );

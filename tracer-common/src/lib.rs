@@ -6,6 +6,7 @@
 //! value is a decoding error, never a guess.
 #![no_std]
 
+pub mod fork;
 pub mod go;
 pub mod node;
 
@@ -20,7 +21,9 @@ pub enum RawKind {
     /// `raw::poll` returned for `task_id`. When the task's await chain was read
     /// (see [`chain`]), `detail` holds [`chain::detail`] (the site's slot and
     /// how many state bytes were read) and `trigger_id` the state bytes, the
-    /// outermost level in its lowest byte; otherwise both are 0.
+    /// outermost level in its lowest byte; otherwise both are 0. A chain that
+    /// ends at a `join!` or `select!` comes in a [`fork::TreeEvent`], with
+    /// its pending branches.
     PollEnd = 3,
     /// The task's future finished or was cancelled (`Harness::complete`).
     Complete = 4,
@@ -125,6 +128,7 @@ const _: () = {
         size_of::<RawResourceEvent>(),
         size_of::<go::RawGoEvent>(),
         size_of::<node::RawNodeEvent>(),
+        size_of::<fork::TreeEvent>(),
     ];
     let mut i = 0;
     while i < sizes.len() {
@@ -446,7 +450,8 @@ pub mod chain {
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct Edge {
         /// The next level's node; 0: the chain ends here (a leaf future, or
-        /// one the walk cannot follow).
+        /// one the walk cannot follow); with [`crate::fork::FORK`] set, a
+        /// fork (a `join!` or `select!`) whose branches the walk reads.
         pub next: u32,
         /// 1 when a pointer is read after `pre`.
         pub hop: u32,
@@ -522,4 +527,10 @@ mod user {
     unsafe impl aya::Pod for super::chain::Node {}
     // SAFETY: plain old data, every bit pattern is valid.
     unsafe impl aya::Pod for super::chain::Edge {}
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::fork::Fork {}
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::fork::Branch {}
+    // SAFETY: plain old data, every bit pattern is valid.
+    unsafe impl aya::Pod for super::fork::TreeEvent {}
 }

@@ -5,8 +5,9 @@
 //! and the writers of the records. The programs themselves are in [`tokio`] (task
 //! polls, spawns, wakes, frees), [`go`] (goroutine status changes), [`node`]
 //! (Node.js native async resources), [`resource`]
-//! (the embedder crate's markers) and
-//! [`forks`] (`--follow-forks`).
+//! (the embedder crate's markers),
+//! [`await_tree`] (the branches of a `join!` or `select!` a Pending poll's
+//! await chain ends at) and [`forks`] (`--follow-forks`).
 //!
 //! Nothing is lost silently: a full ring buffer, an unreadable object or one that
 //! does not look like the expected layout bumps a [`Counter`] that userspace
@@ -18,6 +19,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod await_tree;
 mod forks;
 mod go;
 mod node;

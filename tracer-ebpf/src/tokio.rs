@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Counter, DEFERRED_SLOTS, MAX_POLL_DEPTH, PollFrame, PollStack, RawEvent, RawKind, SpawnCall,
-    chain, cookie, frame,
+    chain, cookie, fork, frame,
 };
 
 use aya_ebpf::helpers::bpf_probe_read_user;
@@ -46,10 +46,10 @@ static CHAINS_ENABLED: Global<u32> = Global::new(0);
 static CHAIN_SITES: Array<chain::Site> = Array::with_max_entries(1, 0);
 /// The async state machines the chain programs walk, by node id.
 #[map]
-static CHAIN_NODES: Array<chain::Node> = Array::with_max_entries(1, 0);
+pub(crate) static CHAIN_NODES: Array<chain::Node> = Array::with_max_entries(1, 0);
 /// Each node's suspend states' edges, from its `first_edge`.
 #[map]
-static CHAIN_EDGES: Array<chain::Edge> = Array::with_max_entries(1, 0);
+pub(crate) static CHAIN_EDGES: Array<chain::Edge> = Array::with_max_entries(1, 0);
 
 /// Per thread (`pid_tgid`): the tasks being polled, innermost last. LRU, so threads
 /// that exit never fill the map.
@@ -465,18 +465,33 @@ fn try_poll_return(ctx: &RetProbeContext) -> Result<(), Counter> {
     stack.depth -= 1;
     // A task that completed in this poll is never read: its memory may be
     // freed and reused already.
-    let (states, detail) = if CHAINS_ENABLED.load() != 0 && frame.flags & frame::COMPLETING == 0 {
-        read_chain(frame.header, frame.slot)
-    } else {
-        (0, 0)
-    };
-    emit(pid_tgid, RawKind::PollEnd, frame.task_id, states, detail);
+    let (states, detail, forked) =
+        if CHAINS_ENABLED.load() != 0 && frame.flags & frame::COMPLETING == 0 {
+            read_chain(frame.header, frame.slot)
+        } else {
+            (0, 0, None)
+        };
+    match forked {
+        Some((at, fork)) => {
+            let end = RawEvent {
+                // SAFETY: helper without preconditions.
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+                pid_tgid,
+                task_id: frame.task_id,
+                trigger_id: states,
+                kind: RawKind::PollEnd as u32,
+                detail,
+            };
+            crate::await_tree::emit_tree(end, at, fork);
+        }
+        None => emit(pid_tgid, RawKind::PollEnd, frame.task_id, states, detail),
+    }
     Ok(())
 }
 
 /// The unsigned integer of `size` bytes (1, 2, 4 or 8) at `address`.
 #[inline(always)]
-fn read_uint(address: u64, size: u32) -> Option<u64> {
+pub(crate) fn read_uint(address: u64, size: u32) -> Option<u64> {
     // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
     unsafe {
         match size {
@@ -497,7 +512,7 @@ fn read_uint(address: u64, size: u32) -> Option<u64> {
 
 /// Follows `edge` from the future at `address`: offsets and at most one hop.
 #[inline(always)]
-fn follow(address: u64, edge: &chain::Edge) -> Option<u64> {
+pub(crate) fn follow(address: u64, edge: &chain::Edge) -> Option<u64> {
     let at = address.wrapping_add(u64::from(edge.pre));
     let at = if edge.hop != 0 {
         read_u64(at).ok()?
@@ -510,17 +525,66 @@ fn follow(address: u64, edge: &chain::Edge) -> Option<u64> {
     Some(at.wrapping_add(u64::from(edge.post)))
 }
 
-/// Reads the await chain of the task at `header`, polled at site `slot`: the
-/// state bytes (outermost level in the lowest byte) and the poll end's
-/// `detail` ([`chain::detail`]); (0, 0) when there is none to read (no program
-/// for the site, the future no longer alive, nothing readable).
+/// Where one level of a walk leads, after its state byte was read.
+pub(crate) enum Next {
+    /// The chain ends here (a leaf, a state other than suspended, a state
+    /// the tables do not know, an unreadable pointer).
+    End,
+    /// The state machine of node `.1` at address `.0`.
+    Level(u64, u32),
+    /// The fork (`join!`, `select!`) of fork id `.1` at address `.0`.
+    Fork(u64, u32),
+}
+
+/// Reads one level of a walk: the state byte of the state machine of node
+/// `node_id` at `address` (`None` when it cannot be read), and where its
+/// suspend state's edge leads.
 #[inline(always)]
-fn read_chain(header: u64, slot: u64) -> (u64, u32) {
+pub(crate) fn read_level(address: u64, node_id: u32) -> (Option<u8>, Next) {
+    let Some(node) = CHAIN_NODES.get(node_id) else {
+        return (None, Next::End);
+    };
+    // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
+    let Ok(state) = (unsafe {
+        bpf_probe_read_user(address.wrapping_add(u64::from(node.state_offset)) as *const u8)
+    }) else {
+        return (None, Next::End);
+    };
+    let index = u32::from(state.wrapping_sub(chain::FIRST_SUSPEND));
+    if state < chain::FIRST_SUSPEND || index >= node.edges {
+        return (Some(state), Next::End);
+    }
+    let Some(edge) = CHAIN_EDGES.get(node.first_edge.wrapping_add(index)) else {
+        return (Some(state), Next::End);
+    };
+    (Some(state), next_of(address, edge))
+}
+
+/// Where `edge` leads from the future at `address`.
+#[inline(always)]
+pub(crate) fn next_of(address: u64, edge: &chain::Edge) -> Next {
+    if edge.next == 0 {
+        return Next::End;
+    }
+    match follow(address, edge) {
+        None => Next::End,
+        Some(at) if edge.next & fork::FORK != 0 => Next::Fork(at, edge.next & !fork::FORK),
+        Some(at) => Next::Level(at, edge.next),
+    }
+}
+
+/// Reads the await chain of the task at `header`, polled at site `slot`: the
+/// state bytes (outermost level in the lowest byte), the poll end's `detail`
+/// ([`chain::detail`]), and the fork it ends at, if any (its address and
+/// id); (0, 0, None) when there is none to read (no program for the site,
+/// the future no longer alive, nothing readable).
+#[inline(always)]
+fn read_chain(header: u64, slot: u64) -> (u64, u32, Option<(u64, u32)>) {
     if slot == 0 || slot > u64::from(chain::MAX_SLOT) {
-        return (0, 0);
+        return (0, 0, None);
     }
     let Some(site) = CHAIN_SITES.get(slot as u32) else {
-        return (0, 0);
+        return (0, 0, None);
     };
     if site.node == 0
         || read_uint(
@@ -528,46 +592,38 @@ fn read_chain(header: u64, slot: u64) -> (u64, u32) {
             site.stage_size,
         ) != Some(u64::from(site.running))
     {
-        return (0, 0);
+        return (0, 0, None);
     }
     let Some(mut address) = follow(header, &site.root) else {
-        return (0, 0);
+        return (0, 0, None);
     };
     let mut node_id = site.node;
     let mut states = 0u64;
     let mut levels = 0u32;
+    let mut forked = None;
     for level in 0..chain::MAX_LEVELS as u32 {
-        let Some(node) = CHAIN_NODES.get(node_id) else {
-            break;
-        };
-        // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
-        let Ok(state) = (unsafe {
-            bpf_probe_read_user(address.wrapping_add(u64::from(node.state_offset)) as *const u8)
-        }) else {
+        let (state, next) = read_level(address, node_id);
+        let Some(state) = state else {
             break;
         };
         states |= u64::from(state) << (8 * level);
         levels = level + 1;
-        let index = u32::from(state.wrapping_sub(chain::FIRST_SUSPEND));
-        if state < chain::FIRST_SUSPEND || index >= node.edges {
-            break;
+        match next {
+            Next::End => break,
+            Next::Level(at, id) => {
+                address = at;
+                node_id = id;
+            }
+            Next::Fork(at, id) => {
+                forked = Some((at, id));
+                break;
+            }
         }
-        let Some(edge) = CHAIN_EDGES.get(node.first_edge.wrapping_add(index)) else {
-            break;
-        };
-        if edge.next == 0 {
-            break;
-        }
-        let Some(next) = follow(address, edge) else {
-            break;
-        };
-        address = next;
-        node_id = edge.next;
     }
     if levels == 0 {
-        return (0, 0);
+        return (0, 0, None);
     }
-    (states, chain::detail(slot as u32, levels))
+    (states, chain::detail(slot as u32, levels), forked)
 }
 
 /// A spawn site that receives the new task's header as an argument.

@@ -13,9 +13,9 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::{
+    model::event::parked_at,
     runtime::tokio::parked::{
         Analysis,
-        chain::tree_text,
         tasks::{LiveTask, ProcessMemory, Reader, by_id, scan},
     },
     target::process_map,
@@ -92,12 +92,12 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
 }
 
 /// One task as text: `task 7 app::consumer idle parked at src/main.rs:32 > … > tokio::time::Sleep`,
-/// a task in a `join!` or `select!` with its pending branches in braces (see [`tree_text`]).
+/// a task in a `join!` or `select!` with its pending branches in braces (see [`parked_at`]).
 pub fn text(task: &LiveTask) -> String {
     let mut line = format!("task {} {} {}", task.id, task.name, task.state);
     if !task.awaiting.is_empty() {
         line.push_str(" parked at ");
-        line.push_str(&tree_text(&task.awaiting));
+        line.push_str(&parked_at(&task.awaiting));
     }
     line
 }
@@ -105,24 +105,22 @@ pub fn text(task: &LiveTask) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::tokio::parked::chain::{Branch, Frame, TreeFrame};
+    use crate::runtime::tokio::parked::chain::{Branch, Frame};
 
-    fn await_at(function: &str, at: &str) -> TreeFrame {
+    fn await_at(function: &str, at: &str) -> Frame {
         Frame::Await {
             function: function.into(),
             at: at.into(),
         }
-        .into()
     }
 
-    fn future(name: &str) -> TreeFrame {
+    fn future(name: &str) -> Frame {
         Frame::Future {
             future: name.into(),
         }
-        .into()
     }
 
-    fn task(awaiting: Vec<TreeFrame>) -> LiveTask {
+    fn task(awaiting: Vec<Frame>) -> LiveTask {
         LiveTask {
             id: 42,
             name: "app::consumer".into(),
@@ -157,8 +155,8 @@ mod tests {
     fn a_task_in_a_join_reads_as_its_pending_branches_each_with_its_position() {
         let task = task(vec![
             await_at("app::consumer", "src/main.rs:9"),
-            TreeFrame::Fork {
-                future: "tokio::join!",
+            Frame::Fork {
+                future: "tokio::join!".into(),
                 branches: vec![
                     Branch {
                         branch: 1,

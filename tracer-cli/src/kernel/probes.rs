@@ -26,7 +26,7 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
-use tracer_common::{COUNTER_COUNT, Counter, chain, cookie, layout};
+use tracer_common::{COUNTER_COUNT, Counter, chain, cookie, fork, layout};
 
 use crate::{
     kernel::multi_attach::MultiPrograms,
@@ -260,7 +260,8 @@ impl Counters {
 }
 
 /// The await-chain programs the BPF walk at `raw::poll` return reads (see
-/// [`tracer_common::chain`]): by poll-site slot, node and edge.
+/// [`tracer_common::chain`]): by poll-site slot, node and edge, and the
+/// `join!`/`select!` forks and their branches (see [`tracer_common::fork`]).
 #[derive(Clone, Copy, Debug)]
 pub struct ChainMaps<'a> {
     /// `CHAIN_SITES`: (slot, program).
@@ -269,6 +270,10 @@ pub struct ChainMaps<'a> {
     pub nodes: &'a [chain::Node],
     /// `CHAIN_EDGES`.
     pub edges: &'a [chain::Edge],
+    /// `CHAIN_FORKS`, by fork id.
+    pub forks: &'a [fork::Fork],
+    /// `CHAIN_BRANCHES`.
+    pub branches: &'a [fork::Branch],
 }
 
 /// A map's entry count for `len` entries (at least one).
@@ -298,6 +303,14 @@ fn fill_chains(ebpf: &mut Ebpf, chains: &ChainMaps<'_>) -> anyhow::Result<()> {
     let mut edges = array::<chain::Edge>(ebpf, "CHAIN_EDGES")?;
     for (index, edge) in chains.edges.iter().enumerate() {
         edges.set(u32::try_from(index)?, *edge, 0)?;
+    }
+    let mut forks = array::<fork::Fork>(ebpf, "CHAIN_FORKS")?;
+    for (id, entry) in chains.forks.iter().enumerate() {
+        forks.set(u32::try_from(id)?, *entry, 0)?;
+    }
+    let mut branches = array::<fork::Branch>(ebpf, "CHAIN_BRANCHES")?;
+    for (index, branch) in chains.branches.iter().enumerate() {
+        branches.set(u32::try_from(index)?, *branch, 0)?;
     }
     Ok(())
 }
@@ -351,6 +364,8 @@ impl Probes {
             loader.map_max_entries("CHAIN_SITES", slots + 1);
             loader.map_max_entries("CHAIN_NODES", entries(chains.nodes.len())?);
             loader.map_max_entries("CHAIN_EDGES", entries(chains.edges.len())?);
+            loader.map_max_entries("CHAIN_FORKS", entries(chains.forks.len())?);
+            loader.map_max_entries("CHAIN_BRANCHES", entries(chains.branches.len())?);
         }
         let mut ebpf = loader
             .override_global(layout::TARGET_TGID, &tgid, true)

@@ -147,6 +147,15 @@ pub enum AwaitFrame {
         /// `unresumed`, `returned` or `panicked`.
         state: Cow<'static, str>,
     },
+    /// A `tokio::join!` or `tokio::select!`, last: the chain of each of its
+    /// pending branches, by position in the macro. Before [`Self::Future`],
+    /// which would also match its JSON.
+    Fork {
+        /// `tokio::join!` or `tokio::select!`.
+        future: String,
+        /// The pending branches.
+        branches: Vec<AwaitBranch>,
+    },
     /// A future that is not an async state machine: the leaf, or a combinator
     /// the chain goes on through.
     Future {
@@ -160,11 +169,30 @@ pub enum AwaitFrame {
     },
 }
 
+/// One pending branch of a `tokio::join!` or `tokio::select!`
+/// ([`AwaitFrame::Fork`]): `{"branch": 1, "awaiting": [...]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitBranch {
+    /// Its position in the macro, from 0.
+    pub branch: usize,
+    /// Its own await chain (which may fork again).
+    pub awaiting: Vec<AwaitFrame>,
+}
+
 impl AwaitFrame {
-    /// How the text output shows it: `src/main.rs:32`, `tokio::time::Sleep`.
+    /// How the text output shows it: `src/main.rs:32`, `tokio::time::Sleep`,
+    /// a fork as its branches in braces, each with its position:
+    /// `tokio::join! { 1: src/main.rs:3 > tokio::time::sleep::Sleep | 2: … }`.
     pub fn text(&self) -> String {
         match self {
             Self::Await { at, .. } => at.clone(),
+            Self::Fork { future, branches } => {
+                let branches: Vec<String> = branches
+                    .iter()
+                    .map(|b| format!("{}: {}", b.branch, parked_at(&b.awaiting)))
+                    .collect();
+                format!("{future} {{ {} }}", branches.join(" | "))
+            }
             Self::State { function, state } => format!("{function} ({state})"),
             Self::Future { future } => future.clone(),
             Self::Unknown { unknown } => format!("? ({unknown})"),
@@ -172,7 +200,8 @@ impl AwaitFrame {
     }
 }
 
-/// An await chain as text: `src/main.rs:32 > src/main.rs:42 > tokio::time::Sleep`.
+/// An await chain (or tree) as text: `src/main.rs:32 > src/main.rs:42 >
+/// tokio::time::Sleep`.
 pub fn parked_at(frames: &[AwaitFrame]) -> String {
     frames
         .iter()

@@ -31,7 +31,7 @@ pub mod task_filter;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use tracer_common::{RawEvent, RawKind, RawSpawnEvent, SpawnKind};
+use tracer_common::{RawEvent, RawKind, RawSpawnEvent, SpawnKind, fork::TreeEvent};
 
 use crate::{
     model::event::{HookEvent, HookKind, ResourceType},
@@ -88,6 +88,10 @@ pub struct ModelAnomalies {
     /// Poll starts of a task already being polled on that thread: the previous
     /// poll's return was lost, so its `before` has no `after`.
     pub lost_returns: u64,
+    /// Parts of `join!`/`select!` await trees the BPF walk could not read
+    /// (pending branches over its bounds, unreadable forks): each is a `?`
+    /// frame in its `after`'s `awaiting`.
+    pub tree_gaps: u64,
 }
 
 /// How many destroyed task ids the model remembers to fold the second free of a
@@ -138,6 +142,9 @@ pub struct TaskModel {
     /// Await-chain tables by poll site, for the `awaiting` of a Pending poll's
     /// `after` (none: no chains are read).
     chains: Option<awaiting::ChainTable>,
+    /// The tree record being applied ([`TaskModel::apply_tree`]): its poll
+    /// end's chain is the tree's.
+    tree: Option<TreeEvent>,
     /// The type of a task spawned by the runtime's plain spawn path, and of one
     /// that existed before attach when nothing else says its type.
     default_type: DefaultType,
@@ -209,6 +216,14 @@ impl TaskModel {
     /// address names a task first seen through it.
     pub fn apply_spawn(&mut self, raw: &RawSpawnEvent, out: impl FnMut(HookEvent)) {
         self.apply_with(&raw.event, Some((raw.vtable, raw.location)), out);
+    }
+
+    /// Applies a poll end whose await chain ends at a `join!` or `select!`,
+    /// with its pending branches' chains ([`TreeEvent`]).
+    pub fn apply_tree(&mut self, raw: &TreeEvent, out: impl FnMut(HookEvent)) {
+        self.tree = Some(*raw);
+        self.apply_with(&raw.event, None, out);
+        self.tree = None;
     }
 
     /// Events the model had to set aside so far.
@@ -377,12 +392,18 @@ impl TaskModel {
         let destroy = task.freed_in_poll && task.polling_on.is_empty();
         // A task that completed in its poll is never read (the BPF side
         // skips it too): its memory may be reused already.
-        let awaiting = match (&self.chains, tracer_common::chain::parse(raw.detail)) {
-            (Some(chains), Some((slot, levels))) if !completed => {
-                chains.decode(slot, levels, raw.trigger_id)
-            }
+        let tree = self.tree.take();
+        let decoded = match (&self.chains, tracer_common::chain::parse(raw.detail)) {
+            (Some(chains), Some((slot, levels))) if !completed => match tree {
+                Some(tree) => chains.decode_tree(slot, &tree),
+                None => chains.decode(slot, levels, raw.trigger_id),
+            },
             _ => None,
         };
+        let awaiting = decoded.map(|tree| {
+            self.anomalies.tree_gaps += tree.gaps;
+            tree.frames
+        });
         out(hook(raw)(HookKind::After {
             completed,
             awaiting,

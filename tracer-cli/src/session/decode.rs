@@ -4,7 +4,7 @@
 use std::io;
 
 use aya::maps::{MapData, RingBuf};
-use tracer_common::{RawEvent, RawResourceEvent, RawSpawnEvent};
+use tracer_common::{RawEvent, RawResourceEvent, RawSpawnEvent, fork::TreeEvent};
 
 use crate::{
     model::{TaskModel, decode, resources::ResourceModel},
@@ -36,7 +36,8 @@ pub struct Decoders {
 impl Decoders {
     /// Reads the events in the ring buffer now, at most `limit`, through the
     /// models, into the sink; says whether it stopped at `limit` (more may be
-    /// waiting). A record is a [`RawEvent`], a [`RawSpawnEvent`], an embedder
+    /// waiting). A record is a [`RawEvent`], a [`RawSpawnEvent`], a poll end
+    /// with an await tree ([`TreeEvent`]), an embedder
     /// [`RawResourceEvent`], or one the runtime's mapping reads. A
     /// [`Delay::Live`] drain adds its delay to the session's live delay.
     pub fn drain(
@@ -87,6 +88,8 @@ impl Decoders {
             tasks.apply(&raw, deliver);
         } else if let Some(raw) = decode::<RawSpawnEvent>(item) {
             tasks.apply_spawn(&raw, deliver);
+        } else if let Some(raw) = decode::<TreeEvent>(item) {
+            tasks.apply_tree(&raw, deliver);
         } else if let Some(raw) = decode::<RawResourceEvent>(item) {
             if self.resources.apply(&raw, &mut *deliver).is_err() {
                 tasks.count_undecodable();

@@ -70,9 +70,10 @@ pub fn chains(found: &Found, options: &SessionOptions) -> Option<Programs> {
         }
         Ok((programs, walked)) => {
             eprintln!(
-                "tracer: await chains: {walked} of {} poll sites ({} async state machines)",
+                "tracer: await chains: {walked} of {} poll sites ({} async state machines, {} join!/select! forks)",
                 found.prepared.names.sites,
-                programs.nodes.len() - 1
+                programs.nodes.len() - 1,
+                programs.forks.len() - 1
             );
             Some(programs)
         }

@@ -229,7 +229,7 @@ fn accounting(delivered: u64, counters: &Counters) -> String {
 
 /// Everything besides ring-buffer drops that made the trace incomplete, with
 /// what each count means.
-fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static str); 7] {
+fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static str); 8] {
     [
         (counters.get(Counter::ReadFailed), "task headers unreadable"),
         (
@@ -252,6 +252,10 @@ fn problems(counters: &Counters, anomalies: ModelAnomalies) -> [(u64, &'static s
         (
             anomalies.lost_returns,
             "polls whose return was lost (the task was polled again on that thread)",
+        ),
+        (
+            anomalies.tree_gaps,
+            "parts of join!/select! await trees not read (over the walk's bounds, or unreadable; `?` in their `awaiting`)",
         ),
     ]
 }

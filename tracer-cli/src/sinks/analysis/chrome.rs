@@ -407,6 +407,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_poll_slice_says_where_its_task_is_parked_forks_included() {
+        use super::super::test_events::{PARKED_AT, parked_session};
+        let mut out = Vec::new();
+        write(&mut out, &info(), parked_session().into_iter().map(Ok)).unwrap();
+        let trace: Value = serde_json::from_slice(&out).unwrap();
+        let nine = phases(&trace, "X")
+            .into_iter()
+            .find(|slice| slice["args"]["async_id"] == 9)
+            .unwrap();
+        assert_eq!(nine["args"]["parked_at"], PARKED_AT);
+        assert_eq!(
+            nine["args"]["awaiting"][1]["branches"][1]["awaiting"][0]["at"],
+            "src/main.rs:42"
+        );
+    }
+
+    #[test]
     fn every_lifetime_slice_is_closed() {
         let (trace, counts) = export();
         assert_eq!(counts.tasks, 5);

@@ -588,6 +588,7 @@ pub(crate) mod test_events {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::model::event::AwaitBranch;
 
     /// A session starting at 1 s, pid 1.
     pub fn info() -> SessionInfo {
@@ -723,25 +724,51 @@ pub(crate) mod test_events {
         events
     }
 
-    /// [`session`] with task 9's poll returning Pending parked at
-    /// `src/main.rs:32 > tokio::time::sleep::Sleep`.
-    pub fn parked_analysis() -> Analysis {
-        let events = session().into_iter().map(|mut event| {
+    /// The text of [`parked_session`]'s tree.
+    pub const PARKED_AT: &str = "src/main.rs:32 > tokio::join! { 0: tokio::time::sleep::Sleep | 2: src/main.rs:42 > tokio::sync::oneshot::Receiver<u64> }";
+
+    /// [`session`] with task 9's poll returning Pending parked in a `join!`
+    /// ([`PARKED_AT`]).
+    pub fn parked_session() -> Vec<HookEvent> {
+        let future = |future: &str| AwaitFrame::Future {
+            future: future.to_owned(),
+        };
+        let at = |function: &str, at: &str| AwaitFrame::Await {
+            function: function.to_owned(),
+            at: at.to_owned(),
+        };
+        let mut events = session();
+        for event in &mut events {
             if event.async_id == 9
                 && let HookKind::After { awaiting, .. } = &mut event.kind
             {
                 *awaiting = Some(vec![
-                    AwaitFrame::Await {
-                        function: "app::consumer".to_owned(),
-                        at: "src/main.rs:32".to_owned(),
-                    },
-                    AwaitFrame::Future {
-                        future: "tokio::time::sleep::Sleep".to_owned(),
+                    at("app::consumer", "src/main.rs:32"),
+                    AwaitFrame::Fork {
+                        future: "tokio::join!".to_owned(),
+                        branches: vec![
+                            AwaitBranch {
+                                branch: 0,
+                                awaiting: vec![future("tokio::time::sleep::Sleep")],
+                            },
+                            AwaitBranch {
+                                branch: 2,
+                                awaiting: vec![
+                                    at("app::leaf", "src/main.rs:42"),
+                                    future("tokio::sync::oneshot::Receiver<u64>"),
+                                ],
+                            },
+                        ],
                     },
                 ]);
             }
-            Ok(event)
-        });
+        }
+        events
+    }
+
+    /// The analysis of [`parked_session`].
+    pub fn parked_analysis() -> Analysis {
+        let events = parked_session().into_iter().map(Ok);
         Analysis::from_events(&info(), events, DEFAULT_BLOCKING_THRESHOLD).unwrap()
     }
 

@@ -302,7 +302,7 @@ mod tests {
         let analysis = super::super::test_events::parked_analysis();
         let table = Table::new(&analysis, SortBy::Busy, 1000);
         let nine = table.tasks.iter().find(|row| row.async_id == 9).unwrap();
-        let chain = "src/main.rs:32 > tokio::time::sleep::Sleep";
+        let chain = super::super::test_events::PARKED_AT;
         assert_eq!(nine.parked_at.as_deref(), Some(chain));
         let parked: Vec<u64> = table
             .tasks

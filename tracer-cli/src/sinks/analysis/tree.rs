@@ -436,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_task_is_shown_parked_at_its_last_chain() {
+    fn an_idle_task_is_shown_parked_at_its_last_tree() {
         let analysis = super::super::test_events::parked_analysis();
         let tree = TriggerTree::build(&analysis, &TreeOptions::default()).unwrap();
         let nine = &tree.roots[1].children[0];
@@ -446,7 +446,13 @@ mod tests {
             json["awaiting"],
             serde_json::json!([
                 {"fn": "app::consumer", "at": "src/main.rs:32"},
-                {"future": "tokio::time::sleep::Sleep"}
+                {"future": "tokio::join!", "branches": [
+                    {"branch": 0, "awaiting": [{"future": "tokio::time::sleep::Sleep"}]},
+                    {"branch": 2, "awaiting": [
+                        {"fn": "app::leaf", "at": "src/main.rs:42"},
+                        {"future": "tokio::sync::oneshot::Receiver<u64>"}
+                    ]}
+                ]}
             ])
         );
         let one = serde_json::to_value(&tree.roots[0].children[0]).unwrap();
@@ -455,7 +461,10 @@ mod tests {
         write_text(&mut out, &analysis, &tree).unwrap();
         let text = String::from_utf8(out.into_inner()).unwrap();
         assert!(
-            text.contains("idle parked at src/main.rs:32 > tokio::time::sleep::Sleep\n"),
+            text.contains(&format!(
+                "idle parked at {}\n",
+                super::super::test_events::PARKED_AT
+            )),
             "{text}"
         );
     }

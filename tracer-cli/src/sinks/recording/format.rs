@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use crate::{
-    model::event::{AwaitFrame, HookEvent, HookKind, ResourceType},
+    model::event::{AwaitBranch, AwaitFrame, HookEvent, HookKind, ResourceType},
     sinks::output::{SessionEnd, SessionInfo},
 };
 
@@ -17,8 +17,10 @@ pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version: additions older readers can skip. 1.1 appends
 /// `emitted` to the end chunk; 1.2 adds names chunks (the name and location of
 /// each `init`); 1.3 adds wake events and `before`'s `sched_ns`; 1.4 adds
-/// chains chunks (the `awaiting` of each `after` that has one).
-pub const FORMAT_MINOR: u16 = 4;
+/// chains chunks (the `awaiting` of each `after` that has one); 1.5 adds fork
+/// frames to them (a `join!` or `select!` with its pending branches' chains:
+/// a 1.4 reader sets those chains aside, saying so).
+pub const FORMAT_MINOR: u16 = 5;
 /// Marks the start of every chunk frame, so a reader can find the next chunk
 /// after a corrupt one.
 pub const SYNC: [u8; 4] = *b"TRCK";
@@ -575,82 +577,135 @@ fn frame_parts(frame: &AwaitFrame) -> (u8, &str, &str) {
         AwaitFrame::State { function, state } => (1, function, state),
         AwaitFrame::Future { future } => (2, future, ""),
         AwaitFrame::Unknown { unknown } => (3, unknown, ""),
+        AwaitFrame::Fork { future, .. } => (4, future, ""),
+    }
+}
+
+/// Forks nested in forks a chains chunk may hold: deeper is corruption.
+const MAX_FORK_NESTING: usize = 16;
+
+/// The distinct texts of a chains chunk, each written once.
+#[derive(Default)]
+struct Texts<'a>(Vec<&'a str>);
+
+impl<'a> Texts<'a> {
+    /// The 1-based index of `text` (0 for none), added when new.
+    fn reference(&mut self, text: &'a str) -> u64 {
+        if text.is_empty() {
+            return 0;
+        }
+        let index = self.0.iter().position(|t| *t == text).unwrap_or_else(|| {
+            self.0.push(text);
+            self.0.len() - 1
+        });
+        index as u64 + 1
+    }
+}
+
+/// Appends a chain: its frame count, and per frame a kind byte and two text
+/// references; a fork (kind 4, since 1.5) then its branch count and, per
+/// branch, its position and its own chain.
+fn put_frames<'a>(body: &mut Vec<u8>, texts: &mut Texts<'a>, frames: &'a [AwaitFrame]) {
+    put_varint(body, frames.len() as u64);
+    for frame in frames {
+        let (kind, first, second) = frame_parts(frame);
+        body.push(kind);
+        for text in [first, second] {
+            put_varint(body, texts.reference(text));
+        }
+        if let AwaitFrame::Fork { branches, .. } = frame {
+            put_varint(body, branches.len() as u64);
+            for branch in branches {
+                put_varint(body, branch.branch as u64);
+                put_frames(body, texts, &branch.awaiting);
+            }
+        }
     }
 }
 
 /// The payload of a chains chunk: the events chunk's CRC, the distinct texts,
-/// then per `after`: its index as a delta from the previous one, its frame
-/// count, and per frame a kind byte (0 await, 1 state, 2 future, 3 unknown)
-/// and two text indices (1-based, 0 for none).
+/// then per `after`: its index as a delta from the previous one and its chain
+/// (see [`put_frames`]: kind 0 await, 1 state, 2 future, 3 unknown, 4 fork;
+/// text indices 1-based, 0 for none).
 pub fn encode_chains(chains: &Chains) -> Vec<u8> {
-    let mut texts: Vec<&str> = Vec::new();
+    let mut texts = Texts::default();
     let mut body = Vec::new();
     let mut previous = 0u32;
     for (at, frames) in &chains.afters {
         put_varint(&mut body, u64::from(at - previous));
         previous = *at;
-        put_varint(&mut body, frames.len() as u64);
-        for frame in frames {
-            let (kind, first, second) = frame_parts(frame);
-            body.push(kind);
-            for text in [first, second] {
-                let reference = if text.is_empty() {
-                    0
-                } else {
-                    texts.iter().position(|t| *t == text).unwrap_or_else(|| {
-                        texts.push(text);
-                        texts.len() - 1
-                    }) as u64
-                        + 1
-                };
-                put_varint(&mut body, reference);
-            }
-        }
+        put_frames(&mut body, &mut texts, frames);
     }
     let mut out = Vec::new();
     out.extend_from_slice(&chains.events_crc.to_le_bytes());
-    put_varint(&mut out, texts.len() as u64);
-    for text in &texts {
+    put_varint(&mut out, texts.0.len() as u64);
+    for text in &texts.0 {
         put_bytes(&mut out, text.as_bytes());
     }
     out.extend_from_slice(&body);
     out
 }
 
-/// Reads a chains chunk's payload holding `count` chains.
-pub fn decode_chains(payload: &[u8], count: u32) -> Result<Chains, Malformed> {
-    let (crc, mut cursor, texts) = text_table(payload)?;
+/// Reads a chain written by [`put_frames`], `nesting` forks down.
+fn frames(
+    cursor: &mut Cursor<'_>,
+    texts: &[String],
+    nesting: usize,
+) -> Result<Vec<AwaitFrame>, Malformed> {
     let text = |cursor: &mut Cursor<'_>| -> Result<String, Malformed> {
         match cursor.varint()? {
             0 => Ok(String::new()),
-            n => text_at(&texts, n),
+            n => text_at(texts, n),
         }
     };
+    let frames_len = cursor.varint()?;
+    let mut frames = Vec::new();
+    for _ in 0..frames_len {
+        let kind = cursor.byte()?;
+        let (first, second) = (text(cursor)?, text(cursor)?);
+        frames.push(match kind {
+            0 => AwaitFrame::Await {
+                function: first,
+                at: second,
+            },
+            1 => AwaitFrame::State {
+                function: first,
+                state: second.into(),
+            },
+            2 => AwaitFrame::Future { future: first },
+            3 => AwaitFrame::Unknown { unknown: first },
+            4 if nesting < MAX_FORK_NESTING => {
+                let count = cursor.varint()?;
+                let mut branches = Vec::new();
+                for _ in 0..count {
+                    let branch = usize::try_from(cursor.varint()?)
+                        .map_err(|_| Malformed("impossible branch position"))?;
+                    branches.push(AwaitBranch {
+                        branch,
+                        awaiting: self::frames(cursor, texts, nesting + 1)?,
+                    });
+                }
+                AwaitFrame::Fork {
+                    future: first,
+                    branches,
+                }
+            }
+            4 => return Err(Malformed("forks nested too deep")),
+            _ => return Err(Malformed("unknown await frame kind")),
+        });
+    }
+    Ok(frames)
+}
+
+/// Reads a chains chunk's payload holding `count` chains.
+pub fn decode_chains(payload: &[u8], count: u32) -> Result<Chains, Malformed> {
+    let (crc, mut cursor, texts) = text_table(payload)?;
     let mut afters = Vec::new();
     let mut at = 0u32;
     for _ in 0..count {
         let delta = u32::try_from(cursor.varint()?).map_err(|_| Malformed("impossible index"))?;
         at = at.checked_add(delta).ok_or(Malformed("impossible index"))?;
-        let frames_len = cursor.varint()?;
-        let mut frames = Vec::new();
-        for _ in 0..frames_len {
-            let kind = cursor.byte()?;
-            let (first, second) = (text(&mut cursor)?, text(&mut cursor)?);
-            frames.push(match kind {
-                0 => AwaitFrame::Await {
-                    function: first,
-                    at: second,
-                },
-                1 => AwaitFrame::State {
-                    function: first,
-                    state: second.into(),
-                },
-                2 => AwaitFrame::Future { future: first },
-                3 => AwaitFrame::Unknown { unknown: first },
-                _ => return Err(Malformed("unknown await frame kind")),
-            });
-        }
-        afters.push((at, frames));
+        afters.push((at, frames(&mut cursor, &texts, 0)?));
     }
     if cursor.len() > 0 {
         return Err(Malformed("bytes after its last chain"));

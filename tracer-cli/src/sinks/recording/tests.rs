@@ -50,11 +50,12 @@ fn end_chunk_of_format_1_0_reads_without_emitted_and_1_0_readers_skip_it() {
     assert_eq!(format::decode_end(&with_emitted).unwrap(), end());
 }
 
-/// One level of an await chain, any kind.
+/// One level of an await chain, any kind, forks (with branches that may
+/// fork again) included.
 fn await_frame() -> impl Strategy<Value = crate::model::event::AwaitFrame> {
-    use crate::model::event::AwaitFrame;
-    let text = "[a-z:./0-9<>]{0,12}";
-    prop_oneof![
+    use crate::model::event::{AwaitBranch, AwaitFrame};
+    let text = "[a-z:./0-9<>!]{0,12}";
+    let leaf = prop_oneof![
         (text, text).prop_map(|(function, at)| AwaitFrame::Await { function, at }),
         (text, "[a-z]{1,9}").prop_map(|(function, state)| AwaitFrame::State {
             function,
@@ -62,7 +63,13 @@ fn await_frame() -> impl Strategy<Value = crate::model::event::AwaitFrame> {
         }),
         text.prop_map(|future| AwaitFrame::Future { future }),
         text.prop_map(|unknown| AwaitFrame::Unknown { unknown }),
-    ]
+    ];
+    leaf.prop_recursive(3, 24, 3, move |inner| {
+        let branch = (0..64usize, proptest::collection::vec(inner, 0..3))
+            .prop_map(|(branch, awaiting)| AwaitBranch { branch, awaiting });
+        (text, proptest::collection::vec(branch, 0..3))
+            .prop_map(|(future, branches)| AwaitFrame::Fork { future, branches })
+    })
 }
 
 /// A busy stream: `tasks` tasks, each init / before / after / resolve / destroy.
@@ -566,4 +573,88 @@ fn init_flags_on_other_kinds_are_still_refused() {
             "{tag:#x}"
         );
     }
+}
+
+#[test]
+fn a_format_1_4_chains_chunk_reads_as_before_and_1_5_fork_trees_round_trip() {
+    use crate::model::event::{AwaitBranch, AwaitFrame};
+    let chain = vec![
+        AwaitFrame::Await {
+            function: "a::f".into(),
+            at: "src/x.rs:1".into(),
+        },
+        AwaitFrame::Future { future: "S".into() },
+    ];
+    // A 1.4 chunk, byte by byte: the events chunk's CRC, three texts, then
+    // the `after` at index 2: two frames (await, future) and their texts.
+    let mut v14 = vec![1, 2, 3, 4, 3];
+    for text in ["a::f", "src/x.rs:1", "S"] {
+        v14.push(text.len() as u8);
+        v14.extend_from_slice(text.as_bytes());
+    }
+    v14.extend_from_slice(&[2, 2, 0, 1, 2, 2, 3, 0]);
+    let flat = format::Chains {
+        events_crc: 0x0403_0201,
+        afters: vec![(2, chain.clone())],
+    };
+    assert_eq!(format::decode_chains(&v14, 1).unwrap(), flat);
+    assert_eq!(
+        format::encode_chains(&flat),
+        v14,
+        "1.5 writes chains as 1.4 did"
+    );
+
+    let tree = format::Chains {
+        events_crc: 7,
+        afters: vec![(
+            0,
+            vec![
+                chain[0].clone(),
+                AwaitFrame::Fork {
+                    future: "tokio::join!".into(),
+                    branches: vec![
+                        AwaitBranch {
+                            branch: 1,
+                            awaiting: chain.clone(),
+                        },
+                        AwaitBranch {
+                            branch: 2,
+                            awaiting: vec![AwaitFrame::Fork {
+                                future: "tokio::select!".into(),
+                                branches: vec![AwaitBranch {
+                                    branch: 0,
+                                    awaiting: chain.clone(),
+                                }],
+                            }],
+                        },
+                    ],
+                },
+            ],
+        )],
+    };
+    let bytes = format::encode_chains(&tree);
+    assert_eq!(format::decode_chains(&bytes, 1).unwrap(), tree);
+}
+
+#[test]
+fn forks_nested_deeper_than_any_walk_are_corruption() {
+    use crate::model::event::{AwaitBranch, AwaitFrame};
+    let mut frames = vec![AwaitFrame::Future { future: "S".into() }];
+    for _ in 0..20 {
+        frames = vec![AwaitFrame::Fork {
+            future: "tokio::join!".into(),
+            branches: vec![AwaitBranch {
+                branch: 0,
+                awaiting: frames,
+            }],
+        }];
+    }
+    let bytes = format::encode_chains(&format::Chains {
+        events_crc: 0,
+        afters: vec![(0, frames)],
+    });
+    assert_eq!(
+        format::decode_chains(&bytes, 1),
+        Err(format::Malformed("forks nested too deep"))
+    );
 }

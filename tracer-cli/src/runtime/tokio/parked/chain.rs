@@ -12,9 +12,7 @@
 //! the chain goes through. Only states the DWARF knows are accepted.
 //!
 //! A `tokio::join!` or `tokio::select!` is a fork ([`super::fork`]): the chain ends
-//! with a [`TreeFrame::Fork`] holding the chain of each pending branch.
-
-use serde::Serialize;
+//! with a [`Frame::Fork`] holding the chain of each pending branch.
 
 use super::fork::await_at;
 use super::fork::{ForkShape, fork};
@@ -35,62 +33,10 @@ const RETURNED: u64 = 1;
 /// See [`UNRESUMED`].
 const PANICKED: u64 = 2;
 
-pub use crate::model::event::AwaitFrame as Frame;
-
-/// One element of a parked task's await tree, outermost first: a frame of the
-/// chain, or, last, a fork and the chains of its pending branches.
-/// Serialised as the frame itself, or as
-/// `{"future": "tokio::join!", "branches": [{"branch": 1, "awaiting": [...]}]}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum TreeFrame {
-    /// A frame of the chain.
-    Frame(Frame),
-    /// A `tokio::join!` or `tokio::select!` with its pending branches.
-    Fork {
-        /// `tokio::join!` or `tokio::select!`.
-        future: &'static str,
-        /// The pending branches, by position in the macro.
-        branches: Vec<Branch>,
-    },
-}
-
-impl From<Frame> for TreeFrame {
-    fn from(frame: Frame) -> Self {
-        Self::Frame(frame)
-    }
-}
-
-/// One pending branch of a fork.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Branch {
-    /// Its position in the macro, from 0.
-    pub branch: usize,
-    /// Its await tree.
-    pub awaiting: Vec<TreeFrame>,
-}
-
-/// An await tree as text: the chain as [`crate::model::event::parked_at`]
-/// shows it, a fork as its branches in braces, each with its position:
-/// `src/main.rs:9 > tokio::join! { 1: src/main.rs:3 > tokio::time::sleep::Sleep | 2: … }`.
-pub fn tree_text(tree: &[TreeFrame]) -> String {
-    tree.iter()
-        .map(|frame| match frame {
-            TreeFrame::Frame(frame) => frame.text(),
-            TreeFrame::Fork { future, branches } => {
-                let branches: Vec<String> = branches
-                    .iter()
-                    .map(|b| format!("{}: {}", b.branch, tree_text(&b.awaiting)))
-                    .collect();
-                format!("{future} {{ {} }}", branches.join(" | "))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" > ")
-}
+pub use crate::model::event::{AwaitBranch as Branch, AwaitFrame as Frame};
 
 /// The await tree of the future of type `ty` at `address`.
-pub fn chain(types: &Types, ty: TypeRef, address: u64, memory: &dyn Memory) -> Vec<TreeFrame> {
+pub fn chain(types: &Types, ty: TypeRef, address: u64, memory: &dyn Memory) -> Vec<Frame> {
     let mut frames = Vec::new();
     walk(types, ty, address, memory, 0, &mut frames);
     frames
@@ -104,11 +50,11 @@ fn fork_tree(
     address: u64,
     memory: &dyn Memory,
     depth: usize,
-    out: &mut Vec<TreeFrame>,
+    out: &mut Vec<Frame>,
 ) {
     let pending = match shape.pending(types, address, memory) {
         Ok(pending) => pending,
-        Err(why) => return out.push(unknown(why).into()),
+        Err(why) => return out.push(unknown(why)),
     };
     let branches = pending
         .into_iter()
@@ -116,7 +62,7 @@ fn fork_tree(
             let mut awaiting = Vec::new();
             match pending.future {
                 Ok((at, ty)) => walk(types, ty, at, memory, depth + 1, &mut awaiting),
-                Err(why) => awaiting.push(unknown(why).into()),
+                Err(why) => awaiting.push(unknown(why)),
             }
             Branch {
                 branch: pending.branch,
@@ -124,8 +70,8 @@ fn fork_tree(
             }
         })
         .collect();
-    out.push(TreeFrame::Fork {
-        future: shape.name,
+    out.push(Frame::Fork {
+        future: shape.name.to_owned(),
         branches,
     });
 }
@@ -137,14 +83,14 @@ fn walk(
     address: u64,
     memory: &dyn Memory,
     depth: usize,
-    out: &mut Vec<TreeFrame>,
+    out: &mut Vec<Frame>,
 ) {
     if depth > MAX_DEPTH {
-        out.push(unknown(format!("deeper than {MAX_DEPTH} levels")).into());
+        out.push(unknown(format!("deeper than {MAX_DEPTH} levels")));
         return;
     }
     let Some(found) = types.get(ty) else {
-        out.push(unknown("a type the DWARF does not describe".into()).into());
+        out.push(unknown("a type the DWARF does not describe".into()));
         return;
     };
     if let Some(shape) = fork(types, ty) {
@@ -153,11 +99,11 @@ fn walk(
     match &found.kind {
         Kind::Pointer(target) => {
             let Some(target) = *target else {
-                out.push(unknown("a pointer to an unknown type".into()).into());
+                out.push(unknown("a pointer to an unknown type".into()));
                 return;
             };
             match memory.uint(address, 8) {
-                Some(0) | None => out.push(unknown(format!("unreadable {}", found.name)).into()),
+                Some(0) | None => out.push(unknown(format!("unreadable {}", found.name))),
                 Some(pointee) => walk(types, target, pointee, memory, depth + 1, out),
             }
         }
@@ -167,24 +113,18 @@ fn walk(
                 .and_then(|m| Some((m.offset, m.ty?)))
             {
                 Some((offset, inner)) => walk(types, inner, address + offset, memory, depth, out),
-                None => out.push(
-                    Frame::Future {
-                        future: found.name.clone(),
-                    }
-                    .into(),
-                ),
+                None => out.push(Frame::Future {
+                    future: found.name.clone(),
+                }),
             }
         }
         Kind::Struct { .. } if is_state_machine(&found.name) => {
             state_machine(types, ty, address, memory, depth, out)
         }
         Kind::Struct { members, .. } => {
-            out.push(
-                Frame::Future {
-                    future: future_name(&found.name),
-                }
-                .into(),
-            );
+            out.push(Frame::Future {
+                future: future_name(&found.name),
+            });
             let inner: Vec<&Member> = members
                 .iter()
                 .filter(|m| m.ty.is_some_and(|t| holds_state_machine(types, t)))
@@ -202,12 +142,9 @@ fn walk(
                 );
             }
         }
-        Kind::Other => out.push(
-            Frame::Future {
-                future: found.name.clone(),
-            }
-            .into(),
-        ),
+        Kind::Other => out.push(Frame::Future {
+            future: found.name.clone(),
+        }),
     }
 }
 
@@ -219,7 +156,7 @@ fn state_machine(
     address: u64,
     memory: &dyn Memory,
     depth: usize,
-    out: &mut Vec<TreeFrame>,
+    out: &mut Vec<Frame>,
 ) {
     let Some(found) = types.get(ty) else { return };
     let function = function_name(&found.name);
@@ -228,15 +165,17 @@ fn state_machine(
         ..
     } = &found.kind
     else {
-        out.push(unknown(format!("{function}: no state in the DWARF")).into());
+        out.push(unknown(format!("{function}: no state in the DWARF")));
         return;
     };
     let Some(state) = memory.uint(address + variants.discr_offset, variants.discr_size) else {
-        out.push(unknown(format!("{function}: state unreadable")).into());
+        out.push(unknown(format!("{function}: state unreadable")));
         return;
     };
     let Some((_, variant)) = variants.variants.iter().find(|(v, _)| *v == Some(state)) else {
-        out.push(unknown(format!("{function}: state {state} unknown to the DWARF")).into());
+        out.push(unknown(format!(
+            "{function}: state {state} unknown to the DWARF"
+        )));
         return;
     };
     let named = match state {
@@ -246,26 +185,20 @@ fn state_machine(
         _ => None,
     };
     if let Some(state) = named {
-        out.push(
-            Frame::State {
-                function,
-                state: state.into(),
-            }
-            .into(),
-        );
+        out.push(Frame::State {
+            function,
+            state: state.into(),
+        });
         return;
     }
     let awaitee = variant
         .ty
         .and_then(|suspend| types.member(suspend, "__awaitee"))
         .and_then(|m| Some((m.offset, m.ty?)));
-    out.push(
-        Frame::Await {
-            function: function.clone(),
-            at: await_at(types, variant, awaitee.map(|(_, ty)| ty)).unwrap_or_else(|| "?".into()),
-        }
-        .into(),
-    );
+    out.push(Frame::Await {
+        function: function.clone(),
+        at: await_at(types, variant, awaitee.map(|(_, ty)| ty)).unwrap_or_else(|| "?".into()),
+    });
     match awaitee {
         Some((offset, awaitee)) => walk(
             types,
@@ -275,7 +208,7 @@ fn state_machine(
             depth + 1,
             out,
         ),
-        None => out.push(unknown(format!("{function}: no __awaitee")).into()),
+        None => out.push(unknown(format!("{function}: no __awaitee"))),
     }
 }
 
@@ -446,19 +379,17 @@ mod tests {
         Bytes(bytes)
     }
 
-    fn suspended(function: &str, at: &str) -> TreeFrame {
+    fn suspended(function: &str, at: &str) -> Frame {
         Frame::Await {
             function: function.into(),
             at: at.into(),
         }
-        .into()
     }
 
-    fn sleep() -> TreeFrame {
+    fn sleep() -> Frame {
         Frame::Future {
             future: "tokio::time::sleep::Sleep".into(),
         }
-        .into()
     }
 
     fn other(name: &str, size: u64) -> Type {
@@ -551,8 +482,8 @@ mod tests {
         ]);
         assert_eq!(
             chain(&fork_types(), 55, 0x3000, &memory),
-            vec![TreeFrame::Fork {
-                future: "tokio::select!",
+            vec![Frame::Fork {
+                future: "tokio::select!".into(),
                 branches: vec![
                     Branch {
                         branch: 0,
@@ -577,8 +508,8 @@ mod tests {
         ]);
         assert_eq!(
             chain(&fork_types(), 66, 0x6000, &memory),
-            vec![TreeFrame::Fork {
-                future: "tokio::join!",
+            vec![Frame::Fork {
+                future: "tokio::join!".into(),
                 branches: vec![Branch {
                     branch: 1,
                     awaiting: vec![suspended("app::inner", "src/main.rs:3"), sleep()],
@@ -621,8 +552,8 @@ mod tests {
             (0x7020, &0u32.to_le_bytes()),
             (0x7028, &[3]),
         ]);
-        let join = TreeFrame::Fork {
-            future: "tokio::join!",
+        let join = Frame::Fork {
+            future: "tokio::join!".into(),
             branches: vec![Branch {
                 branch: 1,
                 awaiting: vec![suspended("app::inner", "src/main.rs:3"), sleep()],
@@ -630,8 +561,8 @@ mod tests {
         };
         assert_eq!(
             chain(&types, 83, 0x8000, &memory),
-            vec![TreeFrame::Fork {
-                future: "tokio::select!",
+            vec![Frame::Fork {
+                future: "tokio::select!".into(),
                 branches: vec![
                     Branch {
                         branch: 0,
@@ -681,7 +612,7 @@ mod tests {
         let frames = chain(&types(), 41, 0x1000, &memory);
         assert_eq!(frames.len(), 2);
         assert!(
-            matches!(&frames[1], TreeFrame::Frame(Frame::Unknown { unknown }) if unknown.contains("state 9")),
+            matches!(&frames[1], Frame::Unknown { unknown } if unknown.contains("state 9")),
             "{frames:?}"
         );
     }
@@ -691,10 +622,10 @@ mod tests {
         let memory = memory(&[(0x1000, &[0])]);
         assert_eq!(
             chain(&types(), 41, 0x1000, &memory),
-            vec![TreeFrame::from(Frame::State {
+            vec![Frame::State {
                 function: "app::outer".into(),
                 state: "unresumed".into()
-            })]
+            }]
         );
     }
 

@@ -240,3 +240,81 @@ fn maybe_done_future(
         other => Err(format!("{name}: variant {other} unknown")),
     }
 }
+
+/// How the live walk tells whether a `join!` branch is pending: where its
+/// `MaybeDone`'s discriminant is (in the tuple), the `Future` variant's
+/// value, and the other variants' (`None`: the variant without a value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinDiscriminant {
+    /// Offset in the tuple.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// The `Future` variant's value.
+    pub future: Option<u64>,
+    /// `Done`'s and `Gone`'s.
+    pub others: Vec<Option<u64>>,
+}
+
+/// One branch as the live walk reads it (see [`ForkShape::live_branches`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveBranch {
+    /// Where its future is in the tuple (for `join!`, inside `MaybeDone`'s
+    /// `Future`), and its type.
+    pub future: (u64, TypeRef),
+    /// `join!`: its discriminant; `None` for `select!`.
+    pub discriminant: Option<JoinDiscriminant>,
+}
+
+impl ForkShape {
+    /// Offset, in the `PollFn`, of the pointer to the tuple of branch futures.
+    pub fn futures_offset(&self) -> u64 {
+        self.futures
+    }
+
+    /// `select!`'s mask: (offset in the `PollFn`, whether that holds a
+    /// pointer to it, size in bytes); `None` for `join!`.
+    pub fn mask(&self) -> Option<(u64, bool, u64)> {
+        self.mask.map(|m| (m.offset, m.by_ref, m.size))
+    }
+
+    /// Each branch, by position, as the live walk reads it; `None` when a
+    /// `join!` branch's `MaybeDone` is not described well enough to.
+    pub fn live_branches(&self, types: &Types) -> Option<Vec<LiveBranch>> {
+        self.branches
+            .iter()
+            .map(|(offset, ty)| match self.kind {
+                ForkKind::Select => Some(LiveBranch {
+                    future: (*offset, *ty),
+                    discriminant: None,
+                }),
+                ForkKind::Join => {
+                    let Kind::Struct {
+                        variants: Some(variants),
+                        ..
+                    } = &types.get(*ty)?.kind
+                    else {
+                        return None;
+                    };
+                    let (value, variant) =
+                        variants.variants.iter().find(|(_, m)| m.name == "Future")?;
+                    let future = types.member(variant.ty?, "future")?;
+                    Some(LiveBranch {
+                        future: (offset + variant.offset + future.offset, future.ty?),
+                        discriminant: Some(JoinDiscriminant {
+                            offset: offset + variants.discr_offset,
+                            size: variants.discr_size,
+                            future: *value,
+                            others: variants
+                                .variants
+                                .iter()
+                                .filter(|(_, m)| m.name != "Future")
+                                .map(|(v, _)| *v)
+                                .collect(),
+                        }),
+                    })
+                }
+            })
+            .collect()
+    }
+}

@@ -198,15 +198,14 @@ mod tests {
     }
 
     /// Each fixture function's `.await` lines, from its source: the lines that
-    /// call `here!` (the `.await` is on the same line). With `branches`, also
-    /// those of the functions run in `join!`/`select!` branches only
-    /// (`here!(branch = …`), which the live walk does not reach.
-    fn source_awaits(branches: bool) -> BTreeMap<String, BTreeSet<String>> {
+    /// call `here!` (the `.await` is on the same line), those of the
+    /// functions run in `join!`/`select!` branches (`here!(branch = …`)
+    /// included.
+    fn source_awaits() -> BTreeMap<String, BTreeSet<String>> {
         let source = include_str!("../../../../../tests/fixtures/src/bin/await_points.rs");
         let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (index, line) in source.lines().enumerate() {
             if let Some(rest) = line.trim_start().strip_prefix("here!(")
-                && (branches || !rest.starts_with("branch ="))
                 && let Some(function) = rest.split('"').nth(1)
             {
                 found
@@ -222,7 +221,7 @@ mod tests {
     /// the lines of its source's `.await`s in `types` (a `join!`'s and a
     /// `select!`'s at the macro's call, not in Tokio's source).
     fn suspend_states_are_at_the_await_lines(types: &Types) {
-        for (function, lines) in source_awaits(true) {
+        for (function, lines) in source_awaits() {
             let name = format!("{function}::{{async_fn_env#0}}");
             let at = types.by_name(&name).unwrap_or_else(|| panic!("no {name}"));
             let Kind::Struct {
@@ -331,11 +330,44 @@ mod tests {
                 }
             }
         }
-        for (function, awaits) in source_awaits(false) {
+        // The live walk reaches the functions run in `join!`/`select!`
+        // branches too, through the forks.
+        for (function, awaits) in source_awaits() {
             assert_eq!(lines.get(&function), Some(&awaits), "{function}");
         }
+        let leads_somewhere = |edge: &tracer_common::chain::Edge| {
+            let id = (edge.next & !tracer_common::fork::FORK) as usize;
+            if edge.next & tracer_common::fork::FORK != 0 {
+                id != 0 && id < programs.forks.len()
+            } else {
+                id < programs.nodes.len()
+            }
+        };
         for edge in &programs.edges {
-            assert!(edge.next == 0 || (edge.next as usize) < programs.nodes.len());
+            assert!(leads_somewhere(edge), "{edge:?}");
+        }
+        // Two `join!` and two `select!` calls, each a fork whose every branch
+        // leads to its state machine.
+        let names: Vec<&str> = programs.table.forks.values().map(|f| f.name).collect();
+        assert_eq!(
+            names.iter().filter(|n| **n == "tokio::join!").count(),
+            2,
+            "{names:?}"
+        );
+        assert_eq!(
+            names.iter().filter(|n| **n == "tokio::select!").count(),
+            2,
+            "{names:?}"
+        );
+        for entry in &programs.forks[1..] {
+            let branches =
+                &programs.branches[entry.first_branch as usize..][..entry.branches as usize];
+            for branch in branches {
+                assert!(
+                    branch.root.next != 0 && leads_somewhere(&branch.root),
+                    "{branch:?}"
+                );
+            }
         }
         for (slot, site) in &programs.sites {
             assert!(programs.table.sites.contains_key(slot));

@@ -8,22 +8,27 @@
 //! hold exactly one state machine, to the first async state machine; each state
 //! machine is a node (one per type) whose suspend states each have an edge to
 //! the state machine its `__awaitee` leads to, or to the leaf future. A
-//! `tokio::join!` or `tokio::select!` ends the chain as its macro's name
-//! (`{"future": "tokio::join!"}`): its pending branches are a tree, which
-//! `tracer dump` reads.
+//! `tokio::join!` or `tokio::select!` is a fork (one per type, for the maps
+//! `CHAIN_FORKS` and `CHAIN_BRANCHES`, see [`tracer_common::fork`]): where its
+//! tuple of branches and its mask are, and per branch how to tell it is
+//! pending and the edge to its first state machine, so that the walk reads
+//! the pending branches' chains too, as `tracer dump` does.
 
 use std::collections::{BTreeMap, HashMap};
 
-use tracer_common::chain::{Edge, FIRST_SUSPEND, Node, Site};
+use tracer_common::{
+    chain::{Edge, FIRST_SUSPEND, Node, Site},
+    fork::{Branch, FORK, Fork},
+};
 
 use super::{
     chain::{Frame, function_name, holds_state_machine, is_state_machine},
-    fork::{await_at, fork},
+    fork::{ForkShape, LiveBranch, await_at, fork},
     layout::CellLayout,
     types::{Kind, Member, TypeRef, Types},
 };
 use crate::{
-    model::awaiting::{ChainTable, EdgeInfo, NodeInfo, StateInfo},
+    model::awaiting::{ChainTable, EdgeInfo, ForkInfo, NodeInfo, StateInfo},
     runtime::tokio::naming::{
         dwarf::{ImplNames, legacy_spelling},
         render,
@@ -44,10 +49,25 @@ pub struct Programs {
     pub nodes: Vec<Node>,
     /// `CHAIN_EDGES`.
     pub edges: Vec<Edge>,
+    /// `CHAIN_FORKS`, by fork id (index 0 is unused).
+    pub forks: Vec<Fork>,
+    /// `CHAIN_BRANCHES`.
+    pub branches: Vec<Branch>,
     /// The decoding table.
     pub table: ChainTable,
     /// Node ids by state machine type.
     by_type: HashMap<TypeRef, u32>,
+    /// Fork ids by fork type.
+    forks_by_type: HashMap<TypeRef, u32>,
+}
+
+/// What the walk reaches from a future: a state machine or a fork, by type.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// An async fn's or block's state machine.
+    Machine(TypeRef),
+    /// A `tokio::join!`'s or `tokio::select!`'s `PollFn`.
+    Fork(TypeRef),
 }
 
 /// Where the walk is, from the future it started at: `pre`, then a hop when
@@ -82,6 +102,8 @@ impl Programs {
             sites: &self.sites,
             nodes: &self.nodes,
             edges: &self.edges,
+            forks: &self.forks,
+            branches: &self.branches,
         }
     }
 
@@ -89,6 +111,7 @@ impl Programs {
     pub fn new() -> Self {
         Self {
             nodes: vec![Node::default()],
+            forks: vec![Fork::default()],
             ..Self::default()
         }
     }
@@ -109,8 +132,9 @@ impl Programs {
         }
         let start = Path::default().add(layout.future);
         let (edge, info) = self.edge(types, layout.future_type, start);
+        let walkable = info.next.is_some();
         self.table.sites.insert(slot, info);
-        if edge.next == 0 {
+        if !walkable {
             return false;
         }
         self.sites.push((
@@ -126,26 +150,42 @@ impl Programs {
         true
     }
 
-    /// The edge from the future of type `ty` at `path` to the state machine it
-    /// holds, if any, and its frames.
+    /// The edge from the future of type `ty` at `path` to the state machine
+    /// or fork it holds, if any, and its frames.
     fn edge(&mut self, types: &Types, ty: TypeRef, path: Path) -> (Edge, EdgeInfo) {
         let mut info = EdgeInfo::default();
-        let Some((machine, path)) = resolve(types, ty, path, 0, &mut info.via) else {
+        let Some((target, path)) = resolve(types, ty, path, 0, &mut info.via) else {
             return (Edge::default(), info);
         };
         let (Ok(pre), Ok(post)) = (u32::try_from(path.pre), u32::try_from(path.post)) else {
             info.via.push(unknown("an offset out of the walk's reach"));
             return (Edge::default(), info);
         };
-        let Some(next) = self.node(types, machine) else {
-            let name = types.get(machine).map_or("?", |t| t.name.as_str());
-            info.via.push(unknown(&format!(
-                "{}: no one-byte state in the DWARF",
-                function_name(name)
-            )));
-            return (Edge::default(), info);
+        let next = match target {
+            Target::Machine(machine) => {
+                let Some(next) = self.node(types, machine) else {
+                    let name = types.get(machine).map_or("?", |t| t.name.as_str());
+                    info.via.push(unknown(&format!(
+                        "{}: no one-byte state in the DWARF",
+                        function_name(name)
+                    )));
+                    return (Edge::default(), info);
+                };
+                info.next = Some(next);
+                next
+            }
+            Target::Fork(ty) => {
+                let Some(id) = self.fork(types, ty) else {
+                    let name = fork(types, ty).map_or("a fork", |shape| shape.name);
+                    info.via.push(unknown(&format!(
+                        "{name}: its branches are not described well enough to read"
+                    )));
+                    return (Edge::default(), info);
+                };
+                info.fork = Some(id);
+                id | FORK
+            }
         };
-        info.next = Some(next);
         (
             Edge {
                 next,
@@ -155,6 +195,45 @@ impl Programs {
             },
             info,
         )
+    }
+
+    /// The fork of the `join!` or `select!` type `ty`, compiled on first
+    /// use, with the edge of each of its branches.
+    fn fork(&mut self, types: &Types, ty: TypeRef) -> Option<u32> {
+        if let Some(id) = self.forks_by_type.get(&ty) {
+            return Some(*id);
+        }
+        let shape = fork(types, ty)?;
+        let live = shape.live_branches(types)?;
+        let pending: Vec<Branch> = live.iter().map(pending_test).collect::<Option<_>>()?;
+        let fork = fork_entry(&shape, live.len())?;
+        let id = u32::try_from(self.forks.len())
+            .ok()
+            .filter(|id| id & FORK == 0)?;
+        let first_branch = u32::try_from(self.branches.len()).ok()?;
+        self.forks_by_type.insert(ty, id);
+        self.forks.push(Fork {
+            first_branch,
+            ..fork
+        });
+        self.branches.extend(pending.iter().copied());
+        let mut branches = Vec::with_capacity(live.len());
+        for (index, branch) in live.iter().enumerate() {
+            let (offset, future) = branch.future;
+            let (edge, info) = self.edge(types, future, Path::default().add(offset));
+            if let Some(entry) = self.branches.get_mut(first_branch as usize + index) {
+                entry.root = edge;
+            }
+            branches.push(info);
+        }
+        self.table.forks.insert(
+            id,
+            ForkInfo {
+                name: shape.name,
+                branches,
+            },
+        );
+        Some(id)
     }
 
     /// The node of the state machine type `ty`, compiled on first use.
@@ -218,7 +297,7 @@ impl Programs {
                     Edge::default(),
                     EdgeInfo {
                         via: vec![unknown(&format!("{}: no __awaitee", info.function))],
-                        next: None,
+                        ..EdgeInfo::default()
                     },
                 ),
             };
@@ -244,16 +323,17 @@ impl Programs {
     }
 }
 
-/// Follows the future of type `ty` at `path` to the state machine it is or
-/// holds (through pins, at most one pointer, and combinators holding exactly
-/// one state machine), pushing the frames of the combinators and of a leaf.
+/// Follows the future of type `ty` at `path` to the state machine or fork it
+/// is or holds (through pins, at most one pointer, and combinators holding
+/// exactly one state machine), pushing the frames of the combinators and of a
+/// leaf.
 fn resolve(
     types: &Types,
     ty: TypeRef,
     path: Path,
     depth: usize,
     via: &mut Vec<Frame>,
-) -> Option<(TypeRef, Path)> {
+) -> Option<(Target, Path)> {
     if depth > MAX_HOPS {
         via.push(unknown("too deep between two state machines"));
         return None;
@@ -262,13 +342,8 @@ fn resolve(
         via.push(unknown("a type the DWARF does not describe"));
         return None;
     };
-    if let Some(shape) = fork(types, ty) {
-        // Its branches are `tracer dump`'s: the live walk reads one state
-        // byte a level and ends at the fork.
-        via.push(Frame::Future {
-            future: shape.name.to_owned(),
-        });
-        return None;
+    if fork(types, ty).is_some() {
+        return Some((Target::Fork(ty), path));
     }
     match &found.kind {
         Kind::Pointer(target) => {
@@ -300,7 +375,7 @@ fn resolve(
                 }
             }
         }
-        Kind::Struct { .. } if is_state_machine(&found.name) => Some((ty, path)),
+        Kind::Struct { .. } if is_state_machine(&found.name) => Some((Target::Machine(ty), path)),
         Kind::Struct { members, .. } => {
             via.push(Frame::Future {
                 future: future_name(&found.name),
@@ -321,6 +396,50 @@ fn resolve(
             None
         }
     }
+}
+
+/// A fork's entry in `CHAIN_FORKS` but for its first branch; `None` when an
+/// offset is out of the walk's reach.
+fn fork_entry(shape: &ForkShape, branches: usize) -> Option<Fork> {
+    let (mask_offset, by_ref, mask_size) = shape.mask().unwrap_or((0, false, 0));
+    Some(Fork {
+        futures: u32::try_from(shape.futures_offset()).ok()?,
+        mask_size: u32::try_from(mask_size).ok()?,
+        mask_offset: u32::try_from(mask_offset).ok()?,
+        mask_by_ref: u32::from(by_ref),
+        first_branch: 0,
+        branches: u32::try_from(branches).ok()?,
+    })
+}
+
+/// How the walk tells the branch is pending (its `CHAIN_BRANCHES` entry but
+/// for its edge): for `join!`, from its `MaybeDone`'s discriminant; `None`
+/// when that has a size the walk does not read, or more variants than
+/// `Future`, `Done` and `Gone`.
+fn pending_test(branch: &LiveBranch) -> Option<Branch> {
+    let Some(discriminant) = &branch.discriminant else {
+        return Some(Branch::default());
+    };
+    if ![1, 2, 4, 8].contains(&discriminant.size) {
+        return None;
+    }
+    let explicit: Vec<u64> = discriminant.others.iter().filter_map(|v| *v).collect();
+    let other_default = discriminant.others.iter().any(Option::is_none);
+    if explicit.len() > 2 || (other_default && discriminant.future.is_none()) {
+        return None;
+    }
+    let mut others = [0; 2];
+    others[..explicit.len()].copy_from_slice(&explicit);
+    Some(Branch {
+        discr_offset: u32::try_from(discriminant.offset).ok()?,
+        discr_size: u32::try_from(discriminant.size).ok()?,
+        future: discriminant.future.unwrap_or(0),
+        others,
+        explicit: explicit.len() as u32,
+        future_default: u32::from(discriminant.future.is_none()),
+        other_default: u32::from(other_default),
+        ..Branch::default()
+    })
 }
 
 /// A combinator's or leaf's name as names read elsewhere (see

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::chain::{TreeFrame, chain};
+use super::chain::{Frame, chain};
 use super::layout::{CellLayout, OwnedLayout, owned_layout};
 use super::memory::Memory;
 use super::types::{TypeRef, Types};
@@ -85,7 +85,7 @@ pub struct LiveTask {
     pub header: u64,
     /// Its await chain, outermost first (empty unless idle or scheduled),
     /// ending with the branches of a `join!` or `select!` it waits in.
-    pub awaiting: Vec<TreeFrame>,
+    pub awaiting: Vec<Frame>,
 }
 
 /// Reads tasks of one process.
