@@ -2,6 +2,7 @@
 //! runtime adapter found, reading what they write, and following forks. Nothing
 //! here knows which runtime it serves.
 
+pub mod bpf_call;
 pub mod forks;
 pub mod multi_attach;
 pub mod new_task;

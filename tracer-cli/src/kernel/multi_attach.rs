@@ -23,6 +23,8 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{Ebpf, maps::Map};
 use aya_obj::generated::bpf_insn;
 
+use crate::kernel::bpf_call::bpf;
+
 /// `BPF_PROG_LOAD`.
 const BPF_PROG_LOAD: libc::c_long = 5;
 /// `BPF_LINK_CREATE`.
@@ -73,20 +75,11 @@ struct UprobeMultiLinkAttr {
     zero: u32,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
-    // SAFETY: `attr` is a valid, initialised bpf_attr prefix of the given size,
-    // and every pointer in it outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            size_of::<T>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+/// A `bpf()` command that returns a new descriptor.
+fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+    // SAFETY: every caller passes an initialised bpf_attr prefix for `cmd`
+    // whose pointers outlive the call.
+    let fd = unsafe { bpf(cmd, attr) }?;
     // SAFETY: a new descriptor returned by bpf(), owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
@@ -163,12 +156,12 @@ impl MultiPrograms {
             };
             // Loaded without a verifier log (a full log buffer fails a load
             // that would pass); only a failure is loaded again to say why.
-            let fd = bpf(BPF_PROG_LOAD, &mut attr).map_err(|error| {
+            let fd = bpf_fd(BPF_PROG_LOAD, &mut attr).map_err(|error| {
                 let mut log = vec![0u8; 4 << 20];
                 attr.log_level = 1;
                 attr.log_size = log.len() as u32;
                 attr.log_buf = log.as_mut_ptr() as u64;
-                let _ = bpf(BPF_PROG_LOAD, &mut attr);
+                let _ = bpf_fd(BPF_PROG_LOAD, &mut attr);
                 let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
                 let log = String::from_utf8_lossy(&log[..end]);
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
@@ -231,7 +224,7 @@ impl MultiPrograms {
             pid,
             zero: 0,
         };
-        bpf(BPF_LINK_CREATE, &mut attr)
+        bpf_fd(BPF_LINK_CREATE, &mut attr)
             .with_context(|| format!("uprobe_multi link for {program} on {}", object.display()))
     }
 }

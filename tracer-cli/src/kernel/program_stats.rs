@@ -12,6 +12,8 @@ use anyhow::Context as _;
 use aya::sys::{Stats, enable_stats};
 use aya_obj::generated::bpf_prog_info;
 
+use crate::kernel::bpf_call::bpf;
+
 /// `BPF_OBJ_GET_INFO_BY_FD`.
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
@@ -61,17 +63,7 @@ pub fn run_times(fd: BorrowedFd<'_>) -> io::Result<RunTimes> {
     };
     // SAFETY: `attr` is the `info` member of bpf_attr, its pointer to `info`
     // (of the length given) outlives the call.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            &mut attr as *mut InfoAttr as *mut libc::c_void,
-            size_of::<InfoAttr>(),
-        )
-    };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
     Ok(RunTimes {
         runs: info.run_cnt,
         ns: info.run_time_ns,
