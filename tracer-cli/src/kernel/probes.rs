@@ -292,27 +292,22 @@ fn fill_chains(ebpf: &mut Ebpf, chains: &ChainMaps<'_>) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow!("BPF map {name} missing"))?;
         Ok(Array::try_from(map)?)
     }
+    /// Writes `entries` to array `name`, each at its index.
+    fn fill<T: aya::Pod>(ebpf: &mut Ebpf, name: &str, entries: &[T]) -> anyhow::Result<()> {
+        let mut map = array::<T>(ebpf, name)?;
+        for (index, entry) in entries.iter().enumerate() {
+            map.set(u32::try_from(index)?, *entry, 0)?;
+        }
+        Ok(())
+    }
     let mut sites = array::<chain::Site>(ebpf, "CHAIN_SITES")?;
     for (slot, site) in chains.sites {
         sites.set(*slot, *site, 0)?;
     }
-    let mut nodes = array::<chain::Node>(ebpf, "CHAIN_NODES")?;
-    for (id, node) in chains.nodes.iter().enumerate() {
-        nodes.set(u32::try_from(id)?, *node, 0)?;
-    }
-    let mut edges = array::<chain::Edge>(ebpf, "CHAIN_EDGES")?;
-    for (index, edge) in chains.edges.iter().enumerate() {
-        edges.set(u32::try_from(index)?, *edge, 0)?;
-    }
-    let mut forks = array::<fork::Fork>(ebpf, "CHAIN_FORKS")?;
-    for (id, entry) in chains.forks.iter().enumerate() {
-        forks.set(u32::try_from(id)?, *entry, 0)?;
-    }
-    let mut branches = array::<fork::Branch>(ebpf, "CHAIN_BRANCHES")?;
-    for (index, branch) in chains.branches.iter().enumerate() {
-        branches.set(u32::try_from(index)?, *branch, 0)?;
-    }
-    Ok(())
+    fill(ebpf, "CHAIN_NODES", chains.nodes)?;
+    fill(ebpf, "CHAIN_EDGES", chains.edges)?;
+    fill(ebpf, "CHAIN_FORKS", chains.forks)?;
+    fill(ebpf, "CHAIN_BRANCHES", chains.branches)
 }
 
 /// tracer's BPF programs, loaded and (after [`Probes::attach`]) attached.
