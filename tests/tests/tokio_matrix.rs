@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::Command;
 
 use tracer_tests::{
-    GROUND_TRUTH_ENV, Profile, TaskKind, assert_matches_ground_truth,
+    GROUND_TRUTH_ENV, Profile, TaskKind, TracedRun, assert_matches_ground_truth,
     assert_matches_ground_truth_but_missing_destroys,
     assert_matches_ground_truth_but_unseen_spawns, fixture_bin, matrix_fixture_bin, require_root,
     run_traced, temp_path, tracer_bin,
@@ -35,15 +35,23 @@ use tracer_tests::{
 
 const FIXTURES: [&str; 2] = ["multi_thread", "current_thread"];
 
-/// Traces both fixtures of `version` built in `profile` and requires ground truth
-/// exactly, with ordinary tasks' polls compared only if `task_polls`.
-fn traces_match_ground_truth(version: &str, profile: Profile, task_polls: bool) {
+/// Traces both fixtures of `version` built in `profile` under `tracer run`, and
+/// hands each run to `check` with what it is (fixture, version, profile).
+fn trace_each_fixture(version: &str, profile: Profile, check: impl Fn(&str, &TracedRun, &str)) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     for name in FIXTURES {
         let what = format!("{name} on Tokio {version} ({profile:?})");
         let fixture = matrix_fixture_bin(name, version, profile).unwrap_or_else(|e| panic!("{e}"));
         let run = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_matches_ground_truth(&run, &what);
+        check(name, &run, &what);
+    }
+}
+
+/// Traces both fixtures of `version` built in `profile` and requires ground truth
+/// exactly, with ordinary tasks' polls compared only if `task_polls`.
+fn traces_match_ground_truth(version: &str, profile: Profile, task_polls: bool) {
+    trace_each_fixture(version, profile, |name, run, what| {
+        assert_matches_ground_truth(run, what);
         let gt = &run.ground_truth;
         assert_eq!(
             gt.task_polls,
@@ -60,7 +68,7 @@ fn traces_match_ground_truth(version: &str, profile: Profile, task_polls: bool) 
                 "{what}: ground truth has no block_in_place launcher"
             );
         }
-    }
+    });
 }
 
 /// Runs `tracer run --json -- fixture` and requires a refusal before the fixture
@@ -102,19 +110,15 @@ fn refused_before_it_runs(fixture: &Path, expected: &[&str]) {
 /// of the tasks whose spawn the tracer could not see, which say so (`existing`,
 /// no trigger) and are counted in the summary; most spawns must be seen.
 fn traces_match_ground_truth_but_inlined_spawns(version: &str, profile: Profile) {
-    require_root().unwrap_or_else(|e| panic!("{e}"));
-    for name in FIXTURES {
-        let what = format!("{name} on Tokio {version} ({profile:?})");
-        let fixture = matrix_fixture_bin(name, version, profile).unwrap_or_else(|e| panic!("{e}"));
-        let run = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let (seen, tasks) = assert_matches_ground_truth_but_unseen_spawns(&run, &what);
+    trace_each_fixture(version, profile, |_, run, what| {
+        let (seen, tasks) = assert_matches_ground_truth_but_unseen_spawns(run, what);
         eprintln!("{what}: spawns seen for {seen} of {tasks} tasks, the rest counted as such");
         assert!(
             2 * seen > tasks,
             "{what}: only {seen} of {tasks} spawns seen\n{}",
             run.describe()
         );
-    }
+    });
 }
 
 /// A copy of the release multi_thread fixture whose `tokio-1.54.1/` source paths
@@ -220,15 +224,10 @@ fn tokio_1_54_size_optimised_trace_matches_ground_truth() {
 
 #[test]
 fn tokio_1_54_panic_abort_trace_matches_ground_truth_but_the_frees_it_inlines_which_it_counts() {
-    require_root().unwrap_or_else(|e| panic!("{e}"));
-    for name in FIXTURES {
-        let what = format!("{name} on Tokio 1.54.1 (panic = \"abort\")");
-        let fixture =
-            fixture_bin(name, Profile::ReleasePanicAbort).unwrap_or_else(|e| panic!("{e}"));
-        let run = run_traced(&fixture, &[]).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let (missing, tasks) = assert_matches_ground_truth_but_missing_destroys(&run, &what);
+    trace_each_fixture("1.54.1", Profile::ReleasePanicAbort, |_, run, what| {
+        let (missing, tasks) = assert_matches_ground_truth_but_missing_destroys(run, what);
         eprintln!("{what}: {missing} of {tasks} destroys missing, all counted in the summary");
-    }
+    });
 }
 
 #[test]
